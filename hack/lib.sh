@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Shared shell helpers for slipway's scripts: free ports, readiness waits,
+# process bookkeeping. Source it; do not run it.
+
+# Debian's Python tools (swift, ansible) need the system python, not pyenv's.
+export PATH="/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+unset AWS_CA_BUNDLE
+
+SLIPWAY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SLIPWAY_ROOT
+# Heavy test-only tools (kube-apiserver, etcd, kwok, versitygw, FerretDB,
+# mongo-tools) are built once into this cache, keyed by their module's go.sum.
+export SLIPWAY_CACHE="${SLIPWAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/slipway}"
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 40000 ))
+    if ! ss -Htan "sport = :$p" | grep -q .; then
+      # Reserve it for this run so two servers of one run never pick the same port.
+      if mkdir "${SLIPWAY_PORTS_DIR:-/tmp/slipway-ports}/$p" 2>/dev/null; then
+        echo "$p"; return 0
+      fi
+    fi
+  done
+  die "no free port found"
+}
+
+# wait_for DESC TIMEOUT_SECONDS CMD... polls CMD every 0.1 s until it succeeds.
+wait_for() {
+  local desc=$1 timeout=$2; shift 2
+  local deadline=$(( $(date +%s) + timeout ))
+  until "$@" >/dev/null 2>&1; do
+    if (( $(date +%s) >= deadline )); then
+      die "$desc not ready after ${timeout}s"
+    fi
+    sleep 0.1
+  done
+}
+
+# start_bg NAME DIR CMD... starts CMD in the background with its output in
+# DIR/logs/NAME.log and records its PID in DIR/pids/NAME.pid.
+start_bg() {
+  local name=$1 dir=$2; shift 2
+  mkdir -p "$dir/logs" "$dir/pids"
+  "$@" >"$dir/logs/$name.log" 2>&1 &
+  echo $! >"$dir/pids/$name.pid"
+}
+
+# tools_hash DIR prints a short hash of a tools module's go.mod, go.sum and
+# build script, the key of its build cache.
+tools_hash() {
+  cat "$1"/go.mod "$1"/go.sum "$1"/*.sh 2>/dev/null | sha256sum | cut -c1-16
+}
