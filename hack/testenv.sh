@@ -14,8 +14,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-# Start order matters: swift before the registries that store into it.
-ALL_SERVERS=(swift registries kube mariadb mongo s3)
+# Start order matters: swift before the registries that store into it, kube
+# before the OpenStack emulator whose clusters point at it.
+ORDER=(swift registries kube openstack mariadb mongo s3)
+ALL_SERVERS=()
+for s in "${ORDER[@]}"; do [ -x "$SLIPWAY_ROOT/hack/servers/$s.sh" ] && ALL_SERVERS+=("$s"); done
 
 cmd=${1:-}; shift || true
 case "$cmd" in
