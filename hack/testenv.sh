@@ -16,7 +16,7 @@ set -euo pipefail
 
 # Start order matters: swift before the registries that store into it, kube
 # before the OpenStack emulator whose clusters point at it.
-ORDER=(swift registries kube openstack mariadb mongo s3)
+ORDER=(swift registries baseimages kube openstack mariadb mongo s3)
 ALL_SERVERS=()
 for s in "${ORDER[@]}"; do [ -x "$SLIPWAY_ROOT/hack/servers/$s.sh" ] && ALL_SERVERS+=("$s"); done
 
