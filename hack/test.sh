@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# test.sh runs every slipway test against real local servers: the README's
+# test command, and what CI runs (.ci/run).
+#
+#   hack/test.sh [go test packages or flags...]   default: ./...
+#
+# It installs what is missing (hack/install-deps.sh), builds the test-only
+# tools once (hack/tools.sh, cached), checks formatting, vet and staticcheck,
+# starts every server (hack/testenv.sh) under one temp dir, runs `go test`
+# with SLIPWAY_TEST_STRICT=1 (a missing server fails, never skips), and stops
+# the servers on exit, even when tests fail.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$SLIPWAY_ROOT"
+
+gobin=$(hack/install-deps.sh | tail -n 1)
+log "building test tools (cached in $SLIPWAY_CACHE)"
+toolpath=$(hack/tools.sh)
+export PATH="$SLIPWAY_ROOT/bin:$toolpath:$gobin:$PATH"
+
+log "building the binaries into bin/"
+go build -trimpath -o bin/ ./cmd/...
+
+log "static checks: gofmt, go vet, staticcheck"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+[ -z "$unformatted" ] || die "gofmt would change: $unformatted"
+go vet ./...
+staticcheck ./...
+
+envdir=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test.XXXXXX")
+cleanup() { hack/testenv.sh down "$envdir" || true; rm -rf "$envdir"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log "starting test servers in $envdir"
+hack/testenv.sh up "$envdir"
+. "$envdir/env"
+export SLIPWAY_TEST_STRICT=1 TMPDIR="$envdir/tmp"
+mkdir -p "$TMPDIR"
+
+args=("$@"); [ ${#args[@]} -gt 0 ] || args=(./...)
+log "go test ${args[*]}"
+go test -count=1 -timeout 40m "${args[@]}"
