@@ -1,0 +1,246 @@
+package openstackemu
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+const keystoneTime = "2006-01-02T15:04:05.000000Z"
+
+type authRequest struct {
+	Auth struct {
+		Identity struct {
+			Methods  []string `json:"methods"`
+			Password *struct {
+				User nameRef `json:"user"`
+			} `json:"password"`
+			Token *struct {
+				ID string `json:"id"`
+			} `json:"token"`
+			ApplicationCredential *struct {
+				ID     string   `json:"id"`
+				Name   string   `json:"name"`
+				Secret string   `json:"secret"`
+				User   *nameRef `json:"user"`
+			} `json:"application_credential"`
+		} `json:"identity"`
+		Scope *struct {
+			Project *nameRef `json:"project"`
+		} `json:"scope"`
+	} `json:"auth"`
+}
+
+type nameRef struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Password string `json:"password"`
+	Domain   *struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"domain"`
+}
+
+func (n nameRef) domain() string {
+	if n.Domain == nil {
+		return ""
+	}
+	if n.Domain.Name != "" {
+		return n.Domain.Name
+	}
+	if strings.EqualFold(n.Domain.ID, "default") {
+		return "Default"
+	}
+	return n.Domain.ID
+}
+
+func keystoneError(w http.ResponseWriter, code int, title, msg string) {
+	writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "title": title, "message": msg}})
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Keystone uri="/identity"`)
+	keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
+}
+
+func (e *Emulator) serveKeystone(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/identity"), "/")
+	switch {
+	case path == "" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": map[string]any{"values": []any{e.keystoneVersion(r)}}})
+	case path == "/v3" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, map[string]any{"version": e.keystoneVersion(r)})
+	case path == "/v3/auth/tokens" && r.Method == http.MethodPost:
+		e.issueToken(w, r)
+	case path == "/v3/auth/tokens" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		if t := e.validToken(r.Header.Get("X-Subject-Token")); t != nil && e.validToken(r.Header.Get("X-Auth-Token")) != nil {
+			w.Header().Set("X-Subject-Token", r.Header.Get("X-Subject-Token"))
+			writeJSON(w, http.StatusOK, map[string]any{"token": e.tokenBody(r, t)})
+			return
+		}
+		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token.")
+	case path == "/v3/auth/tokens" && r.Method == http.MethodDelete:
+		e.mu.Lock()
+		delete(e.tokens, r.Header.Get("X-Subject-Token"))
+		e.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
+	}
+}
+
+func (e *Emulator) keystoneVersion(r *http.Request) map[string]any {
+	return map[string]any{
+		"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+		"links":       []any{map[string]any{"rel": "self", "href": baseURL(r) + "/identity/v3/"}},
+		"media-types": []any{map[string]any{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}},
+	}
+}
+
+func (e *Emulator) issueToken(w http.ResponseWriter, r *http.Request) {
+	var req authRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		keystoneError(w, http.StatusBadRequest, "Bad Request", "Expecting to find auth in request body.")
+		return
+	}
+	id := req.Auth.Identity
+	var (
+		user      *User
+		method    string
+		appCredID string
+	)
+	e.mu.Lock()
+	switch {
+	case contains(id.Methods, "application_credential") && id.ApplicationCredential != nil:
+		ac := id.ApplicationCredential
+		method = "application_credential"
+		for _, u := range e.users {
+			if u.AppCredSecret == "" {
+				continue
+			}
+			match := ac.ID != "" && ac.ID == u.AppCredID ||
+				ac.ID == "" && ac.Name != "" && ac.Name == u.AppCredName && ac.User != nil && (ac.User.ID == u.id || ac.User.Name == u.Name)
+			if match && secretEqual(ac.Secret, u.AppCredSecret) {
+				user, appCredID = u, u.AppCredID
+			}
+		}
+	case contains(id.Methods, "password") && id.Password != nil:
+		method = "password"
+		pu := id.Password.User
+		for _, u := range e.users {
+			if (pu.ID != "" && pu.ID == u.id || pu.Name == u.Name && (pu.domain() == "" || pu.domain() == u.Domain)) &&
+				secretEqual(pu.Password, u.Password) {
+				user = u
+			}
+		}
+	case contains(id.Methods, "token") && id.Token != nil:
+		method = "token"
+		if t, ok := e.tokens[id.Token.ID]; ok && e.opts.Now().Before(t.expires) {
+			user = t.user
+		}
+	}
+	e.mu.Unlock()
+	if user == nil {
+		unauthorized(w)
+		return
+	}
+	if s := req.Auth.Scope; s != nil && s.Project != nil {
+		if method == "application_credential" {
+			keystoneError(w, http.StatusUnauthorized, "Unauthorized", "Application credentials cannot request a scope.")
+			return
+		}
+		if (s.Project.ID != "" && s.Project.ID != user.projectID) || (s.Project.Name != "" && s.Project.Name != user.Project) {
+			unauthorized(w)
+			return
+		}
+	}
+	if f := e.takeFault(FaultKeystoneError, user.Project, "", r); f != nil {
+		keystoneError(w, f.httpStatus(), http.StatusText(f.httpStatus()), "injected fault")
+		return
+	}
+	t := &token{user: user, expires: e.opts.Now().Add(e.opts.TokenTTL), method: method, appCredID: appCredID}
+	tid := "gAAAAA" + randomHex(32)
+	e.mu.Lock()
+	e.tokens[tid] = t
+	e.mu.Unlock()
+	w.Header().Set("X-Subject-Token", tid)
+	writeJSON(w, http.StatusCreated, map[string]any{"token": e.tokenBody(r, t)})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func secretEqual(a, b string) bool {
+	return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+func (e *Emulator) tokenBody(r *http.Request, t *token) map[string]any {
+	u := t.user
+	domain := map[string]any{"id": strings.ToLower(u.Domain), "name": u.Domain}
+	if u.Domain == "Default" {
+		domain["id"] = "default"
+	}
+	var catalog []any
+	var idEndpoints, magnumEndpoints []any
+	for _, name := range e.opts.Regions {
+		idEndpoints = append(idEndpoints, map[string]any{
+			"id": randomHex(16), "interface": "public", "region": name, "region_id": name,
+			"url": baseURL(r) + "/identity/v3",
+		})
+		for _, iface := range []string{"public", "internal", "admin"} {
+			magnumEndpoints = append(magnumEndpoints, map[string]any{
+				"id": randomHex(16), "interface": iface, "region": name, "region_id": name,
+				"url": baseURL(r) + "/magnum/" + name + "/v1",
+			})
+		}
+	}
+	catalog = append(catalog,
+		map[string]any{"id": randomHex(16), "type": "identity", "name": "keystone", "endpoints": idEndpoints},
+		map[string]any{"id": randomHex(16), "type": "container-infra", "name": "magnum", "endpoints": magnumEndpoints},
+	)
+	body := map[string]any{
+		"methods":    []string{t.method},
+		"user":       map[string]any{"id": u.id, "name": u.Name, "domain": domain, "password_expires_at": nil},
+		"audit_ids":  []string{randomHex(11)},
+		"expires_at": t.expires.UTC().Format(keystoneTime),
+		"issued_at":  t.expires.Add(-e.opts.TokenTTL).UTC().Format(keystoneTime),
+		"project":    map[string]any{"id": u.projectID, "name": u.Project, "domain": domain},
+		"is_domain":  false,
+		"roles":      []any{map[string]any{"id": randomHex(16), "name": "member"}, map[string]any{"id": randomHex(16), "name": "reader"}},
+		"catalog":    catalog,
+	}
+	if t.appCredID != "" {
+		body["application_credential"] = map[string]any{"id": t.appCredID, "name": u.AppCredName, "restricted": true}
+	}
+	return body
+}
+
+// validToken returns the token for id if it exists and has not expired.
+func (e *Emulator) validToken(id string) *token {
+	if id == "" {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t, ok := e.tokens[id]
+	if !ok || !e.opts.Now().Before(t.expires) {
+		return nil
+	}
+	return t
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
