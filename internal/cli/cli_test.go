@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/slipwayci/slipway/internal/logging"
+)
+
+func testApp(action ucli.ActionFunc) (*ucli.App, *bytes.Buffer, *bytes.Buffer) {
+	app := New(App{
+		Name:    "demo",
+		Usage:   "a demo",
+		Example: "demo run --thing x",
+		Commands: []*ucli.Command{{
+			Name:   "run",
+			Flags:  []ucli.Flag{&ucli.StringFlag{Name: "thing", EnvVars: []string{"SLIPWAY_THING"}}},
+			Action: action,
+		}},
+	})
+	var out, errOut bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errOut
+	return app, &out, &errOut
+}
+
+func TestRunExitCodes(t *testing.T) {
+	logging.Register("hunter2-password")
+	tests := []struct {
+		name     string
+		args     []string
+		err      error
+		wantCode int
+		wantErr  string
+	}{
+		{"ok", []string{"demo", "run"}, nil, ExitOK, ""},
+		{"failure", []string{"demo", "run"}, fmt.Errorf("pushing x to region a: %w", errors.New("503")), ExitFailed, "demo: pushing x to region a: 503\n"},
+		{"usage from action", []string{"demo", "run"}, Usagef("build.yaml:3: field tags: %q is not a valid tag", "a b"), ExitUsage, `demo: build.yaml:3: field tags: "a b" is not a valid tag` + "\n"},
+		{"unknown flag", []string{"demo", "run", "--nope"}, nil, ExitUsage, "flag provided but not defined: -nope"},
+		{"bad log format", []string{"demo", "--log-format", "xml", "run"}, nil, ExitUsage, `--log-format: "xml" is not text or json`},
+		{"secret scrubbed", []string{"demo", "run"}, errors.New("auth with hunter2-password refused"), ExitFailed, "auth with [redacted] refused"},
+		{"cancelled", []string{"demo", "run"}, fmt.Errorf("waiting: %w", context.Canceled), ExitFailed, "(interrupted)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app, _, errOut := testApp(func(*ucli.Context) error { return tt.err })
+			code := Run(context.Background(), app, tt.args)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, errOut)
+			}
+			if tt.wantErr == "" && errOut.Len() != 0 {
+				t.Errorf("stderr = %q, want nothing", errOut)
+			}
+			if !strings.Contains(errOut.String(), tt.wantErr) {
+				t.Errorf("stderr = %q, want it to contain %q", errOut, tt.wantErr)
+			}
+			if strings.Count(strings.TrimSpace(errOut.String()), "\n") > 0 && tt.wantCode != ExitOK {
+				t.Errorf("error printed on more than one line: %q", errOut)
+			}
+		})
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	app, out, _ := testApp(nil)
+	if code := Run(context.Background(), app, []string{"demo", "version"}); code != 0 {
+		t.Fatalf("version exit %d", code)
+	}
+	if got := out.String(); got != "demo "+Version+"\n" {
+		t.Errorf("version printed %q", got)
+	}
+	out.Reset()
+	if code := Run(context.Background(), app, []string{"demo", "--help"}); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, want := range []string{"EXAMPLES", "demo run --thing x", "--log-format", "SLIPWAY_LOG_FORMAT"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestNotBuilt(t *testing.T) {
+	app := New(App{Name: "stage", Action: NotBuilt("stage", 9)})
+	var errOut bytes.Buffer
+	app.ErrWriter = &errOut
+	if code := Run(context.Background(), app, []string{"stage"}); code != ExitUsage {
+		t.Errorf("exit = %d, want %d", code, ExitUsage)
+	}
+	if !strings.Contains(errOut.String(), "not built yet (issue 9)") {
+		t.Errorf("stderr = %q", errOut.String())
+	}
+}
