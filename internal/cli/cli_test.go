@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/zuul"
 )
 
 func testApp(action ucli.ActionFunc) (*ucli.App, *bytes.Buffer, *bytes.Buffer) {
@@ -96,3 +98,57 @@ func TestNotBuilt(t *testing.T) {
 		t.Errorf("stderr = %q", errOut.String())
 	}
 }
+
+func TestZuulContext(t *testing.T) {
+	dir := t.TempDir()
+	good := dir + "/vars.yaml"
+	bad := dir + "/bad.yaml"
+	if err := os.WriteFile(good, []byte("zuul: {pipeline: check, change: '5', patchset: '1'}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("zuul: {change: five, patchset: '1'}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantCode int
+		want     string
+	}{
+		{"file", []string{"--zuul-vars", good}, nil, ExitOK, "check/5"},
+		{"env", nil, map[string]string{"ZUUL_PIPELINE": "gate", "ZUUL_CHANGE": "9", "ZUUL_PATCHSET": "2"}, ExitOK, "gate/9"},
+		{"bad file", []string{"--zuul-vars", bad}, nil, ExitUsage, ""},
+		{"missing file", []string{"--zuul-vars", dir + "/none.yaml"}, nil, ExitUsage, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, n := range zuulEnvNames() {
+				t.Setenv(n, tt.env[n])
+			}
+			var got string
+			app := New(App{Name: "demo", Commands: []*ucli.Command{{
+				Name: "run", Flags: ZuulFlags(),
+				Action: func(cliContext *ucli.Context) error {
+					z, err := ZuulContext(cliContext)
+					if err != nil {
+						return err
+					}
+					got = z.Pipeline + "/" + z.Change
+					return nil
+				},
+			}}})
+			var errOut bytes.Buffer
+			app.ErrWriter = &errOut
+			code := Run(context.Background(), app, append([]string{"demo", "run"}, tt.args...))
+			if code != tt.wantCode {
+				t.Fatalf("exit = %d, want %d (stderr %q)", code, tt.wantCode, errOut.String())
+			}
+			if got != tt.want {
+				t.Errorf("context = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func zuulEnvNames() []string { return zuul.EnvNames() }
