@@ -17,12 +17,13 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
 free_port() {
-  local p
+  local p ports="${SLIPWAY_PORTS_DIR:-/tmp/slipway-ports}"
+  mkdir -p "$ports"
   for _ in $(seq 1 200); do
     p=$(( 20000 + RANDOM % 40000 ))
     if ! ss -Htan "sport = :$p" | grep -q .; then
       # Reserve it for this run so two servers of one run never pick the same port.
-      if mkdir "${SLIPWAY_PORTS_DIR:-/tmp/slipway-ports}/$p" 2>/dev/null; then
+      if mkdir "$ports/$p" 2>/dev/null; then
         echo "$p"; return 0
       fi
     fi
