@@ -1,14 +1,12 @@
-// Command push-registry: push images to the registries of every region, verified, tags moved only when all regions have them.
+// Command push-registry pushes images to the registries of every region,
+// verified, with tags moved only when all regions have them.
 package main
 
 import (
 	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/push"
 )
 
 func main() {
-	cli.Main(cli.New(cli.App{
-		Name:   "push-registry",
-		Usage:  "push images to the registries of every region, verified, tags moved only when all regions have them",
-		Action: cli.NotBuilt("push-registry", 4),
-	}))
+	cli.Main(push.App())
 }

@@ -1,0 +1,313 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/slipwayci/slipway/internal/httpx"
+)
+
+// client talks the distribution API to one region's registry. It speaks
+// only the few calls push-registry needs, so that each blob body can be a
+// stream shared by every region.
+type client struct {
+	region Region
+	base   string // scheme://host
+	http   *http.Client
+}
+
+// manifestAccepts lists every manifest media type we copy.
+var manifestAccepts = strings.Join([]string{
+	"application/vnd.oci.image.index.v1+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.docker.distribution.manifest.v2+json",
+}, ", ")
+
+// baseTransport builds the TLS-aware transport for a region; retries and the
+// user agent wrap it.
+func baseTransport(r Region, retry httpx.RetryPolicy) (http.RoundTripper, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	t.ResponseHeaderTimeout = 0
+	t.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if r.CAFile != "" {
+		pem, err := os.ReadFile(r.CAFile)
+		if err != nil {
+			return nil, badInput("region %s: caFile: %v", r.Name, err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, badInput("region %s: caFile %s holds no PEM certificate", r.Name, r.CAFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return httpx.UserAgent(httpx.Retry(t, retry), "push-registry"), nil
+}
+
+// newClient pings the registry and sets up its auth (basic or bearer token)
+// for the given repositories.
+func newClient(ctx context.Context, r Region, cred Credential, retry httpx.RetryPolicy, repos []string) (*client, error) {
+	reg, err := r.registry()
+	if err != nil {
+		return nil, badInput("region %s: %v", r.Name, err)
+	}
+	inner, err := baseTransport(r, retry)
+	if err != nil {
+		return nil, err
+	}
+	scopes := make([]string, 0, len(repos))
+	for _, repo := range repos {
+		scopes = append(scopes, reg.Repo(repo).Scope(transport.PushScope))
+	}
+	t, err := transport.NewWithContext(ctx, reg, cred.authenticator(), inner, scopes)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to region %s registry %s as %s: %w", r.Name, r.Registry, cred, cleanErr(err))
+	}
+	return &client{
+		region: r,
+		base:   reg.Scheme() + "://" + reg.RegistryStr(),
+		// No overall timeout: blobs can take long; stalls are caught by the
+		// upload watchdog and everything else by ctx.
+		http: &http.Client{Transport: t},
+	}, nil
+}
+
+// cleanErr drops ggcr's error decoration that repeats the URL with
+// credentials-bearing query strings.
+func cleanErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %w", ue.Op, httpx.Redact(ue.URL), ue.Err)
+	}
+	return err
+}
+
+func (c *client) url(repo, kind, ref string) string {
+	return c.base + "/v2/" + repo + "/" + kind + "/" + ref
+}
+
+func (c *client) do(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, cleanErr(err)
+	}
+	return resp, nil
+}
+
+// statusError reads a registry error response into an error naming the
+// status and the registry's error codes.
+func statusError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	if msg == "" {
+		return &httpError{Status: resp.StatusCode, Msg: resp.Status}
+	}
+	return &httpError{Status: resp.StatusCode, Msg: resp.Status + ": " + msg}
+}
+
+type httpError struct {
+	Status int
+	Msg    string
+}
+
+func (e *httpError) Error() string { return e.Msg }
+
+// headBlob reports the size the registry has for a blob, or -1 if unknown.
+func (c *client) headBlob(ctx context.Context, repo string, d v1.Hash) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.url(repo, "blobs", d.String()), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp.ContentLength, nil
+	case http.StatusNotFound:
+		return -1, nil
+	}
+	return 0, statusError(resp)
+}
+
+// startUpload opens an upload session, trying a cross-repository mount from
+// `from` first. mounted is true when the registry linked the blob and no
+// upload is needed.
+func (c *client) startUpload(ctx context.Context, repo, from string, d v1.Hash) (location string, mounted bool, err error) {
+	u := c.base + "/v2/" + repo + "/blobs/uploads/"
+	if from != "" {
+		u += "?" + url.Values{"mount": {d.String()}, "from": {from}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return "", false, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return "", false, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusCreated:
+		return "", true, nil
+	case http.StatusAccepted:
+		loc, err := c.resolve(req.URL, resp.Header.Get("Location"))
+		return loc, false, err
+	}
+	return "", false, statusError(resp)
+}
+
+func (c *client) resolve(base *url.URL, loc string) (string, error) {
+	if loc == "" {
+		return "", errors.New("registry returned no upload Location")
+	}
+	u, err := base.Parse(loc)
+	if err != nil {
+		return "", fmt.Errorf("registry returned a bad upload Location: %w", err)
+	}
+	return u.String(), nil
+}
+
+// putBlob finishes an upload session with the whole blob as one streamed
+// body (a monolithic upload): memory stays bounded by the body's buffers.
+func (c *client) putBlob(ctx context.Context, location string, d v1.Hash, size int64, body io.Reader) error {
+	u, err := url.Parse(location)
+	if err != nil {
+		return err
+	}
+	q := u.Query()
+	q.Set("digest", d.String())
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), io.NopCloser(body))
+	if err != nil {
+		return err
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return statusError(resp)
+	}
+	return nil
+}
+
+// cancelUpload deletes an unfinished upload session so nothing half-done is
+// left behind. Best effort: the registry purges old sessions anyway.
+func (c *client) cancelUpload(location string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, location, nil)
+	if err != nil {
+		return
+	}
+	if resp, err := c.do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// putManifest uploads a manifest under ref (a digest or a tag).
+func (c *client) putManifest(ctx context.Context, repo, ref, mediaType string, raw []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.url(repo, "manifests", ref), bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", mediaType)
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return statusError(resp)
+	}
+	return nil
+}
+
+// headManifest returns the digest ref resolves to, or "" if unknown.
+func (c *client) headManifest(ctx context.Context, repo, ref string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.url(repo, "manifests", ref), nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", manifestAccepts)
+	resp, err := c.do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		d := resp.Header.Get("Docker-Content-Digest")
+		if d == "" {
+			return "", errors.New("registry sent no Docker-Content-Digest")
+		}
+		return d, nil
+	case http.StatusNotFound:
+		return "", nil
+	}
+	return "", statusError(resp)
+}
+
+// getManifest reads a manifest; nil if unknown.
+func (c *client) getManifest(ctx context.Context, repo, ref string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(repo, "manifests", ref), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Accept", manifestAccepts)
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		if err != nil {
+			return nil, "", fmt.Errorf("reading manifest %s: %w", ref, err)
+		}
+		return raw, resp.Header.Get("Content-Type"), nil
+	case http.StatusNotFound:
+		return nil, "", nil
+	}
+	return nil, "", statusError(resp)
+}
+
+// sizeString formats an optional Content-Length.
+func sizeString(n int64) string {
+	if n < 0 {
+		return "unknown"
+	}
+	return strconv.FormatInt(n, 10)
+}

@@ -1,0 +1,187 @@
+package push
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// chunkSize and queueDepth bound the memory of one blob's fan-out:
+// each target holds at most queueDepth chunks, whatever the layer size.
+const (
+	chunkSize  = 256 << 10
+	queueDepth = 8
+)
+
+// errStalled is the cause when an upload made no progress for the stall
+// timeout (a registry that stopped reading).
+var errStalled = errors.New("upload stalled")
+
+// errSourceCorrupt means the source's bytes do not match their digest:
+// retrying cannot help.
+var errSourceCorrupt = errors.New("source blob does not match its digest")
+
+// streamTarget is one region's upload of one blob.
+type streamTarget struct {
+	ch   chan []byte
+	done chan struct{} // closed when the target's upload returned
+	end  error         // set before ch is closed: io.EOF or the source's error
+	cur  []byte
+	last atomic.Int64 // unix nanos of the last progress
+	sent atomic.Int64 // bytes handed to the HTTP request
+	err  error        // the upload's outcome
+	// onBytes counts progress (may be nil).
+	onBytes func(int64)
+}
+
+func (t *streamTarget) Read(p []byte) (int, error) {
+	if len(t.cur) == 0 {
+		b, ok := <-t.ch
+		if !ok {
+			return 0, t.end
+		}
+		t.cur = b
+	}
+	n := copy(p, t.cur)
+	t.cur = t.cur[n:]
+	t.last.Store(time.Now().UnixNano())
+	t.sent.Add(int64(n))
+	if t.onBytes != nil {
+		t.onBytes(int64(n))
+	}
+	return n, nil
+}
+
+// uploadFunc uploads body (exactly size bytes) for one target.
+type uploadFunc func(ctx context.Context, body io.Reader) error
+
+// fanOut reads the blob from its source once and streams it to every upload
+// in parallel. A slow target slows the source only when its queue is full; a
+// failed target is dropped and the others go on. It returns one error per
+// upload (nil for success).
+func fanOut(ctx context.Context, b blob, stall time.Duration, uploads []uploadFunc, onBytes []func(int64)) []error {
+	targets := make([]*streamTarget, len(uploads))
+	var wg sync.WaitGroup
+	for i, up := range uploads {
+		t := &streamTarget{ch: make(chan []byte, queueDepth), done: make(chan struct{})}
+		if onBytes != nil {
+			t.onBytes = onBytes[i]
+		}
+		t.last.Store(time.Now().UnixNano())
+		targets[i] = t
+		tctx, cancel := context.WithCancelCause(ctx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel(nil)
+			stop := watchdog(tctx, t, stall, cancel)
+			t.err = up(tctx, t)
+			stop()
+			if t.err != nil && context.Cause(tctx) == errStalled {
+				t.err = fmt.Errorf("%w: no progress for %s after %d bytes", errStalled, stall, t.sent.Load())
+			}
+			close(t.done)
+		}()
+	}
+	srcErr := pump(ctx, b, targets)
+	for _, t := range targets {
+		if srcErr != nil {
+			t.end = srcErr
+		} else {
+			t.end = io.EOF
+		}
+		close(t.ch)
+	}
+	wg.Wait()
+	errs := make([]error, len(targets))
+	for i, t := range targets {
+		errs[i] = t.err
+		if t.err == nil && srcErr != nil {
+			errs[i] = srcErr
+		}
+		if t.err != nil && srcErr != nil && errors.Is(srcErr, errSourceCorrupt) {
+			errs[i] = srcErr
+		}
+	}
+	return errs
+}
+
+// pump copies the source into every live target's queue and checks the
+// digest and size before letting the uploads finish: a corrupt source ends
+// them with an error, so no registry commits a wrong blob.
+func pump(ctx context.Context, b blob, targets []*streamTarget) error {
+	src, err := b.open()
+	if err != nil {
+		return fmt.Errorf("opening source blob %s: %w", b.Digest, err)
+	}
+	defer src.Close()
+	h := sha256.New()
+	var total int64
+	for {
+		buf := make([]byte, chunkSize)
+		n, rerr := io.ReadFull(src, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			total += int64(n)
+			live := 0
+			for _, t := range targets {
+				select {
+				case t.ch <- buf[:n]:
+					live++
+				case <-t.done:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			if live == 0 {
+				return nil // every upload ended; their errors say why
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("reading source blob %s: %w", b.Digest, rerr)
+		}
+	}
+	if total != b.Size {
+		return fmt.Errorf("%w: %s: read %d bytes, want %d", errSourceCorrupt, b.Digest, total, b.Size)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); b.Digest.Algorithm == "sha256" && got != b.Digest.String() {
+		return fmt.Errorf("%w: %s: content hashes to %s", errSourceCorrupt, b.Digest, got)
+	}
+	return nil
+}
+
+// watchdog cancels an upload that made no progress for d: the request
+// body was not read, or the response did not come, for that long.
+func watchdog(ctx context.Context, t *streamTarget, d time.Duration, cancel context.CancelCauseFunc) (stop func()) {
+	if d <= 0 {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(d / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if time.Since(time.Unix(0, t.last.Load())) > d {
+					cancel(errStalled)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(quit) }
+}
