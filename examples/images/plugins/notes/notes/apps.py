@@ -1,0 +1,4 @@
+from django.apps import AppConfig
+
+class NotesConfig(AppConfig):
+    name = "notes"
