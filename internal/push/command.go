@@ -104,7 +104,7 @@ func pushCommand(name, usage string, promote bool) *ucli.Command {
 				ResultFile:     cliContext.String("result"),
 				ZuulReturnFile: cliContext.String("zuul-return"),
 				Log:            slog.Default(),
-				Progress:       progress.New(os.Stderr),
+				Progress:       progress.New(cliContext.App.ErrWriter),
 			}
 			if promote {
 				opts.FromRegistry = cliContext.String("from-registry")

@@ -1,0 +1,393 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/testenv"
+)
+
+// TestPushTwoRegions pushes a layout to region A (filesystem) and region B
+// (Swift), checks the digests with skopeo in both regions and on the
+// Magnum-node registry that reads B's Swift container, then pushes again and
+// checks nothing is uploaded.
+func TestPushTwoRegions(t *testing.T) {
+	regions := regionsAB(t)
+	node := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_B_NODE")
+	img := randomImage(t, 3, 700_000)
+	want := digestOf(t, img)
+	dir := writeLayout(t, img)
+	repo := uniqueRepo(t)
+	out := t.TempDir()
+
+	o := quietOpts(regions)
+	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1", "latest"}
+	o.ResultFile, o.ZuulReturnFile = filepath.Join(out, "push.json"), filepath.Join(out, "zuul.json")
+	res, err := run(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{
+		regions[0].Registry + "/" + repo + ":v1",
+		regions[1].Registry + "/" + repo + ":v1",
+		regions[1].Registry + "/" + repo + ":latest",
+		node + "/" + repo + ":v1", // same Swift container, another registry process
+	} {
+		if got := skopeoDigest(t, ref); got != want {
+			t.Errorf("skopeo %s: digest %s, want %s", ref, got, want)
+		}
+	}
+	var onDisk result.PushResult
+	if err := result.ReadFile(o.ResultFile, &onDisk); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(res.Images, onDisk.Images); diff != "" {
+		t.Errorf("result file differs from returned result (-want +got):\n%s", diff)
+	}
+	for _, r := range onDisk.Images[0].Regions {
+		got := []any{r.Digest, r.BlobsUploaded, r.BlobsPresent, r.Verified, r.Tags}
+		wantR := []any{want, 4, 0, true, []string{"v1", "latest"}}
+		if diff := cmp.Diff(wantR, got); diff != "" {
+			t.Errorf("region %s (-want +got):\n%s", r.Region, diff)
+		}
+		if r.BytesUploaded < 3*700_000 {
+			t.Errorf("region %s: bytesUploaded %d, want >= %d", r.Region, r.BytesUploaded, 3*700_000)
+		}
+	}
+	ref, err := onDisk.Images[0].Reference("b")
+	if err != nil || ref != regions[1].Registry+"/"+repo+"@"+want {
+		t.Errorf("Reference(b) = %q, %v", ref, err)
+	}
+	var zr struct {
+		Zuul struct {
+			Artifacts []struct {
+				Name, URL string
+				Metadata  map[string]any
+			}
+		}
+	}
+	data, err := os.ReadFile(o.ZuulReturnFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &zr); err != nil {
+		t.Fatal(err)
+	}
+	if len(zr.Zuul.Artifacts) != 2 || zr.Zuul.Artifacts[1].URL != "docker://"+regions[1].Registry+"/"+repo+"@"+want {
+		t.Errorf("zuul_return artifacts = %+v", zr.Zuul.Artifacts)
+	}
+
+	// Rerun: idempotent, 0 blob bytes.
+	res2, err := run(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res2.Images[0].Regions {
+		if r.BytesUploaded != 0 || r.BlobsUploaded != 0 || r.BlobsPresent != 4 {
+			t.Errorf("rerun region %s: uploaded %d blobs / %d bytes, present %d; want 0/0/4", r.Region, r.BlobsUploaded, r.BytesUploaded, r.BlobsPresent)
+		}
+	}
+}
+
+// TestPushIndex copies a multi-arch index whole: the index digest and every
+// child manifest land in both regions.
+func TestPushIndex(t *testing.T) {
+	regions := regionsAB(t)
+	var ii v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	var children []v1.Image
+	for _, arch := range []string{"amd64", "arm64"} {
+		img := randomImage(t, 2, 200_000)
+		children = append(children, img)
+		ii = mutate.AppendManifests(ii, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendIndex(ii); err != nil {
+		t.Fatal(err)
+	}
+	repo := uniqueRepo(t)
+	o := quietOpts(regions)
+	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"multi"}
+	res, err := run(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := digestOf(t, ii)
+	if res.Images[0].Digest != want {
+		t.Errorf("result digest %s, want %s", res.Images[0].Digest, want)
+	}
+	for _, r := range regions {
+		if got := skopeoDigest(t, r.Registry+"/"+repo+":multi"); got != want {
+			t.Errorf("region %s: index digest %s, want %s", r.Name, got, want)
+		}
+		for _, c := range children {
+			d := digestOf(t, c)
+			if got := skopeoDigest(t, r.Registry+"/"+repo+"@"+d); got != d {
+				t.Errorf("region %s: child %s reads back as %s", r.Name, d, got)
+			}
+		}
+		if got := res.Images[0].Regions[0].BlobsUploaded; got != 6 {
+			t.Errorf("blobs uploaded = %d, want 6 (2 configs + 4 layers)", got)
+		}
+	}
+}
+
+// TestPushBuildResult pushes build-image's result: two images sharing base
+// layers, the second mounting them from the first's repository.
+func TestPushBuildResult(t *testing.T) {
+	regions := regionsAB(t)
+	base := randomImage(t, 2, 300_000)
+	extra := func() v1.Image {
+		layers, err := randomImage(t, 1, 50_000).Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(base, layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	imgs := []v1.Image{extra(), extra()}
+	dir := t.TempDir()
+	repoPrefix := uniqueRepo(t)
+	br := result.BuildResult{}
+	for i, img := range imgs {
+		layoutDir := filepath.Join(dir, "layout", string(rune('a'+i)))
+		p, err := layout.Write(layoutDir, empty.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.AppendImage(img); err != nil {
+			t.Fatal(err)
+		}
+		br.Images = append(br.Images, result.BuiltImage{
+			Name:           []string{"openedx", "mfe"}[i],
+			Repository:     repoPrefix + "/" + []string{"openedx", "mfe"}[i],
+			Tags:           []string{"main"},
+			ManifestDigest: digestOf(t, img),
+			Layout:         filepath.Join("layout", string(rune('a'+i))), // relative to the result file
+		})
+	}
+	brFile := filepath.Join(dir, "build.json")
+	if err := result.WriteFile(brFile, &br, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := quietOpts(regions)
+	o.BuildResult, o.Tags = brFile, []string{"extra"}
+	res, err := run(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pi := range res.Images {
+		if pi.Name != br.Images[i].Name || pi.Digest != br.Images[i].ManifestDigest {
+			t.Errorf("image %d: %s %s, want %s %s", i, pi.Name, pi.Digest, br.Images[i].Name, br.Images[i].ManifestDigest)
+		}
+		for _, r := range pi.Regions {
+			if diff := cmp.Diff([]string{"main", "extra"}, r.Tags); diff != "" {
+				t.Errorf("tags (-want +got):\n%s", diff)
+			}
+			host, repo, _ := cut(r.Repository)
+			if got := skopeoDigest(t, host+"/"+repo+":extra"); got != pi.Digest {
+				t.Errorf("%s:extra = %s, want %s", r.Repository, got, pi.Digest)
+			}
+		}
+	}
+	// The second image shares base's 2 layers: mounted, not uploaded.
+	for _, r := range res.Images[1].Regions {
+		if r.BlobsMounted != 2 || r.BlobsUploaded != 2 {
+			t.Errorf("region %s: mfe mounted %d uploaded %d, want 2 and 2 (config + own layer)", r.Region, r.BlobsMounted, r.BlobsUploaded)
+		}
+	}
+}
+
+func cut(repository string) (string, string, bool) {
+	for i := 0; i < len(repository); i++ {
+		if repository[i] == '/' {
+			return repository[:i], repository[i+1:], true
+		}
+	}
+	return repository, "", false
+}
+
+// TestPushDockerArchive pushes a docker save tarball.
+func TestPushDockerArchive(t *testing.T) {
+	regions := regionsAB(t)
+	img := randomImage(t, 2, 100_000)
+	tag, _ := name.NewTag("example.invalid/app:v1")
+	file := filepath.Join(t.TempDir(), "app.tar")
+	if err := tarball.WriteToFile(file, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	srcImg, err := tarball.ImageFromPath(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := digestOf(t, srcImg)
+	repo := uniqueRepo(t)
+	o := quietOpts(regions)
+	o.Source, o.Repository, o.Tags = "docker-archive:"+file, repo, []string{"v1"}
+	if _, err := run(t, o); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range regions {
+		if got := skopeoDigest(t, r.Registry+"/"+repo+":v1"); got != want {
+			t.Errorf("region %s: %s, want %s", r.Name, got, want)
+		}
+	}
+}
+
+// TestPromote seeds the buildset registry with an independent client, then
+// promotes by digest to both regions and tags there.
+func TestPromote(t *testing.T) {
+	regions := regionsAB(t)
+	buildset := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_BUILDSET")
+	img := randomImage(t, 2, 200_000)
+	want := digestOf(t, img)
+	repo := uniqueRepo(t)
+	src, _ := name.ParseReference(buildset + "/" + repo + ":gate")
+	if err := remote.Write(src, img); err != nil {
+		t.Fatal(err)
+	}
+
+	o := quietOpts(regions)
+	o.Source, o.RequireDigest, o.Tags = buildset+"/"+repo+":gate", true, []string{"post"}
+	if _, err := run(t, o); err == nil || !isBadInput(err) {
+		t.Fatalf("promote from a tag: err = %v, want a bad-input error", err)
+	}
+	if got := tagDigest(t, regions[0].Registry, repo, "post"); got != "" {
+		t.Fatalf("tag moved after a refused promote: %s", got)
+	}
+
+	o.Source = buildset + "/" + repo + "@" + want
+	res, err := run(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Images[0].Source != buildset+"/"+repo+"@"+want {
+		t.Errorf("source = %q", res.Images[0].Source)
+	}
+	for _, r := range regions {
+		if got := skopeoDigest(t, r.Registry+"/"+repo+":post"); got != want {
+			t.Errorf("region %s: post = %s, want %s", r.Name, got, want)
+		}
+	}
+	// Promote through a build result and --from-registry.
+	br := result.BuildResult{Images: []result.BuiltImage{{Name: "app", Repository: repo, ManifestDigest: want, Tags: []string{"rc"}}}}
+	brFile := filepath.Join(t.TempDir(), "build.json")
+	if err := result.WriteFile(brFile, &br, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o2 := quietOpts(regions)
+	o2.BuildResult, o2.FromRegistry, o2.RequireDigest = brFile, buildset, true
+	res2, err := run(t, o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res2.Images[0].Regions {
+		if r.BlobsUploaded != 0 || r.BlobsPresent != 3 {
+			t.Errorf("region %s: second promote uploaded %d present %d, want 0 and 3", r.Region, r.BlobsUploaded, r.BlobsPresent)
+		}
+		host, path, _ := cut(r.Repository)
+		if got := tagDigest(t, host, path, "rc"); got != want {
+			t.Errorf("region %s: rc = %q, want %s", r.Region, got, want)
+		}
+		if got := tagDigest(t, host, path, "post"); got != want {
+			t.Errorf("region %s: post tag changed to %q (promote never deletes or moves other tags)", r.Region, got)
+		}
+	}
+}
+
+func isBadInput(err error) bool { return err != nil && errors.Is(err, ErrBadInput) }
+
+// TestVerifyResult checks a push result against the live registries, then
+// truncates a blob in region A's storage (the zero-byte object failure) and
+// expects verify to name the region, repository and blob.
+func TestVerifyResult(t *testing.T) {
+	regions := regionsAB(t)
+	data := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_DATA_A")
+	img := randomImage(t, 2, 150_000)
+	dir := writeLayout(t, img)
+	repo := uniqueRepo(t)
+	o := quietOpts(regions)
+	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1"}
+	o.ResultFile = filepath.Join(t.TempDir(), "push.json")
+	if _, err := run(t, o); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	vo := VerifyOptions{ResultFile: o.ResultFile, Retry: fastRetry()}
+	if err := Verify(ctx, vo); err != nil {
+		t.Fatalf("verify of a good push: %v", err)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[1].Digest()
+	blobFile := filepath.Join(data, "docker/registry/v2/blobs/sha256", ld.Hex[:2], ld.Hex, "data")
+	if err := os.Truncate(blobFile, 0); err != nil {
+		t.Fatal(err)
+	}
+	err := Verify(ctx, vo)
+	if err == nil {
+		t.Fatal("verify passed with a zero-byte blob in region a")
+	}
+	mustContain(t, err.Error(), "region a", repo, ld.String(), "0 bytes")
+	if errors.Is(err, ErrBadInput) {
+		t.Errorf("verify failure is not bad input: %v", err)
+	}
+	// A push now refuses to move tags: the registry will not replace it.
+	o.Tags = []string{"v2"}
+	_, err = run(t, o)
+	if err == nil {
+		t.Fatal("push over a zero-byte blob succeeded")
+	}
+	mustContain(t, err.Error(), "region a", ld.String(), "no tag was moved")
+	if got := tagDigest(t, regions[1].Registry, repo, "v2"); got != "" {
+		t.Errorf("region b got tag v2 while region a is broken")
+	}
+	// The operator removes the broken object; a rerun repairs and tags.
+	if err := os.Remove(blobFile); err != nil {
+		t.Fatal(err)
+	}
+	res, err := run(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := res.Images[0].Regions[0]; a.BlobsUploaded != 1 || a.BytesUploaded != layerSize(t, layers[1]) {
+		t.Errorf("repair uploaded %d blobs / %d bytes, want only the broken layer", a.BlobsUploaded, a.BytesUploaded)
+	}
+	if b := res.Images[0].Regions[1]; b.BytesUploaded != 0 {
+		t.Errorf("region b re-uploaded %d bytes", b.BytesUploaded)
+	}
+	if err := Verify(ctx, VerifyOptions{ResultFile: o.ResultFile, Retry: fastRetry()}); err != nil {
+		t.Fatalf("verify after repair: %v", err)
+	}
+}
+
+func layerSize(t *testing.T, l v1.Layer) int64 {
+	t.Helper()
+	n, err := l.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
