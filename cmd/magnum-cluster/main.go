@@ -1,14 +1,10 @@
-// Command magnum-cluster: converge Magnum cluster templates and clusters from a spec file and fetch a kubeconfig.
+// Command magnum-cluster converges Magnum cluster templates and clusters from
+// a spec file, waits for them, and writes a kubeconfig.
 package main
 
 import (
 	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/magnum"
 )
 
-func main() {
-	cli.Main(cli.New(cli.App{
-		Name:   "magnum-cluster",
-		Usage:  "converge Magnum cluster templates and clusters from a spec file and fetch a kubeconfig",
-		Action: cli.NotBuilt("magnum-cluster", 5),
-	}))
-}
+func main() { cli.Main(magnum.App()) }

@@ -1,0 +1,471 @@
+package magnum
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clusters"
+	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clustertemplates"
+	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/nodegroups"
+
+	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/result"
+)
+
+// ErrClusterFailed is wrapped when a cluster operation ends *_FAILED or
+// rolled back, or the cluster is in a state ensure cannot work from.
+var ErrClusterFailed = errors.New("cluster operation failed")
+
+// ErrNotConvergeable is wrapped when the spec asks for a change Magnum
+// cannot make to an existing cluster.
+var ErrNotConvergeable = errors.New("change not possible in place")
+
+// bounds are a worker nodegroup's min/max node counts.
+type bounds struct {
+	min int
+	max *int
+}
+
+func (b bounds) String() string {
+	max := "none"
+	if b.max != nil {
+		max = strconv.Itoa(*b.max)
+	}
+	return fmt.Sprintf("[%d, %s]", b.min, max)
+}
+
+func (b bounds) equal(o bounds) bool {
+	return b.min == o.min && (b.max == nil) == (o.max == nil) && (b.max == nil || *b.max == *o.max)
+}
+
+func (b bounds) contains(n int) bool { return n >= b.min && (b.max == nil || n <= *b.max) }
+
+// clusterPlan is what cluster ensure will do.
+type clusterPlan struct {
+	template *templatePlan
+	cluster  *clusters.Cluster
+	worker   *nodegroups.NodeGroup
+	// create: the cluster does not exist.
+	create bool
+	// resizeTo is the new worker count, or -1.
+	resizeTo int
+	// widen and bounds are nodegroup min/max changes (nil: none).
+	widen, bounds *bounds
+	// upgradeFrom is the name of the template the cluster uses now, when it
+	// should move to the spec's.
+	upgradeFrom string
+	// blockers are changes Magnum cannot make in place.
+	blockers []string
+}
+
+func (p *clusterPlan) empty() bool {
+	return !p.create && p.resizeTo < 0 && p.bounds == nil && p.upgradeFrom == "" && len(p.template.describe()) == 0
+}
+
+func (p *clusterPlan) describe(spec *Spec) []string {
+	lines := p.template.describe()
+	c := &spec.Cluster
+	if p.create {
+		lines = append(lines, fmt.Sprintf("create cluster %s from template %s: %d masters, %d workers", c.Name, p.template.name, c.masterCount(), c.nodeCount()))
+		return lines
+	}
+	if p.widen != nil {
+		lines = append(lines, fmt.Sprintf("widen nodegroup default-worker bounds to %s for the resize", p.widen))
+	}
+	if p.resizeTo >= 0 {
+		lines = append(lines, fmt.Sprintf("resize cluster %s workers %d -> %d", c.Name, p.cluster.NodeCount, p.resizeTo))
+	}
+	if p.bounds != nil {
+		lines = append(lines, fmt.Sprintf("set nodegroup default-worker bounds %s -> %s", currentBounds(p.worker), p.bounds))
+	}
+	if p.upgradeFrom != "" {
+		lines = append(lines, fmt.Sprintf("upgrade cluster %s from template %s to %s", c.Name, p.upgradeFrom, p.template.name))
+	}
+	for _, b := range p.blockers {
+		lines = append(lines, "cannot change: "+b)
+	}
+	return lines
+}
+
+func currentBounds(ng *nodegroups.NodeGroup) bounds {
+	if ng == nil {
+		return bounds{}
+	}
+	return bounds{min: ng.MinNodeCount, max: ng.MaxNodeCount}
+}
+
+func planCluster(ctx context.Context, o *Options, a *api) (*clusterPlan, error) {
+	spec := o.Spec
+	c, err := a.clusterByName(ctx, spec.Cluster.Name)
+	if err != nil {
+		return nil, err
+	}
+	inUse := ""
+	if c != nil {
+		inUse = c.ClusterTemplateID
+	}
+	tp, err := planTemplate(ctx, a, &spec.Template, inUse)
+	if err != nil {
+		return nil, err
+	}
+	p := &clusterPlan{template: tp, cluster: c, resizeTo: -1}
+	if c == nil {
+		p.create = true
+		return p, nil
+	}
+	if p.worker, err = a.worker(ctx, c.UUID); err != nil {
+		return nil, err
+	}
+	sc := &spec.Cluster
+	if sc.masterCount() != c.MasterCount {
+		p.blockers = append(p.blockers, fmt.Sprintf("master_count %d -> %d: Magnum cannot resize the masters of a cluster; create a new cluster (another cluster.name) and move the platforms to it, or revert master_count", c.MasterCount, sc.masterCount()))
+	}
+	want := sc.nodeCount()
+	cur := currentBounds(p.worker)
+	target := cur
+	if sc.MinNodeCount != nil {
+		target.min = *sc.MinNodeCount
+	}
+	if sc.MaxNodeCount != nil {
+		target.max = sc.MaxNodeCount
+	}
+	if want != c.NodeCount {
+		p.resizeTo = want
+		if !cur.contains(want) {
+			w := bounds{min: min(cur.min, target.min, want)}
+			if cur.max != nil {
+				m := max(*cur.max, want)
+				if target.max != nil {
+					m = max(m, *target.max)
+				}
+				w.max = &m
+			}
+			p.widen = &w
+		}
+	}
+	after := cur
+	if p.widen != nil {
+		after = *p.widen
+	}
+	if !after.equal(target) {
+		p.bounds = &target
+	}
+	if tp.existing == nil || tp.existing.UUID != c.ClusterTemplateID {
+		p.upgradeFrom = c.ClusterTemplateID
+		if ct, err := a.template(ctx, c.ClusterTemplateID); err == nil {
+			p.upgradeFrom = ct.Name
+		}
+	}
+	return p, nil
+}
+
+func (a *api) worker(ctx context.Context, clusterID string) (*nodegroups.NodeGroup, error) {
+	ng, err := nodegroups.Get(ctx, a.sc, clusterID, "default-worker").Extract()
+	if err != nil {
+		return nil, a.explain("reading nodegroup default-worker of cluster "+clusterID, err)
+	}
+	return ng, nil
+}
+
+// ClusterDiff prints what cluster ensure would do, changing nothing.
+func ClusterDiff(ctx context.Context, o Options) error {
+	o.defaults()
+	if err := needSpec(&o); err != nil {
+		return err
+	}
+	a, err := connect(ctx, o.Auth)
+	if err != nil {
+		return err
+	}
+	p, err := planCluster(ctx, &o, a)
+	if err != nil {
+		return err
+	}
+	lines := p.describe(o.Spec)
+	if p.empty() && len(p.blockers) == 0 {
+		lines = []string{fmt.Sprintf("cluster %s (%s) matches the spec: no changes", o.Spec.Cluster.Name, p.cluster.Status)}
+	}
+	_, err = fmt.Fprintln(o.Out, strings.Join(lines, "\n"))
+	return err
+}
+
+// ClusterEnsure converges the spec's template and cluster: create, resize,
+// change nodegroup bounds, upgrade; each followed by a wait. It then writes
+// the result (and the kubeconfig if asked).
+func ClusterEnsure(ctx context.Context, o Options) error {
+	o.defaults()
+	if err := needSpec(&o); err != nil {
+		return err
+	}
+	a, err := connect(ctx, o.Auth)
+	if err != nil {
+		return err
+	}
+	sc := &o.Spec.Cluster
+	// A cluster busy with an earlier operation is waited for first.
+	if c, err := a.clusterByName(ctx, sc.Name); err != nil {
+		return err
+	} else if c != nil && strings.HasSuffix(c.Status, "_IN_PROGRESS") {
+		action, _, _ := strings.Cut(c.Status, "_")
+		o.Log.Info("cluster is busy: waiting for it first", "cluster", sc.Name, "status", c.Status)
+		if _, err := waitFor(ctx, &o, a, c.UUID, sc.Name, action, nil); err != nil {
+			return err
+		}
+	}
+	p, err := planCluster(ctx, &o, a)
+	if err != nil {
+		return err
+	}
+	if len(p.blockers) > 0 {
+		return fmt.Errorf("cluster %s: %w: %s (nothing was changed)", sc.Name, ErrNotConvergeable, strings.Join(p.blockers, "; "))
+	}
+	if c := p.cluster; c != nil {
+		switch {
+		case c.Status == "CREATE_FAILED" || c.Status == "DELETE_FAILED" || strings.HasPrefix(c.Status, "ROLLBACK_"):
+			return fmt.Errorf("cluster %s: %w: it is %s: %s%s; delete it (magnum-cluster cluster delete --spec %s) and rerun",
+				sc.Name, ErrClusterFailed, c.Status, c.StatusReason, faultText(c.Faults), o.SpecFile)
+		case c.Status == "UPDATE_FAILED" && p.resizeTo < 0:
+			return fmt.Errorf("cluster %s: %w: its last update failed: %s%s; fix the cause, then rerun (a resize is retried from UPDATE_FAILED), or delete and recreate it",
+				sc.Name, ErrClusterFailed, c.StatusReason, faultText(c.Faults))
+		}
+	}
+	inUse := ""
+	if p.cluster != nil {
+		inUse = p.cluster.ClusterTemplateID
+	}
+	ct, changes, err := ensureTemplate(ctx, &o, a, inUse)
+	if err != nil {
+		return err
+	}
+	var c *clusters.Cluster
+	if p.create {
+		if c, err = createCluster(ctx, &o, a, ct); err != nil {
+			return err
+		}
+		changes = append(changes, fmt.Sprintf("created cluster %s (%d masters, %d workers)", sc.Name, c.MasterCount, c.NodeCount))
+	} else {
+		c = p.cluster
+		more, err := updateCluster(ctx, &o, a, p, c, ct)
+		changes = append(changes, more...)
+		if err != nil {
+			return err
+		}
+		if c, err = a.cluster(ctx, c.UUID); err != nil {
+			return err
+		}
+	}
+	if len(changes) == 0 {
+		o.Log.Info("cluster matches the spec: nothing to do", "cluster", sc.Name, "status", c.Status, "template", ct.Name)
+	}
+	res, err := describeCluster(ctx, a, c)
+	if err != nil {
+		return err
+	}
+	res.Changes = changes
+	if o.Kubeconfig != "" {
+		if err := writeKubeconfig(ctx, &o, a, c); err != nil {
+			return err
+		}
+		res.Kubeconfig = o.Kubeconfig
+	}
+	return publish(&o, res)
+}
+
+func createCluster(ctx context.Context, o *Options, a *api, ct *clustertemplates.ClusterTemplate) (*clusters.Cluster, error) {
+	sc := &o.Spec.Cluster
+	labels := map[string]string{}
+	for k, v := range sc.Labels {
+		labels[k] = v
+	}
+	if sc.MinNodeCount != nil {
+		labels["min_node_count"] = strconv.Itoa(*sc.MinNodeCount)
+	}
+	if sc.MaxNodeCount != nil {
+		labels["max_node_count"] = strconv.Itoa(*sc.MaxNodeCount)
+	}
+	merge := true
+	masters, nodes, timeout := sc.masterCount(), sc.nodeCount(), sc.createTimeout()
+	opts := clusters.CreateOpts{
+		Name: sc.Name, ClusterTemplateID: ct.UUID, MasterCount: &masters, NodeCount: &nodes, CreateTimeout: &timeout,
+		Keypair: sc.Keypair, FlavorID: sc.Flavor, MasterFlavorID: sc.MasterFlavor, DockerVolumeSize: sc.DockerVolumeSize,
+		Labels: labels, MergeLabels: &merge,
+	}
+	if len(labels) == 0 {
+		opts.Labels, opts.MergeLabels = nil, nil
+	}
+	o.Log.Info("creating cluster", "cluster", sc.Name, "template", ct.Name, "masters", masters, "workers", nodes)
+	id, err := clusters.Create(ctx, a.sc, opts).Extract()
+	if err != nil {
+		if statusOf(err) == http.StatusBadRequest {
+			return nil, cli.AsUsage(a.explain(fmt.Sprintf("creating cluster %s from %s", sc.Name, o.SpecFile), err))
+		}
+		return nil, a.explain("creating cluster "+sc.Name, err)
+	}
+	return waitFor(ctx, o, a, id, sc.Name, "CREATE", nil)
+}
+
+func (a *api) setBounds(ctx context.Context, clusterID string, b bounds) error {
+	ops := []nodegroups.UpdateOpts{{Op: nodegroups.ReplaceOp, Path: "/min_node_count", Value: b.min}}
+	if b.max != nil {
+		ops = append(ops, nodegroups.UpdateOpts{Op: nodegroups.ReplaceOp, Path: "/max_node_count", Value: *b.max})
+	} else {
+		ops = append(ops, nodegroups.UpdateOpts{Op: nodegroups.RemoveOp, Path: "/max_node_count"})
+	}
+	if _, err := nodegroups.Update(ctx, a.sc, clusterID, "default-worker", ops).Extract(); err != nil {
+		return a.explain("setting nodegroup default-worker bounds to "+b.String(), err)
+	}
+	return nil
+}
+
+func updateCluster(ctx context.Context, o *Options, a *api, p *clusterPlan, c *clusters.Cluster, ct *clustertemplates.ClusterTemplate) ([]string, error) {
+	name := c.Name
+	var changes []string
+	boundsStep := func(b bounds) error {
+		o.Log.Info("setting nodegroup bounds", "cluster", name, "nodegroup", "default-worker", "bounds", b.String())
+		if err := a.setBounds(ctx, c.UUID, b); err != nil {
+			return err
+		}
+		_, err := waitFor(ctx, o, a, c.UUID, name, "UPDATE", func(*clusters.Cluster) bool {
+			ng, err := a.worker(ctx, c.UUID)
+			return err == nil && currentBounds(ng).equal(b)
+		})
+		return err
+	}
+	if p.widen != nil {
+		if err := boundsStep(*p.widen); err != nil {
+			return changes, err
+		}
+		changes = append(changes, fmt.Sprintf("widened nodegroup default-worker bounds to %s", p.widen))
+	}
+	if p.resizeTo >= 0 {
+		from := c.NodeCount
+		o.Log.Info("resizing cluster", "cluster", name, "from", from, "to", p.resizeTo)
+		n := p.resizeTo
+		if _, err := clusters.Resize(ctx, a.sc, c.UUID, clusters.ResizeOpts{NodeCount: &n}).Extract(); err != nil {
+			return changes, a.explain(fmt.Sprintf("resizing cluster %s to %d workers", name, n), err)
+		}
+		if _, err := waitFor(ctx, o, a, c.UUID, name, "UPDATE", func(c *clusters.Cluster) bool { return c.NodeCount == n }); err != nil {
+			return changes, err
+		}
+		changes = append(changes, fmt.Sprintf("resized workers %d -> %d", from, n))
+	}
+	if p.bounds != nil {
+		if err := boundsStep(*p.bounds); err != nil {
+			return changes, err
+		}
+		changes = append(changes, fmt.Sprintf("set nodegroup default-worker bounds to %s", p.bounds))
+	}
+	if p.upgradeFrom != "" || c.ClusterTemplateID != ct.UUID {
+		o.Log.Info("upgrading cluster", "cluster", name, "from", p.upgradeFrom, "to", ct.Name)
+		_, err := clusters.Upgrade(ctx, a.sc, c.UUID, clusters.UpgradeOpts{ClusterTemplate: ct.UUID}).Extract()
+		if err != nil {
+			if statusOf(err) == http.StatusBadRequest {
+				return changes, fmt.Errorf("%w: %w; the cluster keeps template %s. To move to %s, create a new cluster from it (change cluster.name), move the platforms, then delete the old one; or revert the template change in the spec",
+					ErrNotConvergeable, a.explain(fmt.Sprintf("upgrading cluster %s to template %s", name, ct.Name), err), p.upgradeFrom, ct.Name)
+			}
+			return changes, a.explain(fmt.Sprintf("upgrading cluster %s to template %s", name, ct.Name), err)
+		}
+		if _, err := waitFor(ctx, o, a, c.UUID, name, "UPDATE", func(c *clusters.Cluster) bool { return c.ClusterTemplateID == ct.UUID }); err != nil {
+			return changes, err
+		}
+		changes = append(changes, fmt.Sprintf("upgraded from template %s to %s", p.upgradeFrom, ct.Name))
+	}
+	return changes, nil
+}
+
+func faultText(faults map[string]string) string {
+	if len(faults) == 0 {
+		return ""
+	}
+	keys := make(map[string]bool, len(faults))
+	for k := range faults {
+		keys[k] = true
+	}
+	var parts []string
+	for _, k := range sortedSet(keys) {
+		parts = append(parts, k+": "+faults[k])
+	}
+	return "; faults: " + strings.Join(parts, "; ")
+}
+
+func describeCluster(ctx context.Context, a *api, c *clusters.Cluster) (*result.ClusterResult, error) {
+	res := &result.ClusterResult{
+		Region:   a.region,
+		Template: result.ClusterTemplateRef{UUID: c.ClusterTemplateID},
+		Cluster: result.ClusterState{
+			Name: c.Name, UUID: c.UUID, Status: c.Status, StatusReason: c.StatusReason, HealthStatus: c.HealthStatus,
+			APIAddress: c.APIAddress, COEVersion: c.COEVersion, MasterCount: c.MasterCount, NodeCount: c.NodeCount,
+			MasterAddresses: c.MasterAddresses, NodeAddresses: c.NodeAddresses,
+		},
+	}
+	if ct, err := a.template(ctx, c.ClusterTemplateID); err == nil {
+		res.Template.Name = ct.Name
+	}
+	if ng, err := a.worker(ctx, c.UUID); err == nil {
+		res.Cluster.MinNodeCount, res.Cluster.MaxNodeCount = ng.MinNodeCount, ng.MaxNodeCount
+	}
+	return res, nil
+}
+
+// ClusterShow prints the cluster's state as a ClusterResult (and writes the
+// result files). A missing cluster is an error.
+func ClusterShow(ctx context.Context, o Options) error {
+	o.defaults()
+	name := o.clusterName()
+	if name == "" {
+		return cli.Usagef("name the cluster: --spec FILE or --name NAME")
+	}
+	a, err := connect(ctx, o.Auth)
+	if err != nil {
+		return err
+	}
+	c, err := a.clusterByName(ctx, name)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return fmt.Errorf("cluster %s does not exist in region %s", name, a.regionName())
+	}
+	res, err := describeCluster(ctx, a, c)
+	if err != nil {
+		return err
+	}
+	return publish(&o, res)
+}
+
+// ClusterDelete deletes the cluster and waits until it is gone. A missing
+// cluster is not an error: there is nothing to do.
+func ClusterDelete(ctx context.Context, o Options) error {
+	o.defaults()
+	name := o.clusterName()
+	if name == "" {
+		return cli.Usagef("name the cluster: --spec FILE or --name NAME")
+	}
+	a, err := connect(ctx, o.Auth)
+	if err != nil {
+		return err
+	}
+	c, err := a.clusterByName(ctx, name)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		o.Log.Info("cluster does not exist: nothing to do", "cluster", name)
+		return writeJSON(o.Out, map[string]any{"cluster": name, "deleted": false})
+	}
+	if c.Status != "DELETE_IN_PROGRESS" {
+		o.Log.Info("deleting cluster", "cluster", name, "uuid", c.UUID, "status", c.Status)
+		if err := clusters.Delete(ctx, a.sc, c.UUID).ExtractErr(); err != nil && statusOf(err) != http.StatusNotFound {
+			return a.explain("deleting cluster "+name, err)
+		}
+	}
+	if _, err := waitFor(ctx, &o, a, c.UUID, name, "DELETE", nil); err != nil {
+		return err
+	}
+	o.Log.Info("cluster deleted", "cluster", name)
+	return writeJSON(o.Out, map[string]any{"cluster": name, "uuid": c.UUID, "deleted": true})
+}
