@@ -61,6 +61,9 @@ func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 	if o.now == nil {
 		o.now = time.Now
 	}
+	if o.Zuul == nil {
+		o.Zuul = &zuul.Context{}
+	}
 	if o.OutputDir == "" {
 		return nil, cli.Usagef("--output: missing: the directory for the images' OCI layouts")
 	}
