@@ -65,3 +65,21 @@ func (a Admin) ClearFaults(ctx context.Context, project string) error {
 	}
 	return resp.Body.Close()
 }
+
+// Faults lists the project's faults that have not fired yet.
+func (a Admin) Faults(ctx context.Context, project string) ([]Fault, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+"/faults?project="+project, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct{ Faults []Fault }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("emulator admin /faults: %w", err)
+	}
+	return out.Faults, nil
+}

@@ -100,6 +100,20 @@ func (e *Emulator) ClearFaults(project string) {
 	e.faults = kept
 }
 
+// Faults returns the faults of project (all if empty) that have not fired
+// (or still fire).
+func (e *Emulator) Faults(project string) []Fault {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := []Fault{}
+	for _, f := range e.faults {
+		if project == "" || f.Project == project {
+			out = append(out, *f)
+		}
+	}
+	return out
+}
+
 // takeFault consumes and returns the first fault of kind matching the
 // request, or nil.
 func (e *Emulator) takeFault(kind FaultKind, project, cluster string, r *http.Request) *Fault {
@@ -149,6 +163,7 @@ func (e *Emulator) maxFor(project string) microversion {
 // a separate process:
 //
 //	POST   /admin/faults          a Fault as JSON
+//	GET    /admin/faults?project= the faults not yet fired
 //	DELETE /admin/faults?project= clear faults
 //	POST   /admin/users           a User as JSON: a fresh user and project
 //	POST   /admin/tokens/expire   {"project": "..."}: expire tokens now
@@ -169,6 +184,8 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusCreated, f)
+	case p == "/admin/faults" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, map[string]any{"faults": e.Faults(r.URL.Query().Get("project"))})
 	case p == "/admin/faults" && r.Method == http.MethodDelete:
 		e.ClearFaults(r.URL.Query().Get("project"))
 		w.WriteHeader(http.StatusNoContent)

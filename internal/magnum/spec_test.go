@@ -1,0 +1,141 @@
+package magnum
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestExamplesParse(t *testing.T) {
+	for _, name := range []string{"production.yaml", "local.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("..", "..", "examples", "cluster", name)
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			spec, err := LoadSpec(f, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "production.yaml" {
+				got := []any{spec.Template.Labels["kube_tag"], spec.Template.Labels["cinder_csi_enabled"], *spec.Template.MasterLBEnabled,
+					*spec.Template.FloatingIPEnabled, *spec.Template.RegistryEnabled, spec.Cluster.masterCount(), spec.Cluster.nodeCount(), spec.Template.Image}
+				want := []any{"v1.21.10", "true", true, true, true, 3, 3, "fedora-coreos-34.20210904.3.0"}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("production spec (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+const goodSpec = `template:
+  name: k8s
+  image: fedora-coreos-34
+  keypair: kp
+  master_lb_enabled: true
+  labels:
+    kube_tag: v1.21.10
+    cinder_csi_enabled: true
+cluster:
+  name: prod
+  master_count: 3
+  node_count: 3
+`
+
+func TestTemplateNameIsAHashOfTheSpec(t *testing.T) {
+	load := func(s string) *Spec {
+		t.Helper()
+		spec, err := LoadSpec(strings.NewReader(s), "spec.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return spec
+	}
+	a, b := load(goodSpec), load(goodSpec)
+	if a.Template.TemplateName() != b.Template.TemplateName() || !isVersionOf(a.Template.TemplateName(), "k8s") {
+		t.Fatalf("names %s, %s", a.Template.TemplateName(), b.Template.TemplateName())
+	}
+	if got := a.Template.Labels["cinder_csi_enabled"]; got != "true" {
+		t.Errorf("a bare true label is %q, want the string \"true\"", got)
+	}
+	for _, change := range []string{"v1.21.14", "fedora-coreos-35"} {
+		c := load(strings.NewReplacer("v1.21.10", change, "fedora-coreos-34", change).Replace(goodSpec))
+		if c.Template.TemplateName() == a.Template.TemplateName() {
+			t.Errorf("changing to %s kept the template name", change)
+		}
+	}
+	// The cluster part and the base name's hash input are separate: a
+	// node_count change is not a new template.
+	if c := load(strings.Replace(goodSpec, "node_count: 3", "node_count: 4", 1)); c.Template.TemplateName() != a.Template.TemplateName() {
+		t.Error("a cluster change changed the template name")
+	}
+}
+
+func TestLoadSpecErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, spec string
+		want       string // file:line: field: ...
+	}{
+		{"unknown field", strings.Replace(goodSpec, "  keypair: kp\n", "  keypair: kp\n  bogus: 1\n", 1), "spec.yaml:5: template.bogus: unknown field"},
+		{"unknown top-level field", goodSpec + "extra: 1\n", "spec.yaml:13: extra: unknown field"},
+		{"wrong type", strings.Replace(goodSpec, "node_count: 3", "node_count: three", 1), `spec.yaml:12: cluster.node_count: must be a whole number, not "three"`},
+		{"wrong type bool", strings.Replace(goodSpec, "master_lb_enabled: true", "master_lb_enabled: yes please", 1), `spec.yaml:5: template.master_lb_enabled: must be true or false`},
+		{"missing image", strings.Replace(goodSpec, "  image: fedora-coreos-34\n", "", 1), "spec.yaml:1: template.image: missing"},
+		{"empty image", strings.Replace(goodSpec, "image: fedora-coreos-34", "image:", 1), "spec.yaml:3: template.image: must be a string, not empty"},
+		{"missing cluster name", strings.Replace(goodSpec, "  name: prod\n", "", 1), "cluster.name: missing"},
+		{"bad cluster name", strings.Replace(goodSpec, "name: prod", "name: 1prod", 1), `spec.yaml:10: cluster.name: "1prod" must start with a letter`},
+		{"labels as a list", strings.Replace(goodSpec, "    kube_tag: v1.21.10\n    cinder_csi_enabled: true\n", "    - kube_tag\n", 1), "spec.yaml:7: template.labels: must be a mapping"},
+		{"masters without LB", strings.Replace(goodSpec, "master_lb_enabled: true", "master_lb_enabled: false", 1), "spec.yaml:11: cluster.master_count: 3 masters need template.master_lb_enabled"},
+		{"min above node_count", goodSpec + "  min_node_count: 5\n", "spec.yaml:13: cluster.min_node_count: 5 is above node_count 3"},
+		{"max below node_count", goodSpec + "  max_node_count: 2\n", "spec.yaml:13: cluster.max_node_count: 2 is below node_count 3"},
+		{"negative nodes", strings.Replace(goodSpec, "node_count: 3", "node_count: -1", 1), "cluster.node_count: -1 is below the minimum 0"},
+		{"no keypair", strings.Replace(goodSpec, "  keypair: kp\n", "", 1), "template.keypair: missing"},
+		{"managed label", goodSpec + "  labels: {min_node_count: \"1\"}\n", "cluster.labels.min_node_count: set cluster.min_node_count instead"},
+		{"duplicate key", strings.Replace(goodSpec, "  keypair: kp\n", "  keypair: kp\n  keypair: kp2\n", 1), "spec.yaml"},
+		{"not YAML", "template: [\n", "spec.yaml"},
+		{"empty", "", "spec.yaml: empty spec"},
+		{"not a mapping", "- a\n- b\n", "spec.yaml:1: must be a mapping of fields"},
+		{"other coe", strings.Replace(goodSpec, "  keypair: kp\n", "  keypair: kp\n  coe: swarm\n", 1), `template.coe: "swarm" is not supported`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadSpec(strings.NewReader(tc.spec), "spec.yaml")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if _, ok := err.(*SpecError); !ok {
+				t.Errorf("error type %T, want *SpecError", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func FuzzLoadSpec(f *testing.F) {
+	f.Add(goodSpec)
+	f.Add("template: {name: a, image: b, keypair: c}\ncluster: {name: d}\n")
+	f.Add("template:\n  labels: {a: [1]}\n")
+	f.Add("cluster: &a {name: x}\ntemplate: *a\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		spec, err := LoadSpec(strings.NewReader(s), "fuzz.yaml")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if spec.Template.Image == "" || spec.Cluster.Name == "" || !isVersionOf(spec.Template.TemplateName(), spec.Template.Name) {
+			t.Fatalf("accepted an invalid spec: %+v", spec)
+		}
+	})
+}
