@@ -93,6 +93,9 @@ func Freeze(cfg *Config, p *Project, pipeline, branch string) ([]*FrozenJob, err
 		for _, v := range variants[name] {
 			apply(fj, v)
 		}
+		if isAbstract(byName[name], branch) {
+			return nil, fmt.Errorf("%s: %w: job %s is abstract and may not be directly run", where, ErrConfig, name)
+		}
 		if fj.PostReview && !Pipelines[pipeline] {
 			return nil, fmt.Errorf("%s: %w: pre-review pipeline %s does not allow post-review job %s (it has secrets): move it to gate/post or drop its secrets", where, ErrConfig, pipeline, name)
 		}
@@ -102,9 +105,6 @@ func Freeze(cfg *Config, p *Project, pipeline, branch string) ([]*FrozenJob, err
 		frozen[name] = fj
 	}
 	for _, name := range order {
-		if isAbstract(byName[name], branch) {
-			return nil, fmt.Errorf("%s: %w: job %s is abstract and may not be directly run", where, ErrConfig, name)
-		}
 		fj := frozen[name]
 		var deps []Dependency
 		for _, d := range fj.Deps {

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // ExternalJobs are jobs the tenant's config-project defines (Zuul's base job);
@@ -204,4 +206,97 @@ func (v *validator) project(p *Project) {
 			}
 		}
 	}
+}
+
+// CheckPlaybooks parses every playbook under root/playbooks and every task
+// file under root/roles, and checks that each role they use
+// (include_role, import_role, roles:) exists in root/roles. ansible-playbook
+// --syntax-check does not catch a missing include_role: it is resolved at
+// run time.
+func CheckPlaybooks(root string) error {
+	var errs []error
+	for _, dir := range []string{"playbooks", "roles"} {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+				return nil
+			}
+			rel, _ := filepath.Rel(root, path)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			var doc yaml.Node
+			if err := yaml.Unmarshal(data, &doc); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w: %v", rel, ErrConfig, err))
+				return nil
+			}
+			for _, use := range roleUses(&doc) {
+				if _, err := os.Stat(filepath.Join(root, "roles", use.name, "tasks", "main.yaml")); err != nil {
+					errs = append(errs, fmt.Errorf("%s:%d: %w: role %q does not exist (roles/%s/tasks/main.yaml)", rel, use.line, ErrConfig, use.name, use.name))
+				}
+			}
+			return nil
+		})
+		if err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type roleUse struct {
+	name string
+	line int
+}
+
+var roleKeys = map[string]bool{
+	"include_role": true, "import_role": true,
+	"ansible.builtin.include_role": true, "ansible.builtin.import_role": true,
+}
+
+// roleUses finds the roles a playbook or task file names.
+func roleUses(n *yaml.Node) []roleUse {
+	var out []roleUse
+	var walk func(*yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil {
+			return
+		}
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				switch {
+				case roleKeys[k.Value] && v.Kind == yaml.MappingNode:
+					for j := 0; j+1 < len(v.Content); j += 2 {
+						if v.Content[j].Value == "name" && !strings.Contains(v.Content[j+1].Value, "{{") {
+							out = append(out, roleUse{v.Content[j+1].Value, v.Content[j+1].Line})
+						}
+					}
+				case k.Value == "roles" && v.Kind == yaml.SequenceNode:
+					for _, r := range v.Content {
+						switch r.Kind {
+						case yaml.ScalarNode:
+							out = append(out, roleUse{r.Value, r.Line})
+						case yaml.MappingNode:
+							for j := 0; j+1 < len(r.Content); j += 2 {
+								if r.Content[j].Value == "role" || r.Content[j].Value == "name" {
+									out = append(out, roleUse{r.Content[j+1].Value, r.Content[j+1].Line})
+								}
+							}
+						}
+					}
+				}
+				walk(v)
+			}
+			return
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(n)
+	return out
 }
