@@ -115,7 +115,11 @@ func planImage(f *File, im *Image, z *zuul.Context, o PlanOptions, created time.
 	if im.Repository == "" {
 		im.Repository = im.Name
 	}
-	if strings.Contains(strings.SplitN(im.Repository, "/", 2)[0], ":") || !repoRe.MatchString(im.Repository) {
+	// A first component with '.' or ':' (or localhost) would be read as a
+	// registry host, as in Docker references.
+	first, _, nested := strings.Cut(im.Repository, "/")
+	hostLike := nested && (strings.ContainsAny(first, ".:") || first == "localhost")
+	if hostLike || !repoRe.MatchString(im.Repository) {
 		return nil, f.errAt(im.field("repository"), "%q is not a valid repository (lowercase path like acme/openedx, no registry host or tag)", im.Repository)
 	}
 	if err := resolvePaths(f, im); err != nil {

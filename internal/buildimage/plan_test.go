@@ -196,7 +196,7 @@ func TestPlanErrors(t *testing.T) {
 	writeTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n", "ctx/sub/": "", "site/a": "a"})
 	for _, tc := range []struct {
 		name, yaml, want string
-		z               *zuul.Context
+		z                *zuul.Context
 	}{
 		{"missing context", "images:\n  - name: a\n    context: nope\n", `build.yaml:3: images[0].context: "nope": no such directory`, nil},
 		{"context is a file", "images:\n  - name: a\n    context: ctx/Dockerfile\n", `build.yaml:3: images[0].context: "ctx/Dockerfile" is not a directory`, nil},
