@@ -98,12 +98,10 @@ func currentBounds(ng *nodegroups.NodeGroup) bounds {
 	return bounds{min: ng.MinNodeCount, max: ng.MaxNodeCount}
 }
 
-func planCluster(ctx context.Context, o *Options, a *api) (*clusterPlan, error) {
+// planCluster plans from the cluster as found (nil: it does not exist).
+func planCluster(ctx context.Context, o *Options, a *api, c *clusters.Cluster) (*clusterPlan, error) {
 	spec := o.Spec
-	c, err := a.clusterByName(ctx, spec.Cluster.Name)
-	if err != nil {
-		return nil, err
-	}
+	var err error
 	inUse := ""
 	if c != nil {
 		inUse = c.ClusterTemplateID
@@ -181,7 +179,11 @@ func ClusterDiff(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	p, err := planCluster(ctx, &o, a)
+	c, err := a.clusterByName(ctx, o.Spec.Cluster.Name)
+	if err != nil {
+		return err
+	}
+	p, err := planCluster(ctx, &o, a, c)
 	if err != nil {
 		return err
 	}
@@ -207,16 +209,21 @@ func ClusterEnsure(ctx context.Context, o Options) error {
 	}
 	sc := &o.Spec.Cluster
 	// A cluster busy with an earlier operation is waited for first.
-	if c, err := a.clusterByName(ctx, sc.Name); err != nil {
+	found, err := a.clusterByName(ctx, sc.Name)
+	if err != nil {
 		return err
-	} else if c != nil && strings.HasSuffix(c.Status, "_IN_PROGRESS") {
-		action, _, _ := strings.Cut(c.Status, "_")
-		o.Log.Info("cluster is busy: waiting for it first", "cluster", sc.Name, "status", c.Status)
-		if _, err := waitFor(ctx, &o, a, c.UUID, sc.Name, action, nil); err != nil {
+	}
+	if found != nil && strings.HasSuffix(found.Status, "_IN_PROGRESS") {
+		action, _, _ := strings.Cut(found.Status, "_")
+		o.Log.Info("cluster is busy: waiting for it first", "cluster", sc.Name, "status", found.Status)
+		if _, err := waitFor(ctx, &o, a, found.UUID, sc.Name, action, nil); err != nil {
+			return err
+		}
+		if found, err = a.clusterByName(ctx, sc.Name); err != nil {
 			return err
 		}
 	}
-	p, err := planCluster(ctx, &o, a)
+	p, err := planCluster(ctx, &o, a, found)
 	if err != nil {
 		return err
 	}
@@ -237,7 +244,7 @@ func ClusterEnsure(ctx context.Context, o Options) error {
 	if p.cluster != nil {
 		inUse = p.cluster.ClusterTemplateID
 	}
-	ct, changes, err := ensureTemplate(ctx, &o, a, inUse)
+	ct, changes, err := ensureTemplate(ctx, &o, a, inUse, p.template)
 	if err != nil {
 		return err
 	}

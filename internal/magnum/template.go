@@ -184,12 +184,15 @@ func (p *templatePlan) describe() []string {
 	return lines
 }
 
-// ensureTemplate creates the spec's template if it does not exist.
-func ensureTemplate(ctx context.Context, o *Options, a *api, inUse string) (*clustertemplates.ClusterTemplate, []string, error) {
+// ensureTemplate creates the spec's template if it does not exist. p is a
+// plan made just before, or nil.
+func ensureTemplate(ctx context.Context, o *Options, a *api, inUse string, p *templatePlan) (*clustertemplates.ClusterTemplate, []string, error) {
 	t := &o.Spec.Template
-	p, err := planTemplate(ctx, a, t, inUse)
-	if err != nil {
-		return nil, nil, err
+	if p == nil {
+		var err error
+		if p, err = planTemplate(ctx, a, t, inUse); err != nil {
+			return nil, nil, err
+		}
 	}
 	if p.existing != nil {
 		o.Log.Info("template exists and matches the spec: nothing to do", "template", p.name, "uuid", p.existing.UUID)
@@ -232,7 +235,7 @@ func TemplateEnsure(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	ct, changes, err := ensureTemplate(ctx, &o, a, "")
+	ct, changes, err := ensureTemplate(ctx, &o, a, "", nil)
 	if err != nil {
 		return err
 	}
