@@ -13,6 +13,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/progress"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/zuul"
 )
@@ -126,6 +127,7 @@ func OptionsFromFlags(c *ucli.Context) (Options, error) {
 	o.Buildah = BuildahBackend{Path: c.String("buildah"), Root: c.String("storage-root"), RunRoot: c.String("storage-runroot"),
 		StorageDriver: c.String("storage-driver"), Isolation: c.String("isolation"), WorkDir: work}
 	o.Docker = DockerBackend{Path: c.String("docker"), WorkDir: work}
+	o.Native = NativeBackend{Progress: progress.New(c.App.ErrWriter)}
 	single := false
 	for _, n := range []string{"context", "dockerfile", "target", "repository", "tag", "label", "native", "base", "add", "env", "entrypoint", "cmd", "user", "workdir", "name"} {
 		if c.IsSet(n) {

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/slipwayci/slipway/internal/httpx"
+	"github.com/slipwayci/slipway/internal/progress"
 )
 
 // NativeBackend builds images with go-containerregistry alone: no external tool,
@@ -34,7 +35,9 @@ type NativeBackend struct {
 	Platform *v1.Platform
 	// Transport is the HTTP transport for base pulls (default: retrying).
 	Transport http.RoundTripper
-	Log       *slog.Logger
+	// Progress reports bytes written per layer (default: nothing).
+	Progress *progress.Printer
+	Log      *slog.Logger
 }
 
 var _ Backend = (*NativeBackend)(nil)
@@ -69,10 +72,13 @@ func (n *NativeBackend) Build(ctx context.Context, p *Planned, deps map[string]*
 	var adds []mutate.Addendum
 	for i, l := range p.Native.Layers {
 		n.log().Info("adding layer", "image", p.Name, "src", l.Src, "dest", l.Dest)
-		fl, err := writeLayerBlob(ctx, blobDir, l.Src, l.Dest, p.Created, layerType)
+		task := n.progress().Start(fmt.Sprintf("%s layer %d", p.Name, i+1), 0)
+		fl, err := writeLayerBlob(ctx, blobDir, l.Src, l.Dest, p.Created, layerType, task)
 		if err != nil {
+			task.Done("failed")
 			return fmt.Errorf("building layer %d (%s) of %s: %w", i, l.Src, p.Name, err)
 		}
+		task.Done("%s compressed to %s", progress.Bytes(fl.size), fl.digest)
 		adds = append(adds, mutate.Addendum{
 			Layer:     fl,
 			MediaType: layerType,
@@ -98,6 +104,13 @@ func (n *NativeBackend) Build(ctx context.Context, p *Planned, deps map[string]*
 		return fmt.Errorf("writing %s to its layout: %w", p.Name, err)
 	}
 	return nil
+}
+
+func (n *NativeBackend) progress() *progress.Printer {
+	if n.Progress == nil {
+		return progress.Discard()
+	}
+	return n.Progress
 }
 
 func (n *NativeBackend) log() *slog.Logger {

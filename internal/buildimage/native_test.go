@@ -75,7 +75,7 @@ func TestNativeLayerNormalised(t *testing.T) {
 	sampleTree(t, src, 0o600, time.Now())
 	blobs := t.TempDir()
 	epoch := time.Unix(1700000000, 0)
-	l, err := writeLayerBlob(context.Background(), blobs, src, "/srv/www", epoch, types.OCILayer)
+	l, err := writeLayerBlob(context.Background(), blobs, src, "/srv/www", epoch, types.OCILayer, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestNativeLayerRejectsSpecialFiles(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(src, "pipe"), 0o644); err != nil {
 		t.Skipf("mkfifo: %v", err)
 	}
-	_, err := writeLayerBlob(context.Background(), t.TempDir(), src, "/x", time.Unix(0, 0), types.OCILayer)
+	_, err := writeLayerBlob(context.Background(), t.TempDir(), src, "/x", time.Unix(0, 0), types.OCILayer, nil)
 	if err == nil {
 		t.Fatal("a named pipe went into a layer")
 	}

@@ -77,8 +77,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // blob depends only on the tree's names, contents, symlinks and executable
 // bits: uid/gid 0, no user names, mtime = epoch, mode 0755 for directories
 // and executables and 0644 for other files (what git preserves), entries in
-// lexical order.
-func writeLayerBlob(ctx context.Context, blobDir, src, dest string, epoch time.Time, mt types.MediaType) (*fileLayer, error) {
+// lexical order. counter sees the uncompressed bytes, for progress.
+func writeLayerBlob(ctx context.Context, blobDir, src, dest string, epoch time.Time, mt types.MediaType, counter io.Writer) (*fileLayer, error) {
 	tmp, err := os.CreateTemp(blobDir, ".layer-*")
 	if err != nil {
 		return nil, fmt.Errorf("creating layer file: %w", err)
@@ -94,7 +94,10 @@ func writeLayerBlob(ctx context.Context, blobDir, src, dest string, epoch time.T
 	if err != nil {
 		return nil, err
 	}
-	tw := tar.NewWriter(io.MultiWriter(zw, diffH))
+	if counter == nil {
+		counter = io.Discard
+	}
+	tw := tar.NewWriter(io.MultiWriter(zw, diffH, counter))
 	if err := addTree(ctx, tw, src, dest, epoch); err != nil {
 		return nil, err
 	}
