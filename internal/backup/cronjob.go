@@ -1,0 +1,482 @@
+package backup
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsyaml "sigs.k8s.io/yaml"
+)
+
+// Values describe the CronJobs of one site (examples/backup/*.yaml).
+type Values struct {
+	// Role is "primary" (create + prune CronJobs) or "dr" (restore).
+	Role      string `yaml:"role"`
+	Site      string `yaml:"site"`
+	Namespace string `yaml:"namespace"`
+	// Name prefixes the CronJobs' names (default "slipway-backup").
+	Name string `yaml:"name"`
+	// Image must be pinned by digest: repo@sha256:...
+	Image    string    `yaml:"image"`
+	Command  []string  `yaml:"command"`
+	Schedule Schedules `yaml:"schedule"`
+	TimeZone string    `yaml:"timeZone"`
+	S3       S3Values  `yaml:"s3"`
+	MySQL    *struct {
+		Host           string    `yaml:"host"`
+		Port           int       `yaml:"port"`
+		User           string    `yaml:"user"`
+		PasswordSecret SecretRef `yaml:"passwordSecret"`
+		Databases      []string  `yaml:"databases"`
+	} `yaml:"mysql"`
+	Mongo *struct {
+		URISecret      SecretRef `yaml:"uriSecret"`
+		Databases      []string  `yaml:"databases"`
+		NoIndexRestore bool      `yaml:"noIndexRestore"`
+	} `yaml:"mongo"`
+	Encryption struct {
+		Recipients     []string   `yaml:"recipients"`
+		IdentitySecret *SecretRef `yaml:"identitySecret"`
+	} `yaml:"encryption"`
+	Compression string `yaml:"compression"`
+	Retention   Policy `yaml:"retention"`
+	// StatusMaxAge makes the DR restore job fail when the newest backup is
+	// older (a Go duration, e.g. "26h"); empty = no check.
+	Resources struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+	BackoffLimit            *int32 `yaml:"backoffLimit"`
+	ActiveDeadlineSeconds   *int64 `yaml:"activeDeadlineSeconds"`
+	SuccessfulJobsHistory   *int32 `yaml:"successfulJobsHistory"`
+	FailedJobsHistory       *int32 `yaml:"failedJobsHistory"`
+	ServiceAccountName      string `yaml:"serviceAccountName"`
+	TTLSecondsAfterFinished *int32 `yaml:"ttlSecondsAfterFinished"`
+}
+
+// Schedules are cron expressions per job.
+type Schedules struct {
+	Create  string `yaml:"create"`
+	Prune   string `yaml:"prune"`
+	Restore string `yaml:"restore"`
+}
+
+// S3Values locate the bucket; the keys come from a Secret.
+type S3Values struct {
+	Endpoint          string     `yaml:"endpoint"`
+	Region            string     `yaml:"region"`
+	Bucket            string     `yaml:"bucket"`
+	Prefix            string     `yaml:"prefix"`
+	CredentialsSecret string     `yaml:"credentialsSecret"` // keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+	CASecret          *SecretRef `yaml:"caSecret"`
+}
+
+// SecretRef names one key of a Kubernetes Secret.
+type SecretRef struct {
+	Name string `yaml:"name"`
+	Key  string `yaml:"key"`
+}
+
+// ValuesError is a problem in a values file, located by line and field.
+type ValuesError struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *ValuesError) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, e.Msg)
+}
+
+var (
+	digestRef  = regexp.MustCompile(`^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$`)
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	cronFields = regexp.MustCompile(`^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$`)
+	lineRe     = regexp.MustCompile(`line (\d+): (.*)`)
+)
+
+// ParseValues decodes and checks a values file strictly: unknown fields,
+// wrong types and bad values are errors naming file, line and field.
+func ParseValues(r io.Reader, file string) (*Values, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlErr(file, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, &ValuesError{File: file, Line: 1, Msg: "file is empty"}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var v Values
+	if err := dec.Decode(&v); err != nil {
+		return nil, yamlErr(file, err)
+	}
+	if err := v.check(file, root.Content[0]); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+func yamlErr(file string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		if m := lineRe.FindStringSubmatch(te.Errors[0]); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return &ValuesError{File: file, Line: n, Msg: m[2]}
+		}
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := lineRe.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return &ValuesError{File: file, Line: n, Msg: m[2]}
+	}
+	return &ValuesError{File: file, Line: 1, Msg: msg}
+}
+
+// lineOf finds the line of a dotted field path in the document (the nearest
+// existing parent when the field is missing).
+func lineOf(n *yaml.Node, path string) int {
+	line := n.Line
+	for _, part := range strings.Split(path, ".") {
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				n = n.Content[i+1]
+				line = n.Line
+				found = true
+				break
+			}
+		}
+		if !found {
+			return line
+		}
+	}
+	return line
+}
+
+func (v *Values) check(file string, root *yaml.Node) error {
+	bad := func(field, format string, args ...any) error {
+		return &ValuesError{File: file, Line: lineOf(root, field), Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	if v.Name == "" {
+		v.Name = "slipway-backup"
+	}
+	if len(v.Command) == 0 {
+		v.Command = []string{"backup"}
+	}
+	switch {
+	case v.Role != "primary" && v.Role != "dr":
+		return bad("role", "%q is not primary or dr", v.Role)
+	case !dnsLabel.MatchString(v.Site):
+		return bad("site", "%q is not a lowercase DNS label", v.Site)
+	case !dnsLabel.MatchString(v.Namespace):
+		return bad("namespace", "%q is not a lowercase DNS label", v.Namespace)
+	case len(v.Name) > 40 || !dnsLabel.MatchString(v.Name):
+		return bad("name", "%q is not a lowercase DNS label of at most 40 characters", v.Name)
+	case !digestRef.MatchString(v.Image):
+		return bad("image", "%q is not pinned by digest (want repository@sha256:<64 hex>)", v.Image)
+	case v.S3.Bucket == "":
+		return bad("s3.bucket", "missing")
+	case v.S3.CredentialsSecret == "" || !dnsLabel.MatchString(v.S3.CredentialsSecret):
+		return bad("s3.credentialsSecret", "%q is not a Secret name (it must hold AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)", v.S3.CredentialsSecret)
+	case v.S3.Prefix != "" && !strings.HasSuffix(v.S3.Prefix, "/"):
+		return bad("s3.prefix", "%q must end in \"/\"", v.S3.Prefix)
+	case v.S3.Endpoint != "" && !strings.HasPrefix(v.S3.Endpoint, "http://") && !strings.HasPrefix(v.S3.Endpoint, "https://"):
+		return bad("s3.endpoint", "%q is not an http(s) URL", v.S3.Endpoint)
+	case v.MySQL == nil && v.Mongo == nil:
+		return bad("mysql", "neither mysql nor mongo is configured: nothing to back up")
+	case v.Compression != "" && checkCompression(v.Compression) != nil:
+		return bad("compression", "%q is not zstd or gzip", v.Compression)
+	}
+	if v.S3.CASecret != nil {
+		if err := checkRef(v.S3.CASecret, "s3.caSecret", bad); err != nil {
+			return err
+		}
+	}
+	if v.MySQL != nil {
+		if v.MySQL.Host == "" {
+			return bad("mysql.host", "missing")
+		}
+		if v.MySQL.User == "" {
+			return bad("mysql.user", "missing")
+		}
+		if v.MySQL.Port < 0 || v.MySQL.Port > 65535 {
+			return bad("mysql.port", "%d is not a port", v.MySQL.Port)
+		}
+		if err := checkRef(&v.MySQL.PasswordSecret, "mysql.passwordSecret", bad); err != nil {
+			return err
+		}
+		if v.Role == "primary" && len(v.MySQL.Databases) == 0 {
+			return bad("mysql.databases", "no database listed")
+		}
+		for _, db := range v.MySQL.Databases {
+			if err := checkMySQLName(db); err != nil {
+				return bad("mysql.databases", "%s", err)
+			}
+		}
+	}
+	if v.Mongo != nil {
+		if err := checkRef(&v.Mongo.URISecret, "mongo.uriSecret", bad); err != nil {
+			return err
+		}
+		if v.Role == "primary" && len(v.Mongo.Databases) == 0 {
+			return bad("mongo.databases", "no database listed")
+		}
+		for _, db := range v.Mongo.Databases {
+			if err := checkMongoName(db); err != nil {
+				return bad("mongo.databases", "%s", err)
+			}
+		}
+	}
+	for _, r := range v.Encryption.Recipients {
+		if _, err := readRecipients([]string{r}); err != nil || !strings.HasPrefix(r, "age1") {
+			return bad("encryption.recipients", "%q is not an age1... public key", r)
+		}
+	}
+	if v.Encryption.IdentitySecret != nil {
+		if err := checkRef(v.Encryption.IdentitySecret, "encryption.identitySecret", bad); err != nil {
+			return err
+		}
+	}
+	if v.Role == "primary" {
+		if !cronFields.MatchString(v.Schedule.Create) {
+			return bad("schedule.create", "%q is not a cron schedule", v.Schedule.Create)
+		}
+		if !cronFields.MatchString(v.Schedule.Prune) {
+			return bad("schedule.prune", "%q is not a cron schedule", v.Schedule.Prune)
+		}
+		if err := v.Retention.validate(); err != nil {
+			return bad("retention", "%s", err)
+		}
+	} else {
+		if !cronFields.MatchString(v.Schedule.Restore) {
+			return bad("schedule.restore", "%q is not a cron schedule", v.Schedule.Restore)
+		}
+	}
+	for field, m := range map[string]map[string]string{"resources.requests": v.Resources.Requests, "resources.limits": v.Resources.Limits} {
+		for k, q := range m {
+			if k != "cpu" && k != "memory" && k != "ephemeral-storage" {
+				return bad(field+"."+k, "unknown resource (cpu, memory, ephemeral-storage)")
+			}
+			if _, err := resource.ParseQuantity(q); err != nil {
+				return bad(field+"."+k, "%q is not a quantity", q)
+			}
+		}
+	}
+	if len(v.Resources.Limits) == 0 {
+		return bad("resources.limits", "missing: every backup job needs cpu and memory limits")
+	}
+	return nil
+}
+
+func checkRef(r *SecretRef, field string, bad func(string, string, ...any) error) error {
+	if !dnsLabel.MatchString(r.Name) && !regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,252}$`).MatchString(r.Name) {
+		return bad(field+".name", "%q is not a Secret name", r.Name)
+	}
+	if r.Key == "" {
+		return bad(field+".key", "missing")
+	}
+	return nil
+}
+
+// RenderCronJobs returns the CronJobs for the values' role as a YAML stream.
+func RenderCronJobs(v *Values) ([]byte, error) {
+	jobs := CronJobs(v)
+	var buf bytes.Buffer
+	for i, j := range jobs {
+		b, err := sigsyaml.Marshal(j)
+		if err != nil {
+			return nil, fmt.Errorf("encoding CronJob %s: %w", j.Name, err)
+		}
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		buf.Write(b)
+	}
+	return buf.Bytes(), nil
+}
+
+// CronJobs builds the CronJob objects: create and prune on the primary,
+// restore on the DR site.
+func CronJobs(v *Values) []*batchv1.CronJob {
+	if v.Role == "primary" {
+		args := []string{"create", "--site=" + v.Site}
+		if v.Compression != "" {
+			args = append(args, "--compression="+v.Compression)
+		}
+		for _, r := range v.Encryption.Recipients {
+			args = append(args, "--age-recipient="+r)
+		}
+		if v.MySQL != nil {
+			for _, db := range v.MySQL.Databases {
+				args = append(args, "--mysql-database="+db)
+			}
+		}
+		if v.Mongo != nil {
+			for _, db := range v.Mongo.Databases {
+				args = append(args, "--mongo-database="+db)
+			}
+		}
+		pr := []string{"prune"}
+		for _, kv := range []struct {
+			f string
+			n int
+		}{{"last", v.Retention.Last}, {"daily", v.Retention.Daily}, {"weekly", v.Retention.Weekly}, {"monthly", v.Retention.Monthly}} {
+			if kv.n > 0 {
+				pr = append(pr, fmt.Sprintf("--keep-%s=%d", kv.f, kv.n))
+			}
+		}
+		return []*batchv1.CronJob{
+			v.cronJob("create", v.Schedule.Create, args, true, false),
+			v.cronJob("prune", v.Schedule.Prune, pr, false, false),
+		}
+	}
+	args := []string{"restore", "--latest"}
+	if v.Mongo != nil && v.Mongo.NoIndexRestore {
+		args = append(args, "--mongo-no-index-restore")
+	}
+	return []*batchv1.CronJob{v.cronJob("restore", v.Schedule.Restore, args, true, true)}
+}
+
+func secretEnv(name string, ref SecretRef) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: ref.Name}, Key: ref.Key}}}
+}
+
+func (v *Values) cronJob(verb, schedule string, args []string, dbs, identity bool) *batchv1.CronJob {
+	name := v.Name + "-" + verb
+	labels := map[string]string{
+		"app.kubernetes.io/name":       "slipway-backup",
+		"app.kubernetes.io/component":  verb,
+		"app.kubernetes.io/managed-by": "slipway",
+		"slipway.dev/site":             v.Site,
+	}
+	env := []corev1.EnvVar{
+		{Name: "SLIPWAY_S3_BUCKET", Value: v.S3.Bucket},
+		{Name: "SLIPWAY_LOG_FORMAT", Value: "json"},
+		secretEnv("AWS_ACCESS_KEY_ID", SecretRef{Name: v.S3.CredentialsSecret, Key: "AWS_ACCESS_KEY_ID"}),
+		secretEnv("AWS_SECRET_ACCESS_KEY", SecretRef{Name: v.S3.CredentialsSecret, Key: "AWS_SECRET_ACCESS_KEY"}),
+	}
+	add := func(n, val string) {
+		if val != "" {
+			env = append(env, corev1.EnvVar{Name: n, Value: val})
+		}
+	}
+	add("SLIPWAY_S3_ENDPOINT", v.S3.Endpoint)
+	add("SLIPWAY_S3_REGION", v.S3.Region)
+	add("SLIPWAY_S3_PREFIX", v.S3.Prefix)
+	// The root filesystem is read-only; mongodump's private config file
+	// (the URI) goes to a small in-memory /tmp.
+	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
+	vols := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+		Medium: corev1.StorageMediumMemory, SizeLimit: ptr(resource.MustParse("1Mi"))}}}}
+	mountSecret := func(vol string, ref SecretRef, dir string) string {
+		vols = append(vols, corev1.Volume{Name: vol, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: ref.Name, DefaultMode: ptr(int32(0o400)), Items: []corev1.KeyToPath{{Key: ref.Key, Path: ref.Key}}}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: vol, MountPath: dir, ReadOnly: true})
+		return dir + "/" + ref.Key
+	}
+	if v.S3.CASecret != nil {
+		add("SLIPWAY_S3_CA_FILE", mountSecret("s3-ca", *v.S3.CASecret, "/etc/slipway/s3-ca"))
+	}
+	if dbs && v.MySQL != nil {
+		add("SLIPWAY_MYSQL_HOST", v.MySQL.Host)
+		if v.MySQL.Port != 0 {
+			add("SLIPWAY_MYSQL_PORT", strconv.Itoa(v.MySQL.Port))
+		}
+		add("SLIPWAY_MYSQL_USER", v.MySQL.User)
+		env = append(env, secretEnv("SLIPWAY_MYSQL_PASSWORD", v.MySQL.PasswordSecret))
+	}
+	if dbs && v.Mongo != nil {
+		env = append(env, secretEnv("SLIPWAY_MONGO_URI", v.Mongo.URISecret))
+	}
+	if identity && v.Encryption.IdentitySecret != nil {
+		add("SLIPWAY_AGE_IDENTITY_FILE", mountSecret("age-identity", *v.Encryption.IdentitySecret, "/etc/slipway/age"))
+	}
+	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for k, q := range v.Resources.Requests {
+		res.Requests[corev1.ResourceName(k)] = resource.MustParse(q)
+	}
+	for k, q := range v.Resources.Limits {
+		res.Limits[corev1.ResourceName(k)] = resource.MustParse(q)
+	}
+	backoff := v.BackoffLimit
+	if backoff == nil {
+		backoff = ptr(int32(1))
+	}
+	hist := func(p *int32, d int32) *int32 {
+		if p == nil {
+			return ptr(d)
+		}
+		return p
+	}
+	spec := batchv1.CronJobSpec{
+		Schedule:                   schedule,
+		ConcurrencyPolicy:          batchv1.ForbidConcurrent,
+		StartingDeadlineSeconds:    ptr(int64(3600)),
+		SuccessfulJobsHistoryLimit: hist(v.SuccessfulJobsHistory, 3),
+		FailedJobsHistoryLimit:     hist(v.FailedJobsHistory, 3),
+		JobTemplate: batchv1.JobTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: batchv1.JobSpec{
+				BackoffLimit:            backoff,
+				ActiveDeadlineSeconds:   v.ActiveDeadlineSeconds,
+				TTLSecondsAfterFinished: v.TTLSecondsAfterFinished,
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{
+						RestartPolicy:                corev1.RestartPolicyNever,
+						ServiceAccountName:           v.ServiceAccountName,
+						AutomountServiceAccountToken: ptr(false),
+						SecurityContext:              &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(65532)), FSGroup: ptr(int64(65532))},
+						Volumes:                      vols,
+						Containers: []corev1.Container{{
+							Name:         verb,
+							Image:        v.Image,
+							Command:      v.Command,
+							Args:         args,
+							Env:          env,
+							VolumeMounts: mounts,
+							Resources:    res,
+							SecurityContext: &corev1.SecurityContext{
+								AllowPrivilegeEscalation: ptr(false),
+								ReadOnlyRootFilesystem:   ptr(true),
+								Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+							},
+						}},
+					},
+				},
+			},
+		},
+	}
+	if v.TimeZone != "" {
+		spec.TimeZone = ptr(v.TimeZone)
+	}
+	return &batchv1.CronJob{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: v.Namespace, Labels: labels},
+		Spec:       spec,
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

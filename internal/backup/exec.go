@@ -1,0 +1,74 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+)
+
+// tailBuffer keeps the last max bytes written to it: a child's stderr for the
+// error message, without unbounded memory.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := strings.TrimSpace(string(bytes.ToValidUTF8(t.buf, []byte("?"))))
+	return strings.ReplaceAll(s, "\n", "; ")
+}
+
+// tool is a child process: its secrets travel in env, never in args.
+type tool struct {
+	path string
+	args []string
+	env  []string // added to the parent's environment
+}
+
+// run starts the tool with stdin/stdout and waits for it. The error names
+// the tool and quotes the end of its stderr.
+func (t tool) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	cmd := exec.CommandContext(ctx, t.path, t.args...)
+	cmd.Env = append(os.Environ(), t.env...)
+	cmd.Stdin = stdin
+	cmd.Stdout = stdout
+	errBuf := &tailBuffer{max: 2048}
+	cmd.Stderr = errBuf
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("running %s: %w", t.path, ctx.Err())
+		}
+		if msg := errBuf.String(); msg != "" {
+			return fmt.Errorf("running %s: %w: %s", t.path, err, msg)
+		}
+		return fmt.Errorf("running %s: %w", t.path, err)
+	}
+	return nil
+}
+
+// output runs the tool and returns its stdout (for --version).
+func (t tool) output(ctx context.Context) (string, error) {
+	var out bytes.Buffer
+	if err := t.run(ctx, nil, &out); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(out.String()), nil
+}

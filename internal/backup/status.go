@@ -1,0 +1,97 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// StatusOptions configures Status.
+type StatusOptions struct {
+	Common
+	MaxAge time.Duration
+}
+
+// Status is the freshness of the newest complete backup.
+type Status struct {
+	Newest     string        `json:"newest,omitempty"`
+	Finished   time.Time     `json:"finished,omitzero"`
+	Age        time.Duration `json:"-"`
+	AgeSeconds float64       `json:"ageSeconds"`
+	MaxAge     time.Duration `json:"-"`
+	MaxAgeSecs float64       `json:"maxAgeSeconds"`
+	Size       int64         `json:"size"`
+	Complete   int           `json:"complete"`
+	Incomplete int           `json:"incomplete"`
+	Stale      bool          `json:"stale"`
+}
+
+// ErrStale is returned (with the Status) when the newest complete backup is
+// older than the maximum age, or there is none.
+var ErrStale = fmt.Errorf("backups are stale")
+
+// GetStatus reports on the newest complete backup; it returns ErrStale
+// (wrapped) together with the status when that backup is too old.
+func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
+	store, err := opts.setup()
+	if err != nil {
+		return nil, err
+	}
+	if opts.MaxAge <= 0 {
+		return nil, usagef("--max-age must be positive (e.g. 26h for daily backups)")
+	}
+	entries, err := catalog(ctx, store, opts.S3.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	now := opts.Now().UTC()
+	st := &Status{MaxAge: opts.MaxAge, MaxAgeSecs: opts.MaxAge.Seconds()}
+	for _, e := range entries {
+		if !e.Complete {
+			st.Incomplete++
+			continue
+		}
+		st.Complete++
+		if st.Newest == "" {
+			st.Newest, st.Finished, st.Size = e.ID, e.Manifest.Finished, e.Size
+		}
+	}
+	if st.Newest == "" {
+		st.Stale = true
+		return st, fmt.Errorf("%w: no complete backup under prefix %q", ErrStale, opts.S3.Prefix)
+	}
+	st.Age = now.Sub(st.Finished)
+	st.AgeSeconds = st.Age.Seconds()
+	if st.Age > opts.MaxAge {
+		st.Stale = true
+		return st, fmt.Errorf("%w: newest complete backup %s finished %s ago, more than --max-age %s: check the backup CronJob's logs", ErrStale, st.Newest, st.Age.Round(time.Second), opts.MaxAge)
+	}
+	return st, nil
+}
+
+// WritePrometheus writes st in the Prometheus text exposition format (for
+// node_exporter's textfile collector or a push gateway).
+func (st *Status) WritePrometheus(w io.Writer) error {
+	b2i := map[bool]int{false: 0, true: 1}
+	ts := 0.0
+	if !st.Finished.IsZero() {
+		ts = float64(st.Finished.Unix())
+	}
+	metrics := []struct{ name, help, typ, val string }{
+		{"slipway_backup_last_complete_timestamp_seconds", "Finish time of the newest complete backup.", "gauge", strconv.FormatFloat(ts, 'f', -1, 64)},
+		{"slipway_backup_age_seconds", "Age of the newest complete backup.", "gauge", strconv.FormatFloat(st.AgeSeconds, 'f', 0, 64)},
+		{"slipway_backup_max_age_seconds", "Age above which backups count as stale.", "gauge", strconv.FormatFloat(st.MaxAgeSecs, 'f', 0, 64)},
+		{"slipway_backup_stale", "1 when the newest complete backup is older than the maximum age.", "gauge", strconv.Itoa(b2i[st.Stale])},
+		{"slipway_backup_last_size_bytes", "Stored size of the newest complete backup.", "gauge", strconv.FormatInt(st.Size, 10)},
+		{"slipway_backup_complete_count", "Complete backups in the bucket.", "gauge", strconv.Itoa(st.Complete)},
+		{"slipway_backup_incomplete_count", "Backups without a manifest in the bucket.", "gauge", strconv.Itoa(st.Incomplete)},
+	}
+	for _, m := range metrics {
+		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", m.name, m.help, m.name, m.typ, m.name, m.val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
