@@ -1,14 +1,12 @@
-// Command backup: dump MySQL and MongoDB to S3 and restore the newest good backup at the DR site.
+// Command backup streams MySQL and MongoDB dumps to S3 and restores the
+// newest good backup at the DR site (see docs/backup.md).
 package main
 
 import (
+	"github.com/slipwayci/slipway/internal/backup"
 	"github.com/slipwayci/slipway/internal/cli"
 )
 
 func main() {
-	cli.Main(cli.New(cli.App{
-		Name:   "backup",
-		Usage:  "dump MySQL and MongoDB to S3 and restore the newest good backup at the DR site",
-		Action: cli.NotBuilt("backup", 7),
-	}))
+	cli.Main(backup.App())
 }

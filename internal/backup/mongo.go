@@ -214,7 +214,9 @@ func (t *mongoTarget) Swap(ctx context.Context) (func(context.Context) error, er
 	return undo, nil
 }
 
-func (t *mongoTarget) Commit(ctx context.Context) error { return t.dropPrefixed(ctx, mongoOldPrefix, mongoNewPrefix) }
+func (t *mongoTarget) Commit(ctx context.Context) error {
+	return t.dropPrefixed(ctx, mongoOldPrefix, mongoNewPrefix)
+}
 
 func (t *mongoTarget) Discard(ctx context.Context) error {
 	return t.dropPrefixed(ctx, mongoNewPrefix, mongoOldPrefix)

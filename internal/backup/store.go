@@ -71,7 +71,7 @@ func (c S3Config) validate() error {
 	case c.Bucket == "":
 		return fmt.Errorf("--s3-bucket is empty: name the bucket that holds the backups")
 	case c.AccessKey.Empty() || c.SecretKey.Empty():
-		return fmt.Errorf("S3 credentials are missing: set --s3-access-key/AWS_ACCESS_KEY_ID and --s3-secret-key/AWS_SECRET_ACCESS_KEY (or their *_FILE forms)")
+		return fmt.Errorf("S3 credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --s3-secret-key-file)")
 	case c.PartSize != 0 && c.PartSize < manager.MinUploadPartSize:
 		return fmt.Errorf("--s3-part-size %d is below S3's minimum of %d bytes", c.PartSize, manager.MinUploadPartSize)
 	case c.Prefix != "" && !strings.HasSuffix(c.Prefix, "/"):
@@ -124,9 +124,9 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 		})
 	}
 	opts := s3.Options{
-		Region:      region,
-		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(cfg.AccessKey.Reveal(), cfg.SecretKey.Reveal(), "")),
-		HTTPClient:  httpClient,
+		Region:       region,
+		Credentials:  aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(cfg.AccessKey.Reveal(), cfg.SecretKey.Reveal(), "")),
+		HTTPClient:   httpClient,
 		UsePathStyle: !cfg.VirtualHost,
 		// radosgw and older gateways reject the newer default checksums.
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
