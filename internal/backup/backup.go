@@ -199,7 +199,7 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		d, err := dumpOne(ctx, store, src, key, opts.Compression, opts.CompressionLevel, recipients)
 		if err != nil {
 			cleanup()
-			return nil, fmt.Errorf("backing up %s database %s: %w", src.Kind(), src.Database(), err)
+			return nil, fmt.Errorf("backing up %s database %s (no backup was recorded; rerun create once this is fixed): %w", src.Kind(), src.Database(), err)
 		}
 		secs := time.Since(t0).Seconds()
 		opts.Logger.Info("dumped", "kind", src.Kind(), "database", src.Database(), "raw_bytes", d.RawSize, "stored_bytes", d.Size,

@@ -64,6 +64,11 @@ type S3Config struct {
 	// Concurrency parts in flight it bounds the upload's memory.
 	PartSize    int64
 	Concurrency int
+	// MaxAttempts is how often one S3 request is tried (default 5).
+	MaxAttempts int
+	// AbortTimeout bounds the retries of aborting a failed multipart
+	// upload (default 30s); what is left is aborted by the next prune.
+	AbortTimeout time.Duration
 }
 
 func (c S3Config) validate() error {
@@ -89,6 +94,8 @@ type S3Store struct {
 	uploader *manager.Uploader
 	bucket   string
 	endpoint string
+	// abortTimeout bounds the clean-up of a failed upload.
+	abortTimeout time.Duration
 }
 
 var _ ObjectStore = (*S3Store)(nil)
@@ -133,6 +140,9 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 		RetryMaxAttempts:           5,
 	}
+	if cfg.MaxAttempts > 0 {
+		opts.RetryMaxAttempts = cfg.MaxAttempts
+	}
 	if cfg.Endpoint != "" {
 		opts.BaseEndpoint = aws.String(strings.TrimRight(cfg.Endpoint, "/"))
 	}
@@ -150,7 +160,11 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 		u.Concurrency = conc
 		u.LeavePartsOnError = false
 	})
-	return &S3Store{client: client, uploader: up, bucket: cfg.Bucket, endpoint: cfg.Endpoint}, nil
+	abort := cfg.AbortTimeout
+	if abort <= 0 {
+		abort = 30 * time.Second
+	}
+	return &S3Store{client: client, uploader: up, bucket: cfg.Bucket, endpoint: cfg.Endpoint, abortTimeout: abort}, nil
 }
 
 // Put implements ObjectStore. The uploader aborts a failed multipart upload
@@ -168,7 +182,7 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader) error {
 	}
 	var mu manager.MultiUploadFailure
 	if errors.As(err, &mu) && mu.UploadID() != "" {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.abortTimeout)
 		defer cancel()
 		_ = retry(actx, func() error {
 			_, aerr := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
