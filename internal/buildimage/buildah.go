@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/slipwayci/slipway/internal/logging"
 )
 
 // BuildahBackend builds Dockerfiles with buildah: chroot isolation (no
@@ -190,6 +192,12 @@ func (b *BuildahBackend) Build(ctx context.Context, p *Planned, deps map[string]
 	for _, kv := range sortedPairs(manifestAnnotations(p.Labels)) {
 		cmd = append(cmd, "--annotation", kv)
 	}
+	secrets, err := secretArgs(filepath.Join(b.state, "secrets"), p)
+	if err != nil {
+		return err
+	}
+	defer removeAll(filepath.Join(b.state, "secrets"))
+	cmd = append(cmd, secrets...)
 	cmd = append(cmd, "-f", p.Dockerfile, "-t", LocalName(p.Name), p.Context)
 	b.log().Info("building with buildah", "image", p.Name, "dockerfile", p.Dockerfile, "target", p.Target)
 	if out, err := b.run(ctx, p.Name, cmd...); err != nil {
@@ -200,6 +208,26 @@ func (b *BuildahBackend) Build(ctx context.Context, p *Planned, deps map[string]
 		return fmt.Errorf("writing %s to its layout: %w: %s", p.Name, err, out.tailString())
 	}
 	return nil
+}
+
+// secretArgs returns --secret flags for p's secrets. Env secrets are
+// written to 0600 files in dir, so values never reach a command line.
+func secretArgs(dir string, p *Planned) ([]string, error) {
+	var args []string
+	for _, s := range p.Secrets {
+		src := s.File
+		if s.Env != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("preparing secrets of %s: %w", p.Name, err)
+			}
+			src = filepath.Join(dir, p.Name+"-"+s.ID)
+			if err := os.WriteFile(src, []byte(p.SecretValues[s.ID].Reveal()), 0o600); err != nil {
+				return nil, fmt.Errorf("preparing secret %s of %s: %w", s.ID, p.Name, err)
+			}
+		}
+		args = append(args, "--secret", "id="+s.ID+",src="+src)
+	}
+	return args, nil
 }
 
 // ensure makes an image of this run (built by another backend) available
@@ -329,7 +357,8 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 }
 
 func (t *tailWriter) line(l string) {
-	l = strings.TrimRight(l, "\r")
+	// A RUN step may print a build secret; it never reaches the log.
+	l = logging.Scrub(strings.TrimRight(l, "\r"))
 	if t.out != nil {
 		fmt.Fprintf(t.out, "%s%s\n", t.prefix, l)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -196,5 +197,69 @@ func TestSecretsStayOut(t *testing.T) {
 	var doc map[string]any
 	if err := json.Unmarshal(zdata, &doc); err != nil {
 		t.Errorf("zuul_return data is not JSON: %v", err)
+	}
+}
+
+// TestBuildSecrets: a secret from the environment and one from a file reach
+// RUN --mount=type=secret, and appear in no layer, config, history, log
+// line (even when the RUN prints it), result, or buildah command line.
+func TestBuildSecrets(t *testing.T) {
+	base, registry := realEnv(t)
+	const token, fileSecret = "pypi-Tok3n-for-private-index", "file-Secr3t-value"
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"ctx/Dockerfile": `ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN --mount=type=secret,id=pip --mount=type=secret,id=npm echo "token is $(cat /run/secrets/pip), file is $(cat /run/secrets/npm)" \
+ && cat /run/secrets/pip /run/secrets/npm | wc -c >/used
+`,
+		"npm.txt": fileSecret,
+		"buildah": "#!/bin/sh\nprintf '%s\\n' \"$*\" >>\"" + filepath.Join(dir, "args.log") + "\"\nexec buildah \"$@\"\n",
+	})
+	if err := os.Chmod(filepath.Join(dir, "buildah"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLIPWAY_TEST_PIP_TOKEN", token)
+	out := filepath.Join(dir, "out")
+	code, stdout, stderr := runCLI(t, "--context", filepath.Join(dir, "ctx"), "--repository", "acme/a",
+		"--secret", "pip=env:SLIPWAY_TEST_PIP_TOKEN", "--secret", "npm=file:"+filepath.Join(dir, "npm.txt"),
+		"--build-arg", "BASE_IMAGE="+base, "--insecure-registry", registry, "--work-dir", dir, "--output", out,
+		"--buildah", filepath.Join(dir, "buildah"))
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "token is [redacted], file is [redacted]") {
+		t.Errorf("the RUN's output of the secret is not redacted in the log:\n%s", stderr)
+	}
+	args, err := os.ReadFile(filepath.Join(dir, "args.log"))
+	if err != nil || !strings.Contains(string(args), "--secret") {
+		t.Fatalf("buildah wrapper saw no --secret (err %v): %s", err, args)
+	}
+	texts := map[string]string{"stdout": stdout, "stderr": stderr, "buildah arguments": string(args)}
+	// Every blob of the layout, layers uncompressed.
+	var res result.BuildResult
+	if err := result.ReadFile(filepath.Join(out, "build-result.json"), &res); err != nil {
+		t.Fatal(err)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(res.Images[0].Layout, "blobs", "sha256", "*"))
+	for _, b := range blobs {
+		data, _ := os.ReadFile(b)
+		texts["blob "+filepath.Base(b)] = string(data)
+	}
+	files := imageFiles(t, res.Images[0].Layout, res.Images[0].ManifestDigest)
+	var all strings.Builder
+	for name, content := range files {
+		all.WriteString(name + "\n" + content)
+	}
+	texts["image files"] = all.String()
+	if want := fmt.Sprintf("%d\n", len(token)+len(fileSecret)); strings.TrimLeft(files["used"], " ") != want {
+		t.Errorf("the RUN with secrets did not run: /used = %q", files["used"])
+	}
+	for name, text := range texts {
+		for _, secret := range []string{token, fileSecret} {
+			if strings.Contains(text, secret) {
+				t.Errorf("secret %q appears in %s", secret[:8]+"...", name)
+			}
+		}
 	}
 }

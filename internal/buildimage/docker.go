@@ -92,15 +92,24 @@ func (d *DockerBackend) Build(ctx context.Context, p *Planned, deps map[string]*
 	for _, kv := range sortedPairs(p.Labels) {
 		cmd = append(cmd, "--label", kv)
 	}
+	secrets, err := secretArgs(filepath.Join(d.state, "secrets"), p)
+	if err != nil {
+		return err
+	}
+	defer removeAll(filepath.Join(d.state, "secrets"))
+	cmd = append(cmd, secrets...)
 	cmd = append(cmd, p.Context)
 	env := os.Environ()
+	if len(secrets) > 0 {
+		env = append(env, "DOCKER_BUILDKIT=1")
+	}
 	if d.Reproducible {
 		env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(p.Created.Unix(), 10))
 	}
 	tw := newTailWriter(d.Output, p.Name, 40)
 	c := exec.CommandContext(ctx, d.Path, cmd...)
 	c.Env, c.Stdout, c.Stderr = env, tw, tw
-	err := c.Run()
+	err = c.Run()
 	tw.flush()
 	if err := toolError("docker build", ctx, err); err != nil {
 		return buildFailure(p.Name, tw, err)

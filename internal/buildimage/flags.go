@@ -58,6 +58,7 @@ func Flags() []ucli.Flag {
 		&ucli.StringFlag{Name: "repository", Usage: "single image: repository without registry (acme/openedx)", EnvVars: env("REPOSITORY")},
 		&ucli.StringSliceFlag{Name: "tag", Usage: "single image: tag template for post/manual builds ({branch}, {short_sha}...)", EnvVars: env("TAGS")},
 		&ucli.StringSliceFlag{Name: "label", Usage: "single image: KEY=VALUE label", EnvVars: env("LABELS")},
+		&ucli.StringSliceFlag{Name: "secret", Usage: "single image: build secret ID=env:VAR or ID=file:PATH, for RUN --mount=type=secret,id=ID", EnvVars: env("SECRETS")},
 		&ucli.BoolFlag{Name: "native", Usage: "single image: build natively (no Dockerfile) from --base and --add", EnvVars: env("NATIVE")},
 		&ucli.StringFlag{Name: "base", Usage: "native: base image reference (default: none)", EnvVars: env("BASE")},
 		&ucli.StringSliceFlag{Name: "add", Usage: "native: SRC:DEST, a directory or file added as one layer", EnvVars: env("ADD")},
@@ -103,6 +104,7 @@ func OptionsFromFlags(c *ucli.Context) (Options, error) {
 		Tool:       c.App.Name + " " + cli.Version,
 		Output:     c.App.ErrWriter,
 		Log:        slog.Default(),
+		LookupEnv:  os.LookupEnv,
 	}
 	var err error
 	if o.Args, err = pairs("--build-arg", c.StringSlice("build-arg")); err != nil {
@@ -129,7 +131,7 @@ func OptionsFromFlags(c *ucli.Context) (Options, error) {
 	o.Docker = DockerBackend{Path: c.String("docker"), WorkDir: work}
 	o.Native = NativeBackend{Progress: progress.New(c.App.ErrWriter)}
 	single := false
-	for _, n := range []string{"context", "dockerfile", "target", "repository", "tag", "label", "native", "base", "add", "env", "entrypoint", "cmd", "user", "workdir", "name"} {
+	for _, n := range []string{"context", "dockerfile", "target", "repository", "tag", "label", "secret", "native", "base", "add", "env", "entrypoint", "cmd", "user", "workdir", "name"} {
 		if c.IsSet(n) {
 			single = true
 		}
@@ -156,6 +158,20 @@ func imageFromFlags(c *ucli.Context) (*Image, error) {
 	var err error
 	if im.Labels, err = pairs("--label", c.StringSlice("label")); err != nil {
 		return nil, err
+	}
+	for _, spec := range c.StringSlice("secret") {
+		id, src, _ := strings.Cut(spec, "=")
+		kind, val, _ := strings.Cut(src, ":")
+		switch {
+		case id == "" || val == "":
+			return nil, cli.Usagef("--secret: %q is not ID=env:VAR or ID=file:PATH", spec)
+		case kind == "env":
+			im.Secrets = append(im.Secrets, Secret{ID: id, Env: val})
+		case kind == "file":
+			im.Secrets = append(im.Secrets, Secret{ID: id, File: val})
+		default:
+			return nil, cli.Usagef("--secret: %q is not ID=env:VAR or ID=file:PATH", spec)
+		}
 	}
 	if !c.Bool("native") {
 		for _, n := range []string{"base", "add", "env", "entrypoint", "cmd", "user", "workdir"} {

@@ -257,6 +257,24 @@ func (p *parser) image(n *yaml.Node, im *Image) {
 		"tags":       func(v *yaml.Node, field string) { im.Tags = p.strList(v, field) },
 		"labels":     func(v *yaml.Node, field string) { im.Labels = p.strMap(v, field) },
 		"depends_on": func(v *yaml.Node, field string) { im.DependsOn = p.strList(v, field) },
+		"secrets": func(v *yaml.Node, field string) {
+			v = resolve(v)
+			if v.Kind != yaml.SequenceNode {
+				p.fail(v, field, "must be a list of {id, env or file}, not %s", describe(v))
+				return
+			}
+			for i, sn := range v.Content {
+				sf := fmt.Sprintf("%s[%d]", field, i)
+				p.f.lines[sf] = sn.Line
+				var sec Secret
+				p.fields(sn, sf, map[string]func(*yaml.Node, string){
+					"id":   func(v *yaml.Node, field string) { sec.ID = p.str(v, field) },
+					"env":  func(v *yaml.Node, field string) { sec.Env = p.str(v, field) },
+					"file": func(v *yaml.Node, field string) { sec.File = p.str(v, field) },
+				})
+				im.Secrets = append(im.Secrets, sec)
+			}
+		},
 		"native": func(v *yaml.Node, field string) {
 			im.Native = &Native{}
 			p.native(v, field, im.Native)

@@ -75,6 +75,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown native field", "images:\n  - name: a\n    native:\n      layer: []\n", `b.yaml:4: images[0].native.layer: unknown field "layer"`},
 		{"unknown layer field", "images:\n  - name: a\n    native:\n      layers: [{src: a, dst: /b}]\n", `b.yaml:4: images[0].native.layers[0].dst: unknown field "dst"`},
 		{"unknown tags field", "tags: {pr: x}\nimages: [{name: a}]\n", `b.yaml:1: tags.pr: unknown field "pr"`},
+		{"unknown secret field", "images:\n  - name: a\n    secrets: [{id: a, value: x}]\n", `b.yaml:3: images[0].secrets[0].value: unknown field "value" (known: env, file, id)`},
 		{"repeated field", "images:\n  - name: a\n    name: b\n", `b.yaml:3: images[0].name: repeated field "name"`},
 		{"tags not a list", "images:\n  - name: a\n    tags: latest\n", `b.yaml:3: images[0].tags: must be a list of strings, not "latest"`},
 		{"tag not a string", "images:\n  - name: a\n    tags: [[x]]\n", `b.yaml:3: images[0].tags[0]: must be a string, not a list`},

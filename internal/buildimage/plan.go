@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/zuul"
 )
 
@@ -48,6 +49,8 @@ type Planned struct {
 	Base string
 	// Created is the creation time written into the image.
 	Created time.Time
+	// SecretValues holds the values of env secrets, by secret ID.
+	SecretValues map[string]logging.Secret
 }
 
 // PlanOptions are the inputs of Plan besides the file.
@@ -59,6 +62,9 @@ type PlanOptions struct {
 	Epoch *time.Time
 	// Now is the wall clock, used when Epoch is nil.
 	Now time.Time
+	// LookupEnv reads the environment variables secrets name
+	// (os.LookupEnv in the binary; nil means none is set).
+	LookupEnv func(string) (string, bool)
 }
 
 // Plan validates f entirely (paths, names, tags, dependencies) and returns
@@ -161,7 +167,59 @@ func planImage(f *File, im *Image, z *zuul.Context, o PlanOptions, created time.
 			return nil, f.errAt(im.field("depends_on"), "empty image name")
 		}
 	}
+	if err := planSecrets(f, im, p, o.LookupEnv); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+var secretIDRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+func planSecrets(f *File, im *Image, p *Planned, lookup func(string) (string, bool)) error {
+	if len(im.Secrets) > 0 && im.Native != nil {
+		return f.errAt(im.field("secrets"), "native images run no RUN steps: remove `secrets`")
+	}
+	seen := map[string]bool{}
+	for i, s := range im.Secrets {
+		field := im.field(fmt.Sprintf("secrets[%d]", i))
+		if !secretIDRe.MatchString(s.ID) {
+			return f.errAt(field+".id", "%q is not a valid secret id (letters, digits, '_', '.', '-')", s.ID)
+		}
+		if seen[s.ID] {
+			return f.errAt(field+".id", "%q is already the id of another secret", s.ID)
+		}
+		seen[s.ID] = true
+		switch {
+		case (s.Env == "") == (s.File == ""):
+			return f.errAt(field, "secret %q needs exactly one of env or file", s.ID)
+		case s.Env != "":
+			v, ok := "", false
+			if lookup != nil {
+				v, ok = lookup(s.Env)
+			}
+			if !ok || v == "" {
+				return f.errAt(field+".env", "secret %q: the environment variable %s is not set", s.ID, s.Env)
+			}
+			if p.SecretValues == nil {
+				p.SecretValues = map[string]logging.Secret{}
+			}
+			p.SecretValues[s.ID] = logging.Secret(v)
+			logging.Register(v)
+		default:
+			path := s.File
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(f.Dir, path)
+			}
+			data, err := os.ReadFile(path)
+			if st, serr := os.Stat(path); err != nil || serr != nil || !st.Mode().IsRegular() {
+				return f.errAt(field+".file", "secret %q: %q is not a readable file", s.ID, s.File)
+			}
+			// Known to the log scrubber, in case a RUN step prints it.
+			logging.Register(strings.TrimSpace(string(data)))
+			im.Secrets[i].File = path
+		}
+	}
+	return nil
 }
 
 func resolvePaths(f *File, im *Image) error {

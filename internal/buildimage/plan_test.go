@@ -223,6 +223,13 @@ func TestPlanErrors(t *testing.T) {
 		{"native unknown var", "images:\n  - name: a\n    native:\n      base: ${NOPE}/x\n", `build.yaml:4: images[0].native.base: "${NOPE}/x": ${NOPE} is not a build arg`, nil},
 		{"native bad base", "images:\n  - name: a\n    native:\n      base: \"UPPER/Case::x\"\n", `build.yaml:4: images[0].native.base: "UPPER/Case::x" is not a valid image reference`, nil},
 		{"native both bases", "images:\n  - {name: b, native: {}}\n  - name: a\n    native:\n      base: x/y:1\n      base_image: b\n", `build.yaml:6: images[1].native.base_image: "b": set base or base_image, not both`, nil},
+		{"secret without source", "images:\n  - name: a\n    context: ctx\n    secrets:\n      - {id: pip}\n", `build.yaml:5: images[0].secrets[0]: secret "pip" needs exactly one of env or file`, nil},
+		{"secret with both sources", "images:\n  - name: a\n    context: ctx\n    secrets:\n      - {id: pip, env: A, file: b}\n", `build.yaml:5: images[0].secrets[0]: secret "pip" needs exactly one of env or file`, nil},
+		{"secret env unset", "images:\n  - name: a\n    context: ctx\n    secrets:\n      - id: pip\n        env: SLIPWAY_NOT_SET\n", `build.yaml:6: images[0].secrets[0].env: secret "pip": the environment variable SLIPWAY_NOT_SET is not set`, nil},
+		{"secret file missing", "images:\n  - name: a\n    context: ctx\n    secrets:\n      - {id: pip, file: nope.txt}\n", `build.yaml:5: images[0].secrets[0].file: secret "pip": "nope.txt" is not a readable file`, nil},
+		{"secret bad id", "images:\n  - name: a\n    context: ctx\n    secrets:\n      - {id: \"a b\", file: site/a}\n", `build.yaml:5: images[0].secrets[0].id: "a b" is not a valid secret id`, nil},
+		{"secret repeated id", "images:\n  - name: a\n    context: ctx\n    secrets:\n      - {id: s, file: site/a}\n      - {id: s, file: site/a}\n", `build.yaml:6: images[0].secrets[1].id: "s" is already the id`, nil},
+		{"secret on native", "images:\n  - name: a\n    secrets: [{id: s, file: site/a}]\n    native: {}\n", `build.yaml:3: images[0].secrets: native images run no RUN steps`, nil},
 		{"native relative workdir", "images:\n  - name: a\n    native:\n      workdir: srv\n", `build.yaml:4: images[0].native.workdir: "srv" must be an absolute path`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

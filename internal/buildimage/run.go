@@ -45,6 +45,8 @@ type Options struct {
 	// Output receives the build tools' output; Log the stage's logs.
 	Output io.Writer
 	Log    *slog.Logger
+	// LookupEnv reads the environment variables secrets name.
+	LookupEnv func(string) (string, bool)
 	// now replaces time.Now in tests.
 	now func() time.Time
 }
@@ -85,7 +87,7 @@ func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 	default:
 		return nil, cli.Usagef("nothing to build: give --file BUILD.yaml, or --context DIR and --repository NAME for one image")
 	}
-	plans, err := Plan(f, PlanOptions{Zuul: o.Zuul, Args: o.Args, Epoch: o.Epoch, Now: o.now()})
+	plans, err := Plan(f, PlanOptions{Zuul: o.Zuul, Args: o.Args, Epoch: o.Epoch, Now: o.now(), LookupEnv: o.LookupEnv})
 	if err != nil {
 		return nil, cli.AsUsage(err)
 	}

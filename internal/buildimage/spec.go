@@ -66,6 +66,9 @@ type Image struct {
 	Tags      []string
 	Labels    map[string]string
 	DependsOn []string
+	// Secrets are files mounted into RUN steps (RUN --mount=type=secret),
+	// never stored in the image or passed on a command line.
+	Secrets []Secret
 	// Native, when set, builds the image without a Dockerfile.
 	Native *Native
 
@@ -86,6 +89,14 @@ type Native struct {
 	Cmd        []string
 	User       string
 	Workdir    string
+}
+
+// Secret is a build secret: the value of the environment variable Env, or
+// the file File, visible to RUN --mount=type=secret,id=ID.
+type Secret struct {
+	ID   string
+	Env  string
+	File string
 }
 
 // NativeLayer adds Src (a directory or file, relative to the image's
