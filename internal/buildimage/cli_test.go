@@ -14,6 +14,7 @@ import (
 
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/testenv"
 )
 
 // runCLI runs build-image in-process as main does and returns the exit
@@ -82,8 +83,13 @@ func TestCLIBadInput(t *testing.T) {
 		{"bad --add", []string{"--native", "--repository", "a", "--add", "nocolon"}, nil, `--add: "nocolon" is not SRC:DEST`},
 		{"bad --entrypoint", []string{"--native", "--repository", "a", "--entrypoint", "[/bin/sh"}, nil, `--entrypoint: "[/bin/sh" is not a JSON array`},
 		{"flags: missing context dir", []string{"--context", f("nope"), "--repository", "acme/a"}, nil, `--context: "` + f("nope") + `": no such directory`},
-		{"flags: invalid tag", []string{"--context", f("ctx"), "--repository", "acme/a", "--tag", "a/b"}, nil, `--tags[0]: "a/b" is not a valid tag`},
+		{"flags: invalid tag", []string{"--context", f("ctx"), "--repository", "acme/a", "--tag", "a/b"}, nil, `--tag: "a/b" is not a valid tag`},
 		{"unknown flag", []string{"--contxt", dir}, nil, `flag provided but not defined: -contxt`},
+		{"output inside a native layer", []string{"--native", "--repository", "a", "--add", dir + ":/srv", "--output", f("inside/out")}, nil,
+			`--add: "` + dir + `" contains the output directory ` + f("inside/out")},
+		{"flags: bad secret", []string{"--context", f("ctx"), "--repository", "a", "--secret", "pip=vault:x"}, nil, `--secret: "pip=vault:x" is not ID=env:VAR or ID=file:PATH`},
+		{"flags: secret env unset", []string{"--context", f("ctx"), "--repository", "a", "--secret", "pip=env:SLIPWAY_UNSET_TOKEN"}, nil,
+			`--secret: secret "pip": the environment variable SLIPWAY_UNSET_TOKEN is not set`},
 		{"nothing to build", nil, nil, `nothing to build`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +97,13 @@ func TestCLIBadInput(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			out := filepath.Join(t.TempDir(), "out")
-			code, stdout, stderr := runCLI(t, append(tc.args, "--output", out)...)
+			args := tc.args
+			if i := indexOf(args, "--output"); i >= 0 {
+				out = args[i+1]
+			} else {
+				args = append(args, "--output", out)
+			}
+			code, stdout, stderr := runCLI(t, args...)
 			if code != cli.ExitUsage {
 				t.Errorf("exit code %d, want %d; stderr:\n%s", code, cli.ExitUsage, stderr)
 			}
@@ -108,6 +120,15 @@ func TestCLIBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+func indexOf(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
 }
 
 // TestCLINative: a native image from flags; stdout is exactly the result
@@ -261,5 +282,36 @@ RUN --mount=type=secret,id=pip --mount=type=secret,id=npm echo "token is $(cat /
 				t.Errorf("secret %q appears in %s", secret[:8]+"...", name)
 			}
 		}
+	}
+}
+
+// TestCLIJSONLogs: with --log-format json every stderr line, buildah's
+// build output included, is a JSON record.
+func TestCLIJSONLogs(t *testing.T) {
+	testenv.Tool(t, "buildah")
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.txt /a.txt\n", "a.txt": "a"})
+	code, stdout, stderr := runCLI(t, "--log-format", "json", "--context", dir, "--repository", "acme/a", "--work-dir", dir,
+		"--output", filepath.Join(dir, "out"))
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	var res result.BuildResult
+	if err := result.Decode(strings.NewReader(stdout), &res); err != nil {
+		t.Errorf("stdout is not the build result: %v", err)
+	}
+	buildLines := 0
+	for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Errorf("stderr line is not JSON: %q", l)
+			continue
+		}
+		if rec["msg"] == "build output" {
+			buildLines++
+		}
+	}
+	if buildLines == 0 {
+		t.Errorf("no buildah output in the JSON log:\n%s", stderr)
 	}
 }

@@ -1,8 +1,10 @@
 package buildimage
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -92,6 +94,33 @@ func printResult(cliContext *ucli.Context, res *result.BuildResult) error {
 	return err
 }
 
+// buildLog is where the build tools' output goes: stderr as it is, or one
+// JSON record per line with --log-format json.
+func buildLog(c *ucli.Context) io.Writer {
+	if c.String("log-format") == "json" {
+		return &logLines{log: slog.Default()}
+	}
+	return c.App.ErrWriter
+}
+
+// logLines logs each line written to it.
+type logLines struct {
+	log     *slog.Logger
+	partial []byte
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.log.Info("build output", "line", string(l.partial[:i]))
+		l.partial = l.partial[i+1:]
+	}
+}
+
 // OptionsFromFlags binds the flags into Options; bad values are usage errors.
 func OptionsFromFlags(c *ucli.Context) (Options, error) {
 	o := Options{
@@ -102,7 +131,7 @@ func OptionsFromFlags(c *ucli.Context) (Options, error) {
 		Backend:    c.String("backend"),
 		Insecure:   c.StringSlice("insecure-registry"),
 		Tool:       c.App.Name + " " + cli.Version,
-		Output:     c.App.ErrWriter,
+		Output:     buildLog(c),
 		Log:        slog.Default(),
 		LookupEnv:  os.LookupEnv,
 	}

@@ -182,11 +182,12 @@ func planSecrets(f *File, im *Image, p *Planned, lookup func(string) (string, bo
 	seen := map[string]bool{}
 	for i, s := range im.Secrets {
 		field := im.field(fmt.Sprintf("secrets[%d]", i))
+		sub := func(k string) string { return im.field(fmt.Sprintf("secrets[%d].%s", i, k)) }
 		if !secretIDRe.MatchString(s.ID) {
-			return f.errAt(field+".id", "%q is not a valid secret id (letters, digits, '_', '.', '-')", s.ID)
+			return f.errAt(sub("id"), "%q is not a valid secret id (letters, digits, '_', '.', '-')", s.ID)
 		}
 		if seen[s.ID] {
-			return f.errAt(field+".id", "%q is already the id of another secret", s.ID)
+			return f.errAt(sub("id"), "%q is already the id of another secret", s.ID)
 		}
 		seen[s.ID] = true
 		switch {
@@ -198,7 +199,7 @@ func planSecrets(f *File, im *Image, p *Planned, lookup func(string) (string, bo
 				v, ok = lookup(s.Env)
 			}
 			if !ok || v == "" {
-				return f.errAt(field+".env", "secret %q: the environment variable %s is not set", s.ID, s.Env)
+				return f.errAt(sub("env"), "secret %q: the environment variable %s is not set", s.ID, s.Env)
 			}
 			if p.SecretValues == nil {
 				p.SecretValues = map[string]logging.Secret{}
@@ -212,7 +213,7 @@ func planSecrets(f *File, im *Image, p *Planned, lookup func(string) (string, bo
 			}
 			data, err := os.ReadFile(path)
 			if st, serr := os.Stat(path); err != nil || serr != nil || !st.Mode().IsRegular() {
-				return f.errAt(field+".file", "secret %q: %q is not a readable file", s.ID, s.File)
+				return f.errAt(sub("file"), "secret %q: %q is not a readable file", s.ID, s.File)
 			}
 			// Known to the log scrubber, in case a RUN step prints it.
 			logging.Register(strings.TrimSpace(string(data)))
@@ -293,19 +294,19 @@ func planNative(f *File, im *Image, p *Planned) error {
 	}
 	p.Base = base
 	for i, l := range n.Layers {
-		field := im.field(fmt.Sprintf("native.layers[%d]", i))
+		sub := func(k string) string { return im.field(fmt.Sprintf("native.layers[%d].%s", i, k)) }
 		if l.Src == "" {
-			return f.errAt(field+".src", "missing: a layer needs a src file or directory")
+			return f.errAt(sub("src"), "missing: a layer needs a src file or directory")
 		}
 		if !path.IsAbs(l.Dest) {
-			return f.errAt(field+".dest", "%q must be an absolute path in the image", l.Dest)
+			return f.errAt(sub("dest"), "%q must be an absolute path in the image", l.Dest)
 		}
 		src := l.Src
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(im.Context, src)
 		}
 		if _, err := os.Lstat(src); err != nil {
-			return f.errAt(field+".src", "%q: no such file or directory (resolved to %s)", l.Src, src)
+			return f.errAt(sub("src"), "%q: no such file or directory (resolved to %s)", l.Src, src)
 		}
 		n.Layers[i].Src = src
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/slipwayci/slipway/internal/cli"
@@ -94,6 +95,17 @@ func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 	out, err := filepath.Abs(o.OutputDir)
 	if err != nil {
 		return nil, cli.Usagef("--output %q: %v", o.OutputDir, err)
+	}
+	for _, p := range plans {
+		if p.Native == nil {
+			continue
+		}
+		for i, l := range p.Native.Layers {
+			if rel, err := filepath.Rel(l.Src, out); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				return nil, cli.AsUsage(f.errAt(p.field(fmt.Sprintf("native.layers[%d].src", i)),
+					"%q contains the output directory %s: the image would contain its own layout (choose another --output)", l.Src, out))
+			}
+		}
 	}
 	backends, err := o.backends(ctx, plans, log)
 	if err != nil {

@@ -106,18 +106,43 @@ type NativeLayer struct {
 	Dest string
 }
 
-// field returns the field path of an image's field, as errors print it.
+// field returns the field path of an image's field, as errors print it;
+// for an image given by flags, the flag that set it.
 func (im *Image) field(name string) string {
 	if im.index < 0 {
-		if name == "" {
-			return "flags"
-		}
-		return "--" + strings.ReplaceAll(name, "_", "-")
+		return flagOf(name)
 	}
 	if name == "" {
 		return fmt.Sprintf("images[%d]", im.index)
 	}
 	return fmt.Sprintf("images[%d].%s", im.index, name)
+}
+
+// flagOf maps a field path to the single-image flag that sets it.
+func flagOf(field string) string {
+	if field == "" {
+		return "flags"
+	}
+	base := field
+	if i := strings.IndexByte(base, '['); i >= 0 {
+		base = base[:i] // tags[1] → tags, native.layers[0].src → native.layers
+	}
+	if k, _, ok := strings.Cut(base, "."); ok && k != "native" {
+		base = k // build_args.X → build_args
+	}
+	switch base {
+	case "tags":
+		return "--tag"
+	case "labels":
+		return "--label"
+	case "secrets":
+		return "--secret"
+	case "build_args":
+		return "--build-arg"
+	case "native.layers":
+		return "--add"
+	}
+	return "--" + strings.ReplaceAll(strings.TrimPrefix(base, "native."), "_", "-")
 }
 
 // Backend is the backend the image needs given the default for Dockerfiles.
