@@ -254,3 +254,32 @@ func TestDependencyArg(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleZuulVars: the example build file plans with the example Zuul
+// vars into the tags the docs promise.
+func TestExampleZuulVars(t *testing.T) {
+	for vars, want := range map[string][]string{
+		"zuul-vars.check.yaml": {"change_4711_3"},
+		"zuul-vars.post.yaml":  {"latest", "3f2c1d0e9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e"},
+	} {
+		t.Run(vars, func(t *testing.T) {
+			z, err := zuul.LoadFile(filepath.Join("..", "..", "examples", "images", vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := LoadFile(filepath.Join("..", "..", "examples", "images", "build.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			plans, err := Plan(f, PlanOptions{Zuul: z, Now: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range plans {
+				if diff := cmp.Diff(want, p.Tags); diff != "" {
+					t.Errorf("%s tags (-want +got):\n%s", p.Name, diff)
+				}
+			}
+		})
+	}
+}
