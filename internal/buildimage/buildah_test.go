@@ -319,8 +319,10 @@ func TestBuildahInterrupted(t *testing.T) {
 	var log bytes.Buffer
 	o.Output = &syncBuffer{buf: &log}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
-		for !strings.Contains(o.Output.(*syncBuffer).String(), "started") {
+		deadline := time.Now().Add(2 * time.Minute)
+		for !strings.Contains(o.Output.(*syncBuffer).String(), "started") && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(50 * time.Millisecond)
 		}
 		cancel()
