@@ -56,10 +56,12 @@ func (t tool) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error 
 		if ctx.Err() != nil {
 			return fmt.Errorf("running %s: %w", t.path, ctx.Err())
 		}
+		// %v, not %w: an *exec.ExitError carries the child's exit code,
+		// which must not become this program's (2 means bad usage here).
 		if msg := errBuf.String(); msg != "" {
-			return fmt.Errorf("running %s: %w: %s", t.path, err, msg)
+			return fmt.Errorf("running %s: %v: %s", t.path, err, msg)
 		}
-		return fmt.Errorf("running %s: %w", t.path, err)
+		return fmt.Errorf("running %s: %v", t.path, err)
 	}
 	return nil
 }

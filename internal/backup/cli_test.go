@@ -1,0 +1,230 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipwayci/slipway/internal/cli"
+)
+
+// runCLI runs the backup binary's App in-process, as main does.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	app := App()
+	var out, errb bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errb
+	code = cli.Run(context.Background(), app, append([]string{"backup"}, args...))
+	return code, out.String(), errb.String()
+}
+
+func s3Args(cfg S3Config) []string {
+	return []string{"--s3-endpoint", cfg.Endpoint, "--s3-bucket", cfg.Bucket, "--s3-prefix", cfg.Prefix, "--s3-region", cfg.Region}
+}
+
+func setS3Env(t *testing.T, cfg S3Config) {
+	t.Setenv("AWS_ACCESS_KEY_ID", cfg.AccessKey.Reveal())
+	t.Setenv("AWS_SECRET_ACCESS_KEY", cfg.SecretKey.Reveal())
+}
+
+// TestCLIUsageErrors: bad input exits 2 with one line naming the problem,
+// prints nothing on stdout and writes nothing to S3.
+func TestCLIUsageErrors(t *testing.T) {
+	cfg, st := s3Env(t)
+	setS3Env(t, cfg)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(goodPrimary+"extra: 1\n"), 0o644)
+	s3 := s3Args(cfg)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"compression", append([]string{"create", "--site", "p", "--compression", "xz"}, s3...), `--compression "xz" is not zstd or gzip`},
+		{"no site", append([]string{"create", "--mysql-host", "h", "--mysql-database", "a"}, s3...), "--site is empty"},
+		{"nothing to back up", append([]string{"create", "--site", "p"}, s3...), "nothing to back up"},
+		{"database without host", append([]string{"create", "--site", "p", "--mysql-database", "app"}, s3...), "--mysql-database given without --mysql-host"},
+		{"bad database name", append([]string{"create", "--site", "p", "--mysql-host", "h", "--mysql-database", "a.b"}, s3...), `MySQL database name "a.b"`},
+		{"bad recipient", append([]string{"create", "--site", "p", "--mysql-host", "h", "--mysql-database", "a", "--age-recipient", "age1bogus"}, s3...), `--age-recipient "age1bogus"`},
+		{"prefix", []string{"list", "--s3-bucket", cfg.Bucket, "--s3-endpoint", cfg.Endpoint, "--s3-prefix", "acme"}, `--s3-prefix "acme" must end in "/"`},
+		{"no bucket", []string{"list", "--s3-endpoint", cfg.Endpoint}, "--s3-bucket is empty"},
+		{"restore without id", append([]string{"restore", "--mysql-host", "h"}, s3...), "give a backup ID or --latest"},
+		{"restore id and latest", append(append([]string{"restore", "--latest"}, s3...), "20260101T000000Z"), "not both"},
+		{"bad id", append(append([]string{"verify"}, s3...), "yesterday"), `backup ID "yesterday" is not of the form`},
+		{"two ids", append(append([]string{"verify"}, s3...), "20260101T000000Z", "20260102T000000Z"), "give one backup ID"},
+		{"prune without rule", append([]string{"prune"}, s3...), "no retention rule given"},
+		{"status format", append([]string{"status", "--format", "xml"}, s3...), `--format "xml"`},
+		{"unknown flag", append([]string{"create", "--colour"}, s3...), "flag provided but not defined: -colour"},
+		{"password file", append([]string{"create", "--site", "p", "--mysql-password-file", "/nonexistent/pw"}, s3...), "--mysql-password-file"},
+		{"values", []string{"cronjob", "--values", bad}, bad + ":10: field extra not found"},
+		{"no values", []string{"cronjob"}, "--values is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.args...)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2; stderr: %s", code, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "backup: ") || !strings.Contains(lines[0], tc.want) {
+				t.Errorf("stderr %q: want one line \"backup: ...%s...\"", stderr, tc.want)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+		})
+	}
+	if objs, err := st.List(context.Background(), cfg.Prefix); err != nil || len(objs) != 0 {
+		t.Errorf("bad usage wrote to S3: %v %v", objs, err)
+	}
+}
+
+func TestCLIStatus(t *testing.T) {
+	cfg, st := s3Env(t)
+	setS3Env(t, cfg)
+	code, _, stderr := runCLI(t, append([]string{"status", "--max-age", "1h"}, s3Args(cfg)...)...)
+	if code != 1 || !strings.Contains(stderr, "no complete backup") {
+		t.Errorf("status of an empty prefix: exit %d, stderr %q; want 1 and a stale message", code, stderr)
+	}
+	writeFakeBackup(t, st, cfg.Prefix, time.Now().Add(-10*time.Minute), true)
+	code, stdout, stderr := runCLI(t, append([]string{"status", "--max-age", "1h", "--format", "prometheus"}, s3Args(cfg)...)...)
+	if code != 0 || !strings.Contains(stdout, "slipway_backup_stale 0\n") {
+		t.Errorf("fresh status: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, append([]string{"status", "--max-age", "5m"}, s3Args(cfg)...)...)
+	if code != 1 || !strings.Contains(stdout, `"stale": true`) {
+		t.Errorf("stale status: exit %d, stdout %q", code, stdout)
+	}
+}
+
+func writeWrapper(t *testing.T, dir, name, real, argvFile string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$0\" \"$@\" >> %s\nexec %s \"$@\"\n", argvFile, real)
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSecretsStayHidden runs create and restore through the CLI with a
+// password-protected MariaDB user, a MongoDB URI with credentials and the
+// S3 secret, then checks that none of them shows up in stdout, stderr
+// (debug JSON logs), the child processes' argv, the result file or the
+// manifest; nor in the errors of runs with wrong credentials.
+func TestSecretsStayHidden(t *testing.T) {
+	e := newEnv(t)
+	app, shop := e.db("sec"), e.db("secshop")
+	e.dropDBs(app, shop)
+	user, pw := "bk_"+e.tag, "Pw-"+randHex(8)
+	root := sqlDB(t, e.primary)
+	mustExec(t, root, "CREATE DATABASE "+quoteID(app), "CREATE TABLE "+quoteID(app)+".t (id INT PRIMARY KEY, v TEXT)",
+		"INSERT INTO "+quoteID(app)+".t VALUES (1, 'x'), (2, 'y')",
+		fmt.Sprintf("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY '%s'", user, pw),
+		fmt.Sprintf("GRANT ALL PRIVILEGES ON *.* TO '%s'@'127.0.0.1'", user))
+	t.Cleanup(func() { root.Exec(fmt.Sprintf("DROP USER '%s'@'127.0.0.1'", user)) })
+	seedMongo(t, e.mongoP, shop, 20)
+
+	mongoPW := "MongoPw-" + randHex(8)
+	withCreds := func(uri string) string {
+		u, err := url.Parse(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword("bk", mongoPW)
+		u.RawQuery = "authMechanism=PLAIN"
+		return u.String()
+	}
+	dir := t.TempDir()
+	argv := filepath.Join(dir, "argv.txt")
+	realDump, _ := exec.LookPath("mariadb-dump")
+	realClient, _ := exec.LookPath("mariadb")
+	dumpW := writeWrapper(t, dir, "dump", realDump, argv)
+	clientW := writeWrapper(t, dir, "client", realClient, argv)
+	mdumpW := writeWrapper(t, dir, "mongodump", e.mongoP.DumpBin, argv)
+	mrestW := writeWrapper(t, dir, "mongorestore", e.mongoP.RestoreBin, argv)
+	resultFile := filepath.Join(dir, "result.json")
+
+	setS3Env(t, e.s3)
+	t.Setenv("SLIPWAY_MYSQL_PASSWORD", pw)
+	t.Setenv("SLIPWAY_MONGO_URI", withCreds(e.mongoP.URI.Reveal()))
+	secrets := []string{pw, mongoPW, e.s3.SecretKey.Reveal()}
+	check := func(what, s string) {
+		t.Helper()
+		for _, sec := range secrets {
+			if strings.Contains(s, sec) {
+				t.Errorf("%s contains a secret (%.4s...):\n%s", what, sec, s)
+			}
+		}
+	}
+	base := append([]string{"--debug", "--log-format", "json"}, []string{}...)
+	primaryPort := strconv.Itoa(e.primary.Port)
+	code, stdout, stderr := runCLI(t, append(append(base, "create", "--site", "primary", "--result", resultFile,
+		"--mysql-host", "127.0.0.1", "--mysql-port", primaryPort, "--mysql-user", user, "--mysql-database", app, "--mysql-dump-bin", dumpW,
+		"--mongo-database", shop, "--mongodump-bin", mdumpW), s3Args(e.s3)...)...)
+	if code != 0 {
+		t.Fatalf("create: exit %d\n%s", code, stderr)
+	}
+	check("create stdout", stdout)
+	check("create stderr", stderr)
+	if !strings.Contains(stdout, `"kind": "BackupResult"`) {
+		t.Errorf("create stdout is not a BackupResult:\n%s", stdout)
+	}
+	res, _ := os.ReadFile(resultFile)
+	check("result file", string(res))
+	entries, err := catalog(context.Background(), e.store, e.s3.Prefix)
+	if err != nil || len(entries) != 1 || !entries[0].Complete {
+		t.Fatalf("catalog after create: %+v %v", entries, err)
+	}
+	check("manifest", string(encodeManifest(entries[0].Manifest)))
+
+	// Restore at the DR site through the CLI, credentials in the URI.
+	t.Setenv("SLIPWAY_MONGO_URI", withCreds(e.mongoD.URI.Reveal()))
+	t.Setenv("SLIPWAY_MYSQL_PASSWORD", "")
+	drPort := strconv.Itoa(e.dr.Port)
+	code, stdout, stderr = runCLI(t, append(append(base, "restore", "--latest", "--mysql-host", "127.0.0.1", "--mysql-port", drPort,
+		"--mysql-client-bin", clientW, "--mongorestore-bin", mrestW, "--mongo-no-index-restore"), s3Args(e.s3)...)...)
+	if code != 0 {
+		t.Fatalf("restore: exit %d\n%s", code, stderr)
+	}
+	check("restore stdout", stdout)
+	check("restore stderr", stderr)
+	var n int
+	if err := sqlDB(t, e.dr).QueryRow("SELECT COUNT(*) FROM " + quoteID(app) + ".t").Scan(&n); err != nil || n != 2 {
+		t.Errorf("restored rows: %d, %v", n, err)
+	}
+
+	// Wrong credentials: the errors must not echo them either.
+	wrong := "Wrong-" + randHex(8)
+	secrets = append(secrets, wrong)
+	t.Setenv("SLIPWAY_MYSQL_PASSWORD", wrong)
+	code, _, stderr = runCLI(t, append(append(base, "create", "--site", "primary", "--mysql-host", "127.0.0.1", "--mysql-port", primaryPort,
+		"--mysql-user", user, "--mysql-database", app, "--mysql-dump-bin", dumpW), s3Args(e.s3)...)...)
+	if code != 1 || !strings.Contains(stderr, "Access denied") {
+		t.Errorf("wrong MySQL password: exit %d, stderr %q", code, stderr)
+	}
+	check("wrong-password stderr", stderr)
+	t.Setenv("SLIPWAY_MYSQL_PASSWORD", pw)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", wrong)
+	code, _, stderr = runCLI(t, append(append(base, "list"), s3Args(e.s3)...)...)
+	if code != 1 || !strings.Contains(stderr, "SignatureDoesNotMatch") {
+		t.Errorf("wrong S3 secret: exit %d, stderr %q", code, stderr)
+	}
+	check("wrong-S3-secret stderr", stderr)
+
+	args, _ := os.ReadFile(argv)
+	if !strings.Contains(string(args), "--single-transaction") || !strings.Contains(string(args), "--archive") {
+		t.Errorf("wrappers did not record the tools' arguments:\n%s", args)
+	}
+	check("child process arguments", string(args))
+	if strings.Contains(string(args), "mongodb://") {
+		t.Errorf("a MongoDB URI was passed on a command line:\n%s", args)
+	}
+}
