@@ -96,14 +96,14 @@ for s in object container account proxy; do
   start_bg "swift-$s" "$dir" /usr/bin/python3 "/usr/bin/swift-$s-server" "$root/etc/$s-server.conf" -v
 done
 for p in "$obj" "$con" "$acc" "$proxy"; do
-  wait_for "swift on port $p" 60 curl -fsS "http://127.0.0.1:$p/healthcheck"
+  wait_for "swift on port $p" 180 curl -fsS "http://127.0.0.1:$p/healthcheck"
 done
 auth_ok() {
   tok=$(curl -fsS -D - -o /dev/null -H 'X-Auth-User: test:tester' -H 'X-Auth-Key: testing' \
     "http://127.0.0.1:$proxy/auth/v1.0" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-auth-token"{print $2}')
   [ -n "$tok" ] && curl -fsS -o /dev/null -I -H "X-Auth-Token: $tok" "http://127.0.0.1:$proxy/v1/AUTH_test"
 }
-wait_for "swift auth" 60 auth_ok
+wait_for "swift auth" 120 auth_ok
 
 cat >"$dir/env.d/swift.env" <<ENV
 export SLIPWAY_TEST_SWIFT_AUTH_URL=http://127.0.0.1:$proxy/auth/v1.0
