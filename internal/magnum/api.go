@@ -22,7 +22,7 @@ import (
 const Microversion = "1.10"
 
 // ErrMicroversion means the Magnum API is too old for magnum-cluster.
-var ErrMicroversion = errors.New("Magnum API microversion unsupported")
+var ErrMicroversion = errors.New("container-infra microversion unsupported")
 
 // api is the Magnum endpoint of one region.
 type api struct {
@@ -117,20 +117,6 @@ func (a *api) template(ctx context.Context, id string) (*clustertemplates.Cluste
 		return nil, a.explain("reading cluster template "+id, err)
 	}
 	return ct, nil
-}
-
-// templateByName returns the template named name, or nil.
-func (a *api) templateByName(ctx context.Context, name string) (*clustertemplates.ClusterTemplate, error) {
-	list, err := a.templates(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, ct := range list {
-		if ct.Name == name {
-			return a.template(ctx, ct.UUID)
-		}
-	}
-	return nil, nil
 }
 
 // clusterByName returns the cluster named name, or nil if there is none.
