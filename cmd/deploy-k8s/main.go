@@ -1,14 +1,13 @@
-// Command deploy-k8s: deploy a platform's manifests into its branch's namespace, pinned to pushed digests.
+// Command deploy-k8s deploys a platform's manifests into the namespace its
+// branch owns, pinned to the digests push-registry pushed, and can diff and
+// roll back.
 package main
 
 import (
 	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/deploy"
 )
 
 func main() {
-	cli.Main(cli.New(cli.App{
-		Name:   "deploy-k8s",
-		Usage:  "deploy a platform's manifests into its branch's namespace, pinned to pushed digests",
-		Action: cli.NotBuilt("deploy-k8s", 6),
-	}))
+	cli.Main(deploy.App())
 }

@@ -96,7 +96,12 @@ start_bg kube-controller-manager "$dir" "$bin/kube-controller-manager" \
   --bind-address=127.0.0.1 --secure-port="$kcm" --cert-dir="$root/certs/kcm" --leader-elect=false \
   --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
   --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
-  --service-cluster-ip-range=10.0.0.0/24 --flex-volume-plugin-dir="$root/flexvolume"
+  --service-cluster-ip-range=10.0.0.0/24 --flex-volume-plugin-dir="$root/flexvolume" \
+  --node-monitor-grace-period=10m --node-startup-grace-period=10m
+# Long node grace periods: on a loaded CI machine kwok's node heartbeat can lag
+# past the default 50 s, and the node-lifecycle controller would then mark every
+# pod NotReady and stall rollouts that have nothing wrong with them. (The
+# controller must still run: it removes the node's initial not-ready taint.)
 start_bg kube-scheduler "$dir" "$bin/kube-scheduler" \
   --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
   --bind-address=127.0.0.1 --secure-port="$sched" --cert-dir="$root/certs/scheduler" --leader-elect=false
@@ -289,6 +294,10 @@ status:
   capacity: {cpu: "64", memory: 512Gi, pods: "2000"}
 NODE
 wait_for "node kwok-node-0" 60 k wait --for=condition=Ready node/kwok-node-0 --timeout=1s
+# The scheduler places nothing until the node-lifecycle controller has removed
+# the node's initial not-ready taint.
+no_taints() { [ -z "$(k get node kwok-node-0 -o 'jsonpath={.spec.taints}')" ]; }
+wait_for "node kwok-node-0 untainted" 60 no_taints
 wait_for "default ServiceAccount" 60 k -n default get serviceaccount default
 
 cat >"$dir/env.d/kube.env" <<ENV

@@ -1,0 +1,301 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/result"
+)
+
+// applyWorkers is how many objects of one apply group are sent at once.
+const applyWorkers = 8
+
+// target is one namespace's deployment: its cluster, namespace and ApplySet.
+type target struct {
+	c   *cluster
+	ns  string
+	id  string
+	log *slog.Logger
+}
+
+func newTarget(c *cluster, ns string, log *slog.Logger) *target {
+	return &target{c: c, ns: ns, id: applySetID(ns), log: log}
+}
+
+// checkNamespace verifies that ns is free or owned by branch, without
+// changing anything. It returns whether the namespace exists.
+func (t *target) checkNamespace(ctx context.Context, branch string, adopt bool) (bool, error) {
+	nsObj, err := t.c.core.CoreV1().Namespaces().Get(ctx, t.ns, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading namespace %s: %w", t.ns, ctxErr(ctx, err))
+	}
+	owner, ok := nsObj.Annotations[annBranch]
+	switch {
+	case ok && owner == branch:
+		return true, nil
+	case ok:
+		return true, cli.Usagef("namespace %s belongs to branch %s, not %s: two branches map to one namespace (rename the branch or use --namespace-prefix)", t.ns, owner, branch)
+	case !adopt:
+		return true, cli.Usagef("namespace %s exists and no branch owns it (no %s annotation): refusing to deploy into it (pass --adopt-namespace to take it over)", t.ns, annBranch)
+	}
+	return true, nil
+}
+
+// ensureNamespace creates the namespace, or marks it as owned by branch.
+func (t *target) ensureNamespace(ctx context.Context, branch string, exists bool) error {
+	if !exists {
+		_, err := t.c.core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+			Name:        t.ns,
+			Labels:      map[string]string{labelManagedBy: fieldManager},
+			Annotations: map[string]string{annBranch: branch},
+		}}, metav1.CreateOptions{FieldManager: fieldManager})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating namespace %s: %w", t.ns, ctxErr(ctx, err))
+		}
+		return t.waitServiceAccount(ctx)
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+		"labels":      map[string]string{labelManagedBy: fieldManager},
+		"annotations": map[string]string{annBranch: branch},
+	}})
+	if _, err := t.c.core.CoreV1().Namespaces().Patch(ctx, t.ns, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+		return fmt.Errorf("marking namespace %s as owned by %s: %w", t.ns, branch, ctxErr(ctx, err))
+	}
+	return nil
+}
+
+// waitServiceAccount waits for the namespace's default ServiceAccount: until
+// the controller creates it, admission rejects every pod.
+func (t *target) waitServiceAccount(ctx context.Context) error {
+	return poll(ctx, func(ctx context.Context) (bool, error) {
+		_, err := t.c.core.CoreV1().ServiceAccounts(t.ns).Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("waiting for the default ServiceAccount in %s: %w", t.ns, ctxErr(ctx, err))
+		}
+		return true, nil
+	})
+}
+
+// parent reads the ApplySet parent Secret and the group-kinds it lists.
+func (t *target) parent(ctx context.Context) (*corev1.Secret, []schema.GroupKind, error) {
+	s, err := t.c.core.CoreV1().Secrets(t.ns).Get(ctx, applySetParentName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading ApplySet parent Secret %s/%s: %w", t.ns, applySetParentName, ctxErr(ctx, err))
+	}
+	if tool := s.Annotations[annApplySetTooling]; !strings.HasPrefix(tool, "slipway/") {
+		return nil, nil, cli.Usagef("Secret %s/%s is an ApplySet parent of tool %q, not slipway: refusing to take over its objects", t.ns, applySetParentName, tool)
+	}
+	if s.Labels[labelApplySetID] != t.id {
+		return nil, nil, cli.Usagef("Secret %s/%s has ApplySet id %q, want %q: refusing to use it", t.ns, applySetParentName, s.Labels[labelApplySetID], t.id)
+	}
+	var gks []schema.GroupKind
+	for _, s := range strings.Split(s.Annotations[annApplySetGKs], ",") {
+		if s != "" {
+			gks = append(gks, schema.ParseGroupKind(s))
+		}
+	}
+	return s, gks, nil
+}
+
+// setParent creates or updates the ApplySet parent listing gks.
+func (t *target) setParent(ctx context.Context, gks []schema.GroupKind) error {
+	names := make([]string, 0, len(gks))
+	for _, gk := range gks {
+		names = append(names, gk.String())
+	}
+	sort.Strings(names)
+	body, _ := json.Marshal(map[string]any{
+		"apiVersion": "v1", "kind": "Secret",
+		"metadata": map[string]any{
+			"name":        applySetParentName,
+			"namespace":   t.ns,
+			"labels":      map[string]string{labelApplySetID: t.id, labelManagedBy: fieldManager},
+			"annotations": map[string]string{annApplySetTooling: applySetTooling, annApplySetGKs: strings.Join(names, ",")},
+		},
+		"type": "Opaque",
+	})
+	force := true
+	_, err := t.c.core.CoreV1().Secrets(t.ns).Patch(ctx, applySetParentName, types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: fieldManager, Force: &force})
+	if err != nil {
+		return fmt.Errorf("updating ApplySet parent Secret %s/%s: %w", t.ns, applySetParentName, ctxErr(ctx, err))
+	}
+	return nil
+}
+
+// member is a live object of the ApplySet.
+type member struct {
+	obj     *unstructured.Unstructured
+	mapping *meta.RESTMapping
+}
+
+// listMembers lists every object labelled as part of this ApplySet, for the
+// given group-kinds, in the namespace (or cluster-wide for cluster-scoped
+// kinds), keyed by objectID.
+func (t *target) listMembers(ctx context.Context, gks []schema.GroupKind) (map[string]member, error) {
+	out := map[string]member{}
+	sel := labelPartOf + "=" + t.id
+	for _, gk := range gks {
+		m, err := t.c.mapper.RESTMapping(gk)
+		if meta.IsNoMatchError(err) {
+			continue // the kind is gone from the cluster, and so are its objects
+		}
+		if err != nil {
+			return nil, fmt.Errorf("finding the API of %s: %w", gk, ctxErr(ctx, err))
+		}
+		list, err := t.c.resource(m, t.ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return nil, fmt.Errorf("listing %s in %s: %w", gk, t.ns, ctxErr(ctx, err))
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			u.SetGroupVersionKind(m.GroupVersionKind)
+			out[objectID(u)] = member{obj: u, mapping: m}
+		}
+	}
+	return out, nil
+}
+
+// applyResult is what applying one object did.
+type applyResult struct {
+	id     string
+	action string
+	rv     string
+}
+
+// apply sends objs with server-side apply, group by group in kindOrder, a few
+// objects at a time within a group. An object whose live copy carries the
+// same manifest hash and the resourceVersion recorded after the last deploy
+// (nobody touched it since) is not sent again.
+func (t *target) apply(ctx context.Context, objs []*unstructured.Unstructured, mappings map[*unstructured.Unstructured]*meta.RESTMapping, live map[string]member, recorded map[string]string) ([]applyResult, error) {
+	results := make([]applyResult, len(objs))
+	for start := 0; start < len(objs); {
+		end := start
+		for end < len(objs) && orderOf(objs[end].GetKind()) == orderOf(objs[start].GetKind()) {
+			end++
+		}
+		if err := t.applyGroup(ctx, objs[start:end], results[start:end], mappings, live, recorded); err != nil {
+			return nil, err
+		}
+		start = end
+	}
+	return results, nil
+}
+
+func (t *target) applyGroup(ctx context.Context, objs []*unstructured.Unstructured, results []applyResult, mappings map[*unstructured.Unstructured]*meta.RESTMapping, live map[string]member, recorded map[string]string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, applyWorkers)
+	for i, u := range objs {
+		id := objectID(u)
+		hash := u.GetAnnotations()[annHash]
+		if l, ok := live[id]; ok && l.obj.GetAnnotations()[annHash] == hash && recorded[id] != "" && recorded[id] == l.obj.GetResourceVersion() {
+			results[i] = applyResult{id: id, action: "unchanged", rv: l.obj.GetResourceVersion()}
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r, err := t.applyOne(ctx, u, mappings[u], live)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				return
+			}
+			results[i] = r
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (t *target) applyOne(ctx context.Context, u *unstructured.Unstructured, m *meta.RESTMapping, live map[string]member) (applyResult, error) {
+	id := objectID(u)
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return applyResult{}, fmt.Errorf("encoding %s: %w", id, err)
+	}
+	force := true
+	got, err := t.c.resource(m, t.ns).Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager, Force: &force})
+	if err != nil {
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			return applyResult{}, cli.Usagef("applying %s in %s: %w", id, t.ns, err)
+		}
+		return applyResult{}, fmt.Errorf("applying %s in %s: %w", id, t.ns, ctxErr(ctx, err))
+	}
+	action := "created"
+	if l, ok := live[id]; ok {
+		action = "configured"
+		if l.obj.GetResourceVersion() == got.GetResourceVersion() {
+			action = "unchanged"
+		}
+	}
+	return applyResult{id: id, action: action, rv: got.GetResourceVersion()}, nil
+}
+
+// prune deletes the members that are not in keep, workloads first, and
+// returns what it deleted. Only objects carrying this ApplySet's label in
+// this namespace are ever listed, so nothing else can be touched.
+func (t *target) prune(ctx context.Context, live map[string]member, keep map[string]bool) ([]result.DeployedObject, error) {
+	var gone []member
+	for _, id := range sortedKeys(live) {
+		if !keep[id] {
+			gone = append(gone, live[id])
+		}
+	}
+	sort.SliceStable(gone, func(i, j int) bool { return orderOf(gone[i].obj.GetKind()) > orderOf(gone[j].obj.GetKind()) })
+	var pruned []result.DeployedObject
+	policy := metav1.DeletePropagationBackground
+	for _, m := range gone {
+		u := m.obj
+		if u.GetLabels()[labelPartOf] != t.id || (u.GetNamespace() != "" && u.GetNamespace() != t.ns) {
+			continue // never happens with the label selector; belt and braces
+		}
+		err := t.c.resource(m.mapping, t.ns).Delete(ctx, u.GetName(), metav1.DeleteOptions{
+			PropagationPolicy: &policy,
+			Preconditions:     &metav1.Preconditions{UID: ptr(u.GetUID())},
+		})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return pruned, fmt.Errorf("pruning %s from %s: %w", objectID(u), t.ns, ctxErr(ctx, err))
+		}
+		t.log.Info("pruned", "object", objectID(u), "namespace", t.ns)
+		pruned = append(pruned, result.DeployedObject{Group: u.GroupVersionKind().Group, Kind: u.GetKind(), Name: u.GetName(), Action: "pruned"})
+	}
+	return pruned, nil
+}
+
+func ptr[T any](v T) *T { return &v }

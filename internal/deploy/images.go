@@ -1,0 +1,200 @@
+package deploy
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/result"
+)
+
+// podSpecPaths are where each workload kind keeps its pod spec.
+var podSpecPaths = map[string][]string{
+	"Pod":                   {"spec"},
+	"Deployment":            {"spec", "template", "spec"},
+	"StatefulSet":           {"spec", "template", "spec"},
+	"DaemonSet":             {"spec", "template", "spec"},
+	"ReplicaSet":            {"spec", "template", "spec"},
+	"ReplicationController": {"spec", "template", "spec"},
+	"Job":                   {"spec", "template", "spec"},
+	"CronJob":               {"spec", "jobTemplate", "spec", "template", "spec"},
+}
+
+var containerLists = []string{"initContainers", "containers", "ephemeralContainers"}
+
+// ImageRef is an image reference split into its parts.
+type ImageRef struct {
+	// Repository includes the registry host when the reference has one.
+	Repository string
+	Tag        string
+	Digest     string
+}
+
+// ParseImageRef splits ref into repository, tag and digest. It accepts what
+// Kubernetes accepts in a container's image field, without normalising
+// (no implicit docker.io or library/).
+func ParseImageRef(ref string) (ImageRef, error) {
+	var r ImageRef
+	rest := ref
+	if i := strings.Index(rest, "@"); i >= 0 {
+		r.Digest = rest[i+1:]
+		rest = rest[:i]
+		if !strings.HasPrefix(r.Digest, "sha256:") || len(r.Digest) != len("sha256:")+64 {
+			return ImageRef{}, fmt.Errorf("image %q: digest %q is not sha256:<64 hex>", ref, r.Digest)
+		}
+	}
+	if i := strings.LastIndex(rest, ":"); i > strings.LastIndex(rest, "/") {
+		r.Tag = rest[i+1:]
+		rest = rest[:i]
+		if r.Tag == "" {
+			return ImageRef{}, fmt.Errorf("image %q: empty tag", ref)
+		}
+	}
+	if rest == "" || strings.ContainsAny(rest, " \t\n") || strings.HasPrefix(rest, "/") || strings.HasSuffix(rest, "/") || strings.Contains(rest, "//") {
+		return ImageRef{}, fmt.Errorf("image %q: not a valid image reference", ref)
+	}
+	r.Repository = rest
+	return r, nil
+}
+
+// Path returns the repository without its registry host.
+func (r ImageRef) Path() string {
+	first, rest, ok := strings.Cut(r.Repository, "/")
+	if ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return rest
+	}
+	return r.Repository
+}
+
+// Pinner maps image references in manifests to the digests push-registry
+// recorded for one region.
+type Pinner struct {
+	region string
+	// byKey maps a pushed image's full repository, its path without host
+	// and its build name to repository@digest in the region.
+	byKey map[string]pinned
+	allow []string
+}
+
+type pinned struct {
+	ref    string
+	digest string
+	name   string
+}
+
+// NewPinner indexes push for region. allow lists glob patterns (path.Match,
+// on the repository) of images that were not pushed by this pipeline and may
+// be deployed as written (e.g. "docker.io/library/mysql").
+func NewPinner(push *result.PushResult, region string, allow []string) (*Pinner, error) {
+	p := &Pinner{region: region, byKey: map[string]pinned{}, allow: allow}
+	for _, pat := range allow {
+		if _, err := path.Match(pat, ""); err != nil {
+			return nil, cli.Usagef("--allow-image %q: %w", pat, err)
+		}
+	}
+	if push == nil {
+		return p, nil
+	}
+	for _, img := range push.Images {
+		ref, err := img.Reference(region)
+		if err != nil {
+			return nil, cli.Usagef("push result: %w (choose the region with --region)", err)
+		}
+		repo, digest, _ := strings.Cut(ref, "@")
+		if digest == "" {
+			return nil, cli.Usagef("push result: image %s has no digest in region %s", img.Name, region)
+		}
+		parsed, err := ParseImageRef(repo)
+		if err != nil {
+			return nil, cli.Usagef("push result: image %s: %w", img.Name, err)
+		}
+		v := pinned{ref: ref, digest: digest, name: img.Name}
+		for _, k := range []string{repo, parsed.Path(), img.Name} {
+			if k == "" {
+				continue
+			}
+			if old, ok := p.byKey[k]; ok && old.ref != ref {
+				return nil, cli.Usagef("push result: images %s and %s both match %q: image references in manifests would be ambiguous", old.name, img.Name, k)
+			}
+			p.byKey[k] = v
+		}
+	}
+	return p, nil
+}
+
+// Pin rewrites the image of every container in objs to repository@digest and
+// returns what it pinned, sorted by reference. An image that was not pushed
+// and is not allowed is a usage error naming the object and container.
+func (p *Pinner) Pin(objs []*unstructured.Unstructured) ([]result.DeployedImage, error) {
+	seen := map[string]result.DeployedImage{}
+	for _, u := range objs {
+		specPath, ok := podSpecPaths[u.GetKind()]
+		if !ok {
+			continue
+		}
+		for _, list := range containerLists {
+			fields := append(append([]string{}, specPath...), list)
+			containers, found, err := unstructured.NestedSlice(u.Object, fields...)
+			if err != nil {
+				return nil, cli.Usagef("%s: field %s: %w", objectID(u), strings.Join(fields, "."), err)
+			}
+			if !found {
+				continue
+			}
+			for i, c := range containers {
+				cm, ok := c.(map[string]any)
+				if !ok {
+					return nil, cli.Usagef("%s: field %s[%d] is not an object", objectID(u), strings.Join(fields, "."), i)
+				}
+				image, _ := cm["image"].(string)
+				name, _ := cm["name"].(string)
+				newImage, err := p.pinOne(image)
+				if err != nil {
+					return nil, cli.Usagef("%s container %q: %w", objectID(u), name, err)
+				}
+				cm["image"] = newImage
+				if newImage != image {
+					_, digest, _ := strings.Cut(newImage, "@")
+					seen[image] = result.DeployedImage{Reference: image, Pinned: newImage, Digest: digest}
+				}
+			}
+			if err := unstructured.SetNestedSlice(u.Object, containers, fields...); err != nil {
+				return nil, fmt.Errorf("setting images of %s: %w", objectID(u), err)
+			}
+		}
+	}
+	out := make([]result.DeployedImage, 0, len(seen))
+	for _, k := range sortedKeys(seen) {
+		out = append(out, seen[k])
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Reference < out[j].Reference })
+	return out, nil
+}
+
+func (p *Pinner) pinOne(image string) (string, error) {
+	if image == "" {
+		return "", fmt.Errorf("field image is empty")
+	}
+	ref, err := ParseImageRef(image)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range []string{ref.Repository, ref.Path()} {
+		if v, ok := p.byKey[k]; ok {
+			if ref.Digest != "" && ref.Digest != v.digest {
+				return "", fmt.Errorf("image %q is pinned to %s but push-registry pushed %s to region %s", image, ref.Digest, v.digest, p.region)
+			}
+			return v.ref, nil
+		}
+	}
+	for _, pat := range p.allow {
+		if ok, _ := path.Match(pat, ref.Repository); ok {
+			return image, nil
+		}
+	}
+	return "", fmt.Errorf("image %q was not pushed (not in the push result for region %s): push it first, or allow it with --allow-image", image, p.region)
+}

@@ -1,0 +1,321 @@
+package deploy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/slipwayci/slipway/internal/progress"
+)
+
+// pollInterval is how often waits look at the cluster.
+const pollInterval = 250 * time.Millisecond
+
+// poll calls done until it reports true, returns an error, or ctx ends.
+func poll(ctx context.Context, done func(context.Context) (bool, error)) error {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		ok, err := done(ctx)
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// waitedKinds are the workloads a deploy waits for, and how to judge them.
+var waitedKinds = map[string]func(u *unstructured.Unstructured) (done bool, failed string){
+	"Deployment":  deploymentDone,
+	"StatefulSet": statefulSetDone,
+	"DaemonSet":   daemonSetDone,
+	"Job":         jobDone,
+}
+
+func nestedInt(u *unstructured.Unstructured, fields ...string) int64 {
+	v, _, _ := unstructured.NestedInt64(u.Object, fields...)
+	return v
+}
+
+func observed(u *unstructured.Unstructured) bool {
+	return nestedInt(u, "status", "observedGeneration") >= u.GetGeneration()
+}
+
+func condition(u *unstructured.Unstructured, typ string) (status, reason, message string) {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		cm, _ := c.(map[string]any)
+		if cm["type"] == typ {
+			s, _ := cm["status"].(string)
+			r, _ := cm["reason"].(string)
+			m, _ := cm["message"].(string)
+			return s, r, m
+		}
+	}
+	return "", "", ""
+}
+
+func specReplicas(u *unstructured.Unstructured) int64 {
+	v, found, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+	if !found {
+		return 1
+	}
+	return v
+}
+
+// deploymentDone follows `kubectl rollout status`.
+func deploymentDone(u *unstructured.Unstructured) (bool, string) {
+	if _, reason, msg := condition(u, "Progressing"); reason == "ProgressDeadlineExceeded" {
+		return false, "progress deadline exceeded: " + msg
+	}
+	if !observed(u) {
+		return false, ""
+	}
+	want := specReplicas(u)
+	updated := nestedInt(u, "status", "updatedReplicas")
+	return updated >= want && nestedInt(u, "status", "replicas") == updated &&
+		nestedInt(u, "status", "availableReplicas") >= updated, ""
+}
+
+func statefulSetDone(u *unstructured.Unstructured) (bool, string) {
+	if !observed(u) {
+		return false, ""
+	}
+	want := specReplicas(u)
+	cur, _, _ := unstructured.NestedString(u.Object, "status", "currentRevision")
+	upd, _, _ := unstructured.NestedString(u.Object, "status", "updateRevision")
+	return nestedInt(u, "status", "readyReplicas") >= want && nestedInt(u, "status", "updatedReplicas") >= want && cur == upd, ""
+}
+
+func daemonSetDone(u *unstructured.Unstructured) (bool, string) {
+	if !observed(u) {
+		return false, ""
+	}
+	want := nestedInt(u, "status", "desiredNumberScheduled")
+	return nestedInt(u, "status", "updatedNumberScheduled") >= want && nestedInt(u, "status", "numberAvailable") >= want, ""
+}
+
+func jobDone(u *unstructured.Unstructured) (bool, string) {
+	if s, reason, msg := condition(u, "Failed"); s == "True" {
+		return false, fmt.Sprintf("job failed: %s %s", reason, msg)
+	}
+	s, _, _ := condition(u, "Complete")
+	return s == "True", ""
+}
+
+// WorkloadError is returned when a workload fails or does not become ready.
+type WorkloadError struct {
+	Object string
+	// Reason says which pod and condition, or what the controller reported.
+	Reason string
+	// Log holds the last log lines of the pod that failed.
+	Log []string
+}
+
+func (e *WorkloadError) Error() string {
+	s := e.Object + ": " + e.Reason
+	if len(e.Log) > 0 {
+		s += "; last log lines: " + strings.Join(e.Log, " | ")
+	}
+	return s
+}
+
+// waitRollout waits until every workload in objs is rolled out (or complete),
+// reporting progress. On failure or when ctx ends it diagnoses the first
+// unfinished workload.
+func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructured, mappings map[*unstructured.Unstructured]*meta.RESTMapping, pr *progress.Printer) error {
+	pending := map[string]*unstructured.Unstructured{}
+	kindMapping := map[string]*meta.RESTMapping{}
+	for _, u := range objs {
+		if _, ok := waitedKinds[u.GetKind()]; ok && mappings[u] != nil {
+			pending[objectID(u)] = u
+			kindMapping[u.GetKind()] = mappings[u]
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	total := len(pending)
+	task := pr.Start("rollout "+t.ns, 0)
+	sel := labelPartOf + "=" + t.id
+	var failed *WorkloadError
+	err := poll(ctx, func(ctx context.Context) (bool, error) {
+		// Each look is bounded on its own: the wait's deadline ends the loop
+		// (and is reported as a timeout), not a request cut short by it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		kinds := map[string]bool{}
+		for _, u := range pending {
+			kinds[u.GetKind()] = true
+		}
+		for _, kind := range sortedKeys(kinds) {
+			m := kindMapping[kind]
+			list, err := t.c.resource(m, t.ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err != nil {
+				return false, fmt.Errorf("listing %ss in %s: %w", kind, t.ns, ctxErr(ctx, err))
+			}
+			for i := range list.Items {
+				u := &list.Items[i]
+				u.SetGroupVersionKind(m.GroupVersionKind)
+				id := objectID(u)
+				if _, ok := pending[id]; !ok {
+					continue
+				}
+				done, why := waitedKinds[kind](u)
+				if why != "" {
+					failed = t.diagnose(ctx, u, why)
+					return false, failed
+				}
+				if done {
+					delete(pending, id)
+				}
+			}
+		}
+		task.Status("%d/%d workloads ready", total-len(pending), total)
+		return len(pending) == 0, nil
+	})
+	if err == nil {
+		task.Done("%d workloads ready in %s", total, task.Elapsed().Round(time.Millisecond))
+		return nil
+	}
+	if failed != nil {
+		task.Done("failed: %s", failed.Object)
+		return failed
+	}
+	if ctx.Err() == nil {
+		task.Done("failed")
+		return err
+	}
+	// Timed out or interrupted: say why the first unfinished workload is stuck,
+	// with a fresh context since ctx is over.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	id := sortedKeys(pending)[0]
+	werr := t.diagnose(dctx, pending[id], "not ready")
+	task.Done("timed out: %s", werr.Object)
+	return fmt.Errorf("waiting for %d of %d workloads: %w: %w", len(pending), total, ctx.Err(), werr)
+}
+
+// diagnose explains why workload u is not done: the first pod that is not
+// ready, the condition that says so, container states, recent events and the
+// pod's last log lines.
+func (t *target) diagnose(ctx context.Context, u *unstructured.Unstructured, why string) *WorkloadError {
+	werr := &WorkloadError{Object: objectID(u), Reason: why}
+	selMap, _, _ := unstructured.NestedStringMap(u.Object, "spec", "selector", "matchLabels")
+	if u.GetKind() == "Job" {
+		selMap = map[string]string{"batch.kubernetes.io/job-name": u.GetName()}
+	}
+	if len(selMap) == 0 {
+		return werr
+	}
+	pods, err := t.c.core.CoreV1().Pods(t.ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(selMap).String()})
+	if err != nil || len(pods.Items) == 0 {
+		if err == nil {
+			werr.Reason += "; no pods were created (see the events of " + werr.Object + ")"
+		}
+		return werr
+	}
+	sort.Slice(pods.Items, func(i, j int) bool {
+		return pods.Items[i].CreationTimestamp.After(pods.Items[j].CreationTimestamp.Time)
+	})
+	pod := pods.Items[0]
+	for _, p := range pods.Items {
+		if !podReady(&p) {
+			pod = p
+			break
+		}
+	}
+	werr.Reason += "; " + describePod(&pod)
+	if evs, err := t.c.core.CoreV1().Events(t.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name}); err == nil && len(evs.Items) > 0 {
+		sort.Slice(evs.Items, func(i, j int) bool { return evs.Items[i].LastTimestamp.Before(&evs.Items[j].LastTimestamp) })
+		ev := evs.Items[len(evs.Items)-1]
+		werr.Reason += fmt.Sprintf("; last event: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+	}
+	werr.Log = t.podLog(ctx, &pod, 10)
+	t.log.Error("workload not ready", "object", werr.Object, "namespace", t.ns, "pod", pod.Name, "reason", werr.Reason)
+	for _, l := range werr.Log {
+		t.log.Info("log", "pod", pod.Name, "line", l)
+	}
+	return werr
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// describePod names the pod, its phase, its Ready condition and any container
+// that is waiting or terminated with an error.
+func describePod(p *corev1.Pod) string {
+	s := fmt.Sprintf("pod %s is %s", p.Name, p.Status.Phase)
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue {
+			s += fmt.Sprintf(", condition Ready=%s", c.Status)
+			if c.Reason != "" {
+				s += " (" + c.Reason
+				if c.Message != "" {
+					s += ": " + c.Message
+				}
+				s += ")"
+			}
+		}
+		if c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue {
+			s += fmt.Sprintf(", condition PodScheduled=%s (%s: %s)", c.Status, c.Reason, c.Message)
+		}
+	}
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		switch {
+		case cs.State.Waiting != nil:
+			s += fmt.Sprintf(", container %s waiting: %s %s", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
+		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0:
+			s += fmt.Sprintf(", container %s exited %d (%s)", cs.Name, cs.State.Terminated.ExitCode, cs.State.Terminated.Reason)
+		}
+	}
+	return s
+}
+
+// podLog returns the last n lines of the pod's first container's log, or
+// nothing when the node cannot serve logs.
+func (t *target) podLog(ctx context.Context, p *corev1.Pod, n int64) []string {
+	if len(p.Spec.Containers) == 0 {
+		return nil
+	}
+	rc, err := t.c.core.CoreV1().Pods(t.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: p.Spec.Containers[0].Name, TailLines: &n}).Stream(ctx)
+	if err != nil {
+		t.log.Debug("reading pod log", "pod", p.Name, "err", err)
+		return nil
+	}
+	defer rc.Close()
+	return lastLines(rc, int(n))
+}
+
+func lastLines(r io.Reader, n int) []string {
+	var lines []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}

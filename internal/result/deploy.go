@@ -1,0 +1,61 @@
+package result
+
+// DeployResult is written by deploy-k8s: what one deploy, rollback or job
+// run did to a platform branch's namespace.
+type DeployResult struct {
+	Header
+	Zuul *ZuulRef `json:"zuul,omitempty"`
+	// Action is "deploy", "rollback" or "run-job".
+	Action    string `json:"action"`
+	Branch    string `json:"branch"`
+	Namespace string `json:"namespace"`
+	// Revision is the deploy revision now live in the namespace; Changed is
+	// false when the deploy found nothing to change and recorded no new one.
+	Revision int  `json:"revision"`
+	Changed  bool `json:"changed"`
+	// RolledBackTo is the revision a rollback re-applied.
+	RolledBackTo int `json:"rolledBackTo,omitempty"`
+	// ManifestHash is the sha256 of the rendered, digest-pinned manifests.
+	ManifestHash string           `json:"manifestHash"`
+	Images       []DeployedImage  `json:"images"`
+	Objects      []DeployedObject `json:"objects"`
+	Pruned       []DeployedObject `json:"pruned"`
+	Jobs         []DeployedJob    `json:"jobs,omitempty"`
+	// Counts of Objects by Action.
+	Created    int `json:"created"`
+	Configured int `json:"configured"`
+	Unchanged  int `json:"unchanged"`
+}
+
+// ResultHeader implements Document.
+func (r *DeployResult) ResultHeader() *Header { return &r.Header }
+
+// ResultKind implements Document.
+func (r *DeployResult) ResultKind() string { return "DeployResult" }
+
+// DeployedImage is one container image reference and what it was pinned to.
+type DeployedImage struct {
+	// Reference is the image as the manifests wrote it.
+	Reference string `json:"reference"`
+	// Pinned is repository@digest as deployed.
+	Pinned string `json:"pinned"`
+	Digest string `json:"digest"`
+}
+
+// DeployedObject names one object applied or pruned.
+type DeployedObject struct {
+	Group string `json:"group,omitempty"`
+	Kind  string `json:"kind"`
+	Name  string `json:"name"`
+	// Action is "created", "configured" or "unchanged" (applied objects) or
+	// "pruned".
+	Action string `json:"action"`
+}
+
+// DeployedJob is one one-off Job run from a template.
+type DeployedJob struct {
+	Template  string `json:"template"`
+	Name      string `json:"name"`
+	Succeeded bool   `json:"succeeded"`
+	Deleted   bool   `json:"deleted"`
+}
