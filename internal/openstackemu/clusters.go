@@ -145,6 +145,9 @@ func (e *Emulator) advance(reg *region) {
 		c.statusReason = "Stack " + op.action + " completed successfully"
 		for _, ng := range op.ngs {
 			ng.status, ng.statusReason = c.status, c.statusReason
+			if ng.status != "CREATE_COMPLETE" && ng.createdAt.Equal(op.start) {
+				ng.status = "CREATE_COMPLETE" // a nodegroup added by this update
+			}
 			ng.updatedAt = &end
 		}
 		if op.done != nil {
@@ -742,5 +745,100 @@ func (e *Emulator) patchNodegroup(q *request, c *cluster, ident string) *apiErro
 	ng.minNodeCount, ng.maxNodeCount = next.minNodeCount, next.maxNodeCount
 	e.begin(c, "UPDATE", e.opts.UpdateDuration, []*nodegroup{ng}, nil)
 	writeJSON(q.w, http.StatusAccepted, ng.view(q, c, true))
+	return nil
+}
+
+func (e *Emulator) createNodegroup(q *request, c *cluster) *apiError {
+	var req struct {
+		Name             string            `json:"name"`
+		DockerVolumeSize *int              `json:"docker_volume_size"`
+		Labels           map[string]any    `json:"labels"`
+		NodeCount        *int              `json:"node_count"`
+		MinNodeCount     int               `json:"min_node_count"`
+		MaxNodeCount     *int              `json:"max_node_count"`
+		Role             string            `json:"role"`
+		ImageID          string            `json:"image_id"`
+		FlavorID         string            `json:"flavor_id"`
+		MergeLabels      *bool             `json:"merge_labels"`
+		NodeLabels       map[string]string `json:"node_labels"`
+	}
+	if err := decodeBody(q, &req, "nodegroup"); err != nil {
+		return err
+	}
+	if req.Name == "" {
+		return errorf(http.StatusBadRequest, "Invalid input for field/attribute name. Value: 'None'. Mandatory field missing.")
+	}
+	for _, ng := range c.nodegroups {
+		if ng.name == req.Name {
+			return errorf(http.StatusConflict, "A node group with name %s already exists in the cluster %s.", req.Name, c.uuid)
+		}
+	}
+	if req.Role == "master" {
+		return errorf(http.StatusBadRequest, "Creating master nodegroups is currently not supported.")
+	}
+	if err := checkUpdatable(c, "Creating a nodegroup for"); err != nil {
+		return err
+	}
+	labels := copyLabels(c.labels)
+	if len(req.Labels) > 0 {
+		l, err := labelsValue(req.Labels)
+		if err != nil {
+			return err
+		}
+		if req.MergeLabels == nil || !*req.MergeLabels {
+			labels = map[string]string{}
+		}
+		for k, v := range l {
+			labels[k] = v
+		}
+	}
+	e.seq++
+	ng := &nodegroup{id: e.seq, uuid: newUUID(), name: req.Name, role: req.Role, imageID: req.ImageID, labels: labels,
+		nodeCount: 1, minNodeCount: req.MinNodeCount, maxNodeCount: req.MaxNodeCount, stackID: newUUID(),
+		dockerVolumeSize: req.DockerVolumeSize, createdAt: e.opts.Now()}
+	if ng.role == "" {
+		ng.role = "worker"
+	}
+	if req.NodeCount != nil {
+		ng.nodeCount = *req.NodeCount
+	}
+	if req.FlavorID != "" {
+		ng.flavorID = &req.FlavorID
+	} else {
+		ng.flavorID = c.flavorID
+	}
+	if ng.imageID == "" {
+		ng.imageID = c.worker().imageID
+	}
+	if err := validateCounts(ng); err != nil {
+		return err
+	}
+	c.nodegroups = append(c.nodegroups, ng)
+	e.begin(c, "UPDATE", e.opts.UpdateDuration, []*nodegroup{ng}, nil)
+	ng.status, ng.createdAt = "CREATE_IN_PROGRESS", c.op.start
+	writeJSON(q.w, http.StatusAccepted, ng.view(q, c, true))
+	return nil
+}
+
+func (e *Emulator) deleteNodegroup(q *request, c *cluster, ident string) *apiError {
+	ng, err := c.findNodegroup(ident)
+	if err != nil {
+		return err
+	}
+	if ng.isDefault {
+		return errorf(http.StatusBadRequest, "Deleting a default nodegroup is not supported.")
+	}
+	if err := checkUpdatable(c, "Deleting a nodegroup of"); err != nil {
+		return err
+	}
+	kept := c.nodegroups[:0]
+	for _, o := range c.nodegroups {
+		if o != ng {
+			kept = append(kept, o)
+		}
+	}
+	c.nodegroups = kept
+	e.begin(c, "UPDATE", e.opts.UpdateDuration, nil, nil)
+	q.w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -175,6 +175,23 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatalf("nodegroup after patch: %+v, %v", ng, err)
 	}
 
+	// An extra nodegroup comes and goes; the default ones cannot be deleted.
+	extra, err := nodegroups.Create(ctx, sc, id, nodegroups.CreateOpts{Name: "gpu", NodeCount: intp(2), FlavorID: "g1.large"}).Extract()
+	if err != nil || extra.Role != "worker" || extra.NodeCount != 2 {
+		t.Fatalf("creating a nodegroup: %+v %v", extra, err)
+	}
+	f.clock.Add(5 * time.Second)
+	if ng, err := nodegroups.Get(ctx, sc, id, "gpu").Extract(); err != nil || ng.Status != "CREATE_COMPLETE" {
+		t.Fatalf("new nodegroup after the update: %+v %v", ng, err)
+	}
+	if err := nodegroups.Delete(ctx, sc, id, "default-worker").ExtractErr(); !gophercloud.ResponseCodeIs(err, http.StatusBadRequest) {
+		t.Fatalf("deleting default-worker: err = %v, want 400", err)
+	}
+	if err := nodegroups.Delete(ctx, sc, id, "gpu").ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(5 * time.Second)
+
 	// Upgrade to a newer kube_tag; a downgrade is refused.
 	if _, err := clusters.Upgrade(ctx, sc, id, clusters.UpgradeOpts{ClusterTemplate: ct2.UUID}).Extract(); err != nil {
 		t.Fatal(err)

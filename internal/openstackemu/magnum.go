@@ -259,6 +259,10 @@ func (e *Emulator) route(q *request, segs []string) *apiError {
 				return nil
 			case len(segs) == 4 && m == http.MethodPatch:
 				return e.patchNodegroup(q, c, segs[3])
+			case len(segs) == 3 && m == http.MethodPost:
+				return e.createNodegroup(q, c)
+			case len(segs) == 4 && m == http.MethodDelete:
+				return e.deleteNodegroup(q, c, segs[3])
 			}
 		}
 	case "certificates":
