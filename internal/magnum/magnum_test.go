@@ -20,6 +20,7 @@ import (
 	"github.com/slipwayci/slipway/internal/osauth"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
+	"github.com/slipwayci/slipway/internal/zuul"
 )
 
 // env is one test's own user and project on the shared emulator, so its
@@ -128,6 +129,11 @@ func TestCreateFromNothingThenNothingToDo(t *testing.T) {
 	var out bytes.Buffer
 	o := e.opts(spec, &out)
 	o.ZuulReturn = zr
+	z, err := zuul.Load(strings.NewReader("zuul: {pipeline: check, change: '4242', patchset: '3', project: {name: ops/platform}}\n"), "vars.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Zuul = z
 	if err := ClusterEnsure(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +146,9 @@ func TestCreateFromNothingThenNothingToDo(t *testing.T) {
 	want := []any{"c", "CREATE_COMPLETE", 3, 2, 1, 4, "v1.21.10", "RegionOne", 2}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("created cluster (-want +got):\n%s", diff)
+	}
+	if res.Zuul == nil || res.Zuul.Change != "4242" || res.Zuul.Pipeline != "check" {
+		t.Errorf("the result does not record the change: %+v", res.Zuul)
 	}
 	if c.UUID == "" || c.APIAddress == "" || !isVersionOf(res.Template.Name, "t") || res.Template.UUID == "" {
 		t.Errorf("result lacks identifiers: %+v", res)
