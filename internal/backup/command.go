@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -49,7 +50,7 @@ func s3Flags() []ucli.Flag {
 		&ucli.StringFlag{Name: "s3-secret-key-file", Usage: "`FILE` holding the secret key; else AWS_SECRET_ACCESS_KEY is used", EnvVars: []string{"SLIPWAY_S3_SECRET_KEY_FILE"}},
 		&ucli.StringFlag{Name: "s3-ca-file", Usage: "PEM `FILE` with the CA of a private endpoint", EnvVars: []string{"SLIPWAY_S3_CA_FILE"}},
 		&ucli.BoolFlag{Name: "s3-virtual-host", Usage: "virtual-hosted-style addressing (default: path-style, as radosgw needs)", EnvVars: []string{"SLIPWAY_S3_VIRTUAL_HOST"}},
-		&ucli.Int64Flag{Name: "s3-part-size", Value: 8 << 20, Usage: "multipart part size in bytes (memory used: about 2 x this)", EnvVars: []string{"SLIPWAY_S3_PART_SIZE"}},
+		&ucli.Int64Flag{Name: "s3-part-size", Value: DefaultPartSize, Usage: "multipart part size in bytes (memory used: about 3 x this; raise it for dumps over 48 GiB)", EnvVars: []string{"SLIPWAY_S3_PART_SIZE"}},
 		&ucli.DurationFlag{Name: "timeout", Usage: "give up after this long (0 = never)", EnvVars: []string{"SLIPWAY_TIMEOUT"}},
 		&ucli.StringFlag{Name: "result", Usage: "also write the JSON result to `FILE`", EnvVars: []string{"SLIPWAY_BACKUP_RESULT"}},
 	}
@@ -206,7 +207,7 @@ func createCommand() *ucli.Command {
 		Flags: concat(s3Flags(), mysqlFlags(), mongoFlags(), []ucli.Flag{
 			&ucli.StringFlag{Name: "site", Usage: "name of the site being backed up (recorded in the manifest)", EnvVars: []string{"SLIPWAY_SITE"}},
 			&ucli.StringFlag{Name: "compression", Value: CompressZstd, Usage: "zstd or gzip", EnvVars: []string{"SLIPWAY_BACKUP_COMPRESSION"}},
-			&ucli.IntFlag{Name: "compression-level", Usage: "compressor level (0 = default)", EnvVars: []string{"SLIPWAY_BACKUP_COMPRESSION_LEVEL"}},
+			&ucli.IntFlag{Name: "compression-level", Usage: "compressor level (0 = default: zstd 1, gzip 6)", EnvVars: []string{"SLIPWAY_BACKUP_COMPRESSION_LEVEL"}},
 			&ucli.StringSliceFlag{Name: "age-recipient", Usage: "encrypt for this age public key or recipients `FILE` (repeatable)", EnvVars: []string{"SLIPWAY_AGE_RECIPIENTS"}},
 		}),
 		Action: func(cliContext *ucli.Context) error {
@@ -224,6 +225,11 @@ func createCommand() *ucli.Command {
 			mg, err := mongoConfig(cliContext)
 			if err != nil {
 				return err
+			}
+			// A soft limit keeps the heap (and so the pod's RSS) small:
+			// the stream needs ~20 MiB; GOMEMLIMIT overrides it.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(40 << 20)
 			}
 			ctx, cancel := withTimeout(cliContext)
 			defer cancel()

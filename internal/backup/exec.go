@@ -52,7 +52,55 @@ func (t tool) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error 
 	cmd.Stdout = stdout
 	errBuf := &tailBuffer{max: 2048}
 	cmd.Stderr = errBuf
-	if err := cmd.Run(); err != nil {
+	var copyErr chan error
+	if stdout != nil && stdout != io.Discard {
+		// A dump tool writes faster than a 64 KiB pipe drained in 32 KiB
+		// reads lets it on a busy machine: give it a 1 MiB pipe and read
+		// in big chunks, so it rarely waits for this process.
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return fmt.Errorf("running %s: %w", t.path, err)
+		}
+		growPipe(pw)
+		cmd.Stdout = pw
+		copyErr = make(chan error, 1)
+		go func() {
+			buf := make([]byte, 512<<10)
+			_, err := io.CopyBuffer(stdout, struct{ io.Reader }{pr}, buf)
+			if err != nil {
+				// Stop the writer: it gets EPIPE and exits.
+				pr.Close()
+				copyErr <- err
+				return
+			}
+			pr.Close()
+			copyErr <- nil
+		}()
+		defer func() {
+			if copyErr != nil {
+				pr.Close()
+			}
+		}()
+		if err := cmd.Start(); err != nil {
+			pw.Close()
+			return fmt.Errorf("running %s: %w", t.path, err)
+		}
+		pw.Close() // the child holds its copy
+		werr := cmd.Wait()
+		cerr := <-copyErr
+		copyErr = nil
+		if werr == nil && cerr != nil {
+			return fmt.Errorf("running %s: writing its output: %w", t.path, cerr)
+		}
+		return t.exitError(ctx, werr, errBuf, cerr)
+	}
+	return t.exitError(ctx, cmd.Run(), errBuf, nil)
+}
+
+// exitError words a child's failure: the context's error when it was
+// cancelled, else the exit status and the end of its stderr.
+func (t tool) exitError(ctx context.Context, err error, errBuf *tailBuffer, outErr error) error {
+	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("running %s: %w", t.path, ctx.Err())
 		}
@@ -60,6 +108,9 @@ func (t tool) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error 
 		// which must not become this program's (2 means bad usage here).
 		if msg := errBuf.String(); msg != "" {
 			return fmt.Errorf("running %s: %v: %s", t.path, err, msg)
+		}
+		if outErr != nil {
+			return fmt.Errorf("running %s: %v (its output could not be written: %w)", t.path, err, outErr)
 		}
 		return fmt.Errorf("running %s: %v", t.path, err)
 	}

@@ -48,6 +48,11 @@ type ObjectInfo struct {
 // ErrNotFound is returned by Get for a key that does not exist.
 var ErrNotFound = errors.New("object not found")
 
+// DefaultPartSize is S3's minimum part size: with two parts in flight it
+// keeps an upload's buffers near 15 MiB, and 10,000 parts still allow
+// 48 GiB per dump.
+const DefaultPartSize = 5 << 20
+
 // S3Config says where backups live and how to reach the endpoint.
 type S3Config struct {
 	Endpoint  string // e.g. https://rgw.example:8080; empty = AWS
@@ -60,7 +65,7 @@ type S3Config struct {
 	// VirtualHost switches from path-style (radosgw's default) to
 	// virtual-hosted-style addressing.
 	VirtualHost bool
-	// PartSize is the multipart part size (default 8 MiB); with
+	// PartSize is the multipart part size (default 5 MiB); with
 	// Concurrency parts in flight it bounds the upload's memory.
 	PartSize    int64
 	Concurrency int
@@ -149,7 +154,7 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 	client := s3.New(opts)
 	partSize := cfg.PartSize
 	if partSize == 0 {
-		partSize = 8 << 20
+		partSize = DefaultPartSize
 	}
 	conc := cfg.Concurrency
 	if conc <= 0 {

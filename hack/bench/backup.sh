@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# bench/backup.sh: throughput and peak memory of `backup create` for a large
+# MariaDB database streamed to a local S3 (versitygw), against baselines
+# measured in the same run:
+#   baseline  mariadb-dump | zstd -3 -T2 > /dev/null   (the same compressor, no upload)
+#   backup    backup create (dump -> zstd -> sha256 -> S3 multipart upload)
+#   anchor    mariadb-dump > file; tar -cJf file.tar.xz; upload with one PUT
+#             (tutor-contrib-backup's method; only for the first size, it is slow)
+# The database is seeded at BENCH_GB GB of dump (default 1) and then at
+# BENCH_FACTOR times that (default 4; 0 skips the larger run).
+#   hack/bench/backup.sh [WORKDIR]
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+gb=${BENCH_GB:-1}; factor=${BENCH_FACTOR:-4}
+work=${1:-$(mktemp -d /tmp/slipway-bench-backup.XXXXXX)}
+mkdir -p "$work"; work=$(cd "$work" && pwd)
+env_dir="$work/env"
+cleanup() { "$SLIPWAY_ROOT/hack/testenv.sh" down "$env_dir" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+"$SLIPWAY_ROOT/hack/testenv.sh" up "$env_dir" mariadb s3 >&2
+. "$env_dir/env"
+bin="$work/backup"
+(cd "$SLIPWAY_ROOT" && go build -o "$bin" ./cmd/backup)
+sock=$SLIPWAY_TEST_MARIADB_PRIMARY_SOCKET
+sql() { mariadb --no-defaults -uroot -S "$sock" --default-character-set=utf8mb4 "$@"; }
+dump() { mariadb-dump --no-defaults -uroot -S "$sock" --default-character-set=utf8mb4 --single-transaction --quick \
+  --routines --events --triggers --max-allowed-packet=1G -- bench; }
+
+# ~700 bytes a row of text (compressible) and random bytes (not): a dump
+# compresses about 2:1 with zstd, like course content with uploaded files.
+seed_rows() { # total rows wanted
+  local want=$1 have
+  sql -e "CREATE DATABASE IF NOT EXISTS bench CHARACTER SET utf8mb4;
+    CREATE TABLE IF NOT EXISTS bench.rows (id BIGINT PRIMARY KEY, title VARCHAR(200), body TEXT, payload VARBINARY(160)) ENGINE=InnoDB;"
+  have=$(sql -N -e "SELECT COALESCE(MAX(id),0) FROM bench.rows")
+  while (( have < want )); do
+    local n=$(( want - have < 200000 ? want - have : 200000 ))
+    sql -e "INSERT INTO bench.rows SELECT $have + seq, CONCAT('Course unit ', $have + seq, ' — ünïcödé 🚀'),
+      CONCAT(REPEAT(MD5($have + seq), 8), ' lorem ipsum dolor sit amet ', REPEAT(SHA1(seq % 1000), 4)), RANDOM_BYTES(96)
+      FROM bench.seq_1_to_$n"
+    have=$(( have + n ))
+  done
+}
+
+# peak_rss PID: prints the process's peak RSS in MB (VmHWM) until it exits.
+peak_rss() {
+  local pid=$1 hwm=0 v
+  while kill -0 "$pid" 2>/dev/null; do
+    v=$(awk '/^VmHWM:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    [ -n "$v" ] && hwm=$v
+    sleep 0.1
+  done
+  echo $(( hwm / 1024 ))
+}
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", b-a}'; }
+
+export AWS_ACCESS_KEY_ID=$SLIPWAY_TEST_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SLIPWAY_TEST_S3_SECRET_KEY
+s3=(--s3-endpoint "$SLIPWAY_TEST_S3_ENDPOINT" --s3-bucket "$SLIPWAY_TEST_S3_BUCKET" --s3-region "$SLIPWAY_TEST_S3_REGION")
+
+run_size() { # label rows with_anchor
+  local label=$1 rows=$2 anchor=$3
+  log "seeding $label ($rows rows)"
+  seed_rows "$rows"
+  sql -e "ANALYZE TABLE bench.rows" >/dev/null
+  # Warm the buffer pool and page cache equally for every contender.
+  dump >/dev/null
+
+  local t0 t1 raw
+  t0=$(now); raw=$(dump | tee >(zstd -3 -T2 -q -c >/dev/null) | wc -c); t1=$(now)
+  local base_s; base_s=$(secs "$t0" "$t1")
+  local base_mbs; base_mbs=$(awk -v b="$raw" -v s="$base_s" 'BEGIN{printf "%.1f", b/1e6/s}')
+
+  t0=$(now)
+  "$bin" --log-format json create --site bench --s3-prefix "bench-$label/" --mysql-socket "$sock" --mysql-database bench \
+    "${s3[@]}" >"$work/result-$label.json" 2>"$work/create-$label.log" &
+  local pid=$!
+  local rss; rss=$(peak_rss "$pid")
+  wait "$pid" || { tail -n 5 "$work/create-$label.log" >&2; die "backup create failed"; }
+  t1=$(now)
+  local ours_s; ours_s=$(secs "$t0" "$t1")
+  local stored; stored=$(grep -o '"size": [0-9]*' "$work/result-$label.json" | head -1 | awk '{print $2}')
+  local ours_mbs; ours_mbs=$(awk -v b="$raw" -v s="$ours_s" 'BEGIN{printf "%.1f", b/1e6/s}')
+  local ratio; ratio=$(awk -v a="$ours_mbs" -v b="$base_mbs" 'BEGIN{printf "%.2f", a/b}')
+
+  printf '%-6s dump %6.0f MB  baseline dump|zstd>/dev/null %6ss %6s MB/s | backup create %6ss %6s MB/s  ratio %s  peak RSS %s MB  stored %s MB\n' \
+    "$label" "$(awk -v b="$raw" 'BEGIN{print b/1e6}')" "$base_s" "$base_mbs" "$ours_s" "$ours_mbs" "$ratio" "$rss" "$(awk -v b="$stored" 'BEGIN{printf "%.0f", b/1e6}')"
+
+  if [ "$anchor" = 1 ]; then
+    t0=$(now)
+    dump >"$work/anchor.sql"
+    tar -C "$work" -cJf "$work/anchor.tar.xz" anchor.sql
+    rm -f "$work/anchor.sql"
+    curl -fsS --aws-sigv4 "aws:amz:$SLIPWAY_TEST_S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+      -H x-amz-content-sha256:UNSIGNED-PAYLOAD -T "$work/anchor.tar.xz" \
+      "$SLIPWAY_TEST_S3_ENDPOINT/$SLIPWAY_TEST_S3_BUCKET/anchor/backup.tar.xz" >/dev/null
+    t1=$(now)
+    local an_s; an_s=$(secs "$t0" "$t1")
+    printf '%-6s anchor (dump to disk, tar.xz, upload) %6ss %6s MB/s, %s MB on local disk; backup create is %sx faster\n' \
+      "$label" "$an_s" "$(awk -v b="$raw" -v s="$an_s" 'BEGIN{printf "%.1f", b/1e6/s}')" \
+      "$(du -m "$work/anchor.tar.xz" | cut -f1)" "$(awk -v a="$an_s" -v b="$ours_s" 'BEGIN{printf "%.1f", a/b}')"
+    rm -f "$work/anchor.tar.xz"
+  fi
+}
+
+# About 1.45M rows make 1 GB of dump.
+rows1=$(awk -v g="$gb" 'BEGIN{printf "%d", g*1450000}')
+run_size "${gb}GB" "$rows1" "${BENCH_ANCHOR:-1}"
+if [ "$factor" != 0 ]; then
+  run_size "$(awk -v g="$gb" -v f="$factor" 'BEGIN{print g*f}')GB" "$(( rows1 * factor ))" 0
+fi
