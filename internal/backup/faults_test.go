@@ -335,6 +335,9 @@ func TestS3FailureMidUpload(t *testing.T) {
 				t.Fatal("create succeeded through a failing S3")
 			}
 			t.Logf("create failed as expected: %v", err)
+			if strings.Contains(err.Error()+logsOf(t), cfg.SecretKey.Reveal()) {
+				t.Error("the S3 secret key appears in the error or the logs")
+			}
 			if tc.name == "interrupted" && !errors.Is(err, context.Canceled) {
 				t.Errorf("error %v is not context.Canceled", err)
 			}

@@ -48,7 +48,7 @@ func (c MySQLConfig) validate() error {
 
 func checkMySQLName(db string) error {
 	if db == "" || len(db)+len(mysqlNewSuffix) > 64 || strings.ContainsAny(db, "`/\\.\x00") {
-		return fmt.Errorf("MySQL database name %q is empty, too long (max %d) or holds one of ` / \\ .", db, 64-len(mysqlNewSuffix))
+		return fmt.Errorf("MySQL database name %q is empty, longer than %d characters or holds a backquote, slash, backslash or dot", db, 64-len(mysqlNewSuffix))
 	}
 	return nil
 }
