@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +42,15 @@ func uniqueRepo(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	n := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	n := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
+	for strings.Contains(n, "--") {
+		n = strings.ReplaceAll(n, "--", "-")
+	}
 	if len(n) > 40 {
 		n = n[len(n)-40:]
 	}
@@ -134,6 +144,8 @@ type faultProxy struct {
 	// after, if set, runs after a proxied response (e.g. to damage storage).
 	after    func(r *http.Request, status int)
 	requests []string
+	// closing is closed when the test ends: hooks holding connections let go.
+	closing chan struct{}
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -141,8 +153,8 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 	u, _ := url.Parse("http://" + target)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.FlushInterval = -1
-	fp := &faultProxy{}
-	fp.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	fp := &faultProxy{closing: make(chan struct{})}
+	fp.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fp.mu.Lock()
 		fp.requests = append(fp.requests, r.Method+" "+r.URL.Path)
 		hook, after := fp.hook, fp.after
@@ -156,7 +168,28 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 			after(r, sw.status)
 		}
 	}))
+	// A small receive buffer, as on a congested link: a proxy that stops
+	// reading stalls the sender quickly instead of after megabytes of
+	// kernel buffering.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 32<<10)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp.Listener.Close()
+	fp.Listener = l
+	fp.Start()
 	t.Cleanup(fp.Close)
+	t.Cleanup(func() { close(fp.closing) })
 	return fp
 }
 
@@ -208,7 +241,7 @@ func regionsAB(t *testing.T) []Region {
 }
 
 func quietOpts(regions []Region) Options {
-	return Options{Regions: regions, Retry: fastRetry(), StallTimeout: 5 * time.Second}
+	return Options{Regions: regions, Retry: fastRetry(), StallTimeout: 5 * time.Second, ResponseTimeout: 30 * time.Second}
 }
 
 func run(t *testing.T, o Options) (*result.PushResult, error) {

@@ -57,6 +57,9 @@ type Options struct {
 	// StallTimeout aborts (and retries) an upload with no progress for this
 	// long (default 60s).
 	StallTimeout time.Duration
+	// ResponseTimeout aborts (and retries) an upload whose registry did not
+	// answer this long after the last byte was sent (default 5m).
+	ResponseTimeout time.Duration
 	// Attempts is how many times one blob upload is tried per region
 	// (default 4); HTTP requests are also retried by Retry.
 	Attempts int
@@ -82,6 +85,9 @@ func (o *Options) defaults() {
 	}
 	if o.StallTimeout == 0 {
 		o.StallTimeout = 60 * time.Second
+	}
+	if o.ResponseTimeout == 0 {
+		o.ResponseTimeout = 5 * time.Minute
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 4
@@ -484,7 +490,7 @@ func (p *pusher) pushBlob(ctx context.Context, img image, b blob) {
 			}
 			counters[i] = func(k int64) { n.r.task.Add(k) }
 		}
-		errs := fanOut(ctx, b, p.opts.StallTimeout, uploads, counters)
+		errs := fanOut(ctx, b, p.opts.StallTimeout, p.opts.ResponseTimeout, uploads, counters)
 		var retry []pending
 		for i, n := range need {
 			repo := n.r.Path(img.Repository)

@@ -91,12 +91,18 @@ func newClient(ctx context.Context, r Region, cred Credential, retry httpx.Retry
 	}, nil
 }
 
-// cleanErr drops ggcr's error decoration that repeats the URL with
-// credentials-bearing query strings.
+// cleanErr shortens transport errors to method, URL path and cause: query
+// strings (upload state, Swift temp URL signatures, tokens) stay out of
+// messages.
 func cleanErr(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("%s %s: %w", ue.Op, httpx.Redact(ue.URL), ue.Err)
+		u := httpx.Redact(ue.URL)
+		if p, perr := url.Parse(u); perr == nil {
+			p.RawQuery = ""
+			u = p.String()
+		}
+		return fmt.Errorf("%s %s: %w", ue.Op, u, ue.Err)
 	}
 	return err
 }

@@ -35,7 +35,10 @@ type streamTarget struct {
 	cur  []byte
 	last atomic.Int64 // unix nanos of the last progress
 	sent atomic.Int64 // bytes handed to the HTTP request
-	err  error        // the upload's outcome
+	// sentAll is set once the whole body was handed over: from then on the
+	// registry is committing and the response timeout applies.
+	sentAll atomic.Bool
+	err     error // the upload's outcome
 	// onBytes counts progress (may be nil).
 	onBytes func(int64)
 }
@@ -44,6 +47,8 @@ func (t *streamTarget) Read(p []byte) (int, error) {
 	if len(t.cur) == 0 {
 		b, ok := <-t.ch
 		if !ok {
+			t.last.Store(time.Now().UnixNano())
+			t.sentAll.Store(true)
 			return 0, t.end
 		}
 		t.cur = b
@@ -65,7 +70,7 @@ type uploadFunc func(ctx context.Context, body io.Reader) error
 // in parallel. A slow target slows the source only when its queue is full; a
 // failed target is dropped and the others go on. It returns one error per
 // upload (nil for success).
-func fanOut(ctx context.Context, b blob, stall time.Duration, uploads []uploadFunc, onBytes []func(int64)) []error {
+func fanOut(ctx context.Context, b blob, stall, respTimeout time.Duration, uploads []uploadFunc, onBytes []func(int64)) []error {
 	targets := make([]*streamTarget, len(uploads))
 	var wg sync.WaitGroup
 	for i, up := range uploads {
@@ -80,11 +85,15 @@ func fanOut(ctx context.Context, b blob, stall time.Duration, uploads []uploadFu
 		go func() {
 			defer wg.Done()
 			defer cancel(nil)
-			stop := watchdog(tctx, t, stall, cancel)
+			stop := watchdog(tctx, t, stall, respTimeout, cancel)
 			t.err = up(tctx, t)
 			stop()
 			if t.err != nil && context.Cause(tctx) == errStalled {
-				t.err = fmt.Errorf("%w: no progress for %s after %d bytes", errStalled, stall, t.sent.Load())
+				if t.sentAll.Load() {
+					t.err = fmt.Errorf("%w: no response for %s after sending all %d bytes", errStalled, respTimeout, t.sent.Load())
+				} else {
+					t.err = fmt.Errorf("%w: no progress for %s after %d bytes", errStalled, stall, t.sent.Load())
+				}
 			}
 			close(t.done)
 		}()
@@ -159,9 +168,11 @@ func pump(ctx context.Context, b blob, targets []*streamTarget) error {
 	return nil
 }
 
-// watchdog cancels an upload that made no progress for d: the request
-// body was not read, or the response did not come, for that long.
-func watchdog(ctx context.Context, t *streamTarget, d time.Duration, cancel context.CancelCauseFunc) (stop func()) {
+// watchdog cancels an upload whose body was not read for d, or whose
+// response did not come within resp of sending the last byte (a registry
+// commits a large blob in its storage before answering, so that wait is
+// longer).
+func watchdog(ctx context.Context, t *streamTarget, d, resp time.Duration, cancel context.CancelCauseFunc) (stop func()) {
 	if d <= 0 {
 		return func() {}
 	}
@@ -176,7 +187,11 @@ func watchdog(ctx context.Context, t *streamTarget, d time.Duration, cancel cont
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if time.Since(time.Unix(0, t.last.Load())) > d {
+				limit := d
+				if t.sentAll.Load() {
+					limit = resp
+				}
+				if limit > 0 && time.Since(time.Unix(0, t.last.Load())) > limit {
 					cancel(errStalled)
 					return
 				}

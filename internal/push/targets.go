@@ -67,6 +67,9 @@ func ParseRegion(s string) (Region, error) {
 	if !ok || n == "" || target == "" {
 		return Region{}, badInput("--region %q: want name=host[:port][/namespace], e.g. a=registry.a.example:5000/acme", s)
 	}
+	if strings.Contains(target, "://") {
+		return Region{}, badInput("--region %q: give host[:port] without a scheme (use --insecure NAME for plain http)", s)
+	}
 	host, ns, _ := strings.Cut(target, "/")
 	r := Region{Name: n, Registry: host, Namespace: strings.TrimSuffix(ns, "/")}
 	if err := r.validate(); err != nil {

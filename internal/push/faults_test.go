@@ -1,0 +1,317 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/slipwayci/slipway/internal/testenv"
+)
+
+// TestFaults puts a fault-injecting proxy in front of one real registry and
+// checks each failure's outcome: transient faults are retried and the push
+// completes; lasting faults fail with an error naming the region and blob,
+// no tag moves in any region, and a rerun finishes the push without
+// re-uploading what landed.
+func TestFaults(t *testing.T) {
+	a, b := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_A"), testenv.Get(t, "SLIPWAY_TEST_REGISTRY_B")
+	dataA := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_DATA_A")
+
+	type fault struct {
+		name string
+		// behind is the registry the proxy fronts: "a" or "b".
+		behind string
+		// setup installs the fault; layer is the digest of the image's first layer.
+		setup func(fp *faultProxy, layer string) func()
+		// wantErr: substrings of the error, or nil when the push must succeed.
+		wantErr []string
+		// healthyLanded: the other region got every blob in the failed run.
+		healthyLanded bool
+		attempts      int
+		// layerSize of the image's 2 layers (default 600 kB).
+		layerSize int64
+	}
+	var n atomic.Int32
+	firstN := func(k int32, match func(*http.Request) bool, do func(w http.ResponseWriter, r *http.Request)) func(fp *faultProxy, layer string) func() {
+		return func(fp *faultProxy, _ string) func() {
+			n.Store(0)
+			fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+				if !match(r) || n.Add(1) > k {
+					return false
+				}
+				do(w, r)
+				return true
+			})
+			return func() { fp.set(nil) }
+		}
+	}
+	status := func(code int) func(w http.ResponseWriter, r *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(code) }
+	}
+	dropMidBlob := func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.CopyN(io.Discard, r.Body, 200_000)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}
+	// stall takes the connection and never reads or answers again. Stall
+	// cases use a layer larger than the kernel's socket buffers, so the
+	// sender blocks mid-body.
+	var fpStall *faultProxy
+	stall := func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.CopyN(io.Discard, r.Body, 100_000)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		go func() { <-fpStall.closing; conn.Close() }()
+	}
+	anyReq := func(*http.Request) bool { return true }
+	cases := []fault{
+		{name: "5xx burst on every kind of request", behind: "b", setup: firstN(3, anyReq, status(http.StatusServiceUnavailable))},
+		{name: "5xx on blob uploads", behind: "b", setup: firstN(3, isBlobPut, status(http.StatusInternalServerError))},
+		{name: "429 then success", behind: "a", setup: firstN(2, anyReq, status(http.StatusTooManyRequests))},
+		{name: "connection dropped mid-blob, recovers", behind: "b", setup: firstN(2, isBlobPut, dropMidBlob)},
+		{
+			name: "stalled upload, recovers", behind: "b", layerSize: 6 << 20,
+			setup: func(fp *faultProxy, layer string) func() {
+				var once atomic.Bool
+				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+					if isBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) && once.CompareAndSwap(false, true) {
+						stall(w, r)
+						return true
+					}
+					return false
+				})
+				return nil
+			},
+		},
+		{
+			name: "connection dropped mid-blob on every try", behind: "b", attempts: 2,
+			setup: func(fp *faultProxy, layer string) func() {
+				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+					if isBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) {
+						dropMidBlob(w, r)
+						return true
+					}
+					return false
+				})
+				return func() { fp.set(nil) }
+			},
+			wantErr: []string{"region b", "blob ", "uploading (attempt 2 of 2)", "no tag was moved in any region", "rerun"}, healthyLanded: true,
+		},
+		{
+			name: "stalled upload on every try", behind: "a", attempts: 2, layerSize: 6 << 20,
+			setup: func(fp *faultProxy, layer string) func() {
+				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+					if isBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) {
+						stall(w, r)
+						return true
+					}
+					return false
+				})
+				return func() { fp.set(nil) }
+			},
+			wantErr: []string{"region a", "upload stalled: no progress for 1s", "no tag was moved in any region"}, healthyLanded: true,
+		},
+		{
+			name: "5xx that never ends", behind: "b", attempts: 2,
+			setup: func(fp *faultProxy, layer string) func() {
+				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+					if isBlobPut(r) {
+						w.WriteHeader(http.StatusBadGateway)
+						return true
+					}
+					return false
+				})
+				return func() { fp.set(nil) }
+			},
+			wantErr: []string{"region b", "502", "no tag was moved in any region"}, healthyLanded: true,
+		},
+		{
+			name: "region down", behind: "b",
+			setup: func(fp *faultProxy, _ string) func() {
+				fp.Listener.Close() // nothing listens: connection refused
+				return nil
+			},
+			wantErr: []string{"region b", "connection refused", "nothing was pushed"},
+		},
+		{
+			name: "registry accepts a blob but stores zero bytes", behind: "a",
+			setup: func(fp *faultProxy, layer string) func() {
+				hex := strings.TrimPrefix(layer, "sha256:")
+				file := filepath.Join(dataA, "docker/registry/v2/blobs/sha256", hex[:2], hex, "data")
+				fp.mu.Lock()
+				fp.after = func(r *http.Request, status int) {
+					if isBlobPut(r) && status == http.StatusCreated && strings.Contains(r.URL.RawQuery, hex) {
+						_ = os.Truncate(file, 0)
+					}
+				}
+				fp.mu.Unlock()
+				// The operator's fix, per the error message: remove the object.
+				return func() {
+					fp.mu.Lock()
+					fp.after = nil
+					fp.mu.Unlock()
+					if err := os.Remove(file); err != nil {
+						t.Errorf("removing the zero-byte object: %v", err)
+					}
+				}
+			},
+			wantErr: []string{"verifying region a", "blob sha256:", "has 0 bytes", "no tag was moved in any region"}, healthyLanded: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			size := tc.layerSize
+			if size == 0 {
+				size = 600_000
+			}
+			img := randomImage(t, 2, size)
+			dir := writeLayout(t, img)
+			layers, _ := img.Layers()
+			ld, _ := layers[0].Digest()
+			repo := uniqueRepo(t)
+			real := map[string]string{"a": a, "b": b}
+			fp := newFaultProxy(t, real[tc.behind])
+			fpStall = fp
+			regions := []Region{{Name: "a", Registry: a}, {Name: "b", Registry: b}}
+			healthy := 1
+			if tc.behind == "b" {
+				regions[1].Registry = fp.host()
+				healthy = 0
+			} else {
+				regions[0].Registry = fp.host()
+			}
+			undo := tc.setup(fp, ld.String())
+			if tc.name == "region down" {
+				// Keep a proxy address that refuses connections.
+				regions[1].Registry = fp.Listener.Addr().String()
+			}
+			o := quietOpts(regions)
+			o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1"}
+			o.StallTimeout, o.ResponseTimeout = time.Second, 15*time.Second
+			o.Log = slog.New(slog.NewTextHandler(tWriter{t}, nil))
+			if tc.attempts > 0 {
+				o.Attempts = tc.attempts
+			}
+			want := digestOf(t, img)
+			_, err := run(t, o)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("push through a transient fault: %v", err)
+				}
+				for name, host := range real {
+					if got := tagDigest(t, host, repo, "v1"); got != want {
+						t.Errorf("region %s: v1 = %q, want %s", name, got, want)
+					}
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("push succeeded through a lasting fault")
+			}
+			mustContain(t, err.Error(), tc.wantErr...)
+			if errors.Is(err, ErrBadInput) {
+				t.Errorf("a fault is reported as bad input (exit 2): %v", err)
+			}
+			for name, host := range real {
+				if got := tagDigest(t, host, repo, "v1"); got != "" {
+					t.Errorf("region %s: tag v1 moved to %s although the push failed", name, got)
+				}
+			}
+			if undo != nil {
+				undo()
+			}
+			if tc.name == "region down" {
+				regions[1].Registry = b
+				o.Regions = regions
+			}
+			res, err := run(t, o)
+			if err != nil {
+				t.Fatalf("rerun after the fault: %v", err)
+			}
+			for name, host := range real {
+				if got := tagDigest(t, host, repo, "v1"); got != want {
+					t.Errorf("rerun: region %s: v1 = %q, want %s", name, got, want)
+				}
+			}
+			if h := res.Images[0].Regions[healthy]; tc.healthyLanded && h.BytesUploaded != 0 {
+				t.Errorf("rerun re-uploaded %d bytes to healthy region %s", h.BytesUploaded, h.Region)
+			}
+			if !tc.healthyLanded {
+				if h := res.Images[0].Regions[healthy]; h.BlobsUploaded != 3 {
+					t.Errorf("region %s: rerun uploaded %d blobs, want 3: the failed run must not have pushed there", h.Region, h.BlobsUploaded)
+				}
+			}
+		})
+	}
+}
+
+// TestCancel interrupts a push mid-blob: the error says so, no tag moves,
+// open upload sessions are cancelled, and a rerun completes.
+func TestCancel(t *testing.T) {
+	a, b := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_A"), testenv.Get(t, "SLIPWAY_TEST_REGISTRY_B")
+	fp := newFaultProxy(t, b)
+	started := make(chan struct{}, 16)
+	fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+		if isBlobPut(r) {
+			started <- struct{}{}
+			// A slow link: the body trickles in.
+			buf := make([]byte, 4096)
+			for {
+				if _, err := r.Body.Read(buf); err != nil {
+					return true
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		return false
+	})
+	img := randomImage(t, 2, 1_000_000)
+	dir := writeLayout(t, img)
+	repo := uniqueRepo(t)
+	o := quietOpts([]Region{{Name: "a", Registry: a}, {Name: "b", Registry: fp.host()}})
+	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		time.Sleep(300 * time.Millisecond)
+		cancel()
+	}()
+	_, err := Run(ctx, o)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	mustContain(t, err.Error(), "interrupted", "no tag was moved in any region")
+	if got := tagDigest(t, a, repo, "v1"); got != "" {
+		t.Errorf("region a: tag moved to %s after an interrupted push", got)
+	}
+	if fp.count("DELETE ") == 0 {
+		t.Errorf("no upload session was cancelled on region b")
+	}
+	fp.set(nil)
+	if _, err := run(t, o); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	if got := tagDigest(t, b, repo, "v1"); got != digestOf(t, img) {
+		t.Errorf("rerun: region b v1 = %q", got)
+	}
+}
+
+// tWriter sends logs to the test's log.
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,291 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseRegion(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     Region
+		wantErr  string
+	}{
+		{name: "host and port", in: "a=127.0.0.1:5000", want: Region{Name: "a", Registry: "127.0.0.1:5000"}},
+		{name: "namespace", in: "regionone=registry.a.example:5000/acme/prod", want: Region{Name: "regionone", Registry: "registry.a.example:5000", Namespace: "acme/prod"}},
+		{name: "trailing slash", in: "b=reg.example/acme/", want: Region{Name: "b", Registry: "reg.example", Namespace: "acme"}},
+		{name: "no name", in: "127.0.0.1:5000", wantErr: `--region "127.0.0.1:5000": want name=host`},
+		{name: "empty target", in: "a=", wantErr: "want name=host"},
+		{name: "scheme", in: "a=https://reg.example", wantErr: "without a scheme"},
+		{name: "bad name", in: "A B=reg.example", wantErr: `region name "A B"`},
+		{name: "bad namespace", in: "a=reg.example/Acme", wantErr: `namespace "Acme"`},
+		{name: "bad host", in: "a=reg example:5000", wantErr: "not a valid host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseRegion(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrBadInput) {
+					t.Fatalf("err = %v, want bad input containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseTargets(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []Region
+		wantErr  string
+	}{
+		{
+			name: "two regions",
+			in:   "regions:\n  - name: a\n    registry: reg.a:5000\n    namespace: acme\n  - name: b\n    registry: reg.b:5000\n    insecure: true\n",
+			want: []Region{{Name: "a", Registry: "reg.a:5000", Namespace: "acme"}, {Name: "b", Registry: "reg.b:5000", Insecure: true}},
+		},
+		{name: "unknown field", in: "regions:\n  - name: a\n    registry: reg.a\n    pasword: x\n", wantErr: "targets.yaml: line 4: field pasword not found"},
+		{name: "bad region on its line", in: "regions:\n  - name: a\n    registry: reg.a\n  - name: b\n    registry: https://reg.b\n", wantErr: "targets.yaml:4: regions[1]: region b: registry \"https://reg.b\""},
+		{name: "duplicate", in: "regions:\n  - {name: a, registry: r1}\n  - {name: a, registry: r2}\n", wantErr: `targets.yaml:3: regions[1]: region name "a" is used twice`},
+		{name: "empty", in: "", wantErr: "empty"},
+		{name: "no regions", in: "regions: []\n", wantErr: "no regions"},
+		{name: "not yaml", in: "regions: [\n", wantErr: "targets.yaml: line"},
+		{name: "wrong type", in: "regions:\n  - name: a\n    insecure: maybe\n", wantErr: "line 3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseTargets(strings.NewReader(tt.in), "targets.yaml")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				if !errors.Is(err, ErrBadInput) {
+					t.Errorf("err is not bad input: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// FuzzParseTargets: any input gives regions that validate, or a bad-input
+// error; never a panic.
+func FuzzParseTargets(f *testing.F) {
+	f.Add("regions:\n  - name: a\n    registry: reg.a:5000\n")
+	f.Add("regions:\n  - {name: b, registry: 'x:1', namespace: a/b, caFile: c}\n")
+	f.Add("regions: [{name: a}]\n")
+	f.Add("- a\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		regions, err := ParseTargets(strings.NewReader(in), "f.yaml")
+		if err != nil {
+			if !errors.Is(err, ErrBadInput) {
+				t.Fatalf("error is not bad input: %v", err)
+			}
+			return
+		}
+		for _, r := range regions {
+			if err := r.validate(); err != nil {
+				t.Fatalf("accepted an invalid region: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzParseSecrets: a secrets file never panics, and a password in it never
+// shows up in the error.
+func FuzzParseSecrets(f *testing.F) {
+	f.Add("registry_credentials:\n  a: {username: u, password: hunter2hunter2}\n")
+	f.Add("registry_credentials:\n  a: hunter2hunter2\n")
+	f.Add("registry_credentials: [hunter2hunter2]\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		_, err := parseSecrets(strings.NewReader(in), "s.yaml")
+		if err != nil && strings.Contains(in, "hunter2hunter2") && strings.Contains(err.Error(), "hunter2hunter2") {
+			t.Fatalf("error shows the password: %v", err)
+		}
+	})
+}
+
+func TestParseSecrets(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     map[string]string // key → username
+		wantErr  string
+	}{
+		{name: "by region and host", in: "other_var: 1\nregistry_credentials:\n  a: {username: ci, password: pw-a-secret}\n  reg.b:5000: {username: cb, password: pw-b-secret}\n", want: map[string]string{"a": "ci", "reg.b:5000": "cb"}},
+		{name: "unknown field", in: "registry_credentials:\n  a: {user: ci, password: pw-a-secret}\n", wantErr: "field user not found"},
+		{name: "scalar instead of mapping", in: "registry_credentials:\n  a: pw-a-secret\n", wantErr: "registry_credentials"},
+		{name: "missing variable", in: "x: 1\n", wantErr: "no registry_credentials"},
+		{name: "no username", in: "registry_credentials:\n  a: {password: pw-a-secret}\n", wantErr: "registry_credentials.a: username is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseSecrets(strings.NewReader(tt.in), "secrets.yaml")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "pw-a-secret") {
+					t.Errorf("error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			users := map[string]string{}
+			for k, c := range got {
+				users[k] = c.Username
+				if s := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(s, "pw-") {
+					t.Errorf("formatting a credential shows its password: %s", s)
+				}
+			}
+			if diff := cmp.Diff(tt.want, users); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseSource(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    sourceSpec
+		wantErr string
+	}{
+		{in: "oci:/out/img", want: sourceSpec{Kind: "oci", Path: "/out/img"}},
+		{in: "oci:/out/img:v1", want: sourceSpec{Kind: "oci", Path: "/out/img", Ref: "v1"}},
+		{in: "oci:out@sha256:abc", want: sourceSpec{Kind: "oci", Path: "out", Ref: "sha256:abc"}},
+		{in: "docker-archive:/x.tar", want: sourceSpec{Kind: "docker-archive", Path: "/x.tar"}},
+		{in: "docker-archive:/x.tar:app:v1", want: sourceSpec{Kind: "docker-archive", Path: "/x.tar", Ref: "app:v1"}},
+		{in: "docker://reg:5000/acme/app:v1", want: sourceSpec{Kind: "docker", Path: "reg:5000/acme/app:v1"}},
+		{in: "reg:5000/acme/app@sha256:" + strings.Repeat("a", 64), want: sourceSpec{Kind: "docker", Path: "reg:5000/acme/app@sha256:" + strings.Repeat("a", 64)}},
+		{in: "reg:5000/Acme/app:v1", wantErr: "not an image reference"},
+		{in: "", wantErr: "empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseSource(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLookupDockerConfig(t *testing.T) {
+	cfg := dockerConfig{Auths: map[string]dockerAuth{
+		"https://reg.a:5000/v1/": {Username: "u1", Password: "p1"},
+		"reg.b":                  {IdentityToken: "tok"},
+	}}
+	tests := []struct {
+		host, user, token string
+		ok                bool
+	}{
+		{host: "reg.a:5000", user: "u1", ok: true},
+		{host: "reg.b", token: "tok", ok: true},
+		{host: "reg.c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			c, ok := lookupDockerConfig(cfg, tt.host)
+			got := []any{c.Username, c.Token.Reveal(), ok}
+			if diff := cmp.Diff([]any{tt.user, tt.token, tt.ok}, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestFanOut streams one source to several in-memory uploads: all get the
+// same bytes, the source is opened once, a failing upload does not stop the
+// others, and a corrupt source fails every upload.
+func TestFanOut(t *testing.T) {
+	data := make([]byte, 3*chunkSize+123)
+	_, _ = rand.Read(data)
+	b := bytesBlob(data)
+	opens := 0
+	open := b.open
+	b.open = func() (io.ReadCloser, error) { opens++; return open() }
+
+	var mu sync.Mutex
+	got := map[int][]byte{}
+	collect := func(i int) uploadFunc {
+		return func(_ context.Context, body io.Reader) error {
+			d, err := io.ReadAll(body)
+			mu.Lock()
+			got[i] = d
+			mu.Unlock()
+			return err
+		}
+	}
+	failing := func(_ context.Context, body io.Reader) error {
+		_, _ = io.CopyN(io.Discard, body, 1000)
+		return errors.New("registry said no")
+	}
+	errs := fanOut(context.Background(), b, time.Minute, time.Minute, []uploadFunc{collect(0), failing, collect(2)}, nil)
+	if opens != 1 {
+		t.Errorf("source opened %d times, want 1", opens)
+	}
+	if errs[0] != nil || errs[2] != nil || errs[1] == nil {
+		t.Fatalf("errs = %v", errs)
+	}
+	for _, i := range []int{0, 2} {
+		if !bytes.Equal(got[i], data) {
+			t.Errorf("upload %d got %d bytes, differing from the source", i, len(got[i]))
+		}
+	}
+
+	bad := b
+	bad.open = func() (io.ReadCloser, error) {
+		c := bytes.Clone(data)
+		c[10] ^= 1
+		return io.NopCloser(bytes.NewReader(c)), nil
+	}
+	errs = fanOut(context.Background(), bad, time.Minute, time.Minute, []uploadFunc{collect(0), collect(1)}, nil)
+	for i, err := range errs {
+		if !errors.Is(err, errSourceCorrupt) {
+			t.Errorf("upload %d: err = %v, want errSourceCorrupt", i, err)
+		}
+	}
+
+	stuck := func(ctx context.Context, body io.Reader) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	errs = fanOut(context.Background(), b, 50*time.Millisecond, time.Minute, []uploadFunc{stuck, collect(1)}, nil)
+	if !errors.Is(errs[0], errStalled) || errs[1] != nil {
+		t.Errorf("stalled upload: errs = %v, want errStalled for 0 only", errs)
+	}
+}
