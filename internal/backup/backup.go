@@ -40,6 +40,10 @@ type Target interface {
 	Discard(ctx context.Context) error
 }
 
+// faultHook lets tests fail a restore in the middle of a swap, to exercise
+// the rollback against real servers. It is nil outside tests.
+var faultHook = func(string) error { return nil }
+
 // ErrChecksum means a stored dump does not match its manifest.
 var ErrChecksum = errors.New("checksum mismatch")
 

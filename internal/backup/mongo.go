@@ -210,6 +210,9 @@ func (t *mongoTarget) Swap(ctx context.Context) (func(context.Context) error, er
 			return nil, errors.Join(fmt.Errorf("swapping staged collections into %s: %w", t.db, err), undo(context.WithoutCancel(ctx)))
 		}
 		done = append(done, m)
+		if err := faultHook("mongo swap " + t.db); err != nil {
+			return nil, errors.Join(fmt.Errorf("swapping staged collections into %s: %w", t.db, err), undo(context.WithoutCancel(ctx)))
+		}
 	}
 	return undo, nil
 }

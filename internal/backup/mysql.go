@@ -446,6 +446,9 @@ func (t *mysqlTarget) Swap(ctx context.Context) (undo func(context.Context) erro
 		return fail("renaming tables", err)
 	}
 	renamed = true
+	if err := faultHook("mysql swap " + live); err != nil {
+		return fail("fault injected", err)
+	}
 	if err := dropObjects(ctx, conn, live, oldObjs, "PROCEDURE", "FUNCTION", "EVENT"); err != nil {
 		return fail("dropping old routines", err)
 	}
