@@ -84,7 +84,7 @@ start_bg kube-apiserver "$dir" "$bin/kube-apiserver" \
   --client-ca-file="$pki/ca.crt" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
-  --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC \
+  --service-cluster-ip-range=10.0.0.0/16 --authorization-mode=Node,RBAC \
   --endpoint-reconciler-type=none --allow-privileged=true --cert-dir="$root/certs/apiserver" \
   --kubelet-preferred-address-types=InternalIP --kubelet-certificate-authority="$pki/ca.crt" \
   --kubelet-client-certificate="$pki/admin.crt" --kubelet-client-key="$pki/admin.key"
@@ -96,15 +96,17 @@ start_bg kube-controller-manager "$dir" "$bin/kube-controller-manager" \
   --bind-address=127.0.0.1 --secure-port="$kcm" --cert-dir="$root/certs/kcm" --leader-elect=false \
   --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
   --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
-  --service-cluster-ip-range=10.0.0.0/24 --flex-volume-plugin-dir="$root/flexvolume" \
-  --node-monitor-grace-period=10m --node-startup-grace-period=10m
+  --service-cluster-ip-range=10.0.0.0/16 --flex-volume-plugin-dir="$root/flexvolume" \
+  --node-monitor-grace-period=10m --node-startup-grace-period=10m \
+  --kube-api-qps=200 --kube-api-burst=400 --concurrent-deployment-syncs=10 --concurrent-replicaset-syncs=10
 # Long node grace periods: on a loaded CI machine kwok's node heartbeat can lag
 # past the default 50 s, and the node-lifecycle controller would then mark every
 # pod NotReady and stall rollouts that have nothing wrong with them. (The
 # controller must still run: it removes the node's initial not-ready taint.)
 start_bg kube-scheduler "$dir" "$bin/kube-scheduler" \
   --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
-  --bind-address=127.0.0.1 --secure-port="$sched" --cert-dir="$root/certs/scheduler" --leader-elect=false
+  --bind-address=127.0.0.1 --secure-port="$sched" --cert-dir="$root/certs/scheduler" --leader-elect=false \
+  --kube-api-qps=200 --kube-api-burst=400
 
 # --- kwok: stages, logs, node ------------------------------------------------
 podlog="$root/pod.log"

@@ -613,3 +613,63 @@ func TestServerDown(t *testing.T) {
 		t.Errorf("error leaks the token: %v", err)
 	}
 }
+
+func TestInterruptedDeployRecovers(t *testing.T) {
+	k := requireKube(t)
+	tree := platformTree(t)
+	push, _ := writePush(t, "v1")
+	edit(t, tree, "k8s/deployments.yml", `  name: mfe
+  labels:
+    app.kubernetes.io/name: mfe
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: mfe
+  template:
+    metadata:
+`, `  name: mfe
+  labels:
+    app.kubernetes.io/name: mfe
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: mfe
+  template:
+    metadata:
+      annotations:
+        test.kwok/never-ready: "true"
+`)
+	branch := uniqueBranch(t, "interrupt")
+	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
+	opts := k.opts(t, branch, tree, push)
+	// Interrupt (SIGINT cancels the context) while the deploy waits.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(3*time.Second, cancel)
+	res, err := Deploy(ctx, opts)
+	if !errors.Is(err, context.Canceled) || cli.IsUsage(err) {
+		t.Fatalf("interrupted deploy: %v, want context.Canceled (exit 1)", err)
+	}
+	if !strings.Contains(err.Error(), "Deployment.apps/mfe") {
+		t.Errorf("interrupted deploy does not say what it was waiting for: %v", err)
+	}
+	// The interrupted deploy is on record as failed, with the ApplySet intact.
+	if res == nil || res.Revision != 1 {
+		t.Fatalf("interrupted deploy result %+v: want revision 1 recorded", res)
+	}
+	rec, err := k.core.CoreV1().Secrets(ns).Get(context.Background(), recordName(1), metav1.GetOptions{})
+	if err != nil || rec.Annotations[annStatus] != statusFailed {
+		t.Fatalf("revision 1: %v status %q, want failed", err, rec.Annotations[annStatus])
+	}
+	// Rerunning with the fix completes, and a rollback has no good revision
+	// before it to return to (the failed one is skipped).
+	edit(t, tree, "k8s/deployments.yml", "        test.kwok/never-ready: \"true\"\n", "")
+	res, err = Deploy(testCtx(t), opts)
+	if err != nil || res.Revision != 2 || !res.Changed {
+		t.Fatalf("deploy after interrupt: %v, revision %d; want revision 2", err, res.Revision)
+	}
+	if _, err := Rollback(testCtx(t), opts); !cli.IsUsage(err) || !strings.Contains(err.Error(), "no good revision before revision 2") {
+		t.Errorf("rollback with only a failed earlier revision: %v", err)
+	}
+}
