@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -186,18 +187,40 @@ type applyResult struct {
 	rv     string
 }
 
+// applyPass is one pass of server-side apply over the desired objects.
+type applyPass struct {
+	mappings map[*unstructured.Unstructured]*meta.RESTMapping
+	// live holds the ApplySet's members before the deploy, recorded their
+	// resourceVersions after the last one.
+	live     map[string]member
+	recorded map[string]string
+	// dryRun asks the server to validate and admit without persisting.
+	dryRun bool
+}
+
+// unchanged reports whether u's live copy carries the same manifest hash and
+// the resourceVersion recorded after the last deploy (nobody touched it
+// since), so it need not be sent again.
+func (p *applyPass) unchanged(u *unstructured.Unstructured) (string, bool) {
+	id := objectID(u)
+	l, ok := p.live[id]
+	if !ok || l.obj.GetAnnotations()[annHash] != u.GetAnnotations()[annHash] {
+		return "", false
+	}
+	rv := l.obj.GetResourceVersion()
+	return rv, p.recorded[id] != "" && p.recorded[id] == rv
+}
+
 // apply sends objs with server-side apply, group by group in kindOrder, a few
-// objects at a time within a group. An object whose live copy carries the
-// same manifest hash and the resourceVersion recorded after the last deploy
-// (nobody touched it since) is not sent again.
-func (t *target) apply(ctx context.Context, objs []*unstructured.Unstructured, mappings map[*unstructured.Unstructured]*meta.RESTMapping, live map[string]member, recorded map[string]string) ([]applyResult, error) {
+// objects at a time within a group, skipping unchanged objects.
+func (t *target) apply(ctx context.Context, objs []*unstructured.Unstructured, p *applyPass) ([]applyResult, error) {
 	results := make([]applyResult, len(objs))
 	for start := 0; start < len(objs); {
 		end := start
 		for end < len(objs) && orderOf(objs[end].GetKind()) == orderOf(objs[start].GetKind()) {
 			end++
 		}
-		if err := t.applyGroup(ctx, objs[start:end], results[start:end], mappings, live, recorded); err != nil {
+		if err := t.applyGroup(ctx, objs[start:end], results[start:end], p); err != nil {
 			return nil, err
 		}
 		start = end
@@ -205,7 +228,7 @@ func (t *target) apply(ctx context.Context, objs []*unstructured.Unstructured, m
 	return results, nil
 }
 
-func (t *target) applyGroup(ctx context.Context, objs []*unstructured.Unstructured, results []applyResult, mappings map[*unstructured.Unstructured]*meta.RESTMapping, live map[string]member, recorded map[string]string) error {
+func (t *target) applyGroup(ctx context.Context, objs []*unstructured.Unstructured, results []applyResult, p *applyPass) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -215,10 +238,8 @@ func (t *target) applyGroup(ctx context.Context, objs []*unstructured.Unstructur
 	)
 	sem := make(chan struct{}, applyWorkers)
 	for i, u := range objs {
-		id := objectID(u)
-		hash := u.GetAnnotations()[annHash]
-		if l, ok := live[id]; ok && l.obj.GetAnnotations()[annHash] == hash && recorded[id] != "" && recorded[id] == l.obj.GetResourceVersion() {
-			results[i] = applyResult{id: id, action: "unchanged", rv: l.obj.GetResourceVersion()}
+		if rv, ok := p.unchanged(u); ok {
+			results[i] = applyResult{id: objectID(u), action: "unchanged", rv: rv}
 			continue
 		}
 		wg.Add(1)
@@ -226,7 +247,7 @@ func (t *target) applyGroup(ctx context.Context, objs []*unstructured.Unstructur
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r, err := t.applyOne(ctx, u, mappings[u], live)
+			r, err := t.applyOne(ctx, u, p)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -243,22 +264,28 @@ func (t *target) applyGroup(ctx context.Context, objs []*unstructured.Unstructur
 	return firstErr
 }
 
-func (t *target) applyOne(ctx context.Context, u *unstructured.Unstructured, m *meta.RESTMapping, live map[string]member) (applyResult, error) {
+func (t *target) applyOne(ctx context.Context, u *unstructured.Unstructured, p *applyPass) (applyResult, error) {
 	id := objectID(u)
 	data, err := json.Marshal(u.Object)
 	if err != nil {
 		return applyResult{}, fmt.Errorf("encoding %s: %w", id, err)
 	}
 	force := true
-	got, err := t.c.resource(m, t.ns).Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager, Force: &force})
+	po := metav1.PatchOptions{FieldManager: fieldManager, Force: &force}
+	verb := "applying"
+	if p.dryRun {
+		po.DryRun = []string{metav1.DryRunAll}
+		verb = "checking (server-side dry run)"
+	}
+	got, err := t.c.resource(p.mappings[u], t.ns).Patch(ctx, u.GetName(), types.ApplyPatchType, data, po)
 	if err != nil {
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			return applyResult{}, cli.Usagef("applying %s in %s: %w", id, t.ns, err)
+			return applyResult{}, cli.Usagef("%s %s in %s: %w", verb, id, t.ns, err)
 		}
-		return applyResult{}, fmt.Errorf("applying %s in %s: %w", id, t.ns, ctxErr(ctx, err))
+		return applyResult{}, fmt.Errorf("%s %s in %s: %w", verb, id, t.ns, ctxErr(ctx, err))
 	}
 	action := "created"
-	if l, ok := live[id]; ok {
+	if l, ok := p.live[id]; ok {
 		action = "configured"
 		if l.obj.GetResourceVersion() == got.GetResourceVersion() {
 			action = "unchanged"
@@ -299,3 +326,13 @@ func (t *target) prune(ctx context.Context, live map[string]member, keep map[str
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// deleteNamespace removes a namespace this run created, when the deploy is
+// refused before anything else was written into it.
+func (t *target) deleteNamespace(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := t.c.core.CoreV1().Namespaces().Delete(ctx, t.ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.log.Warn("removing the namespace this refused deploy created", "namespace", t.ns, "err", err)
+	}
+}

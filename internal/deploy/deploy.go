@@ -287,7 +287,6 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 	if len(revs) > 0 {
 		current = &revs[0]
 	}
-	recorded := current.state().ResourceVersions
 
 	gkSet := map[schema.GroupKind]bool{}
 	for _, gk := range prevGKs {
@@ -298,17 +297,28 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 		newGKs[u.GroupVersionKind().GroupKind()] = true
 		gkSet[u.GroupVersionKind().GroupKind()] = true
 	}
-	// The parent lists the union before anything is applied, so an
-	// interrupted deploy still knows every kind it may have to prune.
 	union := keysOf(gkSet)
-	if err := t.setParent(ctx, union); err != nil {
-		return nil, err
-	}
 	live, err := t.listMembers(ctx, union)
 	if err != nil {
 		return nil, err
 	}
-	applied, err := t.apply(ctx, p.apply, p.mappings, live, recorded)
+	pass := &applyPass{mappings: p.mappings, live: live, recorded: current.state().ResourceVersions}
+	// Everything that will be sent is first checked by the server (schema,
+	// admission, immutable fields), so bad input changes nothing.
+	pass.dryRun = true
+	if _, err := t.apply(ctx, p.apply, pass); err != nil {
+		if !exists {
+			t.deleteNamespace(ctx)
+		}
+		return nil, err
+	}
+	pass.dryRun = false
+	// The parent lists the union before anything is applied, so an
+	// interrupted deploy still knows every kind it may have to prune.
+	if err := t.setParent(ctx, union); err != nil {
+		return nil, err
+	}
+	applied, err := t.apply(ctx, p.apply, pass)
 	if err != nil {
 		return nil, err
 	}

@@ -517,6 +517,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 			wantErr: `Deployment.apps/notes container "notes": image "docker.io/overhangio/openedx-notes:18.0.0" was not pushed`},
 		{name: "unknown kind", mutate: extra("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"),
 			wantErr: "Widget.example.com/w: the cluster does not serve"},
+		{name: "invalid object (server-side validation)", mutate: extra("apiVersion: v1\nkind: Service\nmetadata: {name: bad-port}\nspec: {ports: [{port: 70000}]}\n"),
+			wantErr: "checking (server-side dry run) Service/bad-port"},
 		{name: "wrong region", opts: func(o *Options) { o.Region = "Z" }, wantErr: `not pushed to region "Z"`},
 		{name: "unknown job", opts: func(o *Options) { o.Jobs = []string{"lms-jobb"} }, wantErr: `job template "lms-jobb" is not in the manifests`},
 	}
@@ -539,8 +541,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 				t.Fatalf("error = %v, want a usage error (exit 2) containing %q", err, tt.wantErr)
 			}
 			if ns, nerr := NamespaceFor(branch, DefaultBranchPrefix, ""); nerr == nil {
-				if _, gerr := k.core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(gerr) {
+				// A namespace the refused deploy created must be gone (or going).
+				got, gerr := k.core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+				if !apierrors.IsNotFound(gerr) && (gerr != nil || got.DeletionTimestamp == nil) {
 					t.Errorf("namespace %s exists after a refused deploy (err %v)", ns, gerr)
+				}
+				cms, _ := k.core.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: labelPartOf})
+				if len(cms.Items) > 0 {
+					t.Errorf("refused deploy applied %d ConfigMaps", len(cms.Items))
 				}
 			}
 		})
