@@ -2,7 +2,7 @@
 # bench/backup.sh: throughput and peak memory of `backup create` for a large
 # MariaDB database streamed to a local S3 (versitygw), against baselines
 # measured in the same run:
-#   baseline  mariadb-dump | zstd -3 -T2 > /dev/null   (the same compressor, no upload)
+#   baseline  mariadb-dump | zstd -1 -T2 > /dev/null   (the same compressor and level, no upload)
 #   backup    backup create (dump -> zstd -> sha256 -> S3 multipart upload)
 #   anchor    mariadb-dump > file; tar -cJf file.tar.xz; upload with one PUT
 #             (tutor-contrib-backup's method; only for the first size, it is slow)
@@ -68,7 +68,7 @@ run_size() { # label rows with_anchor
   dump >/dev/null
 
   local t0 t1 raw
-  t0=$(now); raw=$(dump | tee >(zstd -3 -T2 -q -c >/dev/null) | wc -c); t1=$(now)
+  t0=$(now); raw=$(dump | tee >(zstd -1 -T2 -q -c >/dev/null) | wc -c); t1=$(now)
   local base_s; base_s=$(secs "$t0" "$t1")
   local base_mbs; base_mbs=$(awk -v b="$raw" -v s="$base_s" 'BEGIN{printf "%.1f", b/1e6/s}')
 
@@ -104,8 +104,8 @@ run_size() { # label rows with_anchor
   fi
 }
 
-# About 1.45M rows make 1 GB of dump.
-rows1=$(awk -v g="$gb" 'BEGIN{printf "%d", g*1450000}')
+# About 1.75M rows make 1 GB of dump (1.2 GB in InnoDB).
+rows1=$(awk -v g="$gb" 'BEGIN{printf "%d", g*1750000}')
 run_size "${gb}GB" "$rows1" "${BENCH_ANCHOR:-1}"
 if [ "$factor" != 0 ]; then
   run_size "$(awk -v g="$gb" -v f="$factor" 'BEGIN{print g*f}')GB" "$(( rows1 * factor ))" 0

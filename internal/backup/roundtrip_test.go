@@ -101,6 +101,20 @@ func TestRoundTrip(t *testing.T) {
 			if _, err := Verify(ctx, VerifyOptions{Common: e.common(), ID: m.ID, AgeIdentityFiles: identities}); err != nil {
 				t.Fatalf("verify: %v", err)
 			}
+			if tc.encrypt {
+				// Without the key only the stored checksums can be checked;
+				// with another key nothing decrypts; restore needs the key.
+				if _, err := Verify(ctx, VerifyOptions{Common: e.common(), Latest: true}); err != nil {
+					t.Errorf("verify without identity: %v", err)
+				}
+				_, other := ageKey(t)
+				if _, err := Verify(ctx, VerifyOptions{Common: e.common(), Latest: true, AgeIdentityFiles: []string{other}}); err == nil {
+					t.Error("verify with the wrong identity passed")
+				}
+				if _, err := Restore(ctx, RestoreOptions{Common: e.common(), Latest: true, MySQL: e.dr, Mongo: e.mongoD}); !IsUsage(err) {
+					t.Errorf("restore of an encrypted backup without identity: %v, want a usage error", err)
+				}
+			}
 
 			wantMy := mysqlState(t, e.primary, app1, app2)
 			wantMg := mongoState(t, e.mongoP, shop)
