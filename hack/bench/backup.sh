@@ -67,25 +67,34 @@ run_size() { # label rows with_anchor
   # Warm the buffer pool and page cache equally for every contender.
   dump >/dev/null
 
-  local t0 t1 raw
-  t0=$(now); raw=$(dump | tee >(zstd -1 -T2 -q -c >/dev/null) | wc -c); t1=$(now)
-  local base_s; base_s=$(secs "$t0" "$t1")
-  local base_mbs; base_mbs=$(awk -v b="$raw" -v s="$base_s" 'BEGIN{printf "%.1f", b/1e6/s}')
-
-  t0=$(now)
-  "$bin" --log-format json create --site bench --s3-prefix "bench-$label/" --mysql-socket "$sock" --mysql-database bench \
-    "${s3[@]}" >"$work/result-$label.json" 2>"$work/create-$label.log" &
-  local pid=$!
-  local rss; rss=$(peak_rss "$pid")
-  wait "$pid" || { tail -n 5 "$work/create-$label.log" >&2; die "backup create failed"; }
-  t1=$(now)
-  local ours_s; ours_s=$(secs "$t0" "$t1")
-  local stored; stored=$(grep -o '"size": [0-9]*' "$work/result-$label.json" | head -1 | awk '{print $2}')
-  local ours_mbs; ours_mbs=$(awk -v b="$raw" -v s="$ours_s" 'BEGIN{printf "%.1f", b/1e6/s}')
-  local ratio; ratio=$(awk -v a="$ours_mbs" -v b="$base_mbs" 'BEGIN{printf "%.2f", a/b}')
-
-  printf '%-6s dump %6.0f MB  baseline dump|zstd>/dev/null %6ss %6s MB/s | backup create %6ss %6s MB/s  ratio %s  peak RSS %s MB  stored %s MB\n' \
-    "$label" "$(awk -v b="$raw" 'BEGIN{print b/1e6}')" "$base_s" "$base_mbs" "$ours_s" "$ours_mbs" "$ratio" "$rss" "$(awk -v b="$stored" 'BEGIN{printf "%.0f", b/1e6}')"
+  # Baseline and backup alternate for BENCH_ROUNDS rounds (default 2), so
+  # load from other work on the machine hits both; the best round of each
+  # is compared.
+  local t0 t1 raw r best_base=0 best_ours=0 rss_max=0 stored=0
+  for r in $(seq 1 "${BENCH_ROUNDS:-2}"); do
+    t0=$(now); raw=$(dump | tee >(zstd -1 -T2 -q -c >/dev/null) | wc -c); t1=$(now)
+    local base_s; base_s=$(secs "$t0" "$t1")
+    t0=$(now)
+    "$bin" --log-format json create --site bench --s3-prefix "bench-$label-$r/" --mysql-socket "$sock" --mysql-database bench \
+      "${s3[@]}" >"$work/result-$label.json" 2>"$work/create-$label.log" &
+    local pid=$!
+    local rss; rss=$(peak_rss "$pid")
+    wait "$pid" || { tail -n 5 "$work/create-$label.log" >&2; die "backup create failed"; }
+    t1=$(now)
+    local ours_s; ours_s=$(secs "$t0" "$t1")
+    stored=$(grep -o '"size": [0-9]*' "$work/result-$label.json" | head -1 | awk '{print $2}')
+    printf '%-6s round %s: dump %.0f MB | baseline dump|zstd -1>/dev/null %6ss %6s MB/s | backup create to S3 %6ss %6s MB/s  ratio %s  peak RSS %s MB  stored %s MB\n' \
+      "$label" "$r" "$(awk -v b="$raw" 'BEGIN{print b/1e6}')" "$base_s" "$(awk -v b="$raw" -v s="$base_s" 'BEGIN{printf "%.1f", b/1e6/s}')" \
+      "$ours_s" "$(awk -v b="$raw" -v s="$ours_s" 'BEGIN{printf "%.1f", b/1e6/s}')" "$(awk -v a="$base_s" -v b="$ours_s" 'BEGIN{printf "%.2f", a/b}')" \
+      "$rss" "$(awk -v b="$stored" 'BEGIN{printf "%.0f", b/1e6}')"
+    best_base=$(awk -v a="$best_base" -v b="$base_s" 'BEGIN{print (a==0||b<a)?b:a}')
+    best_ours=$(awk -v a="$best_ours" -v b="$ours_s" 'BEGIN{print (a==0||b<a)?b:a}')
+    (( rss > rss_max )) && rss_max=$rss
+  done
+  local ours_s=$best_ours
+  printf '%-6s BEST: baseline %ss %s MB/s, backup create %ss %s MB/s, ratio %s (want >= 0.90); peak RSS %s MB (want <= 64)\n' \
+    "$label" "$best_base" "$(awk -v b="$raw" -v s="$best_base" 'BEGIN{printf "%.1f", b/1e6/s}')" "$best_ours" \
+    "$(awk -v b="$raw" -v s="$best_ours" 'BEGIN{printf "%.1f", b/1e6/s}')" "$(awk -v a="$best_base" -v b="$best_ours" 'BEGIN{printf "%.2f", a/b}')" "$rss_max"
 
   if [ "$anchor" = 1 ]; then
     t0=$(now)
