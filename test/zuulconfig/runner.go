@@ -2,6 +2,7 @@ package zuulconfig
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -50,7 +51,8 @@ type Runner struct {
 	// Only restricts the run to these jobs; the results of the jobs they
 	// depend on are read from StateDir (a manual rerun).
 	Only []string
-	// ExtraVars are extra variables for every job, below site variables.
+	// ExtraVars are extra variables for every job, above everything else
+	// (like ansible-playbook -e): how a manual rerun changes one input.
 	ExtraVars map[string]any
 	// AnsiblePlaybook is the ansible-playbook binary (default: Debian's).
 	AnsiblePlaybook string
@@ -239,11 +241,38 @@ func decodeResults(data []byte, res *JobResult) error {
 		Data       map[string]any `json:"data"`
 		SecretData map[string]any `json:"secret_data"`
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
 		return err
 	}
-	res.Data, res.SecretData = doc.Data, doc.SecretData
+	res.Data, _ = numbers(doc.Data).(map[string]any)
+	res.SecretData, _ = numbers(doc.SecretData).(map[string]any)
 	return nil
+}
+
+// numbers turns json.Numbers into int64 or float64, so a size stays an
+// integer when it is handed on to the next job (as Zuul's JSON does).
+func numbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbers(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = numbers(e)
+		}
+		return x
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	}
+	return v
 }
 
 func newUUID() string {
@@ -354,7 +383,7 @@ func (r *Runner) runJob(ctx context.Context, j *FrozenJob, deps []string, result
 	for _, x := range []struct {
 		name string
 		vars map[string]any
-	}{{"job-extra-vars.json", deepMerge(r.ExtraVars, j.ExtraVars)}, {"site-vars.json", r.SiteVars}} {
+	}{{"job-extra-vars.json", j.ExtraVars}, {"site-vars.json", r.SiteVars}, {"cli-vars.json", r.ExtraVars}} {
 		if len(x.vars) == 0 {
 			continue
 		}

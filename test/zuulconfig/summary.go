@@ -90,8 +90,15 @@ func (s *Summary) add(doc map[string]any, images map[string]*SummaryImage, file 
 				img.Regions[region] = repo + "@" + digest
 			}
 		}
-	case strings.Contains(strings.ToLower(kind), "cluster"):
-		s.Cluster = pick(doc, "name", "uuid", "status", "healthStatus", "apiAddress", "api_address", "masterCount", "nodeCount", "template", "changed", "action")
+	case kind == "ClusterResult":
+		c, _ := doc["cluster"].(map[string]any)
+		s.Cluster = pick(c, "name", "uuid", "status", "healthStatus", "apiAddress", "masterCount", "nodeCount")
+		if t, ok := doc["template"].(map[string]any); ok {
+			s.Cluster["template"] = t["name"]
+		}
+		if ch, ok := doc["changes"].([]any); ok {
+			s.Cluster["changes"] = len(ch)
+		}
 	case kind == "DeployResult":
 		s.Deploy = pick(doc, "action", "branch", "namespace", "revision", "changed", "created", "configured", "unchanged")
 	case strings.Contains(strings.ToLower(kind), "backup") || strings.Contains(strings.ToLower(kind), "restore"):
