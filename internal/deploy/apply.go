@@ -271,7 +271,8 @@ func (t *target) applyOne(ctx context.Context, u *unstructured.Unstructured, p *
 		return applyResult{}, fmt.Errorf("encoding %s: %w", id, err)
 	}
 	force := true
-	po := metav1.PatchOptions{FieldManager: fieldManager, Force: &force}
+	// Strict: a misspelt field is an error, not silently dropped.
+	po := metav1.PatchOptions{FieldManager: fieldManager, Force: &force, FieldValidation: "Strict"}
 	verb := "applying"
 	if p.dryRun {
 		po.DryRun = []string{metav1.DryRunAll}
@@ -279,7 +280,7 @@ func (t *target) applyOne(ctx context.Context, u *unstructured.Unstructured, p *
 	}
 	got, err := t.c.resource(p.mappings[u], t.ns).Patch(ctx, u.GetName(), types.ApplyPatchType, data, po)
 	if err != nil {
-		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		if isBadManifest(err) {
 			return applyResult{}, cli.Usagef("%s %s in %s: %w", verb, id, t.ns, err)
 		}
 		return applyResult{}, fmt.Errorf("%s %s in %s: %w", verb, id, t.ns, ctxErr(ctx, err))
@@ -335,4 +336,13 @@ func (t *target) deleteNamespace(ctx context.Context) {
 	if err := t.c.core.CoreV1().Namespaces().Delete(ctx, t.ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		t.log.Warn("removing the namespace this refused deploy created", "namespace", t.ns, "err", err)
 	}
+}
+
+// isBadManifest reports whether the server refused an object for what it
+// says (schema, validation), not for a fault. A field unknown to the schema
+// comes back from server-side apply as a 500 "failed to create typed patch
+// object".
+func isBadManifest(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
+		(apierrors.IsInternalError(err) && strings.Contains(err.Error(), "failed to create typed patch object"))
 }

@@ -519,6 +519,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 			wantErr: "Widget.example.com/w: the cluster does not serve"},
 		{name: "invalid object (server-side validation)", mutate: extra("apiVersion: v1\nkind: Service\nmetadata: {name: bad-port}\nspec: {ports: [{port: 70000}]}\n"),
 			wantErr: "checking (server-side dry run) Service/bad-port"},
+		{name: "misspelt field", mutate: extra("apiVersion: v1\nkind: Service\nmetadata: {name: typo}\nspec: {prots: [{port: 80}]}\n"),
+			wantErr: `typo; /v1, Kind=Service): .spec.prots: field not declared in schema`},
 		{name: "wrong region", opts: func(o *Options) { o.Region = "Z" }, wantErr: `not pushed to region "Z"`},
 		{name: "unknown job", opts: func(o *Options) { o.Jobs = []string{"lms-jobb"} }, wantErr: `job template "lms-jobb" is not in the manifests`},
 	}

@@ -84,7 +84,7 @@ func Diff(ctx context.Context, opts Options) (DiffSummary, error) {
 		ri := t.c.resource(p.mappings[u], ns)
 		dry, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager, Force: &force, DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
-			if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			if isBadManifest(err) {
 				return sum, cli.Usagef("dry-run applying %s in %s: %w", id, ns, err)
 			}
 			return sum, fmt.Errorf("dry-run applying %s in %s: %w", id, ns, ctxErr(ctx, err))
