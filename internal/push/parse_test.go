@@ -242,7 +242,7 @@ func TestFanOut(t *testing.T) {
 	var mu sync.Mutex
 	got := map[int][]byte{}
 	collect := func(i int) uploadFunc {
-		return func(_ context.Context, body io.Reader) error {
+		return func(_ context.Context, body io.ReadCloser) error {
 			d, err := io.ReadAll(body)
 			mu.Lock()
 			got[i] = d
@@ -250,7 +250,7 @@ func TestFanOut(t *testing.T) {
 			return err
 		}
 	}
-	failing := func(_ context.Context, body io.Reader) error {
+	failing := func(_ context.Context, body io.ReadCloser) error {
 		_, _ = io.CopyN(io.Discard, body, 1000)
 		return errors.New("registry said no")
 	}
@@ -280,7 +280,7 @@ func TestFanOut(t *testing.T) {
 		}
 	}
 
-	stuck := func(ctx context.Context, body io.Reader) error {
+	stuck := func(ctx context.Context, body io.ReadCloser) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}

@@ -251,7 +251,7 @@ func (p *pusher) phase1Error(ctx context.Context, err error) error {
 	}
 	msg := "no tag was moved in any region; landed " + strings.Join(landed, ", ") + "; rerun to finish (what landed is not uploaded again)"
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w (interrupted); %s", err, msg)
+		return fmt.Errorf("%w (interrupted: %w); %s", err, ctx.Err(), msg)
 	}
 	return fmt.Errorf("%w; %s", err, msg)
 }
@@ -485,7 +485,7 @@ func (p *pusher) pushBlob(ctx context.Context, img image, b blob) {
 		uploads := make([]uploadFunc, len(need))
 		counters := make([]func(int64), len(need))
 		for i, n := range need {
-			uploads[i] = func(ctx context.Context, body io.Reader) error {
+			uploads[i] = func(ctx context.Context, body io.ReadCloser) error {
 				return n.r.c.putBlob(ctx, n.loc, b.Digest, b.Size, body)
 			}
 			counters[i] = func(k int64) { n.r.task.Add(k) }

@@ -200,7 +200,7 @@ func (c *client) resolve(base *url.URL, loc string) (string, error) {
 
 // putBlob finishes an upload session with the whole blob as one streamed
 // body (a monolithic upload): memory stays bounded by the body's buffers.
-func (c *client) putBlob(ctx context.Context, location string, d v1.Hash, size int64, body io.Reader) error {
+func (c *client) putBlob(ctx context.Context, location string, d v1.Hash, size int64, body io.ReadCloser) error {
 	u, err := url.Parse(location)
 	if err != nil {
 		return err
@@ -208,7 +208,7 @@ func (c *client) putBlob(ctx context.Context, location string, d v1.Hash, size i
 	q := u.Query()
 	q.Set("digest", d.String())
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), io.NopCloser(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), body)
 	if err != nil {
 		return err
 	}

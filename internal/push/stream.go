@@ -27,12 +27,38 @@ var errStalled = errors.New("upload stalled")
 // retrying cannot help.
 var errSourceCorrupt = errors.New("source blob does not match its digest")
 
-// streamTarget is one region's upload of one blob.
+// chunk is one buffer of the source, shared read-only by every target it
+// was queued to; the last target done with it returns it to the pool, so a
+// blob of any size reuses the same few buffers.
+type chunk struct {
+	buf  *[chunkSize]byte
+	n    int
+	refs atomic.Int32
+}
+
+var bufPool = sync.Pool{New: func() any { return new([chunkSize]byte) }}
+
+func (c *chunk) release() {
+	if c.refs.Add(-1) == 0 {
+		bufPool.Put(c.buf)
+	}
+}
+
+var errBodyClosed = errors.New("upload body closed")
+
+// streamTarget is one region's upload of one blob: the request body.
 type streamTarget struct {
-	ch   chan []byte
-	done chan struct{} // closed when the target's upload returned
-	end  error         // set before ch is closed: io.EOF or the source's error
-	cur  []byte
+	ch      chan *chunk
+	done    chan struct{} // closed when the target's upload returned
+	closing chan struct{} // closed by Close: a blocked Read returns
+	once    sync.Once
+	end     error // set before ch is closed: io.EOF or the source's error
+
+	mu     sync.Mutex // Read and Close may run on different goroutines
+	cur    *chunk
+	off    int
+	closed bool
+
 	last atomic.Int64 // unix nanos of the last progress
 	sent atomic.Int64 // bytes handed to the HTTP request
 	// sentAll is set once the whole body was handed over: from then on the
@@ -44,17 +70,30 @@ type streamTarget struct {
 }
 
 func (t *streamTarget) Read(p []byte) (int, error) {
-	if len(t.cur) == 0 {
-		b, ok := <-t.ch
-		if !ok {
-			t.last.Store(time.Now().UnixNano())
-			t.sentAll.Store(true)
-			return 0, t.end
-		}
-		t.cur = b
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, errBodyClosed
 	}
-	n := copy(p, t.cur)
-	t.cur = t.cur[n:]
+	if t.cur != nil && t.off == t.cur.n {
+		t.cur.release()
+		t.cur = nil
+	}
+	if t.cur == nil {
+		select {
+		case c, ok := <-t.ch:
+			if !ok {
+				t.last.Store(time.Now().UnixNano())
+				t.sentAll.Store(true)
+				return 0, t.end
+			}
+			t.cur, t.off = c, 0
+		case <-t.closing:
+			return 0, errBodyClosed
+		}
+	}
+	n := copy(p, t.cur.buf[t.off:t.cur.n])
+	t.off += n
 	t.last.Store(time.Now().UnixNano())
 	t.sent.Add(int64(n))
 	if t.onBytes != nil {
@@ -63,8 +102,22 @@ func (t *streamTarget) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Close releases the chunk being read; the HTTP transport calls it when it
+// is done with the body, and fanOut calls it after the upload returned.
+func (t *streamTarget) Close() error {
+	t.once.Do(func() { close(t.closing) })
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed && t.cur != nil {
+		t.cur.release()
+		t.cur = nil
+	}
+	t.closed = true
+	return nil
+}
+
 // uploadFunc uploads body (exactly size bytes) for one target.
-type uploadFunc func(ctx context.Context, body io.Reader) error
+type uploadFunc func(ctx context.Context, body io.ReadCloser) error
 
 // fanOut reads the blob from its source once and streams it to every upload
 // in parallel. A slow target slows the source only when its queue is full; a
@@ -74,7 +127,7 @@ func fanOut(ctx context.Context, b blob, stall, respTimeout time.Duration, uploa
 	targets := make([]*streamTarget, len(uploads))
 	var wg sync.WaitGroup
 	for i, up := range uploads {
-		t := &streamTarget{ch: make(chan []byte, queueDepth), done: make(chan struct{})}
+		t := &streamTarget{ch: make(chan *chunk, queueDepth), done: make(chan struct{}), closing: make(chan struct{})}
 		if onBytes != nil {
 			t.onBytes = onBytes[i]
 		}
@@ -96,6 +149,11 @@ func fanOut(ctx context.Context, b blob, stall, respTimeout time.Duration, uploa
 				}
 			}
 			close(t.done)
+			t.Close()
+			// Give back what was queued but never read.
+			for c := range t.ch {
+				c.release()
+			}
 		}()
 	}
 	srcErr := pump(ctx, b, targets)
@@ -133,17 +191,20 @@ func pump(ctx context.Context, b blob, targets []*streamTarget) error {
 	h := sha256.New()
 	var total int64
 	for {
-		buf := make([]byte, chunkSize)
-		n, rerr := io.ReadFull(src, buf)
+		c := &chunk{buf: bufPool.Get().(*[chunkSize]byte)}
+		n, rerr := io.ReadFull(src, c.buf[:])
+		c.n = n
 		if n > 0 {
-			h.Write(buf[:n])
+			h.Write(c.buf[:n])
 			total += int64(n)
+			c.refs.Store(int32(len(targets)))
 			live := 0
 			for _, t := range targets {
 				select {
-				case t.ch <- buf[:n]:
+				case t.ch <- c:
 					live++
 				case <-t.done:
+					c.release()
 				case <-ctx.Done():
 					return ctx.Err()
 				}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# push.sh: push-registry benchmark, every figure measured in one run.
+#
+#   hack/bench/push.sh [LAYER_MIB]      (default 26: 8 layers x 26 MiB = 208 MiB)
+#
+# Uses the registries of a running test env (source its env file first), or
+# starts swift + registries in a scratch directory and stops them at the end.
+# Regions: A (filesystem) and B (Swift). Prints:
+#   - single-region push times (A, B) and the dual-region push time,
+#     ratio dual / slowest single (target <= 1.15)
+#   - two sequential `skopeo copy` runs (A then B), ratio dual / skopeo (target <= 0.6)
+#   - a balanced pair of filesystem regions (A + BUILDSET) vs A alone
+#   - re-push of the unchanged image: blob bytes uploaded (target 0)
+#   - peak RSS of a dual push for 8 small layers vs 2 layers 4x larger (target <= 100 MB, flat)
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+need() { command -v "$1" >/dev/null || die "$1 missing: run hack/install-deps.sh"; }
+need skopeo; [ -x /usr/bin/time ] || die "/usr/bin/time missing (Debian package time)"
+
+LAYER_MIB=${1:-26}
+work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench-push.XXXXXX")
+started_env=""
+cleanup() {
+  [ -n "$started_env" ] && "$SLIPWAY_ROOT/hack/testenv.sh" down "$started_env" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+if [ -z "${SLIPWAY_TEST_REGISTRY_A:-}" ] || [ -z "${SLIPWAY_TEST_REGISTRY_B:-}" ]; then
+  started_env="$work/env"
+  "$SLIPWAY_ROOT/hack/testenv.sh" up "$started_env" swift registries
+  . "$started_env/env"
+fi
+A=$SLIPWAY_TEST_REGISTRY_A B=$SLIPWAY_TEST_REGISTRY_B BS=${SLIPWAY_TEST_REGISTRY_BUILDSET:-}
+
+cd "$SLIPWAY_ROOT"
+log "building push-registry and the test image tool"
+go build -o "$work/push-registry" ./cmd/push-registry
+go build -o "$work/mkimage" ./internal/push/internal/mkimage
+log "making images: 8 x ${LAYER_MIB} MiB and 2 x $((LAYER_MIB * 4)) MiB random layers"
+"$work/mkimage" -out "$work/small" -layers 8 -size $((LAYER_MIB << 20)) >/dev/null
+"$work/mkimage" -out "$work/large" -layers 2 -size $((LAYER_MIB * 4 << 20)) >/dev/null
+total_mib=$(du -sm "$work/small/blobs" | cut -f1)
+
+run_id=$(date +%s)-$RANDOM
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+
+# push NAME LAYOUT REGION-ARGS...: times one push, records peak RSS and the result.
+push() {
+  local name=$1 layout=$2; shift 2
+  local t0; t0=$(now)
+  /usr/bin/time -f '%M' -o "$work/$name.rss" "$work/push-registry" --log-format json push \
+    --source "oci:$layout" --repository "bench/$run_id/$name" --tag v1 \
+    --result "$work/$name.json" "$@" >/dev/null 2>"$work/$name.log" \
+    || { cat "$work/$name.log" >&2; die "push $name failed"; }
+  secs "$t0" "$(now)"
+}
+uploaded() { grep -o '"bytesUploaded": [0-9]*' "$work/$1.json" | awk '{s+=$2} END{print s+0}'; }
+rss_mb() { awk '{printf "%.0f", $1/1024}' "$work/$1.rss"; }
+
+log "single region A"; t_a=$(push single-a "$work/small" --region a="$A")
+log "single region B"; t_b=$(push single-b "$work/small" --region b="$B")
+log "dual A + B";      t_ab=$(push dual "$work/small" --region a="$A" --region b="$B")
+log "re-push dual";    t_re=$(push dual "$work/small" --region a="$A" --region b="$B")
+re_bytes=$(uploaded dual)
+log "two skopeo copies"
+t0=$(now)
+for host in "$A" "$B"; do
+  TMPDIR=$work skopeo copy -q --dest-tls-verify=false "oci:$work/small" "docker://$host/bench/$run_id/skopeo:v1" >/dev/null
+done
+t_sk=$(secs "$t0" "$(now)")
+log "dual push of larger layers (RSS)"
+t_large=$(push dual-large "$work/large" --region a="$A" --region b="$B")
+if [ -n "$BS" ]; then
+  log "balanced pair: A + BUILDSET (both filesystem)"
+  t_abs=$(push dual-fs "$work/small" --region a="$A" --region c="$BS")
+fi
+
+slow=$(awk -v a="$t_a" -v b="$t_b" 'BEGIN{print (a>b)?a:b}')
+echo
+echo "push-registry benchmark: image of 8 layers x ${LAYER_MIB} MiB (${total_mib} MiB incompressible), regions A=fs B=swift"
+printf '  %-46s %8ss\n' "single region A (filesystem)" "$t_a"
+printf '  %-46s %8ss\n' "single region B (swift)" "$t_b"
+printf '  %-46s %8ss  ratio to slowest single %s (target <= 1.15)\n' "dual A + B" "$t_ab" "$(ratio "$t_ab" "$slow")"
+printf '  %-46s %8ss  ratio dual / skopeo %s (target <= 0.60)\n' "two sequential skopeo copy (A, then B)" "$t_sk" "$(ratio "$t_ab" "$t_sk")"
+if [ -n "$BS" ]; then
+  printf '  %-46s %8ss  ratio to single A %s\n' "dual A + BUILDSET (two filesystem regions)" "$t_abs" "$(ratio "$t_abs" "$t_a")"
+fi
+printf '  %-46s %8ss  blob bytes uploaded: %s (target 0)\n' "re-push unchanged (A + B)" "$t_re" "$re_bytes"
+printf '  %-46s %8s MB (8 x %d MiB layers)\n' "peak RSS, dual push" "$(rss_mb dual)" "$LAYER_MIB"
+printf '  %-46s %8s MB (2 x %d MiB layers, %.2fx the small-layer RSS) in %ss\n' "peak RSS, dual push, 4x larger layers" "$(rss_mb dual-large)" "$((LAYER_MIB * 4))" "$(ratio "$(rss_mb dual-large)" "$(rss_mb dual)")" "$t_large"
