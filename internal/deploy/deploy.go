@@ -407,6 +407,9 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 		}
 	}
 	if deployErr != nil {
+		if newRevision {
+			return res, fmt.Errorf("%w (revision %d recorded as failed; fix and deploy again, or `deploy-k8s rollback` to the previous good revision)", deployErr, res.Revision)
+		}
 		return res, deployErr
 	}
 	opts.Log.Info("deployed", "namespace", t.ns, "revision", res.Revision, "changed", res.Changed)

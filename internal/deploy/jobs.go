@@ -146,6 +146,9 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 		return jr, fmt.Errorf("running job %s (template %s): %w; last log lines: %s", name, template.GetName(), err, strings.Join(logs.tail(), " | "))
 	}
 	if failure != "" {
+		if !jr.Deleted {
+			failure += fmt.Sprintf(" (the Job is kept: kubectl -n %s describe job %s)", t.ns, name)
+		}
 		return jr, &WorkloadError{Object: "Job.batch/" + name, Reason: failure, Log: logs.tail()}
 	}
 	t.log.Info("job succeeded", "job", name)

@@ -189,7 +189,7 @@ func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructu
 		return len(pending) == 0, nil
 	})
 	if err == nil {
-		task.Done("%d workloads ready in %s", total, task.Elapsed().Round(time.Millisecond))
+		task.Done("%d workloads ready", total)
 		return nil
 	}
 	if failed != nil {
