@@ -346,7 +346,7 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 			return res, err
 		}
 	}
-	res.Changed = res.Created+res.Configured+len(res.Pruned) > 0 || current == nil || current.ManifestHash != p.hash
+	res.Changed = res.Created+res.Configured+len(res.Pruned) > 0
 	opts.Log.Info("applied", "namespace", t.ns, "created", res.Created, "configured", res.Configured, "unchanged", res.Unchanged, "pruned", len(res.Pruned))
 
 	var deployErr error
@@ -406,11 +406,8 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 			}
 		}
 	}
-	if deployErr != nil {
-		if newRevision {
-			return res, fmt.Errorf("%w (revision %d recorded as failed; fix and deploy again, or `deploy-k8s rollback` to the previous good revision)", deployErr, res.Revision)
-		}
-		return res, deployErr
+	if deployErr != nil { // always a new revision, recorded as failed
+		return res, fmt.Errorf("%w (revision %d recorded as failed; fix and deploy again, or `deploy-k8s rollback` to the previous good revision)", deployErr, res.Revision)
 	}
 	opts.Log.Info("deployed", "namespace", t.ns, "revision", res.Revision, "changed", res.Changed)
 	return res, nil

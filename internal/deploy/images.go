@@ -3,7 +3,6 @@ package deploy
 import (
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -171,7 +170,6 @@ func (p *Pinner) Pin(objs []*unstructured.Unstructured) ([]result.DeployedImage,
 	for _, k := range sortedKeys(seen) {
 		out = append(out, seen[k])
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Reference < out[j].Reference })
 	return out, nil
 }
 

@@ -25,11 +25,11 @@ const (
 	// annHash on an applied object is the hash of its desired manifest, so an
 	// unchanged object is not re-sent on the next deploy.
 	annHash = "slipway.dev/manifest-hash"
-	// labelJobTemplate is the label Tutor puts on its Job templates
-	// (k8s/jobs.yml): they are run on demand, never applied as they are.
+	// Jobs labelled labelComponent=job (as Tutor's k8s/jobs.yml does) or
+	// labelJobTemplate=true are templates: run on demand, never applied.
 	labelComponent   = "app.kubernetes.io/component"
-	labelManagedBy   = "app.kubernetes.io/managed-by"
 	labelJobTemplate = "slipway.dev/job-template"
+	labelManagedBy   = "app.kubernetes.io/managed-by"
 )
 
 // kindOrder is the apply order: what others depend on first. Kinds not
