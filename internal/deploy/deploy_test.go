@@ -268,7 +268,7 @@ spec:
 `)
 	branch := uniqueBranch(t, "never")
 	opts := k.opts(t, branch, tree, push)
-	opts.Timeout = 4 * time.Second
+	opts.Timeout = 15 * time.Second
 	res, err := Deploy(ctx, opts)
 	if err == nil {
 		t.Fatal("deploy with a never-ready Deployment succeeded")
@@ -656,7 +656,7 @@ spec:
 	opts := k.opts(t, branch, tree, push)
 	// Interrupt (SIGINT cancels the context) while the deploy waits.
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(3*time.Second, cancel)
+	time.AfterFunc(10*time.Second, cancel)
 	res, err := Deploy(ctx, opts)
 	if !errors.Is(err, context.Canceled) || cli.IsUsage(err) {
 		t.Fatalf("interrupted deploy: %v, want context.Canceled (exit 1)", err)

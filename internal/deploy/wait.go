@@ -124,6 +124,9 @@ type WorkloadError struct {
 	Reason string
 	// Log holds the last log lines of the pod that failed.
 	Log []string
+	// stuck is set when a pod has started and is not ready (as opposed to
+	// one not yet scheduled or started).
+	stuck bool
 }
 
 func (e *WorkloadError) Error() string {
@@ -204,8 +207,21 @@ func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructu
 	// with a fresh context since ctx is over.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	id := sortedKeys(pending)[0]
-	werr := t.diagnose(dctx, pending[id], "not ready")
+	// Name the workload whose pod is visibly stuck (running but not ready,
+	// failed, or waiting), rather than one that was merely still progressing.
+	var werr *WorkloadError
+	for i, id := range sortedKeys(pending) {
+		if i == 5 {
+			break
+		}
+		w := t.diagnose(dctx, pending[id], "not ready")
+		if werr == nil || (w.stuck && !werr.stuck) {
+			werr = w
+		}
+		if w.stuck {
+			break
+		}
+	}
 	task.Done("timed out: %s", werr.Object)
 	return fmt.Errorf("waiting for %d of %d workloads: %w: %w", len(pending), total, ctx.Err(), werr)
 }
@@ -240,6 +256,7 @@ func (t *target) diagnose(ctx context.Context, u *unstructured.Unstructured, why
 		}
 	}
 	werr.Reason += "; " + describePod(&pod)
+	werr.stuck = !podReady(&pod) && (pod.Status.Phase == corev1.PodRunning || pod.Status.Phase == corev1.PodFailed)
 	if evs, err := t.c.core.CoreV1().Events(t.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name}); err == nil && len(evs.Items) > 0 {
 		sort.Slice(evs.Items, func(i, j int) bool { return evs.Items[i].LastTimestamp.Before(&evs.Items[j].LastTimestamp) })
 		ev := evs.Items[len(evs.Items)-1]
