@@ -128,10 +128,6 @@ func readDockerConfig(path string) (dockerConfig, error) {
 	return cfg, nil
 }
 
-type secretsFile struct {
-	RegistryCredentials map[string]Credential `yaml:"registry_credentials"`
-}
-
 func readSecrets(path string) (map[string]Credential, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
