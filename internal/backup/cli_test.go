@@ -205,8 +205,10 @@ func TestSecretsStayHidden(t *testing.T) {
 	wrong := "Wrong-" + randHex(8)
 	secrets = append(secrets, wrong)
 	t.Setenv("SLIPWAY_MYSQL_PASSWORD", wrong)
+	other := e.s3
+	other.Prefix += "wrong/" // a backup may already exist for this second
 	code, _, stderr = runCLI(t, append(append(base, "create", "--site", "primary", "--mysql-host", "127.0.0.1", "--mysql-port", primaryPort,
-		"--mysql-user", user, "--mysql-database", app, "--mysql-dump-bin", dumpW), s3Args(e.s3)...)...)
+		"--mysql-user", user, "--mysql-database", app, "--mysql-dump-bin", dumpW), s3Args(other)...)...)
 	if code != 1 || !strings.Contains(stderr, "Access denied") {
 		t.Errorf("wrong MySQL password: exit %d, stderr %q", code, stderr)
 	}
