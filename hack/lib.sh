@@ -55,5 +55,6 @@ start_bg() {
 # tools_hash DIR prints a short hash of a tools module's go.mod, go.sum and
 # build script, the key of its build cache.
 tools_hash() {
-  cat "$1"/go.mod "$1"/go.sum "$1"/*.sh 2>/dev/null | sha256sum | cut -c1-16
+  # A module without scripts is fine: the glob may match nothing.
+  { cat "$1"/go.mod "$1"/go.sum; cat "$1"/*.sh 2>/dev/null || true; } | sha256sum | cut -c1-16
 }
