@@ -153,6 +153,7 @@ slipway_build_args:
 slipway_cluster_spec: examples/cluster/local.yaml
 slipway_cluster_poll_interval: 1s
 slipway_manifests: examples/platform
+slipway_deploy_timeout: 5m
 slipway_namespace_prefix: "${SLIPWAY_PIPELINE_NAMESPACE_PREFIX:-}"
 slipway_backup_mongo_no_index_restore: true
 slipway_backup_primary:

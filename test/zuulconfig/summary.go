@@ -101,9 +101,12 @@ func (s *Summary) add(doc map[string]any, images map[string]*SummaryImage, file 
 		}
 	case kind == "DeployResult":
 		s.Deploy = pick(doc, "action", "branch", "namespace", "revision", "changed", "created", "configured", "unchanged")
-	case strings.Contains(strings.ToLower(kind), "backup") || strings.Contains(strings.ToLower(kind), "restore"):
-		m := pick(doc, "kind", "action", "id", "backupId", "backup", "site", "databases", "size", "bytes")
-		m["file"] = file
+	case kind == "BackupResult":
+		m := pick(doc, "operation", "prefix", "restored")
+		if b, ok := doc["backup"].(map[string]any); ok {
+			m["id"], m["site"] = b["id"], b["site"]
+			m["dumps"] = len(list(b["dumps"]))
+		}
 		s.Backups = append(s.Backups, m)
 	}
 }
