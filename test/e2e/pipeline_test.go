@@ -1,0 +1,238 @@
+// Package e2e runs the whole pipeline (hack/pipeline.sh, the README's main
+// job) through the Zuul playbooks against the servers the test runner
+// started, and checks each stage's effect on the real servers.
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/testenv"
+)
+
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	root, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// pipeline runs hack/pipeline.sh with args against the test runner's servers.
+func pipeline(t *testing.T, state string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", append([]string{"hack/pipeline.sh"}, args...)...)
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), "SLIPWAY_PIPELINE_SERVERS=env", "SLIPWAY_PIPELINE_DIR="+state,
+		"SLIPWAY_PIPELINE_NAMESPACE_PREFIX=e2e-",
+		"PATH="+filepath.Dir(os.Getenv("SLIPWAY_TEST_MONGODUMP"))+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("hack/pipeline.sh %v: %v\n%s", args, err, tail(string(out), 60))
+	}
+	return string(out)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func readResult(t *testing.T, state, job, file string, doc result.Document) {
+	t.Helper()
+	p := filepath.Join(state, "jobs", job, "logs", "slipway", "results", file)
+	if err := result.ReadFile(p, doc); err != nil {
+		t.Fatalf("job %s: %v", job, err)
+	}
+}
+
+// skopeoDigest asks skopeo (a client independent of slipway) for a digest.
+func skopeoDigest(t *testing.T, ref string) string {
+	t.Helper()
+	out, err := exec.Command(testenv.Tool(t, "skopeo"), "inspect", "--tls-verify=false", "--format", "{{.Digest}}", "docker://"+ref).Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect %s: %v", ref, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func mysqlDump(t *testing.T, socket string) string {
+	t.Helper()
+	out, err := exec.Command("mariadb", "--no-defaults", "-uroot", "-S", socket, "-N", "-e",
+		"SELECT id, title, org, HEX(syllabus), created FROM openedx.courses ORDER BY id; SELECT * FROM openedx.enrollments ORDER BY 1, 2").CombinedOutput()
+	if err != nil {
+		t.Fatalf("reading openedx at %s: %v\n%s", socket, err, out)
+	}
+	return string(out)
+}
+
+func TestPipelineEndToEnd(t *testing.T) {
+	env := testenv.Require(t, "SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_REGISTRY_B", "SLIPWAY_TEST_REGISTRY_B_NODE",
+		"SLIPWAY_TEST_KUBECONFIG", "SLIPWAY_TEST_OS_AUTH_URL", "SLIPWAY_TEST_MARIADB_PRIMARY_SOCKET",
+		"SLIPWAY_TEST_MARIADB_DR_SOCKET", "SLIPWAY_TEST_MONGO_PRIMARY_URI", "SLIPWAY_TEST_S3_ENDPOINT", "SLIPWAY_TEST_MONGODUMP")
+	regA, regB, regBNode, kubeconfig := env[0], env[1], env[2], env[3]
+	primarySock, drSock := env[5], env[6]
+	testenv.Tool(t, "ansible-playbook")
+	state := t.TempDir()
+
+	out := pipeline(t, state)
+	if !strings.Contains(out, "pipeline post for platform/demo: SUCCESS") {
+		t.Fatalf("no success line:\n%s", tail(out, 40))
+	}
+
+	// Build and push: every image in both regions, by the same digest,
+	// as an independent client sees it; region B also through the node
+	// registry that reads the same Swift container.
+	var build result.BuildResult
+	readResult(t, state, "slipway-build-image", "build-result.json", &build)
+	var push result.PushResult
+	readResult(t, state, "slipway-push-registry", "push-result.json", &push)
+	if len(push.Images) != len(build.Images) || len(build.Images) == 0 {
+		t.Fatalf("built %d images, pushed %d", len(build.Images), len(push.Images))
+	}
+	built := map[string]string{}
+	for _, im := range build.Images {
+		built[im.Name] = im.ManifestDigest
+	}
+	for _, im := range push.Images {
+		if im.Digest != built[im.Name] {
+			t.Errorf("image %s: pushed %s, built %s", im.Name, im.Digest, built[im.Name])
+		}
+		for _, host := range []string{regA, regB, regBNode} {
+			repo := host + "/" + strings.SplitN(im.Regions[0].Repository, "/", 2)[1]
+			if got := skopeoDigest(t, repo+"@"+im.Digest); got != im.Digest {
+				t.Errorf("%s@%s: skopeo sees %s", repo, im.Digest, got)
+			}
+		}
+		if len(im.Regions) != 2 {
+			t.Errorf("image %s pushed to %d regions, want 2", im.Name, len(im.Regions))
+		}
+	}
+
+	// Cluster: converged on the emulator.
+	var cluster result.ClusterResult
+	readResult(t, state, "slipway-magnum-cluster", "cluster-result.json", &cluster)
+	if cluster.Cluster.Status != "CREATE_COMPLETE" && cluster.Cluster.Status != "UPDATE_COMPLETE" {
+		t.Errorf("cluster status %s", cluster.Cluster.Status)
+	}
+
+	// Deploy: the objects are in the branch's namespace, pinned to region A digests.
+	var deploy result.DeployResult
+	readResult(t, state, "slipway-deploy-k8s", "deploy-result.json", &deploy)
+	if deploy.Namespace != "e2e-demo" {
+		t.Fatalf("deployed into %q, want e2e-demo", deploy.Namespace)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deps, err := kc.AppsV1().Deployments("e2e-demo").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deps.Items) == 0 {
+		t.Fatal("no Deployments in namespace e2e-demo")
+	}
+	pinned := 0
+	for _, d := range deps.Items {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if strings.HasPrefix(c.Image, regA+"/") {
+				if !strings.Contains(c.Image, "@sha256:") {
+					t.Errorf("deployment %s container %s: %s is not pinned by digest", d.Name, c.Name, c.Image)
+				}
+				pinned++
+			}
+		}
+		if d.Status.ReadyReplicas != *d.Spec.Replicas {
+			t.Errorf("deployment %s: %d/%d ready", d.Name, d.Status.ReadyReplicas, *d.Spec.Replicas)
+		}
+	}
+	if pinned == 0 {
+		t.Error("no container runs an image from region A")
+	}
+
+	// Backup: the DR site now holds the primary's data.
+	var restore result.BackupResult
+	readResult(t, state, "slipway-backup-verify", "backup-restore.json", &restore)
+	if restore.Backup == nil || restore.Backup.ID == "" {
+		t.Fatalf("restore result names no backup: %+v", restore)
+	}
+	if want, got := mysqlDump(t, primarySock), mysqlDump(t, drSock); want != got || !strings.Contains(got, "Backups that restore") {
+		t.Errorf("DR data differs from primary:\nprimary:\n%s\nDR:\n%s", want, got)
+	}
+
+	// No secret value reached the logs or results.
+	secrets := []string{os.Getenv("SLIPWAY_TEST_OS_APPLICATION_CREDENTIAL_SECRET"), os.Getenv("SLIPWAY_TEST_S3_SECRET_KEY")}
+	_ = filepath.WalkDir(filepath.Join(state, "jobs"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.Contains(p, string(filepath.Separator)+"logs"+string(filepath.Separator)) {
+			return err
+		}
+		data, _ := os.ReadFile(p)
+		for _, s := range secrets {
+			if s != "" && strings.Contains(string(data), s) {
+				t.Errorf("%s contains a secret value", p)
+			}
+		}
+		return nil
+	})
+
+	// Idempotent: a second run deploys nothing new.
+	pipeline(t, state)
+	var again result.DeployResult
+	readResult(t, state, "slipway-deploy-k8s", "deploy-result.json", &again)
+	if again.Changed || again.Revision != deploy.Revision {
+		t.Errorf("second run changed the namespace: revision %d -> %d, changed=%v", deploy.Revision, again.Revision, again.Changed)
+	}
+
+	// Keep the two-region push result for the re-deploy below.
+	pushFile := filepath.Join(state, "jobs", "slipway-push-registry", "logs", "slipway", "results", "push-result.json")
+	firstPush := filepath.Join(state, "first-push.json")
+	data, err := os.ReadFile(pushFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(firstPush, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Manual rerun: push to region B only, from the earlier build.
+	pipeline(t, state, "rerun", "slipway-push-registry", "-e", "slipway_push_regions=[b]")
+	var repush result.PushResult
+	readResult(t, state, "slipway-push-registry", "push-result.json", &repush)
+	for _, im := range repush.Images {
+		if len(im.Regions) != 1 || im.Regions[0].Region != "b" || im.Digest != built[im.Name] {
+			t.Errorf("rerun pushed %s to %+v, want region b only with digest %s", im.Name, im.Regions, built[im.Name])
+		}
+	}
+
+	// Manual rerun: re-deploy the namespace from a given push result file;
+	// the same digests, so nothing changes.
+	pipeline(t, state, "rerun", "slipway-deploy-k8s", "-e", "slipway_push_result_file="+firstPush)
+	var redeploy result.DeployResult
+	readResult(t, state, "slipway-deploy-k8s", "deploy-result.json", &redeploy)
+	if redeploy.Namespace != "e2e-demo" || redeploy.Changed {
+		t.Errorf("re-deploy from %s: namespace %s changed=%v", firstPush, redeploy.Namespace, redeploy.Changed)
+	}
+}
