@@ -40,6 +40,7 @@ cd "$SLIPWAY_ROOT"
 log "building push-registry and the test image tool"
 go build -o "$work/push-registry" ./cmd/push-registry
 go build -o "$work/mkimage" ./internal/push/internal/mkimage
+go build -o "$work/wanlink" ./internal/push/internal/wanlink
 log "making images: 8 x ${LAYER_MIB} MiB and 2 x $((LAYER_MIB * 4)) MiB random layers"
 # A fresh image per rep: skopeo's blob-info cache would otherwise mount
 # blobs it saw in the previous rep, and no registry may already hold them.
@@ -99,6 +100,33 @@ cp "$work/dual-1.rss" "$work/dual.rss"
 log "dual push of larger layers (RSS)"
 t_large=$(push dual-large "$work/large" --region a="$A" --region b="$B")
 
+# Remote regions: the same two filesystem registries, each behind a link of
+# WAN_MIB MiB/s (a token bucket shared by all connections to that region).
+# Locally both "regions" share this machine's 2 cores and disk, so the runs
+# above measure the registries' own hashing and writing twice over; behind
+# links, the network is the bottleneck, as between real regions.
+WAN_MIB=${WAN_MIB:-40}
+t_wa="" t_wab="" t_wsk=""
+if [ -n "$BS" ]; then
+  start_link() { "$work/wanlink" -to "$1" -rate "$WAN_MIB" >"$work/link-$2.addr" & echo $! >>"$work/link.pids"
+    for _ in $(seq 1 50); do [ -s "$work/link-$2.addr" ] && break; sleep 0.1; done; cat "$work/link-$2.addr"; }
+  LA=$(start_link "$A" a); LC=$(start_link "$BS" c)
+  trap 'kill $(cat "$work/link.pids") 2>/dev/null || true; cleanup' EXIT
+  wa=() wab=() wsk=()
+  for rep in $(seq 1 "$REPS"); do
+    img=$work/small-$rep
+    log "rep $rep/$REPS: remote regions (${WAN_MIB} MiB/s links): single, dual, two skopeo copies"
+    wa+=("$(push wan-a-$rep "$img" --region a="$LA")")
+    wab+=("$(push wan-ac-$rep "$img" --region a="$LA" --region c="$LC")")
+    t0=$(now)
+    for host in "$LA" "$LC"; do
+      TMPDIR=$work skopeo copy -q --dest-tls-verify=false "oci:$img" "docker://$host/bench/$run_id/wan-skopeo-$rep:v1" >/dev/null
+    done
+    wsk+=("$(secs "$t0" "$(now)")")
+  done
+  t_wa=$(echo "${wa[*]}" | minof) t_wab=$(echo "${wab[*]}" | minof) t_wsk=$(echo "${wsk[*]}" | minof)
+fi
+
 slow=$(awk -v a="$t_a" -v b="$t_b" 'BEGIN{print (a>b)?a:b}')
 echo
 echo "push-registry benchmark: image of 8 layers x ${LAYER_MIB} MiB (${total_mib} MiB incompressible), regions A=fs B=swift"
@@ -114,3 +142,9 @@ fi
 printf '  %-46s %8ss  blob bytes uploaded: %s (target 0)\n' "re-push unchanged (A + B)" "$t_re" "$re_bytes"
 printf '  %-46s %8s MB (8 x %d MiB layers)\n' "peak RSS, dual push" "$(rss_mb dual)" "$LAYER_MIB"
 printf '  %-46s %8s MB (2 x %d MiB layers, %.2fx the small-layer RSS) in %ss\n' "peak RSS, dual push, 4x larger layers" "$(rss_mb dual-large)" "$((LAYER_MIB * 4))" "$(ratio "$(rss_mb dual-large)" "$(rss_mb dual)")" "$t_large"
+if [ -n "$t_wa" ]; then
+  echo "  remote regions: A and BUILDSET each behind a ${WAN_MIB} MiB/s link (all runs: single ${wa[*]} | dual ${wab[*]} | skopeo ${wsk[*]})"
+  printf '  %-46s %8ss\n' "single remote region" "$t_wa"
+  printf '  %-46s %8ss  ratio to single %s (target <= 1.15)\n' "dual remote regions" "$t_wab" "$(ratio "$t_wab" "$t_wa")"
+  printf '  %-46s %8ss  ratio dual / skopeo %s (target <= 0.60)\n' "two sequential skopeo copy, remote" "$t_wsk" "$(ratio "$t_wab" "$t_wsk")"
+fi
