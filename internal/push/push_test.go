@@ -177,13 +177,16 @@ func TestPushBuildResult(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.AppendImage(img); err != nil {
-			t.Fatal(err)
+		// One index entry per tag, all the same digest, as build-image writes.
+		for _, tag := range []string{"main", "stable"} {
+			if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag})); err != nil {
+				t.Fatal(err)
+			}
 		}
 		br.Images = append(br.Images, result.BuiltImage{
 			Name:           []string{"openedx", "mfe"}[i],
 			Repository:     repoPrefix + "/" + []string{"openedx", "mfe"}[i],
-			Tags:           []string{"main"},
+			Tags:           []string{"main", "stable"},
 			ManifestDigest: digestOf(t, img),
 			Layout:         filepath.Join("layout", string(rune('a'+i))), // relative to the result file
 		})
@@ -203,7 +206,7 @@ func TestPushBuildResult(t *testing.T) {
 			t.Errorf("image %d: %s %s, want %s %s", i, pi.Name, pi.Digest, br.Images[i].Name, br.Images[i].ManifestDigest)
 		}
 		for _, r := range pi.Regions {
-			if diff := cmp.Diff([]string{"main", "extra"}, r.Tags); diff != "" {
+			if diff := cmp.Diff([]string{"main", "stable", "extra"}, r.Tags); diff != "" {
 				t.Errorf("tags (-want +got):\n%s", diff)
 			}
 			host, repo, _ := cut(r.Repository)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -186,6 +187,11 @@ func loadLayout(dir, ref string) (*manifest, error) {
 	}
 	var found []v1.Descriptor
 	for _, d := range im.Manifests {
+		// Entries naming a digest already found are the same image under
+		// another tag (build-image writes one entry per tag).
+		if slices.ContainsFunc(found, func(f v1.Descriptor) bool { return f.Digest == d.Digest }) {
+			continue
+		}
 		switch {
 		case ref == "":
 			found = append(found, d)
