@@ -22,7 +22,8 @@
 # summary. Rerunning changes nothing that is already right.
 #
 # Environment: SLIPWAY_PIPELINE_DIR (state, default $SLIPWAY_CACHE/pipeline),
-# SLIPWAY_PIPELINE_BRANCH (default platform/demo),
+# SLIPWAY_PIPELINE_BRANCH (default platform/demo), SLIPWAY_PIPELINE_REV (the
+# commit built: zuul.newrev, default HEAD),
 # SLIPWAY_PIPELINE_NAMESPACE_PREFIX (e.g. ci-123- for a throw-away namespace),
 # SLIPWAY_PIPELINE_SERVERS=env (use the servers whose SLIPWAY_TEST_* variables
 # are set, e.g. the test runner's, instead of starting its own).
@@ -115,8 +116,8 @@ INSERT IGNORE INTO enrollments VALUES (1, 'ada'), (1, 'grace'), (2, 'linus'), (3
 SQL
 
 # --- Zuul variables, site variables, local secret values ----------------------
-newrev=$(git rev-parse HEAD)
-oldrev=$(git rev-parse HEAD~1 2>/dev/null || echo "$newrev")
+newrev=$(git rev-parse "${SLIPWAY_PIPELINE_REV:-HEAD}")
+oldrev=$(git rev-parse "$newrev~1" 2>/dev/null || echo "$newrev")
 umask 077
 cat >"$state/zuul.yaml" <<YAML
 zuul:

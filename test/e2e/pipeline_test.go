@@ -31,14 +31,14 @@ func repoRoot(t *testing.T) string {
 }
 
 // pipeline runs hack/pipeline.sh with args against the test runner's servers.
-func pipeline(t *testing.T, state string, args ...string) string {
+func pipeline(t *testing.T, state, rev string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", append([]string{"hack/pipeline.sh"}, args...)...)
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(os.Environ(), "SLIPWAY_PIPELINE_SERVERS=env", "SLIPWAY_PIPELINE_DIR="+state,
-		"SLIPWAY_PIPELINE_NAMESPACE_PREFIX=e2e-",
+		"SLIPWAY_PIPELINE_NAMESPACE_PREFIX=e2e-", "SLIPWAY_PIPELINE_REV="+rev,
 		"PATH="+filepath.Dir(os.Getenv("SLIPWAY_TEST_MONGODUMP"))+":"+os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -91,8 +91,14 @@ func TestPipelineEndToEnd(t *testing.T) {
 	primarySock, drSock := env[5], env[6]
 	testenv.Tool(t, "ansible-playbook")
 	state := t.TempDir()
+	// One commit for every run of this test, so reruns build the same digests.
+	revOut, err := exec.Command("git", "-C", repoRoot(t), "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := strings.TrimSpace(string(revOut))
 
-	out := pipeline(t, state)
+	out := pipeline(t, state, rev)
 	if !strings.Contains(out, "pipeline post for platform/demo: SUCCESS") {
 		t.Fatalf("no success line:\n%s", tail(out, 40))
 	}
@@ -199,7 +205,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	})
 
 	// Idempotent: a second run deploys nothing new.
-	pipeline(t, state)
+	pipeline(t, state, rev)
 	var again result.DeployResult
 	readResult(t, state, "slipway-deploy-k8s", "deploy-result.json", &again)
 	if again.Changed || again.Revision != deploy.Revision {
@@ -218,7 +224,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 
 	// Manual rerun: push to region B only, from the earlier build.
-	pipeline(t, state, "rerun", "slipway-push-registry", "-e", "slipway_push_regions=[b]")
+	pipeline(t, state, rev, "rerun", "slipway-push-registry", "-e", "slipway_push_regions=[b]")
 	var repush result.PushResult
 	readResult(t, state, "slipway-push-registry", "push-result.json", &repush)
 	for _, im := range repush.Images {
@@ -229,7 +235,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 
 	// Manual rerun: re-deploy the namespace from a given push result file;
 	// the same digests, so nothing changes.
-	pipeline(t, state, "rerun", "slipway-deploy-k8s", "-e", "slipway_push_result_file="+firstPush)
+	pipeline(t, state, rev, "rerun", "slipway-deploy-k8s", "-e", "slipway_push_result_file="+firstPush)
 	var redeploy result.DeployResult
 	readResult(t, state, "slipway-deploy-k8s", "deploy-result.json", &redeploy)
 	if redeploy.Namespace != "e2e-demo" || redeploy.Changed {
