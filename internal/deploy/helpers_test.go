@@ -6,10 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -62,44 +59,14 @@ func digestOf(s string) string {
 // platformTree copies examples/platform into a temporary directory.
 func platformTree(t *testing.T) string {
 	t.Helper()
-	src := filepath.Join("..", "..", "examples", "platform")
-	dst := t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dst := filepath.Join(t.TempDir(), "platform")
+	testenv.CopyDir(t, filepath.Join("..", "..", "examples", "platform"), dst)
 	return dst
 }
 
 // edit rewrites file rel in dir with old replaced by new, failing when old is
 // not there.
-func edit(t *testing.T, dir, rel, old, new string) {
-	t.Helper()
-	p := filepath.Join(dir, rel)
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(data), old) {
-		t.Fatalf("%s does not contain %q", rel, old)
-	}
-	if err := os.WriteFile(p, []byte(strings.Replace(string(data), old, new, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+func edit(t *testing.T, dir, rel, old, new string) { testenv.Edit(t, dir, rel, old, new) }
 
 // writePush writes a push result for the example's two images with digests
 // derived from seed, and returns its path and the openedx digest.

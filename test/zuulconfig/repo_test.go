@@ -1,7 +1,6 @@
 package zuulconfig
 
 import (
-	"bytes"
 	"errors"
 	"io/fs"
 	"os"
@@ -281,43 +280,14 @@ func copyTree(t *testing.T, root string) string {
 	t.Helper()
 	dst := t.TempDir()
 	for _, dir := range []string{"zuul.d", "playbooks", "roles"} {
-		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(root, path)
-			if d.IsDir() {
-				return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		testenv.CopyDir(t, filepath.Join(root, dir), filepath.Join(dst, dir))
 	}
 	return dst
 }
 
 // edit replaces old with new in one file of a copied tree; the test fails
 // when old is not there (the mutation would silently not happen).
-func edit(t *testing.T, dir, file, old, new string) {
-	t.Helper()
-	p := filepath.Join(dir, file)
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(data, []byte(old)) {
-		t.Fatalf("%s does not contain %q: the test's mutation is out of date", file, old)
-	}
-	if err := os.WriteFile(p, bytes.Replace(data, []byte(old), []byte(new), 1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+func edit(t *testing.T, dir, file, old, new string) { testenv.Edit(t, dir, file, old, new) }
 
 // TestBrokenConfigurationsAreCaught breaks copies of the repository's
 // configuration one way at a time and checks each is reported, with the
