@@ -171,11 +171,7 @@ func (a *api) worker(ctx context.Context, clusterID string) (*nodegroups.NodeGro
 
 // ClusterDiff prints what cluster ensure would do, changing nothing.
 func ClusterDiff(ctx context.Context, o Options) error {
-	o.defaults()
-	if err := needSpec(&o); err != nil {
-		return err
-	}
-	a, err := connect(ctx, o.Auth)
+	a, err := startWithSpec(ctx, &o)
 	if err != nil {
 		return err
 	}
@@ -199,11 +195,7 @@ func ClusterDiff(ctx context.Context, o Options) error {
 // change nodegroup bounds, upgrade; each followed by a wait. It then writes
 // the result (and the kubeconfig if asked).
 func ClusterEnsure(ctx context.Context, o Options) error {
-	o.defaults()
-	if err := needSpec(&o); err != nil {
-		return err
-	}
-	a, err := connect(ctx, o.Auth)
+	a, err := startWithSpec(ctx, &o)
 	if err != nil {
 		return err
 	}
@@ -421,12 +413,7 @@ func describeCluster(ctx context.Context, a *api, c *clusters.Cluster) (*result.
 // ClusterShow prints the cluster's state as a ClusterResult (and writes the
 // result files). A missing cluster is an error.
 func ClusterShow(ctx context.Context, o Options) error {
-	o.defaults()
-	name := o.clusterName()
-	if name == "" {
-		return cli.Usagef("name the cluster: --spec FILE or --name NAME")
-	}
-	a, err := connect(ctx, o.Auth)
+	name, a, err := startWithName(ctx, &o)
 	if err != nil {
 		return err
 	}
@@ -447,12 +434,7 @@ func ClusterShow(ctx context.Context, o Options) error {
 // ClusterDelete deletes the cluster and waits until it is gone. A missing
 // cluster is not an error: there is nothing to do.
 func ClusterDelete(ctx context.Context, o Options) error {
-	o.defaults()
-	name := o.clusterName()
-	if name == "" {
-		return cli.Usagef("name the cluster: --spec FILE or --name NAME")
-	}
-	a, err := connect(ctx, o.Auth)
+	name, a, err := startWithName(ctx, &o)
 	if err != nil {
 		return err
 	}

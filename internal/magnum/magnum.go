@@ -1,12 +1,14 @@
 package magnum
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
+	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/osauth"
 	"github.com/slipwayci/slipway/internal/progress"
@@ -123,4 +125,26 @@ func publish(o *Options, res *result.ClusterResult) error {
 		}
 	}
 	return writeJSON(o.Out, res)
+}
+
+// startWithSpec begins a command that needs the spec file: defaults, the
+// spec check, and the connection to Magnum.
+func startWithSpec(ctx context.Context, o *Options) (*api, error) {
+	o.defaults()
+	if err := needSpec(o); err != nil {
+		return nil, err
+	}
+	return connect(ctx, o.Auth)
+}
+
+// startWithName begins a command that needs only the cluster's name (from
+// --name or the spec): defaults, the name, and the connection to Magnum.
+func startWithName(ctx context.Context, o *Options) (string, *api, error) {
+	o.defaults()
+	name := o.clusterName()
+	if name == "" {
+		return "", nil, cli.Usagef("name the cluster: --spec FILE or --name NAME")
+	}
+	a, err := connect(ctx, o.Auth)
+	return name, a, err
 }

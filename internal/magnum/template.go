@@ -227,11 +227,7 @@ type templateOutput struct {
 // TemplateEnsure creates the spec's template version if it is missing and
 // prints it as JSON.
 func TemplateEnsure(ctx context.Context, o Options) error {
-	o.defaults()
-	if err := needSpec(&o); err != nil {
-		return err
-	}
-	a, err := connect(ctx, o.Auth)
+	a, err := startWithSpec(ctx, &o)
 	if err != nil {
 		return err
 	}
@@ -245,11 +241,7 @@ func TemplateEnsure(ctx context.Context, o Options) error {
 
 // TemplateDiff prints what template ensure would do, changing nothing.
 func TemplateDiff(ctx context.Context, o Options) error {
-	o.defaults()
-	if err := needSpec(&o); err != nil {
-		return err
-	}
-	a, err := connect(ctx, o.Auth)
+	a, err := startWithSpec(ctx, &o)
 	if err != nil {
 		return err
 	}
@@ -269,11 +261,7 @@ func TemplateDiff(ctx context.Context, o Options) error {
 // with AllVersions). Missing templates are not an error; a template a
 // cluster uses is.
 func TemplateDelete(ctx context.Context, o Options) error {
-	o.defaults()
-	if err := needSpec(&o); err != nil {
-		return err
-	}
-	a, err := connect(ctx, o.Auth)
+	a, err := startWithSpec(ctx, &o)
 	if err != nil {
 		return err
 	}
