@@ -446,23 +446,7 @@ func Rollback(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	ns, err := NamespaceFor(opts.Branch, opts.BranchPrefix, opts.NamespacePrefix)
-	if err != nil {
-		return nil, err
-	}
-	c, err := connect(ctx, opts.Kubeconfig, opts.Context, opts.UserAgent)
-	if err != nil {
-		return nil, err
-	}
-	t := newTarget(c, ns, opts.Log)
-	exists, err := t.checkNamespace(ctx, opts.Branch, false)
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, cli.Usagef("namespace %s does not exist: branch %s was never deployed, nothing to roll back", ns, opts.Branch)
-	}
-	revs, err := t.revisions(ctx)
+	t, ns, revs, err := openDeployed(ctx, opts, "branch %s was never deployed, nothing to roll back")
 	if err != nil {
 		return nil, err
 	}
@@ -527,23 +511,7 @@ func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	if len(opts.Jobs) == 0 {
 		return nil, cli.Usagef("--job is empty: name the Job template to run")
 	}
-	ns, err := NamespaceFor(opts.Branch, opts.BranchPrefix, opts.NamespacePrefix)
-	if err != nil {
-		return nil, err
-	}
-	c, err := connect(ctx, opts.Kubeconfig, opts.Context, opts.UserAgent)
-	if err != nil {
-		return nil, err
-	}
-	t := newTarget(c, ns, opts.Log)
-	exists, err := t.checkNamespace(ctx, opts.Branch, false)
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, cli.Usagef("namespace %s does not exist: deploy branch %s first", ns, opts.Branch)
-	}
-	revs, err := t.revisions(ctx)
+	t, ns, revs, err := openDeployed(ctx, opts, "deploy branch %s first")
 	if err != nil {
 		return nil, err
 	}
@@ -577,4 +545,32 @@ func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
 		}
 	}
 	return res, finish(res, nil, &opts)
+}
+
+// openDeployed opens the branch's existing namespace and its recorded
+// revisions, for commands that act on an earlier deploy (rollback, run-job).
+// whatToDo, with %s for the branch, ends the error when the namespace is
+// missing.
+func openDeployed(ctx context.Context, opts Options, whatToDo string) (*target, string, []Revision, error) {
+	ns, err := NamespaceFor(opts.Branch, opts.BranchPrefix, opts.NamespacePrefix)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c, err := connect(ctx, opts.Kubeconfig, opts.Context, opts.UserAgent)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	t := newTarget(c, ns, opts.Log)
+	exists, err := t.checkNamespace(ctx, opts.Branch, false)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if !exists {
+		return nil, "", nil, cli.Usagef("namespace %s does not exist: "+whatToDo, ns, opts.Branch)
+	}
+	revs, err := t.revisions(ctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return t, ns, revs, nil
 }
