@@ -19,6 +19,7 @@ import (
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/version"
 )
 
 // App is the backup binary: flags are bound to options here and nowhere else.
@@ -181,7 +182,7 @@ func ref(m *Manifest) *result.BackupRef {
 
 // emit prints the result on stdout and writes it to --result.
 func emit(cliContext *ucli.Context, r *result.BackupResult) error {
-	r.Header.Tool = "backup " + cli.Version
+	r.Header.Tool = "backup " + version.Version
 	if p := cliContext.String("result"); p != "" {
 		if err := result.WriteFile(p, r, 0o644); err != nil {
 			return err

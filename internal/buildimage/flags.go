@@ -17,6 +17,7 @@ import (
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/progress"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/version"
 	"github.com/slipwayci/slipway/internal/zuul"
 )
 
@@ -130,7 +131,7 @@ func OptionsFromFlags(c *ucli.Context) (Options, error) {
 		ZuulReturn: c.String("zuul-return"),
 		Backend:    c.String("backend"),
 		Insecure:   c.StringSlice("insecure-registry"),
-		Tool:       c.App.Name + " " + cli.Version,
+		Tool:       c.App.Name + " " + version.Version,
 		Output:     buildLog(c),
 		Log:        slog.Default(),
 		LookupEnv:  os.LookupEnv,

@@ -17,6 +17,8 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/usererr"
+	"github.com/slipwayci/slipway/internal/version"
 )
 
 // Exit codes shared by every binary.
@@ -27,38 +29,15 @@ const (
 	exitUnknown = ExitFailed
 )
 
-// Version is set at link time with -ldflags "-X .../internal/cli.Version=...".
-var Version = "dev"
+// Usagef returns a user error (exit 2) with a formatted message; %w wraps as
+// usual. It is usererr.Errorf, kept here for command code.
+func Usagef(format string, args ...any) error { return usererr.Errorf(format, args...) }
 
-// UsageError marks bad input: a flag, a file or a value the user must fix.
-// Main prints it as one line and exits with ExitUsage.
-type UsageError struct{ Err error }
+// AsUsage marks err as a user error unless it is nil or already one.
+func AsUsage(err error) error { return usererr.Wrap(err) }
 
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-// Usagef returns a UsageError with a formatted message; %w wraps as usual.
-func Usagef(format string, args ...any) error {
-	return &UsageError{Err: fmt.Errorf(format, args...)}
-}
-
-// AsUsage marks err as a usage error unless it is nil or already one.
-func AsUsage(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ue *UsageError
-	if errors.As(err, &ue) {
-		return err
-	}
-	return &UsageError{Err: err}
-}
-
-// IsUsage reports whether err is (or wraps) a UsageError.
-func IsUsage(err error) bool {
-	var ue *UsageError
-	return errors.As(err, &ue)
-}
+// IsUsage reports whether err is (or wraps) a user error.
+func IsUsage(err error) bool { return usererr.Is(err) }
 
 // ExitCode maps an error to the documented exit code.
 func ExitCode(err error) int {
@@ -100,7 +79,7 @@ func New(a App) *ucli.App {
 	app := &ucli.App{
 		Name:                   a.Name,
 		Usage:                  a.Usage,
-		Version:                Version,
+		Version:                version.Version,
 		Commands:               append(a.Commands, versionCommand(a.Name)),
 		Flags:                  append(GlobalFlags(), a.Flags...),
 		Action:                 a.Action,
@@ -111,7 +90,7 @@ func New(a App) *ucli.App {
 		// Errors are printed once, by Run; urfave must not exit on its own.
 		ExitErrHandler: func(*ucli.Context, error) {},
 		OnUsageError: func(cliContext *ucli.Context, err error, _ bool) error {
-			return &UsageError{Err: err}
+			return usererr.Wrap(err)
 		},
 		Before: func(cliContext *ucli.Context) error {
 			format := cliContext.String("log-format")
@@ -134,7 +113,7 @@ func New(a App) *ucli.App {
 
 func setUsageErrors(c *ucli.Command) {
 	if c.OnUsageError == nil {
-		c.OnUsageError = func(cliContext *ucli.Context, err error, _ bool) error { return &UsageError{Err: err} }
+		c.OnUsageError = func(cliContext *ucli.Context, err error, _ bool) error { return usererr.Wrap(err) }
 	}
 	for _, sub := range c.Subcommands {
 		setUsageErrors(sub)
@@ -154,7 +133,7 @@ func versionCommand(name string) *ucli.Command {
 		Name:  "version",
 		Usage: "print the version",
 		Action: func(cliContext *ucli.Context) error {
-			_, err := fmt.Fprintf(cliContext.App.Writer, "%s %s\n", name, Version)
+			_, err := fmt.Fprintf(cliContext.App.Writer, "%s %s\n", name, version.Version)
 			return err
 		},
 	}
@@ -198,12 +177,5 @@ func printError(w io.Writer, name string, err error, debug bool) {
 	fmt.Fprintf(w, "%s: %s\n", name, msg)
 	if debug {
 		fmt.Fprintf(w, "%s: details: %s\n", name, logging.Scrub(fmt.Sprintf("%#v", err)))
-	}
-}
-
-// NotBuilt is the action of a stage that does not exist yet.
-func NotBuilt(stage string, issue int) ucli.ActionFunc {
-	return func(*ucli.Context) error {
-		return Usagef("%s is not built yet (issue %d); nothing was done", stage, issue)
 	}
 }

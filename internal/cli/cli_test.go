@@ -12,6 +12,8 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/usererr"
+	"github.com/slipwayci/slipway/internal/version"
 	"github.com/slipwayci/slipway/internal/zuul"
 )
 
@@ -73,7 +75,7 @@ func TestVersionAndHelp(t *testing.T) {
 	if code := Run(context.Background(), app, []string{"demo", "version"}); code != 0 {
 		t.Fatalf("version exit %d", code)
 	}
-	if got := out.String(); got != "demo "+Version+"\n" {
+	if got := out.String(); got != "demo "+version.Version+"\n" {
 		t.Errorf("version printed %q", got)
 	}
 	out.Reset()
@@ -87,15 +89,19 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 }
 
-func TestNotBuilt(t *testing.T) {
-	app := New(App{Name: "stage", Action: NotBuilt("stage", 9)})
+func TestUserErrorFromLogic(t *testing.T) {
+	// A logic package returns a usererr (or a config.Error) wrapped in its
+	// own context; the one exit switch still sees exit 2.
+	app := New(App{Name: "stage", Action: func(*ucli.Context) error {
+		return fmt.Errorf("loading spec: %w", usererr.Errorf("spec.yaml:3: cluster.name: missing"))
+	}})
 	var errOut bytes.Buffer
 	app.ErrWriter = &errOut
 	if code := Run(context.Background(), app, []string{"stage"}); code != ExitUsage {
 		t.Errorf("exit = %d, want %d", code, ExitUsage)
 	}
-	if !strings.Contains(errOut.String(), "not built yet (issue 9)") {
-		t.Errorf("stderr = %q", errOut.String())
+	if got := errOut.String(); got != "stage: loading spec: spec.yaml:3: cluster.name: missing\n" {
+		t.Errorf("stderr = %q", got)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/progress"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/version"
 )
 
 const example = `# deploy the platform branch's Tutor env into its namespace, pinned to pushed digests
@@ -149,7 +150,7 @@ func optionsFrom(cliContext *ucli.Context) (Options, error) {
 		ToRevision:         cliContext.Int("to-revision"),
 		ResultFile:         cliContext.Path("result"),
 		ZuulReturn:         cliContext.Path("zuul-return"),
-		UserAgent:          "slipway-deploy-k8s/" + cli.Version,
+		UserAgent:          "slipway-deploy-k8s/" + version.Version,
 		Log:                slog.Default(),
 		Progress:           progress.New(cliContext.App.ErrWriter),
 		Out:                cliContext.App.ErrWriter,

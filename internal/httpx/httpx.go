@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/version"
 )
 
 // RetryPolicy configures Retry. The zero value is not useful: use DefaultRetry.
@@ -147,7 +147,7 @@ func UserAgent(next http.RoundTripper, stage string) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &userAgent{next: next, ua: "slipway-" + stage + "/" + cli.Version}
+	return &userAgent{next: next, ua: "slipway-" + stage + "/" + version.Version}
 }
 
 func (u *userAgent) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -9,7 +9,6 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/slipwayci/slipway/internal/cli"
-	"github.com/slipwayci/slipway/internal/osauth"
 	"github.com/slipwayci/slipway/internal/progress"
 )
 
@@ -48,7 +47,7 @@ func App() *ucli.App {
 		for _, g := range groups {
 			out = append(out, g...)
 		}
-		return append(out, osauth.Flags()...)
+		return append(out, cli.OpenStackFlags()...)
 	}
 	specOnly := []ucli.Flag{specFlag}
 	specOrName := []ucli.Flag{specFlag, nameFlag}
@@ -99,7 +98,7 @@ func App() *ucli.App {
 // optionsFrom binds the flags of the running command into Options.
 func optionsFrom(cliContext *ucli.Context) (Options, error) {
 	o := Options{
-		Auth:        osauth.FromCLI(cliContext, "magnum-cluster"),
+		Auth:        cli.OpenStackAuth(cliContext, "magnum-cluster"),
 		ClusterName: cliContext.String("name"),
 		ResultFile:  cliContext.Path("result"),
 		ZuulReturn:  cliContext.Path("zuul-return"),

@@ -24,9 +24,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
-	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/httpx"
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // Options say where and as whom to authenticate. Either Cloud names an entry
@@ -93,7 +93,7 @@ func resolve(opts Options) (gophercloud.AuthOptions, gophercloud.EndpointOpts, *
 	case opts.Cloud != "":
 		path, data, rerr := readClouds(opts.CloudsFile)
 		if rerr != nil {
-			return ao, eo, nil, cli.AsUsage(rerr)
+			return ao, eo, nil, usererr.Wrap(rerr)
 		}
 		popts := []clouds.ParseOption{
 			clouds.WithCloudName(opts.Cloud), clouds.WithCloudsYAML(bytes.NewReader(data)),
@@ -125,10 +125,10 @@ func resolve(opts Options) (gophercloud.AuthOptions, gophercloud.EndpointOpts, *
 		}
 		ao, eo, tc, err = clouds.Parse(popts...)
 		if err != nil {
-			return ao, eo, nil, cli.Usagef("cloud %q in %s: %w", opts.Cloud, path, err)
+			return ao, eo, nil, usererr.Errorf("cloud %q in %s: %w", opts.Cloud, path, err)
 		}
 		if ao.IdentityEndpoint == "" {
-			return ao, eo, nil, cli.Usagef("cloud %q in %s: auth.auth_url is missing", opts.Cloud, path)
+			return ao, eo, nil, usererr.Errorf("cloud %q in %s: auth.auth_url is missing", opts.Cloud, path)
 		}
 	case opts.AuthURL != "":
 		ao = gophercloud.AuthOptions{
@@ -147,34 +147,34 @@ func resolve(opts Options) (gophercloud.AuthOptions, gophercloud.EndpointOpts, *
 					ao.Scope.DomainName, ao.Scope.DomainID = opts.UserDomainName, opts.UserDomainID
 				}
 				if ao.Scope.DomainName == "" && ao.Scope.DomainID == "" {
-					return ao, eo, nil, cli.Usagef("OS_PROJECT_NAME %q needs its domain: set OS_PROJECT_DOMAIN_NAME (or OS_USER_DOMAIN_NAME), e.g. Default", opts.ProjectName)
+					return ao, eo, nil, usererr.Errorf("OS_PROJECT_NAME %q needs its domain: set OS_PROJECT_DOMAIN_NAME (or OS_USER_DOMAIN_NAME), e.g. Default", opts.ProjectName)
 				}
 			}
 		}
 		if ao.Username != "" && ao.DomainName == "" && ao.DomainID == "" {
-			return ao, eo, nil, cli.Usagef("OS_USERNAME %q needs its domain: set OS_USER_DOMAIN_NAME (e.g. Default) or OS_USER_ID", opts.Username)
+			return ao, eo, nil, usererr.Errorf("OS_USERNAME %q needs its domain: set OS_USER_DOMAIN_NAME (e.g. Default) or OS_USER_ID", opts.Username)
 		}
 		eo = gophercloud.EndpointOpts{Region: opts.Region, Availability: availability(opts.Interface)}
 		tc = &tls.Config{InsecureSkipVerify: opts.Insecure} //nolint:gosec // only when asked for
 		if opts.CACert != "" {
 			pem, err := os.ReadFile(opts.CACert)
 			if err != nil {
-				return ao, eo, nil, cli.Usagef("OS_CACERT: %w", err)
+				return ao, eo, nil, usererr.Errorf("OS_CACERT: %w", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return ao, eo, nil, cli.Usagef("OS_CACERT: %s holds no PEM certificate", opts.CACert)
+				return ao, eo, nil, usererr.Errorf("OS_CACERT: %s holds no PEM certificate", opts.CACert)
 			}
 			tc.RootCAs = pool
 		}
 	default:
-		return ao, eo, nil, cli.AsUsage(ErrNoCredentials)
+		return ao, eo, nil, usererr.Wrap(ErrNoCredentials)
 	}
 	if ao.Password == "" && ao.ApplicationCredentialSecret == "" && ao.TokenID == "" {
-		return ao, eo, nil, cli.Usagef("no password or application credential secret for %s: set OS_PASSWORD or OS_APPLICATION_CREDENTIAL_SECRET (or put it in clouds.yaml/secure.yaml)", ao.IdentityEndpoint)
+		return ao, eo, nil, usererr.Errorf("no password or application credential secret for %s: set OS_PASSWORD or OS_APPLICATION_CREDENTIAL_SECRET (or put it in clouds.yaml/secure.yaml)", ao.IdentityEndpoint)
 	}
 	if ao.ApplicationCredentialSecret != "" && ao.ApplicationCredentialID == "" && ao.ApplicationCredentialName == "" {
-		return ao, eo, nil, cli.Usagef("an application credential secret needs OS_APPLICATION_CREDENTIAL_ID (or _NAME with OS_USERNAME)")
+		return ao, eo, nil, usererr.Errorf("an application credential secret needs OS_APPLICATION_CREDENTIAL_ID (or _NAME with OS_USERNAME)")
 	}
 	ao.AllowReauth = true
 	logging.Register(ao.Password, ao.ApplicationCredentialSecret)
@@ -222,7 +222,7 @@ func Authenticate(ctx context.Context, opts Options) (*Session, error) {
 	}
 	pc, err := openstack.NewClient(ao.IdentityEndpoint)
 	if err != nil {
-		return nil, cli.Usagef("auth URL %q: %w", ao.IdentityEndpoint, err)
+		return nil, usererr.Errorf("auth URL %q: %w", ao.IdentityEndpoint, err)
 	}
 	pc.HTTPClient = http.Client{Transport: Transport(tc, opts.Stage, opts.Retry), Timeout: 2 * time.Minute}
 	if err := openstack.Authenticate(ctx, pc, ao); err != nil {
@@ -255,7 +255,7 @@ func (s *Session) ServiceClient(serviceType string, newClient func(*gophercloud.
 	if len(regions) == 0 {
 		return nil, fmt.Errorf("the service catalog of %s has no %s endpoint: %w", s.AuthURL, serviceType, err)
 	}
-	return nil, cli.Usagef("the service catalog of %s has no %s endpoint in region %s; its regions are %s: set OS_REGION_NAME", s.AuthURL, serviceType, region, strings.Join(regions, ", "))
+	return nil, usererr.Errorf("the service catalog of %s has no %s endpoint in region %s; its regions are %s: set OS_REGION_NAME", s.AuthURL, serviceType, region, strings.Join(regions, ", "))
 }
 
 func (s *Session) catalogRegions(serviceType string) []string {

@@ -16,11 +16,11 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clusters"
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clustertemplates"
 
-	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/httpx"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/openstackemu"
 	"github.com/slipwayci/slipway/internal/testenv"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 func fastRetry() *httpx.RetryPolicy {
@@ -125,7 +125,7 @@ func TestBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Authenticate(context.Background(), tc.opts)
-			if !cli.IsUsage(err) || !strings.Contains(err.Error(), tc.want) {
+			if !usererr.Is(err) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want a usage error mentioning %q", err, tc.want)
 			}
 		})
@@ -139,7 +139,7 @@ func TestRejectedCredentialsKeepSecrets(t *testing.T) {
 		{AuthURL: env[0], AppCredID: env[2], AppCredSecret: "wrong-secret-1a2b3c"},
 	} {
 		_, err := Authenticate(context.Background(), opts)
-		if err == nil || cli.IsUsage(err) {
+		if err == nil || usererr.Is(err) {
 			t.Fatalf("err = %v, want a (non-usage) authentication failure", err)
 		}
 		for _, secret := range []string{opts.Password.Reveal(), opts.AppCredSecret.Reveal()} {
@@ -161,7 +161,7 @@ func TestUnknownRegionNamesTheCatalogRegions(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.ServiceClient("container-infra", openstack.NewContainerInfraV1)
-	if !cli.IsUsage(err) || !strings.Contains(err.Error(), "Atlantis") || !strings.Contains(err.Error(), "RegionOne, RegionTwo") {
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "Atlantis") || !strings.Contains(err.Error(), "RegionOne, RegionTwo") {
 		t.Fatalf("err = %v", err)
 	}
 }

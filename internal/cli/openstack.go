@@ -1,19 +1,20 @@
-package osauth
+package cli
 
 import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/osauth"
 )
 
-const category = "OpenStack authentication (as the openstack CLI)"
+const openStackCategory = "OpenStack authentication (as the openstack CLI)"
 
-// Flags are the OpenStack authentication flags, each with its OS_* twin.
+// OpenStackFlags are the OpenStack authentication flags, each with its OS_* twin.
 // Secrets belong in the environment or clouds.yaml/secure.yaml: a command
 // line is visible to every user of the machine.
-func Flags() []ucli.Flag {
+func OpenStackFlags() []ucli.Flag {
 	s := func(name, env, usage string) ucli.Flag {
-		return &ucli.StringFlag{Name: name, EnvVars: []string{env}, Usage: usage, Category: category}
+		return &ucli.StringFlag{Name: name, EnvVars: []string{env}, Usage: usage, Category: openStackCategory}
 	}
 	return []ucli.Flag{
 		s("os-cloud", "OS_CLOUD", "cloud entry in clouds.yaml"),
@@ -34,13 +35,13 @@ func Flags() []ucli.Flag {
 		s("os-region-name", "OS_REGION_NAME", "region whose endpoints to use"),
 		s("os-interface", "OS_INTERFACE", "endpoint interface: public, internal or admin"),
 		s("os-cacert", "OS_CACERT", "PEM CA bundle for TLS to OpenStack"),
-		&ucli.BoolFlag{Name: "os-insecure", EnvVars: []string{"OS_INSECURE"}, Usage: "skip TLS verification (test clouds only)", Category: category},
+		&ucli.BoolFlag{Name: "os-insecure", EnvVars: []string{"OS_INSECURE"}, Usage: "skip TLS verification (test clouds only)", Category: openStackCategory},
 	}
 }
 
-// FromCLI reads the Flags into Options.
-func FromCLI(cliContext *ucli.Context, stage string) Options {
-	return Options{
+// OpenStackAuth reads the OpenStackFlags into osauth.Options.
+func OpenStackAuth(cliContext *ucli.Context, stage string) osauth.Options {
+	return osauth.Options{
 		Cloud: cliContext.String("os-cloud"), CloudsFile: cliContext.String("os-client-config-file"),
 		AuthURL: cliContext.String("os-auth-url"), Username: cliContext.String("os-username"), UserID: cliContext.String("os-user-id"),
 		Password:       logging.Secret(cliContext.String("os-password")),
