@@ -158,3 +158,33 @@ func TestZuulContext(t *testing.T) {
 }
 
 func zuulEnvNames() []string { return zuul.EnvNames() }
+
+func TestStartArguments(t *testing.T) {
+	tests := []struct {
+		name      string
+		argsUsage string
+		wantCode  int
+	}{
+		{"flags only", "", ExitUsage},
+		{"declared arguments", "[ID]", ExitOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := New(App{Name: "demo", Commands: []*ucli.Command{{
+				Name: "run", ArgsUsage: tt.argsUsage,
+				Action: func(cliContext *ucli.Context) error {
+					_, cancel, err := Start(cliContext)
+					if err == nil {
+						cancel()
+					}
+					return err
+				},
+			}}})
+			var errOut bytes.Buffer
+			app.ErrWriter = &errOut
+			if code := Run(context.Background(), app, []string{"demo", "run", "x"}); code != tt.wantCode {
+				t.Errorf("exit = %d, want %d (stderr %q)", code, tt.wantCode, errOut.String())
+			}
+		})
+	}
+}

@@ -27,10 +27,11 @@ func ResultFlag(what, env string) ucli.Flag {
 }
 
 // Start is the prelude of every command: it rejects positional arguments
-// (commands take flags only) and applies --timeout, when the command has one,
-// to the whole command. Call the returned cancel when the command ends.
+// (commands take flags only, unless they declare ArgsUsage and check their
+// arguments themselves) and applies --timeout, when the command has one, to
+// the whole command. Call the returned cancel when the command ends.
 func Start(cliContext *ucli.Context) (context.Context, context.CancelFunc, error) {
-	if cliContext.NArg() > 0 {
+	if cliContext.NArg() > 0 && cliContext.Command.ArgsUsage == "" {
 		return nil, nil, Usagef("%s takes no arguments, got %q", cliContext.Command.Name, cliContext.Args().First())
 	}
 	if d := cliContext.Duration("timeout"); d > 0 {
