@@ -17,6 +17,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // Source produces one database's dump.
@@ -47,15 +48,18 @@ var faultHook = func(string) error { return nil }
 // ErrChecksum means a stored dump does not match its manifest.
 var ErrChecksum = errors.New("checksum mismatch")
 
-// ErrUsage marks errors in the options: the CLI exits 2 for them.
-var ErrUsage = errors.New("bad usage")
+// Names says how errors name the options: an option's name as the options
+// structs spell it ("Site", "S3.Bucket", "MySQL.Databases") maps to what the
+// caller calls it; a CLI maps them to its flags. Unmapped options keep their
+// own names.
+type Names map[string]string
 
-func usagef(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
+func (n Names) of(option string) string {
+	if s, ok := n[option]; ok {
+		return s
+	}
+	return option
 }
-
-// IsUsage reports whether err comes from bad options.
-func IsUsage(err error) bool { return errors.Is(err, ErrUsage) }
 
 // Common holds the options every command shares.
 type Common struct {
@@ -63,6 +67,8 @@ type Common struct {
 	Logger *slog.Logger
 	// Now is the clock (tests move it).
 	Now func() time.Time
+	// Names names the options in errors (default: their own names).
+	Names Names
 }
 
 func (c *Common) setup() (*S3Store, error) {
@@ -72,33 +78,29 @@ func (c *Common) setup() (*S3Store, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	st, err := NewS3Store(c.S3)
-	if err != nil {
-		return nil, usagef("%s", err)
-	}
-	return st, nil
+	return newS3Store(c.S3, c.Names)
 }
 
 // readRecipients parses age recipients: "age1..." strings or files of them.
-func readRecipients(specs []string) ([]age.Recipient, error) {
+func readRecipients(specs []string, n Names) ([]age.Recipient, error) {
 	var out []age.Recipient
 	for _, s := range specs {
 		if strings.HasPrefix(s, "age1") {
 			r, err := age.ParseX25519Recipient(s)
 			if err != nil {
-				return nil, usagef("--age-recipient %q: %s", s, err)
+				return nil, usererr.Errorf("%s %q: %w", n.of("AgeRecipients"), s, err)
 			}
 			out = append(out, r)
 			continue
 		}
 		f, err := os.Open(s)
 		if err != nil {
-			return nil, usagef("--age-recipient %q is neither an age1... key nor a readable file: %s", s, err)
+			return nil, usererr.Errorf("%s %q is neither an age1... key nor a readable file: %w", n.of("AgeRecipients"), s, err)
 		}
 		rs, err := age.ParseRecipients(f)
 		f.Close()
 		if err != nil {
-			return nil, usagef("--age-recipient file %s: %s", s, err)
+			return nil, usererr.Errorf("%s file %s: %w", n.of("AgeRecipients"), s, err)
 		}
 		out = append(out, rs...)
 	}
@@ -106,18 +108,18 @@ func readRecipients(specs []string) ([]age.Recipient, error) {
 }
 
 // readIdentities parses age identity files (the private keys).
-func readIdentities(paths []string) ([]age.Identity, error) {
+func readIdentities(paths []string, n Names) ([]age.Identity, error) {
 	var out []age.Identity
 	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
-			return nil, usagef("--age-identity-file: %s", err)
+			return nil, usererr.Errorf("%s: %w", n.of("AgeIdentityFiles"), err)
 		}
 		ids, err := age.ParseIdentities(f)
 		f.Close()
 		if err != nil {
 			// The parser's message may quote the key; do not repeat it.
-			return nil, usagef("--age-identity-file %s holds no valid age identity", p)
+			return nil, usererr.Errorf("%s %s holds no valid age identity", n.of("AgeIdentityFiles"), p)
 		}
 		out = append(out, ids...)
 	}
@@ -147,21 +149,21 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		opts.Compression = CompressZstd
 	}
 	if err := checkCompression(opts.Compression); err != nil {
-		return nil, usagef("%s", err)
+		return nil, usererr.Errorf("%s %w", opts.Names.of("Compression"), err)
 	}
 	if opts.Site == "" {
-		return nil, usagef("--site is empty: name the site the backup comes from (e.g. primary)")
+		return nil, usererr.Errorf("%s is empty: name the site the backup comes from (e.g. primary)", opts.Names.of("Site"))
 	}
-	recipients, err := readRecipients(opts.AgeRecipients)
+	recipients, err := readRecipients(opts.AgeRecipients, opts.Names)
 	if err != nil {
 		return nil, err
 	}
-	sources, err := buildSources(opts.MySQL, opts.Mongo)
+	sources, err := buildSources(opts.MySQL, opts.Mongo, opts.Names)
 	if err != nil {
 		return nil, err
 	}
 	if len(sources) == 0 {
-		return nil, usagef("nothing to back up: give --mysql-database and/or --mongo-database")
+		return nil, usererr.Errorf("nothing to back up: give %s and/or %s", opts.Names.of("MySQL.Databases"), opts.Names.of("Mongo.Databases"))
 	}
 	start := opts.Now().UTC()
 	id := NewID(start)
@@ -219,18 +221,18 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	return m, nil
 }
 
-func buildSources(my MySQLConfig, mg MongoConfig) ([]Source, error) {
+func buildSources(my MySQLConfig, mg MongoConfig, n Names) ([]Source, error) {
 	var out []Source
 	if len(my.Databases) > 0 {
 		if !my.Enabled() {
-			return nil, usagef("--mysql-database given without --mysql-host or --mysql-socket")
+			return nil, usererr.Errorf("%s given without %s or %s", n.of("MySQL.Databases"), n.of("MySQL.Host"), n.of("MySQL.Socket"))
 		}
-		if err := my.validate(); err != nil {
-			return nil, usagef("%s", err)
+		if err := my.validate(n); err != nil {
+			return nil, err
 		}
 		bin, err := findTool(my.DumpBin, "mariadb-dump", "mysqldump")
 		if err != nil {
-			return nil, usagef("MySQL dump tool: %s", err)
+			return nil, usererr.Errorf("MySQL dump tool: %w", err)
 		}
 		for _, db := range my.Databases {
 			out = append(out, &mysqlSource{cfg: my, bin: bin, db: db})
@@ -238,14 +240,14 @@ func buildSources(my MySQLConfig, mg MongoConfig) ([]Source, error) {
 	}
 	if len(mg.Databases) > 0 {
 		if !mg.Enabled() {
-			return nil, usagef("--mongo-database given without --mongo-uri")
+			return nil, usererr.Errorf("%s given without %s", n.of("Mongo.Databases"), n.of("Mongo.URI"))
 		}
-		if err := mg.validate(); err != nil {
-			return nil, usagef("%s", err)
+		if err := mg.validate(n); err != nil {
+			return nil, err
 		}
 		bin, err := findTool(mg.DumpBin, "mongodump")
 		if err != nil {
-			return nil, usagef("MongoDB dump tool: %s", err)
+			return nil, usererr.Errorf("MongoDB dump tool: %w", err)
 		}
 		for _, db := range mg.Databases {
 			out = append(out, &mongoSource{cfg: mg, bin: bin, db: db})
@@ -321,12 +323,30 @@ type VerifyOptions struct {
 	AgeIdentityFiles []string
 }
 
-func pick(ctx context.Context, store ObjectStore, prefix, id string, latest bool) (*Manifest, error) {
+// open is the start of verify and restore: the store, the age identities
+// and the backup they work on.
+func (c *Common) open(ctx context.Context, id string, latest bool, identityFiles []string) (ObjectStore, []age.Identity, *Manifest, error) {
+	store, err := c.setup()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ids, err := readIdentities(identityFiles, c.Names)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m, err := pick(ctx, store, c.S3.Prefix, id, latest, c.Names)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return store, ids, m, nil
+}
+
+func pick(ctx context.Context, store ObjectStore, prefix, id string, latest bool, n Names) (*Manifest, error) {
 	switch {
 	case latest && id != "":
-		return nil, usagef("give a backup ID or --latest, not both")
+		return nil, usererr.Errorf("give %s or %s, not both", n.of("ID"), n.of("Latest"))
 	case !latest && id == "":
-		return nil, usagef("give a backup ID or --latest (see: backup list)")
+		return nil, usererr.Errorf("give %s or %s (see: backup list)", n.of("ID"), n.of("Latest"))
 	case latest:
 		entries, err := catalog(ctx, store, prefix)
 		if err != nil {
@@ -340,7 +360,7 @@ func pick(ctx context.Context, store ObjectStore, prefix, id string, latest bool
 		return nil, fmt.Errorf("no complete backup under s3 prefix %q: run backup create on the primary site first", prefix)
 	default:
 		if _, err := ParseID(id); err != nil {
-			return nil, usagef("%s", err)
+			return nil, usererr.Wrap(err)
 		}
 		return readManifest(ctx, store, prefix, id)
 	}
@@ -349,15 +369,7 @@ func pick(ctx context.Context, store ObjectStore, prefix, id string, latest bool
 // Verify downloads every dump of a backup and checks its checksums and that
 // it decompresses, without touching any database.
 func Verify(ctx context.Context, opts VerifyOptions) (*Manifest, error) {
-	store, err := opts.setup()
-	if err != nil {
-		return nil, err
-	}
-	ids, err := readIdentities(opts.AgeIdentityFiles)
-	if err != nil {
-		return nil, err
-	}
-	m, err := pick(ctx, store, opts.S3.Prefix, opts.ID, opts.Latest)
+	store, ids, m, err := opts.open(ctx, opts.ID, opts.Latest, opts.AgeIdentityFiles)
 	if err != nil {
 		return nil, err
 	}

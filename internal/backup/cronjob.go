@@ -2,19 +2,20 @@ package backup
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/slipwayci/slipway/internal/config"
 )
 
 // Values describe the CronJobs of one site (examples/backup/*.yaml).
@@ -49,9 +50,7 @@ type Values struct {
 	} `yaml:"encryption"`
 	Compression string `yaml:"compression"`
 	Retention   Policy `yaml:"retention"`
-	// StatusMaxAge makes the DR restore job fail when the newest backup is
-	// older (a Go duration, e.g. "26h"); empty = no check.
-	Resources struct {
+	Resources   struct {
 		Requests map[string]string `yaml:"requests"`
 		Limits   map[string]string `yaml:"limits"`
 	} `yaml:"resources"`
@@ -86,97 +85,39 @@ type SecretRef struct {
 	Key  string `yaml:"key"`
 }
 
-// ValuesError is a problem in a values file, located by line and field.
-type ValuesError struct {
-	File  string
-	Line  int
-	Field string
-	Msg   string
-}
-
-func (e *ValuesError) Error() string {
-	if e.Field == "" {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, e.Msg)
-}
-
 var (
 	digestRef  = regexp.MustCompile(`^[a-z0-9][a-z0-9._\-/:]*@sha256:[0-9a-f]{64}$`)
 	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	secretName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,252}$`)
 	cronFields = regexp.MustCompile(`^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$`)
-	lineRe     = regexp.MustCompile(`line (\d+): (.*)`)
 )
 
-// ParseValues decodes and checks a values file strictly: unknown fields,
-// wrong types and bad values are errors naming file, line and field.
-func ParseValues(r io.Reader, file string) (*Values, error) {
-	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlErr(file, err)
-	}
-	if len(root.Content) == 0 {
-		return nil, &ValuesError{File: file, Line: 1, Msg: "file is empty"}
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
+var valuesOptions = []config.Option{
+	config.MaxBytes(1 << 20),
+	config.EmptyHint("it needs role, site, namespace, image, schedule, s3, mysql or mongo, and resources (see examples/backup/)"),
+}
+
+// valuesNames names the retention options as a values file writes them.
+var valuesNames = Names{"Policy.Last": "last", "Policy.Daily": "daily", "Policy.Weekly": "weekly", "Policy.Monthly": "monthly"}
+
+// LoadValues reads and checks the values file at path (see ParseValues).
+func LoadValues(path string) (*Values, error) {
 	var v Values
-	if err := dec.Decode(&v); err != nil {
-		return nil, yamlErr(file, err)
-	}
-	if err := v.check(file, root.Content[0]); err != nil {
+	doc, err := config.DecodeFile(path, &v, valuesOptions...)
+	return v.checked(doc, err)
+}
+
+// ParseValues decodes and checks a values file strictly: unknown fields,
+// wrong types and bad values are errors that read FILE:LINE: field: problem.
+func ParseValues(r io.Reader, file string) (*Values, error) {
+	var v Values
+	doc, err := config.Decode(r, file, &v, valuesOptions...)
+	return v.checked(doc, err)
+}
+
+func (v *Values) checked(doc *config.Doc, err error) (*Values, error) {
+	if err != nil {
 		return nil, err
-	}
-	return &v, nil
-}
-
-func yamlErr(file string, err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		if m := lineRe.FindStringSubmatch(te.Errors[0]); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			return &ValuesError{File: file, Line: n, Msg: m[2]}
-		}
-	}
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := lineRe.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return &ValuesError{File: file, Line: n, Msg: m[2]}
-	}
-	return &ValuesError{File: file, Line: 1, Msg: msg}
-}
-
-// lineOf finds the line of a dotted field path in the document (the nearest
-// existing parent when the field is missing).
-func lineOf(n *yaml.Node, path string) int {
-	line := n.Line
-	for _, part := range strings.Split(path, ".") {
-		if n.Kind != yaml.MappingNode {
-			return line
-		}
-		found := false
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == part {
-				n = n.Content[i+1]
-				line = n.Line
-				found = true
-				break
-			}
-		}
-		if !found {
-			return line
-		}
-	}
-	return line
-}
-
-func (v *Values) check(file string, root *yaml.Node) error {
-	bad := func(field, format string, args ...any) error {
-		return &ValuesError{File: file, Line: lineOf(root, field), Field: field, Msg: fmt.Sprintf(format, args...)}
 	}
 	if v.Name == "" {
 		v.Name = "slipway-backup"
@@ -184,6 +125,25 @@ func (v *Values) check(file string, root *yaml.Node) error {
 	if len(v.Command) == 0 {
 		v.Command = []string{"backup"}
 	}
+	bad := func(field, format string, args ...any) error {
+		e := doc.Errorf(field, format, args...)
+		if e.Line == 0 { // a missing top-level field: point at the document
+			e.Line = doc.Root.Line
+		}
+		return e
+	}
+	for _, check := range []func(badFunc) error{v.checkSite, v.checkS3, v.checkDatabases, v.checkEncryption, v.checkSchedule, v.checkResources} {
+		if err := check(bad); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// badFunc reports a bad value at a field of the values file.
+type badFunc func(field, format string, args ...any) error
+
+func (v *Values) checkSite(bad badFunc) error {
 	switch {
 	case v.Role != "primary" && v.Role != "dr":
 		return bad("role", "%q is not primary or dr", v.Role)
@@ -195,6 +155,14 @@ func (v *Values) check(file string, root *yaml.Node) error {
 		return bad("name", "%q is not a lowercase DNS label of at most 40 characters", v.Name)
 	case !digestRef.MatchString(v.Image):
 		return bad("image", "%q is not pinned by digest (want repository@sha256:<64 hex>)", v.Image)
+	case v.Compression != "" && checkCompression(v.Compression) != nil:
+		return bad("compression", "%q is not zstd or gzip", v.Compression)
+	}
+	return nil
+}
+
+func (v *Values) checkS3(bad badFunc) error {
+	switch {
 	case v.S3.Bucket == "":
 		return bad("s3.bucket", "missing")
 	case v.S3.CredentialsSecret == "" || !dnsLabel.MatchString(v.S3.CredentialsSecret):
@@ -203,83 +171,95 @@ func (v *Values) check(file string, root *yaml.Node) error {
 		return bad("s3.prefix", "%q must end in \"/\"", v.S3.Prefix)
 	case v.S3.Endpoint != "" && !strings.HasPrefix(v.S3.Endpoint, "http://") && !strings.HasPrefix(v.S3.Endpoint, "https://"):
 		return bad("s3.endpoint", "%q is not an http(s) URL", v.S3.Endpoint)
-	case v.MySQL == nil && v.Mongo == nil:
+	case v.S3.CASecret != nil:
+		return checkRef(v.S3.CASecret, "s3.caSecret", bad)
+	}
+	return nil
+}
+
+func (v *Values) checkDatabases(bad badFunc) error {
+	if v.MySQL == nil && v.Mongo == nil {
 		return bad("mysql", "neither mysql nor mongo is configured: nothing to back up")
-	case v.Compression != "" && checkCompression(v.Compression) != nil:
-		return bad("compression", "%q is not zstd or gzip", v.Compression)
 	}
-	if v.S3.CASecret != nil {
-		if err := checkRef(v.S3.CASecret, "s3.caSecret", bad); err != nil {
-			return err
-		}
-	}
-	if v.MySQL != nil {
-		if v.MySQL.Host == "" {
+	if my := v.MySQL; my != nil {
+		switch {
+		case my.Host == "":
 			return bad("mysql.host", "missing")
-		}
-		if v.MySQL.User == "" {
+		case my.User == "":
 			return bad("mysql.user", "missing")
+		case my.Port < 0 || my.Port > 65535:
+			return bad("mysql.port", "%d is not a port", my.Port)
 		}
-		if v.MySQL.Port < 0 || v.MySQL.Port > 65535 {
-			return bad("mysql.port", "%d is not a port", v.MySQL.Port)
-		}
-		if err := checkRef(&v.MySQL.PasswordSecret, "mysql.passwordSecret", bad); err != nil {
+		if err := checkRef(&my.PasswordSecret, "mysql.passwordSecret", bad); err != nil {
 			return err
 		}
-		if v.Role == "primary" && len(v.MySQL.Databases) == 0 {
-			return bad("mysql.databases", "no database listed")
-		}
-		for _, db := range v.MySQL.Databases {
-			if err := checkMySQLName(db); err != nil {
-				return bad("mysql.databases", "%s", err)
-			}
-		}
-	}
-	if v.Mongo != nil {
-		if err := checkRef(&v.Mongo.URISecret, "mongo.uriSecret", bad); err != nil {
+		if err := v.checkNames("mysql.databases", my.Databases, checkMySQLName, bad); err != nil {
 			return err
 		}
-		if v.Role == "primary" && len(v.Mongo.Databases) == 0 {
-			return bad("mongo.databases", "no database listed")
+	}
+	if mg := v.Mongo; mg != nil {
+		if err := checkRef(&mg.URISecret, "mongo.uriSecret", bad); err != nil {
+			return err
 		}
-		for _, db := range v.Mongo.Databases {
-			if err := checkMongoName(db); err != nil {
-				return bad("mongo.databases", "%s", err)
-			}
+		return v.checkNames("mongo.databases", mg.Databases, checkMongoName, bad)
+	}
+	return nil
+}
+
+// checkNames checks a list of database names; the primary needs one at least.
+func (v *Values) checkNames(field string, dbs []string, check func(string) error, bad badFunc) error {
+	if v.Role == "primary" && len(dbs) == 0 {
+		return bad(field, "no database listed")
+	}
+	for i, db := range dbs {
+		if err := check(db); err != nil {
+			return bad(fmt.Sprintf("%s[%d]", field, i), "%v", err)
 		}
 	}
-	for _, r := range v.Encryption.Recipients {
-		if _, err := readRecipients([]string{r}); err != nil || !strings.HasPrefix(r, "age1") {
-			return bad("encryption.recipients", "%q is not an age1... public key", r)
+	return nil
+}
+
+func (v *Values) checkEncryption(bad badFunc) error {
+	for i, r := range v.Encryption.Recipients {
+		if _, err := readRecipients([]string{r}, nil); err != nil || !strings.HasPrefix(r, "age1") {
+			return bad(fmt.Sprintf("encryption.recipients[%d]", i), "%q is not an age1... public key", r)
 		}
 	}
 	if v.Encryption.IdentitySecret != nil {
-		if err := checkRef(v.Encryption.IdentitySecret, "encryption.identitySecret", bad); err != nil {
-			return err
+		return checkRef(v.Encryption.IdentitySecret, "encryption.identitySecret", bad)
+	}
+	return nil
+}
+
+func (v *Values) checkSchedule(bad badFunc) error {
+	jobs := [][2]string{{"restore", v.Schedule.Restore}}
+	if v.Role == "primary" {
+		jobs = [][2]string{{"create", v.Schedule.Create}, {"prune", v.Schedule.Prune}}
+	}
+	for _, job := range jobs {
+		if !cronFields.MatchString(job[1]) {
+			return bad("schedule."+job[0], "%q is not a cron schedule", job[1])
 		}
 	}
 	if v.Role == "primary" {
-		if !cronFields.MatchString(v.Schedule.Create) {
-			return bad("schedule.create", "%q is not a cron schedule", v.Schedule.Create)
-		}
-		if !cronFields.MatchString(v.Schedule.Prune) {
-			return bad("schedule.prune", "%q is not a cron schedule", v.Schedule.Prune)
-		}
-		if err := v.Retention.validate(); err != nil {
-			return bad("retention", "%s", err)
-		}
-	} else {
-		if !cronFields.MatchString(v.Schedule.Restore) {
-			return bad("schedule.restore", "%q is not a cron schedule", v.Schedule.Restore)
+		if err := v.Retention.validate(valuesNames); err != nil {
+			return bad("retention", "%v", err)
 		}
 	}
-	for field, m := range map[string]map[string]string{"resources.requests": v.Resources.Requests, "resources.limits": v.Resources.Limits} {
-		for k, q := range m {
+	return nil
+}
+
+func (v *Values) checkResources(bad badFunc) error {
+	for _, group := range []struct {
+		field string
+		m     map[string]string
+	}{{"resources.requests", v.Resources.Requests}, {"resources.limits", v.Resources.Limits}} {
+		for _, k := range sortedKeys(group.m) {
 			if k != "cpu" && k != "memory" && k != "ephemeral-storage" {
-				return bad(field+"."+k, "unknown resource (cpu, memory, ephemeral-storage)")
+				return bad(group.field+"."+k, "unknown resource (cpu, memory, ephemeral-storage)")
 			}
-			if _, err := resource.ParseQuantity(q); err != nil {
-				return bad(field+"."+k, "%q is not a quantity", q)
+			if _, err := resource.ParseQuantity(group.m[k]); err != nil {
+				return bad(group.field+"."+k, "%q is not a quantity", group.m[k])
 			}
 		}
 	}
@@ -289,8 +269,17 @@ func (v *Values) check(file string, root *yaml.Node) error {
 	return nil
 }
 
-func checkRef(r *SecretRef, field string, bad func(string, string, ...any) error) error {
-	if !dnsLabel.MatchString(r.Name) && !regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,252}$`).MatchString(r.Name) {
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func checkRef(r *SecretRef, field string, bad badFunc) error {
+	if !dnsLabel.MatchString(r.Name) && !secretName.MatchString(r.Name) {
 		return bad(field+".name", "%q is not a Secret name", r.Name)
 	}
 	if r.Key == "" {

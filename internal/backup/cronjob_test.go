@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
@@ -131,8 +132,8 @@ func TestParseValuesErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, want string
 	}{
-		{"unknown field", goodPrimary + "colour: blue\n", "v.yaml:10: field colour not found"},
-		{"wrong type", strings.Replace(goodPrimary, "{daily: 7}", "{daily: seven}", 1), "v.yaml:8: cannot unmarshal"},
+		{"unknown field", goodPrimary + "colour: blue\n", "v.yaml:10: colour: unknown field"},
+		{"wrong type", strings.Replace(goodPrimary, "{daily: 7}", "{daily: seven}", 1), `v.yaml:8: retention.daily: must be a whole number, not "seven"`},
 		{"tag not digest", strings.Replace(goodPrimary, "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", ":latest", 1), `v.yaml:4: image: "reg.example/backup:latest" is not pinned by digest`},
 		{"bad role", strings.Replace(goodPrimary, "role: primary", "role: both", 1), `v.yaml:1: role: "both" is not primary or dr`},
 		{"bad schedule", strings.Replace(goodPrimary, `prune: "0 3 * * *"`, `prune: "daily"`, 1), `v.yaml:5: schedule.prune: "daily" is not a cron schedule`},
@@ -143,17 +144,17 @@ func TestParseValuesErrors(t *testing.T) {
 		{"bad database", strings.Replace(goodPrimary, "databases: [app]", "databases: [\"a`b\"]", 1), "v.yaml:7: mysql.databases"},
 		{"prefix without slash", strings.Replace(goodPrimary, "{bucket: b,", "{bucket: b, prefix: acme,", 1), `v.yaml:6: s3.prefix: "acme" must end in "/"`},
 		{"not yaml", "role: [", "v.yaml:1:"},
-		{"empty", "", "v.yaml:1: file is empty"},
-		{"bad recipient", goodPrimary + "encryption: {recipients: [age1nope]}\n", `v.yaml:10: encryption.recipients: "age1nope" is not an age1... public key`},
+		{"empty", "", "v.yaml: empty file: it needs role"},
+		{"bad recipient", goodPrimary + "encryption: {recipients: [age1nope]}\n", `v.yaml:10: encryption.recipients[0]: "age1nope" is not an age1... public key`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseValues(strings.NewReader(tc.yaml), "v.yaml")
 			if err == nil {
 				t.Fatal("no error")
 			}
-			var ve *ValuesError
-			if !errors.As(err, &ve) {
-				t.Errorf("error %T is not a *ValuesError", err)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Errorf("error %T is not a *config.Error", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not contain %q", err, tc.want)
@@ -223,5 +224,33 @@ func TestCronJobsServerDryRun(t *testing.T) {
 		if err != nil || len(list.Items) != 0 {
 			t.Errorf("dry run stored CronJobs: %d (%v)", len(list.Items), err)
 		}
+	}
+}
+
+// TestConfigErrorFormat pins the whole message of each kind of problem in a
+// values file: FILE:LINE: field.path: what is wrong (what is allowed).
+func TestConfigErrorFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{
+			"unknown key", strings.Replace(goodPrimary, "{bucket: b,", "{bucket: b, region_name: x,", 1),
+			"values.yaml:6: s3.region_name: unknown field (known: bucket, caSecret, credentialsSecret, endpoint, prefix, region)",
+		},
+		{
+			"wrong type", strings.Replace(goodPrimary, "databases: [app]", "databases: app", 1),
+			`values.yaml:7: mysql.databases: must be a list, not "app"`,
+		},
+		{
+			"bad value", strings.Replace(goodPrimary, "databases: [app]", "databases: [app, \"a.b\"]", 1),
+			`values.yaml:7: mysql.databases[1]: MySQL database name "a.b" is empty, longer than 52 characters or holds a backquote, slash, backslash or dot`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseValues(strings.NewReader(tc.yaml), "values.yaml")
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error:\n got %v\nwant %s", err, tc.want)
+			}
+		})
 	}
 }

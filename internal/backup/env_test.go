@@ -2,23 +2,18 @@ package backup
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/slipwayci/slipway/internal/backup/backuptest"
 	"github.com/slipwayci/slipway/internal/logging"
-	"github.com/slipwayci/slipway/internal/testenv"
 )
 
 // env is one test's view of the real servers: its own S3 prefix and its own
@@ -34,17 +29,16 @@ type env struct {
 	tag     string
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+var (
+	randHex  = backuptest.RandHex
+	mustExec = backuptest.MustExec
+)
 
 func s3Env(t *testing.T) (S3Config, *S3Store) {
 	t.Helper()
-	v := testenv.Require(t, "SLIPWAY_TEST_S3_ENDPOINT", "SLIPWAY_TEST_S3_ACCESS_KEY", "SLIPWAY_TEST_S3_SECRET_KEY", "SLIPWAY_TEST_S3_REGION", "SLIPWAY_TEST_S3_BUCKET")
-	cfg := S3Config{Endpoint: v[0], AccessKey: logging.Secret(v[1]), SecretKey: logging.Secret(v[2]), Region: v[3], Bucket: v[4],
-		Prefix: "t-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")) + "-" + randHex(3) + "/", PartSize: 5 << 20}
+	s := backuptest.NewS3(t)
+	cfg := S3Config{Endpoint: s.Endpoint, AccessKey: logging.Secret(s.AccessKey), SecretKey: logging.Secret(s.SecretKey), Region: s.Region, Bucket: s.Bucket,
+		Prefix: s.Prefix, PartSize: 5 << 20}
 	st, err := NewS3Store(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -54,18 +48,14 @@ func s3Env(t *testing.T) (S3Config, *S3Store) {
 
 func mysqlEnv(t *testing.T, site string) MySQLConfig {
 	t.Helper()
-	addr := testenv.Get(t, "SLIPWAY_TEST_MARIADB_"+site+"_ADDR")
-	testenv.Tool(t, "mariadb-dump")
-	testenv.Tool(t, "mariadb")
-	host, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	return MySQLConfig{Host: host, Port: p, User: "root"}
+	m := backuptest.NewMariaDB(t, site)
+	return MySQLConfig{Host: m.Host, Port: m.Port, User: "root"}
 }
 
 func mongoEnv(t *testing.T, site string) MongoConfig {
 	t.Helper()
-	v := testenv.Require(t, "SLIPWAY_TEST_MONGO_"+site+"_URI", "SLIPWAY_TEST_MONGODUMP", "SLIPWAY_TEST_MONGORESTORE")
-	return MongoConfig{URI: logging.Secret(v[0]), DumpBin: v[1], RestoreBin: v[2], NoIndexRestore: true}
+	m := backuptest.NewMongo(t, site)
+	return MongoConfig{URI: logging.Secret(m.URI), DumpBin: m.DumpBin, RestoreBin: m.RestoreBin, NoIndexRestore: true}
 }
 
 func newEnv(t *testing.T) *env {
@@ -94,42 +84,22 @@ func sqlDB(t *testing.T, c MySQLConfig) *sql.DB {
 	return db
 }
 
-func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
-	t.Helper()
-	for _, s := range stmts {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
+// dropDBs removes the test's databases (and any staging copies) on both
+// sites when it ends.
+func (e *env) dropDBs(names ...string) {
+	var mysqlNames []string
+	for _, n := range names {
+		mysqlNames = append(mysqlNames, n, n+mysqlNewSuffix, n+mysqlOldSuffix)
+	}
+	for _, c := range []MySQLConfig{e.primary, e.dr} {
+		backuptest.MariaDB{Host: c.Host, Port: c.Port}.DropOnCleanup(e.t, mysqlNames...)
+	}
+	for _, c := range []MongoConfig{e.mongoP, e.mongoD} {
+		mongoOf(c).DropOnCleanup(e.t, names...)
 	}
 }
 
-// dropDBs removes the test's databases on both servers when it ends.
-func (e *env) dropDBs(names ...string) {
-	e.t.Cleanup(func() {
-		for _, c := range []MySQLConfig{e.primary, e.dr} {
-			db, err := c.open()
-			if err != nil {
-				continue
-			}
-			for _, n := range names {
-				for _, s := range []string{"", mysqlNewSuffix, mysqlOldSuffix} {
-					db.Exec("DROP DATABASE IF EXISTS " + quoteID(n+s))
-				}
-			}
-			db.Close()
-		}
-		for _, c := range []MongoConfig{e.mongoP, e.mongoD} {
-			cl, err := connectMongo(context.Background(), c)
-			if err != nil {
-				continue
-			}
-			for _, n := range names {
-				cl.Database(n).Drop(context.Background())
-			}
-			cl.Disconnect(context.Background())
-		}
-	})
-}
+func mongoOf(c MongoConfig) backuptest.Mongo { return backuptest.Mongo{URI: c.URI.Reveal()} }
 
 // seedMySQL makes two databases with ~100k rows between them: utf8mb4 text
 // with emoji, random BLOBs, a MyISAM table, a trigger, a view, a procedure,
@@ -238,49 +208,9 @@ func mysqlState(t *testing.T, c MySQLConfig, dbs ...string) map[string]string {
 	return st
 }
 
-func mongoClient(t *testing.T, c MongoConfig) *mongo.Client {
-	t.Helper()
-	cl, err := mongo.Connect(options.Client().ApplyURI(c.URI.Reveal()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Disconnect(context.Background()) })
-	return cl
-}
+func mongoClient(t *testing.T, c MongoConfig) *mongo.Client { return mongoOf(c).Client(t) }
 
-func seedMongo(t *testing.T, c MongoConfig, dbName string, n int) {
-	t.Helper()
-	ctx := context.Background()
-	cl := mongoClient(t, c)
-	db := cl.Database(dbName)
-	var docs []any
-	flush := func(coll string) {
-		if len(docs) == 0 {
-			return
-		}
-		if _, err := db.Collection(coll).InsertMany(ctx, docs); err != nil {
-			t.Fatal(err)
-		}
-		docs = docs[:0]
-	}
-	for i := 0; i < n; i++ {
-		docs = append(docs, bson.D{
-			{Key: "_id", Value: i}, {Key: "name", Value: fmt.Sprintf("klient %d ñ 🚀 中文", i)},
-			{Key: "address", Value: bson.D{{Key: "city", Value: "Łódź"}, {Key: "zip", Value: fmt.Sprintf("%05d", i)}}},
-			{Key: "tags", Value: bson.A{"a", i % 7, true}},
-			{Key: "blob", Value: bson.Binary{Data: []byte(fmt.Sprintf("bin-%d-\x00\xff", i))}},
-			{Key: "at", Value: time.Date(2026, 1, 1, 0, 0, i%60, 0, time.UTC)},
-		})
-		if len(docs) == 1000 {
-			flush("customers")
-		}
-	}
-	flush("customers")
-	for i := 0; i < 50; i++ {
-		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("k%d", i)}, {Key: "v", Value: i}})
-	}
-	flush("settings")
-}
+func seedMongo(t *testing.T, c MongoConfig, dbName string, n int) { mongoOf(c).Seed(t, dbName, n) }
 
 // mongoState fingerprints a database: every document of every collection,
 // in _id order, as canonical extended JSON.

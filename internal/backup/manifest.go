@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/slipwayci/slipway/internal/result"
 )
 
 // ManifestFormat is the version of the manifest this build writes and reads.
@@ -66,6 +68,18 @@ func ParseID(id string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("backup ID %q is not of the form YYYYMMDDTHHMMSSZ (see: backup list)", id)
 	}
 	return time.Parse(idLayout, id)
+}
+
+// Ref is the manifest as result files describe a backup.
+func (m *Manifest) Ref() *result.BackupRef {
+	if m == nil {
+		return nil
+	}
+	r := &result.BackupRef{ID: m.ID, Site: m.Site, Started: m.Started, Finished: m.Finished, Compression: m.Compression, Encryption: m.Encryption}
+	for _, d := range m.Dumps {
+		r.Dumps = append(r.Dumps, result.BackupDump{Kind: d.Kind, Database: d.Database, Key: d.Key, Size: d.Size, SHA256: d.SHA256, RawSize: d.RawSize, RawSHA256: d.RawSHA256})
+	}
+	return r
 }
 
 func decodeManifest(r io.Reader) (*Manifest, error) {

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // MongoConfig says how to reach a MongoDB server and its tools.
@@ -33,13 +34,13 @@ type MongoConfig struct {
 // Enabled reports whether a MongoDB server was configured.
 func (c MongoConfig) Enabled() bool { return !c.URI.Empty() }
 
-func (c MongoConfig) validate() error {
+func (c MongoConfig) validate(n Names) error {
 	if !strings.HasPrefix(c.URI.Reveal(), "mongodb://") && !strings.HasPrefix(c.URI.Reveal(), "mongodb+srv://") {
-		return fmt.Errorf("--mongo-uri does not start with mongodb:// or mongodb+srv://")
+		return usererr.Errorf("%s does not start with mongodb:// or mongodb+srv://", n.of("Mongo.URI"))
 	}
 	for _, db := range c.Databases {
 		if err := checkMongoName(db); err != nil {
-			return err
+			return usererr.Wrap(err)
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // MySQLConfig says how to reach a MySQL/MariaDB server and its tools.
@@ -31,16 +32,16 @@ type MySQLConfig struct {
 // Enabled reports whether a MySQL server was configured.
 func (c MySQLConfig) Enabled() bool { return c.Host != "" || c.Socket != "" }
 
-func (c MySQLConfig) validate() error {
+func (c MySQLConfig) validate(n Names) error {
 	if c.Host != "" && c.Socket != "" {
-		return fmt.Errorf("--mysql-host and --mysql-socket both set: give one")
+		return usererr.Errorf("%s and %s both set: give one", n.of("MySQL.Host"), n.of("MySQL.Socket"))
 	}
 	if c.User == "" {
-		return fmt.Errorf("--mysql-user is empty")
+		return usererr.Errorf("%s is empty", n.of("MySQL.User"))
 	}
 	for _, db := range c.Databases {
 		if err := checkMySQLName(db); err != nil {
-			return err
+			return usererr.Wrap(err)
 		}
 	}
 	return nil

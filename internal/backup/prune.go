@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // Policy says which complete backups to keep. A backup is kept when any rule
@@ -16,12 +19,21 @@ type Policy struct {
 	Monthly int `json:"monthly"`
 }
 
-func (p Policy) validate() error {
-	if p.Last < 0 || p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 {
-		return fmt.Errorf("retention counts must not be negative (keep-last %d, keep-daily %d, keep-weekly %d, keep-monthly %d)", p.Last, p.Daily, p.Weekly, p.Monthly)
+// validate checks the counts; n names them ("Policy.Last", ...).
+func (p Policy) validate(n Names) error {
+	rules := []struct {
+		option string
+		count  int
+	}{{"Policy.Last", p.Last}, {"Policy.Daily", p.Daily}, {"Policy.Weekly", p.Weekly}, {"Policy.Monthly", p.Monthly}}
+	var names []string
+	for _, r := range rules {
+		if r.count < 0 {
+			return usererr.Errorf("%s is %d: retention counts must not be negative", n.of(r.option), r.count)
+		}
+		names = append(names, n.of(r.option))
 	}
 	if p.Last+p.Daily+p.Weekly+p.Monthly == 0 {
-		return fmt.Errorf("no retention rule given: set at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly")
+		return usererr.Errorf("no retention rule given: set at least one of %s", strings.Join(names, ", "))
 	}
 	return nil
 }
@@ -118,8 +130,8 @@ func Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := opts.Policy.validate(); err != nil {
-		return nil, usagef("%s", err)
+	if err := opts.Policy.validate(opts.Names); err != nil {
+		return nil, err
 	}
 	if opts.IncompleteGrace == 0 {
 		opts.IncompleteGrace = 24 * time.Hour

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 func mkEntries(complete bool, times ...string) []Entry {
@@ -147,7 +149,7 @@ func TestPruneOnS3(t *testing.T) {
 		t.Errorf("second prune deleted %v (err %v), want nothing", rep.Deleted, err)
 	}
 
-	if _, err := Prune(ctx, PruneOptions{Common: c}); !IsUsage(err) {
+	if _, err := Prune(ctx, PruneOptions{Common: c}); !usererr.Is(err) {
 		t.Errorf("prune without a rule: %v, want a usage error", err)
 	}
 }

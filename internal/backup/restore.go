@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // RestoreOptions configures Restore.
@@ -33,21 +35,13 @@ type RestoreReport struct {
 // matched are they swapped in. Any failure before the swap leaves the live
 // databases exactly as they were; a failure during the swap rolls back.
 func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
-	store, err := opts.setup()
-	if err != nil {
-		return nil, err
-	}
-	ids, err := readIdentities(opts.AgeIdentityFiles)
-	if err != nil {
-		return nil, err
-	}
 	t0 := time.Now()
-	m, err := pick(ctx, store, opts.S3.Prefix, opts.ID, opts.Latest)
+	store, ids, m, err := opts.open(ctx, opts.ID, opts.Latest, opts.AgeIdentityFiles)
 	if err != nil {
 		return nil, err
 	}
 	if m.Encryption != "" && len(ids) == 0 {
-		return nil, usagef("backup %s is encrypted: give --age-identity-file", m.ID)
+		return nil, usererr.Errorf("backup %s is encrypted: give %s", m.ID, opts.Names.of("AgeIdentityFiles"))
 	}
 	targets, closeAll, err := buildTargets(ctx, opts, m)
 	if err != nil {
@@ -114,73 +108,78 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 	return rep, nil
 }
 
-func buildTargets(ctx context.Context, opts RestoreOptions, m *Manifest) ([]Target, func(), error) {
-	var targets []Target
+func buildTargets(ctx context.Context, opts RestoreOptions, m *Manifest) (targets []Target, closeAll func(), err error) {
 	var closers []func()
-	closeAll := func() {
+	closeAll = func() {
 		for _, c := range closers {
 			c()
 		}
 	}
-	for _, d := range m.Dumps {
-		switch d.Kind {
-		case KindMySQL:
-			if !opts.MySQL.Enabled() {
-				closeAll()
-				return nil, nil, usagef("backup %s holds MySQL database %s: give --mysql-host or --mysql-socket", m.ID, d.Database)
-			}
-			if err := opts.MySQL.validate(); err != nil {
-				closeAll()
-				return nil, nil, usagef("%s", err)
-			}
-			if err := checkMySQLName(d.Database); err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("backup %s: %w", m.ID, err)
-			}
-			bin, err := findTool(opts.MySQL.ClientBin, "mariadb", "mysql")
-			if err != nil {
-				closeAll()
-				return nil, nil, usagef("MySQL client: %s", err)
-			}
-			db, err := opts.MySQL.open()
-			if err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-			closers = append(closers, func() { db.Close() })
-			if err := db.PingContext(ctx); err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("connecting to MySQL: %w", err)
-			}
-			targets = append(targets, &mysqlTarget{cfg: opts.MySQL, client: bin, sqldb: db, db: d.Database})
-		case KindMongo:
-			if !opts.Mongo.Enabled() {
-				closeAll()
-				return nil, nil, usagef("backup %s holds MongoDB database %s: give --mongo-uri", m.ID, d.Database)
-			}
-			if err := opts.Mongo.validate(); err != nil {
-				closeAll()
-				return nil, nil, usagef("%s", err)
-			}
-			if err := checkMongoName(d.Database); err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("backup %s: %w", m.ID, err)
-			}
-			bin, err := findTool(opts.Mongo.RestoreBin, "mongorestore")
-			if err != nil {
-				closeAll()
-				return nil, nil, usagef("MongoDB restore tool: %s", err)
-			}
-			c, err := connectMongo(ctx, opts.Mongo)
-			if err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-			closers = append(closers, func() { c.Disconnect(context.Background()) })
-			targets = append(targets, &mongoTarget{cfg: opts.Mongo, bin: bin, client: c, db: d.Database})
+	defer func() {
+		if err != nil {
+			closeAll()
 		}
+	}()
+	for _, d := range m.Dumps {
+		t, closer, err := buildTarget(ctx, opts, m.ID, d)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, closer)
+		targets = append(targets, t)
 	}
 	return targets, closeAll, nil
+}
+
+// buildTarget connects to the server that takes dump d; closer disconnects.
+func buildTarget(ctx context.Context, opts RestoreOptions, id string, d Dump) (t Target, closer func(), err error) {
+	n := opts.Names
+	switch d.Kind {
+	case KindMySQL:
+		if !opts.MySQL.Enabled() {
+			return nil, nil, usererr.Errorf("backup %s holds MySQL database %s: give %s or %s", id, d.Database, n.of("MySQL.Host"), n.of("MySQL.Socket"))
+		}
+		if err := opts.MySQL.validate(n); err != nil {
+			return nil, nil, err
+		}
+		if err := checkMySQLName(d.Database); err != nil {
+			return nil, nil, fmt.Errorf("backup %s: %w", id, err)
+		}
+		bin, err := findTool(opts.MySQL.ClientBin, "mariadb", "mysql")
+		if err != nil {
+			return nil, nil, usererr.Errorf("MySQL client: %w", err)
+		}
+		db, err := opts.MySQL.open()
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := db.PingContext(ctx); err != nil {
+			db.Close()
+			return nil, nil, fmt.Errorf("connecting to MySQL: %w", err)
+		}
+		return &mysqlTarget{cfg: opts.MySQL, client: bin, sqldb: db, db: d.Database}, func() { db.Close() }, nil
+	case KindMongo:
+		if !opts.Mongo.Enabled() {
+			return nil, nil, usererr.Errorf("backup %s holds MongoDB database %s: give %s", id, d.Database, n.of("Mongo.URI"))
+		}
+		if err := opts.Mongo.validate(n); err != nil {
+			return nil, nil, err
+		}
+		if err := checkMongoName(d.Database); err != nil {
+			return nil, nil, fmt.Errorf("backup %s: %w", id, err)
+		}
+		bin, err := findTool(opts.Mongo.RestoreBin, "mongorestore")
+		if err != nil {
+			return nil, nil, usererr.Errorf("MongoDB restore tool: %w", err)
+		}
+		c, err := connectMongo(ctx, opts.Mongo)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &mongoTarget{cfg: opts.Mongo, bin: bin, client: c, db: d.Database}, func() { c.Disconnect(context.Background()) }, nil
+	default:
+		return nil, nil, fmt.Errorf("backup %s: dump kind %q is not %s or %s", id, d.Kind, KindMySQL, KindMongo)
+	}
 }
 
 // stageOne streams one dump from S3 into its target's staging area and

@@ -9,6 +9,8 @@ import (
 
 	"filippo.io/age"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 func ageKey(t *testing.T) (recipient, identityFile string) {
@@ -111,7 +113,7 @@ func TestRoundTrip(t *testing.T) {
 				if _, err := Verify(ctx, VerifyOptions{Common: e.common(), Latest: true, AgeIdentityFiles: []string{other}}); err == nil {
 					t.Error("verify with the wrong identity passed")
 				}
-				if _, err := Restore(ctx, RestoreOptions{Common: e.common(), Latest: true, MySQL: e.dr, Mongo: e.mongoD}); !IsUsage(err) {
+				if _, err := Restore(ctx, RestoreOptions{Common: e.common(), Latest: true, MySQL: e.dr, Mongo: e.mongoD}); !usererr.Is(err) {
 					t.Errorf("restore of an encrypted backup without identity: %v, want a usage error", err)
 				}
 			}

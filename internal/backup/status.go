@@ -2,10 +2,13 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // StatusOptions configures Status.
@@ -30,7 +33,7 @@ type Status struct {
 
 // ErrStale is returned (with the Status) when the newest complete backup is
 // older than the maximum age, or there is none.
-var ErrStale = fmt.Errorf("backups are stale")
+var ErrStale = errors.New("backups are stale")
 
 // GetStatus reports on the newest complete backup; it returns ErrStale
 // (wrapped) together with the status when that backup is too old.
@@ -40,7 +43,7 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 		return nil, err
 	}
 	if opts.MaxAge <= 0 {
-		return nil, usagef("--max-age must be positive (e.g. 26h for daily backups)")
+		return nil, usererr.Errorf("%s must be positive (e.g. 26h for daily backups)", opts.Names.of("MaxAge"))
 	}
 	entries, err := catalog(ctx, store, opts.S3.Prefix)
 	if err != nil {
@@ -66,7 +69,7 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 	st.AgeSeconds = st.Age.Seconds()
 	if st.Age > opts.MaxAge {
 		st.Stale = true
-		return st, fmt.Errorf("%w: newest complete backup %s finished %s ago, more than --max-age %s: check the backup CronJob's logs", ErrStale, st.Newest, st.Age.Round(time.Second), opts.MaxAge)
+		return st, fmt.Errorf("%w: newest complete backup %s finished %s ago, more than %s %s: check the backup CronJob's logs", ErrStale, st.Newest, st.Age.Round(time.Second), opts.Names.of("MaxAge"), opts.MaxAge)
 	}
 	return st, nil
 }

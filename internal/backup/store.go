@@ -21,6 +21,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/poll"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // ObjectStore is the seam between the backup logic and the bucket that holds
@@ -76,19 +78,18 @@ type S3Config struct {
 	AbortTimeout time.Duration
 }
 
-func (c S3Config) validate() error {
+func (c S3Config) validate(n Names) error {
 	switch {
 	case c.Bucket == "":
-		return fmt.Errorf("--s3-bucket is empty: name the bucket that holds the backups")
+		return usererr.Errorf("%s is empty: name the bucket that holds the backups", n.of("S3.Bucket"))
 	case c.AccessKey.Empty() || c.SecretKey.Empty():
-		return fmt.Errorf("S3 credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --s3-secret-key-file)")
+		return usererr.Errorf("S3 credentials are missing: set %s and %s", n.of("S3.AccessKey"), n.of("S3.SecretKey"))
 	case c.PartSize != 0 && c.PartSize < manager.MinUploadPartSize:
-		return fmt.Errorf("--s3-part-size %d is below S3's minimum of %d bytes", c.PartSize, manager.MinUploadPartSize)
+		return usererr.Errorf("%s %d is below S3's minimum of %d bytes", n.of("S3.PartSize"), c.PartSize, manager.MinUploadPartSize)
 	case c.Prefix != "" && !strings.HasSuffix(c.Prefix, "/"):
-		return fmt.Errorf("--s3-prefix %q must end in \"/\"", c.Prefix)
-	}
-	if c.Endpoint != "" && !strings.HasPrefix(c.Endpoint, "http://") && !strings.HasPrefix(c.Endpoint, "https://") {
-		return fmt.Errorf("--s3-endpoint %q is not an http:// or https:// URL", c.Endpoint)
+		return usererr.Errorf("%s %q must end in \"/\"", n.of("S3.Prefix"), c.Prefix)
+	case c.Endpoint != "" && !strings.HasPrefix(c.Endpoint, "http://") && !strings.HasPrefix(c.Endpoint, "https://"):
+		return usererr.Errorf("%s %q is not an http:// or https:// URL", n.of("S3.Endpoint"), c.Endpoint)
 	}
 	return nil
 }
@@ -108,8 +109,11 @@ var _ ObjectStore = (*S3Store)(nil)
 
 // NewS3Store builds a client for cfg. It reads no environment variables and
 // no shared AWS config: everything comes from cfg.
-func NewS3Store(cfg S3Config) (*S3Store, error) {
-	if err := cfg.validate(); err != nil {
+func NewS3Store(cfg S3Config) (*S3Store, error) { return newS3Store(cfg, nil) }
+
+// newS3Store is NewS3Store with errors naming the options as n does.
+func newS3Store(cfg S3Config, n Names) (*S3Store, error) {
+	if err := cfg.validate(n); err != nil {
 		return nil, err
 	}
 	region := cfg.Region
@@ -120,14 +124,14 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading --s3-ca-file: %w", err)
+			return nil, usererr.Errorf("reading %s: %w", n.of("S3.CAFile"), err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--s3-ca-file %s holds no PEM certificate", cfg.CAFile)
+			return nil, usererr.Errorf("%s %s holds no PEM certificate", n.of("S3.CAFile"), cfg.CAFile)
 		}
 		httpClient = httpClient.WithTransportOptions(func(tr *http.Transport) {
 			if tr.TLSClientConfig == nil {
@@ -192,7 +196,7 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader) error {
 	if errors.As(err, &mu) && mu.UploadID() != "" {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.abortTimeout)
 		defer cancel()
-		_ = retry(actx, func() error {
+		_ = poll.Retry(actx, abortBackoff, 0, nil, func(actx context.Context) error {
 			_, aerr := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
 				Bucket: aws.String(s.bucket), Key: aws.String(key), UploadId: aws.String(mu.UploadID()),
 			})
@@ -314,21 +318,5 @@ func apiCode(err error) string {
 	return ""
 }
 
-// retry calls f until it succeeds or ctx ends, backing off from 200 ms to 5 s.
-func retry(ctx context.Context, f func() error) error {
-	d := 200 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(d):
-		}
-		if d *= 2; d > 5*time.Second {
-			d = 5 * time.Second
-		}
-	}
-}
+// abortBackoff spaces the tries to abort a failed upload until AbortTimeout.
+var abortBackoff = poll.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}

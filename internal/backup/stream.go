@@ -73,7 +73,7 @@ func suffix(compression string, encrypted bool) string {
 
 func checkCompression(c string) error {
 	if c != CompressZstd && c != CompressGzip {
-		return fmt.Errorf("--compression %q is not zstd or gzip", c)
+		return fmt.Errorf("%q is not zstd or gzip", c)
 	}
 	return nil
 }
@@ -158,7 +158,7 @@ func newDecoder(in io.Reader, compression string, encrypted bool, identities []a
 	d.src = src
 	if encrypted {
 		if len(identities) == 0 {
-			return nil, fmt.Errorf("the backup is encrypted: give --age-identity-file to read it")
+			return nil, fmt.Errorf("the backup is encrypted and no age identity was given")
 		}
 		dr, err := age.Decrypt(src, identities...)
 		if err != nil {

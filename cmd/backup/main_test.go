@@ -1,8 +1,9 @@
-package backup
+package main
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -13,35 +14,58 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipwayci/slipway/internal/backup"
+	"github.com/slipwayci/slipway/internal/backup/backuptest"
 	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/logging"
 )
 
-// runCLI runs the backup binary's App in-process, as main does.
+// runCLI runs the backup binary's app in-process, as main does.
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	app := App()
+	a := app()
 	var out, errb bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errb
-	code = cli.Run(context.Background(), app, append([]string{"backup"}, args...))
+	a.Writer, a.ErrWriter = &out, &errb
+	code = cli.Run(context.Background(), a, append([]string{"backup"}, args...))
 	return code, out.String(), errb.String()
 }
 
-func s3Args(cfg S3Config) []string {
-	return []string{"--s3-endpoint", cfg.Endpoint, "--s3-bucket", cfg.Bucket, "--s3-prefix", cfg.Prefix, "--s3-region", cfg.Region}
+func s3Args(s backuptest.S3) []string {
+	return []string{"--s3-endpoint", s.Endpoint, "--s3-bucket", s.Bucket, "--s3-prefix", s.Prefix, "--s3-region", s.Region}
 }
 
-func setS3Env(t *testing.T, cfg S3Config) {
-	t.Setenv("AWS_ACCESS_KEY_ID", cfg.AccessKey.Reveal())
-	t.Setenv("AWS_SECRET_ACCESS_KEY", cfg.SecretKey.Reveal())
+// s3Env is the test's S3 prefix, its credentials in the environment.
+func s3Env(t *testing.T) backuptest.S3 {
+	s := backuptest.NewS3(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s.SecretKey)
+	return s
+}
+
+// listBackups runs backup list and decodes what it prints.
+func listBackups(t *testing.T, args ...string) (entries []backup.Entry, stdout string) {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, append([]string{"list"}, args...)...)
+	if code != 0 {
+		t.Fatalf("list: exit %d\n%s", code, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), &entries); err != nil {
+		t.Fatalf("list printed %q: %v", stdout, err)
+	}
+	return entries, stdout
 }
 
 // TestCLIUsageErrors: bad input exits 2 with one line naming the problem,
 // prints nothing on stdout and writes nothing to S3.
 func TestCLIUsageErrors(t *testing.T) {
-	cfg, st := s3Env(t)
-	setS3Env(t, cfg)
+	cfg := s3Env(t)
+	example, err := os.ReadFile(filepath.Join("..", "..", "examples", "backup", "primary.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	os.WriteFile(bad, []byte(goodPrimary+"extra: 1\n"), 0o644)
+	os.WriteFile(bad, append(example, "extra: 1\n"...), 0o644)
+	extraLine := bytes.Count(example, []byte("\n")) + 1
 	s3 := s3Args(cfg)
 	for _, tc := range []struct {
 		name string
@@ -64,7 +88,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"status format", append([]string{"status", "--format", "xml"}, s3...), `--format "xml"`},
 		{"unknown flag", append([]string{"create", "--colour"}, s3...), "flag provided but not defined: -colour"},
 		{"password file", append([]string{"create", "--site", "p", "--mysql-password-file", "/nonexistent/pw"}, s3...), "--mysql-password-file"},
-		{"values", []string{"cronjob", "--values", bad}, bad + ":10: field extra not found"},
+		{"values", []string{"cronjob", "--values", bad}, fmt.Sprintf("%s:%d: extra: unknown field", bad, extraLine)},
 		{"no values", []string{"cronjob"}, "--values is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,19 +105,38 @@ func TestCLIUsageErrors(t *testing.T) {
 			}
 		})
 	}
-	if objs, err := st.List(context.Background(), cfg.Prefix); err != nil || len(objs) != 0 {
-		t.Errorf("bad usage wrote to S3: %v %v", objs, err)
+	if entries, _ := listBackups(t, s3...); len(entries) != 0 {
+		t.Errorf("bad usage wrote to S3: %+v", entries)
+	}
+}
+
+// putFakeBackup stores a complete backup (one tiny dump and its manifest)
+// that finished at `at`.
+func putFakeBackup(t *testing.T, s backuptest.S3, at time.Time) {
+	t.Helper()
+	st, err := backup.NewS3Store(backup.S3Config{Endpoint: s.Endpoint, Region: s.Region, Bucket: s.Bucket,
+		AccessKey: logging.Secret(s.AccessKey), SecretKey: logging.Secret(s.SecretKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := backup.NewID(at)
+	dump := backup.Dump{Kind: backup.KindMySQL, Database: "app", Key: s.Prefix + id + "/mysql-app.sql.zst", Size: 4, SHA256: strings.Repeat("a", 64)}
+	m, _ := json.Marshal(backup.Manifest{Format: backup.ManifestFormat, ID: id, Site: "primary", Started: at, Finished: at,
+		Compression: backup.CompressZstd, Dumps: []backup.Dump{dump}})
+	for key, body := range map[string][]byte{dump.Key: []byte("dump"), s.Prefix + id + "/manifest.json": m} {
+		if err := st.Put(context.Background(), key, bytes.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 func TestCLIStatus(t *testing.T) {
-	cfg, st := s3Env(t)
-	setS3Env(t, cfg)
+	cfg := s3Env(t)
 	code, _, stderr := runCLI(t, append([]string{"status", "--max-age", "1h"}, s3Args(cfg)...)...)
 	if code != 1 || !strings.Contains(stderr, "no complete backup") {
 		t.Errorf("status of an empty prefix: exit %d, stderr %q; want 1 and a stale message", code, stderr)
 	}
-	writeFakeBackup(t, st, cfg.Prefix, time.Now().Add(-10*time.Minute), true)
+	putFakeBackup(t, cfg, time.Now().Add(-10*time.Minute))
 	code, stdout, stderr := runCLI(t, append([]string{"status", "--max-age", "1h", "--format", "prometheus"}, s3Args(cfg)...)...)
 	if code != 0 || !strings.Contains(stdout, "slipway_backup_stale 0\n") {
 		t.Errorf("fresh status: exit %d, stdout %q, stderr %q", code, stdout, stderr)
@@ -120,19 +163,27 @@ func writeWrapper(t *testing.T, dir, name, real, argvFile string) string {
 // (debug JSON logs), the child processes' argv, the result file or the
 // manifest; nor in the errors of runs with wrong credentials.
 func TestSecretsStayHidden(t *testing.T) {
-	e := newEnv(t)
-	app, shop := e.db("sec"), e.db("secshop")
-	e.dropDBs(app, shop)
-	user, pw := "bk_"+e.tag, "Pw-"+randHex(8)
-	root := sqlDB(t, e.primary)
-	mustExec(t, root, "CREATE DATABASE "+quoteID(app), "CREATE TABLE "+quoteID(app)+".t (id INT PRIMARY KEY, v TEXT)",
-		"INSERT INTO "+quoteID(app)+".t VALUES (1, 'x'), (2, 'y')",
+	s3 := s3Env(t)
+	primary, dr := backuptest.NewMariaDB(t, "PRIMARY"), backuptest.NewMariaDB(t, "DR")
+	mongoP, mongoD := backuptest.NewMongo(t, "PRIMARY"), backuptest.NewMongo(t, "DR")
+	tag := backuptest.RandHex(3)
+	app, shop := "sec_"+tag, "secshop_"+tag
+	for _, m := range []backuptest.MariaDB{primary, dr} {
+		m.DropOnCleanup(t, app)
+	}
+	for _, m := range []backuptest.Mongo{mongoP, mongoD} {
+		m.DropOnCleanup(t, shop)
+	}
+	user, pw := "bk_"+tag, "Pw-"+backuptest.RandHex(8)
+	root := primary.DB(t)
+	backuptest.MustExec(t, root, "CREATE DATABASE "+app, "CREATE TABLE "+app+".t (id INT PRIMARY KEY, v TEXT)",
+		"INSERT INTO "+app+".t VALUES (1, 'x'), (2, 'y')",
 		fmt.Sprintf("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY '%s'", user, pw),
 		fmt.Sprintf("GRANT ALL PRIVILEGES ON *.* TO '%s'@'127.0.0.1'", user))
 	t.Cleanup(func() { root.Exec(fmt.Sprintf("DROP USER '%s'@'127.0.0.1'", user)) })
-	seedMongo(t, e.mongoP, shop, 20)
+	mongoP.Seed(t, shop, 20)
 
-	mongoPW := "MongoPw-" + randHex(8)
+	mongoPW := "MongoPw-" + backuptest.RandHex(8)
 	withCreds := func(uri string) string {
 		u, err := url.Parse(uri)
 		if err != nil {
@@ -148,14 +199,13 @@ func TestSecretsStayHidden(t *testing.T) {
 	realClient, _ := exec.LookPath("mariadb")
 	dumpW := writeWrapper(t, dir, "dump", realDump, argv)
 	clientW := writeWrapper(t, dir, "client", realClient, argv)
-	mdumpW := writeWrapper(t, dir, "mongodump", e.mongoP.DumpBin, argv)
-	mrestW := writeWrapper(t, dir, "mongorestore", e.mongoP.RestoreBin, argv)
+	mdumpW := writeWrapper(t, dir, "mongodump", mongoP.DumpBin, argv)
+	mrestW := writeWrapper(t, dir, "mongorestore", mongoP.RestoreBin, argv)
 	resultFile := filepath.Join(dir, "result.json")
 
-	setS3Env(t, e.s3)
 	t.Setenv("SLIPWAY_MYSQL_PASSWORD", pw)
-	t.Setenv("SLIPWAY_MONGO_URI", withCreds(e.mongoP.URI.Reveal()))
-	secrets := []string{pw, mongoPW, e.s3.SecretKey.Reveal()}
+	t.Setenv("SLIPWAY_MONGO_URI", withCreds(mongoP.URI))
+	secrets := []string{pw, mongoPW, s3.SecretKey}
 	check := func(what, s string) {
 		t.Helper()
 		for _, sec := range secrets {
@@ -165,10 +215,10 @@ func TestSecretsStayHidden(t *testing.T) {
 		}
 	}
 	base := append([]string{"--debug", "--log-format", "json"}, []string{}...)
-	primaryPort := strconv.Itoa(e.primary.Port)
+	primaryPort := strconv.Itoa(primary.Port)
 	code, stdout, stderr := runCLI(t, append(append(base, "create", "--site", "primary", "--result", resultFile,
 		"--mysql-host", "127.0.0.1", "--mysql-port", primaryPort, "--mysql-user", user, "--mysql-database", app, "--mysql-dump-bin", dumpW,
-		"--mongo-database", shop, "--mongodump-bin", mdumpW), s3Args(e.s3)...)...)
+		"--mongo-database", shop, "--mongodump-bin", mdumpW), s3Args(s3)...)...)
 	if code != 0 {
 		t.Fatalf("create: exit %d\n%s", code, stderr)
 	}
@@ -179,33 +229,33 @@ func TestSecretsStayHidden(t *testing.T) {
 	}
 	res, _ := os.ReadFile(resultFile)
 	check("result file", string(res))
-	entries, err := catalog(context.Background(), e.store, e.s3.Prefix)
-	if err != nil || len(entries) != 1 || !entries[0].Complete {
-		t.Fatalf("catalog after create: %+v %v", entries, err)
+	entries, listed := listBackups(t, s3Args(s3)...)
+	if len(entries) != 1 || !entries[0].Complete {
+		t.Fatalf("backups after create: %+v", entries)
 	}
-	check("manifest", string(encodeManifest(entries[0].Manifest)))
+	check("manifest", listed)
 
 	// Restore at the DR site through the CLI, credentials in the URI.
-	t.Setenv("SLIPWAY_MONGO_URI", withCreds(e.mongoD.URI.Reveal()))
+	t.Setenv("SLIPWAY_MONGO_URI", withCreds(mongoD.URI))
 	t.Setenv("SLIPWAY_MYSQL_PASSWORD", "")
-	drPort := strconv.Itoa(e.dr.Port)
+	drPort := strconv.Itoa(dr.Port)
 	code, stdout, stderr = runCLI(t, append(append(base, "restore", "--latest", "--mysql-host", "127.0.0.1", "--mysql-port", drPort,
-		"--mysql-client-bin", clientW, "--mongorestore-bin", mrestW, "--mongo-no-index-restore"), s3Args(e.s3)...)...)
+		"--mysql-client-bin", clientW, "--mongorestore-bin", mrestW, "--mongo-no-index-restore"), s3Args(s3)...)...)
 	if code != 0 {
 		t.Fatalf("restore: exit %d\n%s", code, stderr)
 	}
 	check("restore stdout", stdout)
 	check("restore stderr", stderr)
 	var n int
-	if err := sqlDB(t, e.dr).QueryRow("SELECT COUNT(*) FROM " + quoteID(app) + ".t").Scan(&n); err != nil || n != 2 {
+	if err := dr.DB(t).QueryRow("SELECT COUNT(*) FROM " + app + ".t").Scan(&n); err != nil || n != 2 {
 		t.Errorf("restored rows: %d, %v", n, err)
 	}
 
 	// Wrong credentials: the errors must not echo them either.
-	wrong := "Wrong-" + randHex(8)
+	wrong := "Wrong-" + backuptest.RandHex(8)
 	secrets = append(secrets, wrong)
 	t.Setenv("SLIPWAY_MYSQL_PASSWORD", wrong)
-	other := e.s3
+	other := s3
 	other.Prefix += "wrong/" // a backup may already exist for this second
 	code, _, stderr = runCLI(t, append(append(base, "create", "--site", "primary", "--mysql-host", "127.0.0.1", "--mysql-port", primaryPort,
 		"--mysql-user", user, "--mysql-database", app, "--mysql-dump-bin", dumpW), s3Args(other)...)...)
@@ -215,7 +265,7 @@ func TestSecretsStayHidden(t *testing.T) {
 	check("wrong-password stderr", stderr)
 	t.Setenv("SLIPWAY_MYSQL_PASSWORD", pw)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", wrong)
-	code, _, stderr = runCLI(t, append(append(base, "list"), s3Args(e.s3)...)...)
+	code, _, stderr = runCLI(t, append(append(base, "list"), s3Args(s3)...)...)
 	if code != 1 || !strings.Contains(stderr, "SignatureDoesNotMatch") {
 		t.Errorf("wrong S3 secret: exit %d, stderr %q", code, stderr)
 	}
