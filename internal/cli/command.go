@@ -50,7 +50,7 @@ type Output struct {
 	// Zuul is written to --zuul-return when that flag is set.
 	Zuul *zuul.Return
 	// Print writes what stdout shows (machine-readable: references, digests).
-	// Nil prints Result as indented JSON.
+	// Nil prints Result as indented JSON (see PrintJSON).
 	Print func(w io.Writer) error
 }
 
@@ -86,7 +86,15 @@ func Emit(cliContext *ucli.Context, out Output) error {
 	if out.Result == nil {
 		return nil
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out.Result)
+	return PrintJSON(out.Result)(w)
+}
+
+// PrintJSON is an Output.Print that writes v as indented JSON, the way
+// every command prints a machine-readable answer that is not a result file.
+func PrintJSON(v any) func(w io.Writer) error {
+	return func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
 }
