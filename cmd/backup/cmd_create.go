@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"runtime/debug"
 	"time"
@@ -11,36 +12,31 @@ import (
 	"github.com/slipwayci/slipway/internal/result"
 )
 
+func runCreate(ctx context.Context, cliContext *ucli.Context, o options) error {
+	// A soft limit keeps the heap (and so the pod's RSS) small: the stream
+	// needs ~20 MiB; GOMEMLIMIT overrides it.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(40 << 20)
+	}
+	t0 := time.Now()
+	m, err := backup.Create(ctx, backup.CreateOptions{Common: o.Common, Site: cliContext.String("site"), MySQL: o.MySQL, Mongo: o.Mongo,
+		Compression: cliContext.String("compression"), CompressionLevel: cliContext.Int("compression-level"),
+		AgeRecipients: cliContext.StringSlice("age-recipient")})
+	if err != nil {
+		return err
+	}
+	return emit(cliContext, o, result.BackupResult{Operation: "create", Backup: m.Ref(), Seconds: time.Since(t0).Seconds()})
+}
+
 func createCommand() *ucli.Command {
-	return &ucli.Command{
-		Name:      "create",
-		Usage:     "dump the databases into a new backup (manifest written last)",
+	return &ucli.Command{Name: "create", Usage: "dump the databases into a new backup (manifest written last)",
 		UsageText: "backup create --site primary --s3-bucket B --mysql-host H --mysql-database app --mongo-database app",
-		Flags: concat(s3Flags(), []ucli.Flag{resultFlag()}, mysqlFlags(), mongoFlags(), []ucli.Flag{
+		Flags: concat(s3Flags(), []ucli.Flag{resultFlag()}, databaseFlags(), []ucli.Flag{
 			&ucli.StringFlag{Name: "site", Usage: "name of the site being backed up (recorded in the manifest)", EnvVars: []string{"SLIPWAY_SITE"}},
 			&ucli.StringFlag{Name: "compression", Value: backup.CompressZstd, Usage: "zstd or gzip", EnvVars: []string{"SLIPWAY_BACKUP_COMPRESSION"}},
 			&ucli.IntFlag{Name: "compression-level", Usage: "compressor level (0 = default: zstd 1, gzip 6)", EnvVars: []string{"SLIPWAY_BACKUP_COMPRESSION_LEVEL"}},
 			&ucli.StringSliceFlag{Name: "age-recipient", Usage: "encrypt for this age public key or recipients `FILE` (repeatable)", EnvVars: []string{"SLIPWAY_AGE_RECIPIENTS"}},
 		}),
-		Action: func(cliContext *ucli.Context) error {
-			ctx, cancel, o, err := start(cliContext)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			// A soft limit keeps the heap (and so the pod's RSS) small:
-			// the stream needs ~20 MiB; GOMEMLIMIT overrides it.
-			if os.Getenv("GOMEMLIMIT") == "" {
-				debug.SetMemoryLimit(40 << 20)
-			}
-			t0 := time.Now()
-			m, err := backup.Create(ctx, backup.CreateOptions{Common: o.Common, Site: cliContext.String("site"), MySQL: o.MySQL, Mongo: o.Mongo,
-				Compression: cliContext.String("compression"), CompressionLevel: cliContext.Int("compression-level"),
-				AgeRecipients: cliContext.StringSlice("age-recipient")})
-			if err != nil {
-				return err
-			}
-			return emit(cliContext, o, result.BackupResult{Operation: "create", Backup: m.Ref(), Seconds: time.Since(t0).Seconds()})
-		},
+		Action: action(runCreate),
 	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -35,7 +33,9 @@ func s3Flags() []ucli.Flag {
 // resultFlag is --result, on the commands that write a BackupResult.
 func resultFlag() ucli.Flag { return cli.ResultFlag("backup", "SLIPWAY_BACKUP_RESULT") }
 
-func mysqlFlags() []ucli.Flag {
+// databaseFlags say where the MySQL and MongoDB servers are (create and
+// restore).
+func databaseFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "mysql-host", Usage: "MySQL/MariaDB host", EnvVars: []string{"SLIPWAY_MYSQL_HOST"}},
 		&ucli.IntFlag{Name: "mysql-port", Value: 3306, Usage: "MySQL port", EnvVars: []string{"SLIPWAY_MYSQL_PORT"}},
@@ -45,11 +45,6 @@ func mysqlFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "mysql-database", Usage: "MySQL database to back up (repeatable)", EnvVars: []string{"SLIPWAY_MYSQL_DATABASES"}},
 		&ucli.StringFlag{Name: "mysql-dump-bin", Usage: "dump tool (default: mariadb-dump or mysqldump on PATH)", EnvVars: []string{"SLIPWAY_MYSQL_DUMP_BIN"}},
 		&ucli.StringFlag{Name: "mysql-client-bin", Usage: "client used to load dumps (default: mariadb or mysql on PATH)", EnvVars: []string{"SLIPWAY_MYSQL_CLIENT_BIN"}},
-	}
-}
-
-func mongoFlags() []ucli.Flag {
-	return []ucli.Flag{
 		&ucli.StringFlag{Name: "mongo-uri-file", Usage: "`FILE` holding the MongoDB URI (it may hold credentials); else SLIPWAY_MONGO_URI is used", EnvVars: []string{"SLIPWAY_MONGO_URI_FILE"}},
 		&ucli.StringSliceFlag{Name: "mongo-database", Usage: "MongoDB database to back up (repeatable)", EnvVars: []string{"SLIPWAY_MONGO_DATABASES"}},
 		&ucli.StringFlag{Name: "mongodump-bin", Usage: "mongodump tool (default: on PATH)", EnvVars: []string{"SLIPWAY_MONGODUMP_BIN"}},
@@ -92,24 +87,34 @@ type options struct {
 	backup.Common
 	MySQL backup.MySQLConfig
 	Mongo backup.MongoConfig
+	// ID is the argument of a command that takes one (ArgsUsage: a backup ID).
+	ID string
 }
 
-// start is the prelude of every command that reaches S3: cli.Start, then
-// the shared flag groups bound into the options.
-func start(cliContext *ucli.Context) (context.Context, context.CancelFunc, options, error) {
-	ctx, cancel, err := cli.Start(cliContext)
-	if err != nil {
-		return nil, nil, options{}, err
+// runFunc does the work of a command that reaches S3.
+type runFunc func(ctx context.Context, cliContext *ucli.Context, o options) error
+
+// action is the prelude of every command that reaches S3: cli.Start, then
+// the shared flag groups bound into the options, then run.
+func action(run runFunc) ucli.ActionFunc {
+	return func(cliContext *ucli.Context) error {
+		ctx, cancel, err := cli.Start(cliContext)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		o, err := bind(cliContext)
+		if err != nil {
+			return err
+		}
+		return run(ctx, cliContext, o)
 	}
-	o, err := bind(cliContext)
-	if err != nil {
-		cancel()
-		return nil, nil, options{}, err
-	}
-	return ctx, cancel, o, nil
 }
 
 func bind(cliContext *ucli.Context) (options, error) {
+	if cliContext.NArg() > 1 {
+		return options{}, cli.Usagef("give one backup ID, got %d arguments", cliContext.NArg())
+	}
 	var err error
 	secret := func(fileFlag, envVar string) logging.Secret {
 		s, serr := secretFrom(cliContext, fileFlag, envVar)
@@ -141,6 +146,7 @@ func bind(cliContext *ucli.Context) (options, error) {
 			DumpBin: cliContext.String("mongodump-bin"), RestoreBin: cliContext.String("mongorestore-bin"),
 			NoIndexRestore: cliContext.Bool("mongo-no-index-restore"),
 		},
+		ID: cliContext.Args().First(),
 	}
 	if err != nil {
 		return options{}, err
@@ -173,13 +179,4 @@ func secretFrom(cliContext *ucli.Context, fileFlag, envVar string) (logging.Secr
 func emit(cliContext *ucli.Context, o options, r result.BackupResult) error {
 	r.Bucket, r.Prefix = o.S3.Bucket, o.S3.Prefix
 	return cli.Emit(cliContext, cli.Output{Result: &r})
-}
-
-// printJSON prints v as indented JSON: the list and status commands' output.
-func printJSON(v any) func(io.Writer) error {
-	return func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
 }

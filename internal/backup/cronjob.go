@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -254,7 +255,7 @@ func (v *Values) checkResources(bad badFunc) error {
 		field string
 		m     map[string]string
 	}{{"resources.requests", v.Resources.Requests}, {"resources.limits", v.Resources.Limits}} {
-		for _, k := range sortedKeys(group.m) {
+		for _, k := range slices.Sorted(maps.Keys(group.m)) {
 			if k != "cpu" && k != "memory" && k != "ephemeral-storage" {
 				return bad(group.field+"."+k, "unknown resource (cpu, memory, ephemeral-storage)")
 			}
@@ -267,15 +268,6 @@ func (v *Values) checkResources(bad badFunc) error {
 		return bad("resources.limits", "missing: every backup job needs cpu and memory limits")
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func checkRef(r *SecretRef, field string, bad badFunc) error {

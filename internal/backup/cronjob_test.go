@@ -22,13 +22,7 @@ import (
 
 func exampleValues(t *testing.T, name string) *Values {
 	t.Helper()
-	p := filepath.Join("..", "..", "examples", "backup", name)
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	v, err := ParseValues(f, p)
+	v, err := LoadValues(filepath.Join("..", "..", "examples", "backup", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,14 +170,18 @@ func FuzzParseValues(f *testing.F) {
 	f.Add("role: dr\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		v, err := ParseValues(strings.NewReader(s), "f.yaml")
-		if err != nil {
+		var ce *config.Error
+		switch {
+		case errors.As(err, &ce):
 			if !strings.HasPrefix(err.Error(), "f.yaml:") {
 				t.Fatalf("error without file:line: %v", err)
 			}
-			return
-		}
-		if _, err := RenderCronJobs(v); err != nil {
-			t.Fatalf("valid values do not render: %v", err)
+		case err != nil:
+			t.Fatalf("error that does not name file, line and field: %v", err)
+		default:
+			if _, err := RenderCronJobs(v); err != nil {
+				t.Fatalf("valid values do not render: %v", err)
+			}
 		}
 	})
 }

@@ -74,6 +74,19 @@ func (e *env) common() Common {
 // db returns this test's name for a logical database.
 func (e *env) db(name string) string { return name + "_" + e.tag }
 
+// seed makes this test's MySQL databases app1 and app2 and its MongoDB
+// database shop on both sites, dropped when it ends: rows and docs size the
+// primary's data, drRows and drDocs the DR site's own, different data.
+func (e *env) seed(rows, docs, drRows, drDocs int) (app1, app2, shop string) {
+	app1, app2, shop = e.db("app1"), e.db("app2"), e.db("shop")
+	e.dropDBs(app1, app2, shop)
+	seedMySQL(e.t, e.primary, app1, app2, rows)
+	seedMongo(e.t, e.mongoP, shop, docs)
+	seedMySQL(e.t, e.dr, app1, app2, drRows)
+	seedMongo(e.t, e.mongoD, shop, drDocs)
+	return app1, app2, shop
+}
+
 func sqlDB(t *testing.T, c MySQLConfig) *sql.DB {
 	t.Helper()
 	db, err := c.open()

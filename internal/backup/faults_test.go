@@ -42,13 +42,8 @@ func putAll(t *testing.T, st ObjectStore, key string, b []byte) {
 func TestRestoreRefusesBadBackups(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	app1, app2, shop := e.db("app1"), e.db("app2"), e.db("shop")
-	e.dropDBs(app1, app2, shop)
-	seedMySQL(t, e.primary, app1, app2, 5000)
-	seedMongo(t, e.mongoP, shop, 500)
 	// The DR site has its own, different data.
-	seedMySQL(t, e.dr, app1, app2, 1000)
-	seedMongo(t, e.mongoD, shop, 20)
+	app1, app2, shop := e.seed(5000, 500, 1000, 20)
 
 	dumpKey := func(m *Manifest, kind, db string) string {
 		for _, d := range m.Dumps {

@@ -360,32 +360,33 @@ func (t *mysqlTarget) Swap(ctx context.Context) (undo func(context.Context) erro
 	if err != nil {
 		return nil, fmt.Errorf("connecting to MySQL: %w", err)
 	}
+	// The undo keeps the connection; a failed swap closes it.
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
 	live, stage, old := t.db, t.staging(), t.old()
 	liveExisted, err := t.exists(ctx, conn, live)
 	if err != nil {
-		conn.Close()
 		return nil, err
 	}
 	newObjs, err := objects(ctx, conn, stage)
 	if err != nil {
-		conn.Close()
 		return nil, err
 	}
 	var oldObjs []sqlObject
 	var liveTables []string
 	if liveExisted {
 		if oldObjs, err = objects(ctx, conn, live); err != nil {
-			conn.Close()
 			return nil, err
 		}
 		if liveTables, err = tables(ctx, conn, live); err != nil {
-			conn.Close()
 			return nil, err
 		}
 	}
 	newTables, err := tables(ctx, conn, stage)
 	if err != nil {
-		conn.Close()
 		return nil, err
 	}
 	renamed := false
@@ -420,9 +421,7 @@ func (t *mysqlTarget) Swap(ctx context.Context) (undo func(context.Context) erro
 		return nil
 	}
 	fail := func(step string, err error) (func(context.Context) error, error) {
-		rctx := context.WithoutCancel(ctx)
-		rerr := rollback(rctx)
-		conn.Close()
+		rerr := rollback(context.WithoutCancel(ctx))
 		return nil, errors.Join(fmt.Errorf("swapping %s into %s (%s): %w", stage, live, step, err), rerr)
 	}
 	for _, q := range []string{"DROP DATABASE IF EXISTS " + quoteID(old), "CREATE DATABASE " + quoteID(old), "CREATE DATABASE IF NOT EXISTS " + quoteID(live) + " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"} {

@@ -35,30 +35,6 @@ func (c *hashCounter) Write(p []byte) (int, error) {
 
 func (c *hashCounter) Sum() string { return hex.EncodeToString(c.h.Sum(nil)) }
 
-// countingWriter is a writer that also hashes and counts.
-type countingWriter struct {
-	w io.Writer
-	c *hashCounter
-}
-
-func (w countingWriter) Write(p []byte) (int, error) {
-	n, err := w.w.Write(p)
-	w.c.Write(p[:n])
-	return n, err
-}
-
-// countingReader is a reader that also hashes and counts.
-type countingReader struct {
-	r io.Reader
-	c *hashCounter
-}
-
-func (r countingReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	r.c.Write(p[:n])
-	return n, err
-}
-
 // suffix returns the object name suffix of a dump stored with these settings.
 func suffix(compression string, encrypted bool) string {
 	s := ".zst"
@@ -88,7 +64,7 @@ type encoder struct {
 
 func newEncoder(out io.Writer, compression string, level int, recipients []age.Recipient) (*encoder, error) {
 	e := &encoder{raw: newHashCounter(), stored: newHashCounter()}
-	var sink io.Writer = countingWriter{w: out, c: e.stored}
+	var sink io.Writer = io.MultiWriter(out, e.stored)
 	if len(recipients) > 0 {
 		ew, err := age.Encrypt(sink, recipients...)
 		if err != nil {
@@ -120,7 +96,7 @@ func newEncoder(out io.Writer, compression string, level int, recipients []age.R
 		}
 		e.comp = zw
 	}
-	e.w = countingWriter{w: e.comp, c: e.raw}
+	e.w = io.MultiWriter(e.comp, e.raw)
 	return e, nil
 }
 
@@ -154,7 +130,7 @@ func (d *decoder) drain() error {
 
 func newDecoder(in io.Reader, compression string, encrypted bool, identities []age.Identity) (*decoder, error) {
 	d := &decoder{raw: newHashCounter(), stored: newHashCounter(), close: func() {}}
-	var src io.Reader = countingReader{r: in, c: d.stored}
+	var src io.Reader = io.TeeReader(in, d.stored)
 	d.src = src
 	if encrypted {
 		if len(identities) == 0 {
@@ -184,7 +160,7 @@ func newDecoder(in io.Reader, compression string, encrypted bool, identities []a
 	default:
 		return nil, fmt.Errorf("unknown compression %q", compression)
 	}
-	d.r = countingReader{r: d.r, c: d.raw}
+	d.r = io.TeeReader(d.r, d.raw)
 	return d, nil
 }
 

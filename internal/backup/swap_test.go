@@ -16,12 +16,7 @@ import (
 func TestSwapRollback(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	app1, app2, shop := e.db("app1"), e.db("app2"), e.db("shop")
-	e.dropDBs(app1, app2, shop)
-	seedMySQL(t, e.primary, app1, app2, 3000)
-	seedMongo(t, e.mongoP, shop, 300)
-	seedMySQL(t, e.dr, app1, app2, 500)
-	seedMongo(t, e.mongoD, shop, 30)
+	app1, app2, shop := e.seed(3000, 300, 500, 30)
 	my, mg := e.primary, e.mongoP
 	my.Databases, mg.Databases = []string{app1, app2}, []string{shop}
 	if _, err := Create(ctx, CreateOptions{Common: e.common(), Site: "primary", MySQL: my, Mongo: mg}); err != nil {
