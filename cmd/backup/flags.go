@@ -111,6 +111,8 @@ func action(run runFunc) ucli.ActionFunc {
 	}
 }
 
+// bind reads the shared flag groups, their secrets and a command's backup ID
+// argument into the options.
 func bind(cliContext *ucli.Context) (options, error) {
 	if cliContext.NArg() > 1 {
 		return options{}, cli.Usagef("give one backup ID, got %d arguments", cliContext.NArg())

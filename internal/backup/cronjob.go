@@ -352,48 +352,7 @@ func (v *Values) cronJob(verb, schedule string, args []string, dbs, identity boo
 		"app.kubernetes.io/managed-by": "slipway",
 		"slipway.dev/site":             v.Site,
 	}
-	env := []corev1.EnvVar{
-		{Name: "SLIPWAY_S3_BUCKET", Value: v.S3.Bucket},
-		{Name: "SLIPWAY_LOG_FORMAT", Value: "json"},
-		secretEnv("AWS_ACCESS_KEY_ID", SecretRef{Name: v.S3.CredentialsSecret, Key: "AWS_ACCESS_KEY_ID"}),
-		secretEnv("AWS_SECRET_ACCESS_KEY", SecretRef{Name: v.S3.CredentialsSecret, Key: "AWS_SECRET_ACCESS_KEY"}),
-	}
-	add := func(n, val string) {
-		if val != "" {
-			env = append(env, corev1.EnvVar{Name: n, Value: val})
-		}
-	}
-	add("SLIPWAY_S3_ENDPOINT", v.S3.Endpoint)
-	add("SLIPWAY_S3_REGION", v.S3.Region)
-	add("SLIPWAY_S3_PREFIX", v.S3.Prefix)
-	// The root filesystem is read-only; mongodump's private config file
-	// (the URI) goes to a small in-memory /tmp.
-	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
-	vols := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-		Medium: corev1.StorageMediumMemory, SizeLimit: ptr(resource.MustParse("1Mi"))}}}}
-	mountSecret := func(vol string, ref SecretRef, dir string) string {
-		vols = append(vols, corev1.Volume{Name: vol, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: ref.Name, DefaultMode: ptr(int32(0o400)), Items: []corev1.KeyToPath{{Key: ref.Key, Path: ref.Key}}}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: vol, MountPath: dir, ReadOnly: true})
-		return dir + "/" + ref.Key
-	}
-	if v.S3.CASecret != nil {
-		add("SLIPWAY_S3_CA_FILE", mountSecret("s3-ca", *v.S3.CASecret, "/etc/slipway/s3-ca"))
-	}
-	if dbs && v.MySQL != nil {
-		add("SLIPWAY_MYSQL_HOST", v.MySQL.Host)
-		if v.MySQL.Port != 0 {
-			add("SLIPWAY_MYSQL_PORT", strconv.Itoa(v.MySQL.Port))
-		}
-		add("SLIPWAY_MYSQL_USER", v.MySQL.User)
-		env = append(env, secretEnv("SLIPWAY_MYSQL_PASSWORD", v.MySQL.PasswordSecret))
-	}
-	if dbs && v.Mongo != nil {
-		env = append(env, secretEnv("SLIPWAY_MONGO_URI", v.Mongo.URISecret))
-	}
-	if identity && v.Encryption.IdentitySecret != nil {
-		add("SLIPWAY_AGE_IDENTITY_FILE", mountSecret("age-identity", *v.Encryption.IdentitySecret, "/etc/slipway/age"))
-	}
+	env, mounts, vols := v.inputs(dbs, identity)
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	for k, q := range v.Resources.Requests {
 		res.Requests[corev1.ResourceName(k)] = resource.MustParse(q)
@@ -458,6 +417,55 @@ func (v *Values) cronJob(verb, schedule string, args []string, dbs, identity boo
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: v.Namespace, Labels: labels},
 		Spec:       spec,
 	}
+}
+
+// inputs are what a job's container reads: its environment (credentials by
+// secretKeyRef), and the volumes it mounts (an in-memory /tmp and the Secret
+// files). dbs adds the databases' connection, identity the age identity.
+func (v *Values) inputs(dbs, identity bool) (env []corev1.EnvVar, mounts []corev1.VolumeMount, vols []corev1.Volume) {
+	env = []corev1.EnvVar{
+		{Name: "SLIPWAY_S3_BUCKET", Value: v.S3.Bucket},
+		{Name: "SLIPWAY_LOG_FORMAT", Value: "json"},
+		secretEnv("AWS_ACCESS_KEY_ID", SecretRef{Name: v.S3.CredentialsSecret, Key: "AWS_ACCESS_KEY_ID"}),
+		secretEnv("AWS_SECRET_ACCESS_KEY", SecretRef{Name: v.S3.CredentialsSecret, Key: "AWS_SECRET_ACCESS_KEY"}),
+	}
+	add := func(n, val string) {
+		if val != "" {
+			env = append(env, corev1.EnvVar{Name: n, Value: val})
+		}
+	}
+	add("SLIPWAY_S3_ENDPOINT", v.S3.Endpoint)
+	add("SLIPWAY_S3_REGION", v.S3.Region)
+	add("SLIPWAY_S3_PREFIX", v.S3.Prefix)
+	// The root filesystem is read-only; mongodump's private config file
+	// (the URI) goes to a small in-memory /tmp.
+	mounts = []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
+	vols = []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+		Medium: corev1.StorageMediumMemory, SizeLimit: ptr(resource.MustParse("1Mi"))}}}}
+	mountSecret := func(vol string, ref SecretRef, dir string) string {
+		vols = append(vols, corev1.Volume{Name: vol, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: ref.Name, DefaultMode: ptr(int32(0o400)), Items: []corev1.KeyToPath{{Key: ref.Key, Path: ref.Key}}}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: vol, MountPath: dir, ReadOnly: true})
+		return dir + "/" + ref.Key
+	}
+	if v.S3.CASecret != nil {
+		add("SLIPWAY_S3_CA_FILE", mountSecret("s3-ca", *v.S3.CASecret, "/etc/slipway/s3-ca"))
+	}
+	if dbs && v.MySQL != nil {
+		add("SLIPWAY_MYSQL_HOST", v.MySQL.Host)
+		if v.MySQL.Port != 0 {
+			add("SLIPWAY_MYSQL_PORT", strconv.Itoa(v.MySQL.Port))
+		}
+		add("SLIPWAY_MYSQL_USER", v.MySQL.User)
+		env = append(env, secretEnv("SLIPWAY_MYSQL_PASSWORD", v.MySQL.PasswordSecret))
+	}
+	if dbs && v.Mongo != nil {
+		env = append(env, secretEnv("SLIPWAY_MONGO_URI", v.Mongo.URISecret))
+	}
+	if identity && v.Encryption.IdentitySecret != nil {
+		add("SLIPWAY_AGE_IDENTITY_FILE", mountSecret("age-identity", *v.Encryption.IdentitySecret, "/etc/slipway/age"))
+	}
+	return env, mounts, vols
 }
 
 func ptr[T any](v T) *T { return &v }

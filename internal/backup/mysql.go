@@ -188,7 +188,7 @@ type sqlObject struct {
 
 func quoteID(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
-func (t *mysqlTarget) exists(ctx context.Context, conn *sql.Conn, db string) (bool, error) {
+func exists(ctx context.Context, conn *sql.Conn, db string) (bool, error) {
 	var n int
 	err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", db).Scan(&n)
 	return n > 0, err
@@ -366,99 +366,125 @@ func (t *mysqlTarget) Swap(ctx context.Context) (undo func(context.Context) erro
 			conn.Close()
 		}
 	}()
-	live, stage, old := t.db, t.staging(), t.old()
-	liveExisted, err := t.exists(ctx, conn, live)
-	if err != nil {
+	s := &mysqlSwap{conn: conn, live: t.db, stage: t.staging(), old: t.old()}
+	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
-	newObjs, err := objects(ctx, conn, stage)
-	if err != nil {
-		return nil, err
-	}
-	var oldObjs []sqlObject
-	var liveTables []string
-	if liveExisted {
-		if oldObjs, err = objects(ctx, conn, live); err != nil {
-			return nil, err
-		}
-		if liveTables, err = tables(ctx, conn, live); err != nil {
-			return nil, err
-		}
-	}
-	newTables, err := tables(ctx, conn, stage)
-	if err != nil {
-		return nil, err
-	}
-	renamed := false
-	rollback := func(ctx context.Context) error {
-		var errs []error
-		if liveExisted || renamed {
-			if cur, err := objects(ctx, conn, live); err == nil {
-				errs = append(errs, dropObjects(ctx, conn, live, cur, "TRIGGER", "VIEW", "PROCEDURE", "FUNCTION", "EVENT"))
-			} else {
-				errs = append(errs, err)
-			}
-		}
-		if renamed {
-			var back [][3]string
-			for _, tb := range newTables {
-				back = append(back, [3]string{live, stage, tb})
-			}
-			for _, tb := range liveTables {
-				back = append(back, [3]string{old, live, tb})
-			}
-			errs = append(errs, renameTables(ctx, conn, back))
-		}
-		if liveExisted {
-			errs = append(errs, createObjects(ctx, conn, live, oldObjs))
-		} else {
-			_, err := conn.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteID(live))
-			errs = append(errs, err)
-		}
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("rolling back MySQL database %s: %w", live, err)
-		}
-		return nil
-	}
-	fail := func(step string, err error) (func(context.Context) error, error) {
-		rerr := rollback(context.WithoutCancel(ctx))
-		return nil, errors.Join(fmt.Errorf("swapping %s into %s (%s): %w", stage, live, step, err), rerr)
-	}
-	for _, q := range []string{"DROP DATABASE IF EXISTS " + quoteID(old), "CREATE DATABASE " + quoteID(old), "CREATE DATABASE IF NOT EXISTS " + quoteID(live) + " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return fail("preparing", err)
-		}
-	}
-	if err := dropObjects(ctx, conn, stage, newObjs, "TRIGGER", "VIEW"); err != nil {
-		return fail("clearing staging triggers", err)
-	}
-	if err := dropObjects(ctx, conn, live, oldObjs, "TRIGGER", "VIEW"); err != nil {
-		return fail("clearing live triggers", err)
-	}
-	var moves [][3]string
-	for _, tb := range liveTables {
-		moves = append(moves, [3]string{live, old, tb})
-	}
-	for _, tb := range newTables {
-		moves = append(moves, [3]string{stage, live, tb})
-	}
-	if err := renameTables(ctx, conn, moves); err != nil {
-		return fail("renaming tables", err)
-	}
-	renamed = true
-	if err := faultHook("mysql swap " + live); err != nil {
-		return fail("fault injected", err)
-	}
-	if err := dropObjects(ctx, conn, live, oldObjs, "PROCEDURE", "FUNCTION", "EVENT"); err != nil {
-		return fail("dropping old routines", err)
-	}
-	if err := createObjects(ctx, conn, live, newObjs); err != nil {
-		return fail("recreating objects", err)
+	if err := s.run(ctx); err != nil {
+		return nil, errors.Join(err, s.rollback(context.WithoutCancel(ctx)))
 	}
 	return func(ctx context.Context) error {
 		defer conn.Close()
-		return rollback(ctx)
+		return s.rollback(ctx)
 	}, nil
+}
+
+// mysqlSwap is one swap of a staging database into its live one: what both
+// held before, and whether the tables have moved yet.
+type mysqlSwap struct {
+	conn                  *sql.Conn
+	live, stage, old      string
+	liveExisted           bool
+	newObjs, oldObjs      []sqlObject
+	newTables, liveTables []string
+	renamed               bool
+}
+
+// load reads what the staging and the live database hold.
+func (s *mysqlSwap) load(ctx context.Context) (err error) {
+	if s.liveExisted, err = exists(ctx, s.conn, s.live); err != nil {
+		return err
+	}
+	if s.newObjs, err = objects(ctx, s.conn, s.stage); err != nil {
+		return err
+	}
+	if s.newTables, err = tables(ctx, s.conn, s.stage); err != nil {
+		return err
+	}
+	if !s.liveExisted {
+		return nil
+	}
+	if s.oldObjs, err = objects(ctx, s.conn, s.live); err != nil {
+		return err
+	}
+	s.liveTables, err = tables(ctx, s.conn, s.live)
+	return err
+}
+
+// moves are the swap's renames in one RENAME TABLE: the live tables to the
+// old database first, then the staged ones into the live one.
+func (s *mysqlSwap) moves() [][3]string {
+	var moves [][3]string
+	for _, tb := range s.liveTables {
+		moves = append(moves, [3]string{s.live, s.old, tb})
+	}
+	for _, tb := range s.newTables {
+		moves = append(moves, [3]string{s.stage, s.live, tb})
+	}
+	return moves
+}
+
+// run makes the swap; its error names the step that failed.
+func (s *mysqlSwap) run(ctx context.Context) error {
+	fail := func(step string, err error) error {
+		return fmt.Errorf("swapping %s into %s (%s): %w", s.stage, s.live, step, err)
+	}
+	for _, q := range []string{"DROP DATABASE IF EXISTS " + quoteID(s.old), "CREATE DATABASE " + quoteID(s.old), "CREATE DATABASE IF NOT EXISTS " + quoteID(s.live) + " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"} {
+		if _, err := s.conn.ExecContext(ctx, q); err != nil {
+			return fail("preparing", err)
+		}
+	}
+	if err := dropObjects(ctx, s.conn, s.stage, s.newObjs, "TRIGGER", "VIEW"); err != nil {
+		return fail("clearing staging triggers", err)
+	}
+	if err := dropObjects(ctx, s.conn, s.live, s.oldObjs, "TRIGGER", "VIEW"); err != nil {
+		return fail("clearing live triggers", err)
+	}
+	if err := renameTables(ctx, s.conn, s.moves()); err != nil {
+		return fail("renaming tables", err)
+	}
+	s.renamed = true
+	if err := faultHook("mysql swap " + s.live); err != nil {
+		return fail("fault injected", err)
+	}
+	if err := dropObjects(ctx, s.conn, s.live, s.oldObjs, "PROCEDURE", "FUNCTION", "EVENT"); err != nil {
+		return fail("dropping old routines", err)
+	}
+	if err := createObjects(ctx, s.conn, s.live, s.newObjs); err != nil {
+		return fail("recreating objects", err)
+	}
+	return nil
+}
+
+// rollback puts the live database back as load found it.
+func (s *mysqlSwap) rollback(ctx context.Context) error {
+	var errs []error
+	if s.liveExisted || s.renamed {
+		if cur, err := objects(ctx, s.conn, s.live); err == nil {
+			errs = append(errs, dropObjects(ctx, s.conn, s.live, cur, "TRIGGER", "VIEW", "PROCEDURE", "FUNCTION", "EVENT"))
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if s.renamed {
+		// The moves reversed, each the other way round.
+		moves := s.moves()
+		back := make([][3]string, len(moves))
+		for i, m := range moves {
+			back[len(moves)-1-i] = [3]string{m[1], m[0], m[2]}
+		}
+		errs = append(errs, renameTables(ctx, s.conn, back))
+	}
+	if s.liveExisted {
+		errs = append(errs, createObjects(ctx, s.conn, s.live, s.oldObjs))
+	} else {
+		_, err := s.conn.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteID(s.live))
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("rolling back MySQL database %s: %w", s.live, err)
+	}
+	return nil
 }
 
 // Commit drops the staging and old databases after every swap succeeded.
