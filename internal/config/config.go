@@ -30,6 +30,8 @@ import (
 const DefaultMaxBytes = 4 << 20
 
 // Error is a problem in a file a user wrote. It is a user error (exit 2).
+// File is empty when the same fields came from elsewhere (a stage's flags,
+// which the command may then name in Field); the message starts with Field.
 type Error struct {
 	File  string
 	Line  int    // 0 when the problem has no line (an unreadable file)
@@ -43,12 +45,15 @@ func (e *Error) Error() string {
 	if e.Line > 0 {
 		fmt.Fprintf(&b, ":%d", e.Line)
 	}
-	if e.Field != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Field)
+	for _, s := range []string{e.Field, e.Msg} {
+		if s == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(": ")
+		}
+		b.WriteString(s)
 	}
-	b.WriteString(": ")
-	b.WriteString(e.Msg)
 	return b.String()
 }
 

@@ -179,3 +179,18 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		err  Error
+		want string
+	}{
+		{Error{File: "b.yaml", Line: 3, Field: "images[0].name", Msg: "missing"}, "b.yaml:3: images[0].name: missing"},
+		{Error{File: "b.yaml", Msg: "empty file"}, "b.yaml: empty file"},
+		{Error{Field: "--tag", Msg: `"a/b" is not a valid tag`}, `--tag: "a/b" is not a valid tag`},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+}
