@@ -4,6 +4,7 @@
 # Go-built checkers. Safe to rerun: it does nothing when all is there.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+case ${1:-} in -h|--help) usage ;; esac
 
 PACKAGES=(
   # registries, images, daemonless builds
@@ -14,6 +15,8 @@ PACKAGES=(
   mariadb-server mariadb-client
   # Zuul playbooks and config checks
   ansible-core ansible-lint yamllint
+  # static checks of hack/ and .ci/run (hack/test.sh)
+  shellcheck
   # test and benchmark helpers
   time curl openssl iproute2 ca-certificates git
 )
