@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Shared shell helpers for slipway's scripts: free ports, readiness waits,
-# process bookkeeping. Source it; do not run it.
+# Shared shell helpers for slipway's scripts: usage, free ports, readiness
+# waits, process bookkeeping, the tool set-up of the test and pipeline runs.
+# Source it; do not run it.
 
 # Debian's Python tools (swift, ansible) need the system python, not pyenv's.
 export PATH="/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
@@ -14,6 +15,13 @@ export SLIPWAY_CACHE="${SLIPWAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/slipway}"
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# usage prints the calling script's header comment (the lines after the
+# shebang up to the first line that is not a comment) and exits 2.
+usage() {
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2
+  exit 2
+}
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
 free_port() {
@@ -57,4 +65,25 @@ start_bg() {
 tools_hash() {
   # A module without scripts is fine: the glob may match nothing.
   { cat "$1"/go.mod "$1"/go.sum; cat "$1"/*.sh 2>/dev/null || true; } | sha256sum | cut -c1-16
+}
+
+# setup_tools MODE makes the tools of a test or pipeline run ready and builds
+# the binaries into bin/, first on PATH. MODE "install" installs what is
+# missing (hack/install-deps.sh), builds the test-only tools (hack/tools.sh,
+# cached) and puts them and the Go-built checkers on PATH; MODE "on-path" is
+# for a caller whose PATH already has them (a test env's).
+setup_tools() {
+  case $1 in
+    install)
+      local gobin toolpath
+      gobin=$("$SLIPWAY_ROOT/hack/install-deps.sh" | tail -n 1)
+      log "building test tools (cached in $SLIPWAY_CACHE)"
+      toolpath=$("$SLIPWAY_ROOT/hack/tools.sh")
+      PATH="$toolpath:$gobin:$PATH" ;;
+    on-path) ;;
+    *) die "setup_tools: unknown mode $1 (install or on-path)" ;;
+  esac
+  export PATH="$SLIPWAY_ROOT/bin:$PATH"
+  log "building the binaries into bin/"
+  (cd "$SLIPWAY_ROOT" && go build -trimpath -o bin/ ./cmd/...)
 }

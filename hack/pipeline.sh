@@ -37,8 +37,6 @@ state=$(cd "$state" && pwd)
 servers="$state/servers"
 branch=${SLIPWAY_PIPELINE_BRANCH:-platform/demo}
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-
 servers_alive() {
   [ -f "$servers/env" ] || return 1
   local f
@@ -75,15 +73,11 @@ if [ "${SLIPWAY_PIPELINE_SERVERS:-}" = env ]; then
   # The servers of the calling environment (the test runner's, for the
   # end-to-end test): SLIPWAY_TEST_* are already set, tools are on PATH.
   [ -n "${SLIPWAY_TEST_REGISTRY_A:-}" ] || die "SLIPWAY_PIPELINE_SERVERS=env but SLIPWAY_TEST_REGISTRY_A is not set: source a hack/testenv.sh env file first"
-  export PATH="$SLIPWAY_ROOT/bin:$PATH"
+  setup_tools on-path
 else
-  gobin=$(hack/install-deps.sh | tail -n 1)
-  log "building test tools (cached in $SLIPWAY_CACHE)"
-  toolpath=$(hack/tools.sh)
-  export PATH="$SLIPWAY_ROOT/bin:$toolpath:$gobin:$PATH"
+  setup_tools install
 fi
-log "building bin/ and the local Zuul runner"
-go build -trimpath -o bin/ ./cmd/...
+log "building the local Zuul runner"
 go build -trimpath -o "$state/zuul-local" ./test/zuulconfig/cmd/zuul-local
 
 if [ "${SLIPWAY_PIPELINE_SERVERS:-}" != env ]; then
@@ -94,7 +88,7 @@ if [ "${SLIPWAY_PIPELINE_SERVERS:-}" != env ]; then
     log "starting the servers in $servers"
     hack/testenv.sh up "$servers"
   fi
-  # shellcheck disable=SC1091
+  # shellcheck source=/dev/null # written by hack/testenv.sh up
   . "$servers/env"
 fi
 
@@ -137,6 +131,8 @@ zuul:
     canonical_name: review.example.org/slipwayci/slipway
     src_dir: src/review.example.org/slipwayci/slipway
 YAML
+# The SLIPWAY_TEST_* variables come from the servers' env file.
+# shellcheck disable=SC2153
 cat >"$state/site-vars.yaml" <<YAML
 # Where the local servers are; site variables win over job variables.
 slipway_src_dir: $SLIPWAY_ROOT
@@ -197,7 +193,7 @@ YAML
 umask 022
 
 # mongodump/mongorestore come from the test tools.
-export PATH="$(dirname "$SLIPWAY_TEST_MONGODUMP"):$PATH"
+PATH="$(dirname "$SLIPWAY_TEST_MONGODUMP"):$PATH"
 
 log "running pipeline post for $branch (job logs under $state/jobs)"
 rc=0

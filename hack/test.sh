@@ -5,7 +5,8 @@
 #   hack/test.sh [go test packages or flags...]   default: ./...
 #
 # It installs what is missing (hack/install-deps.sh), builds the test-only
-# tools once (hack/tools.sh, cached), checks formatting, vet and staticcheck,
+# tools once (hack/tools.sh, cached) and bin/, runs the static checks (gofmt,
+# go vet, staticcheck, shellcheck of hack/ and .ci/run: any finding fails),
 # starts every server (hack/testenv.sh) under one temp dir, runs `go test`
 # with SLIPWAY_TEST_STRICT=1 (a missing server fails, never skips), and stops
 # the servers on exit, even when tests fail.
@@ -13,19 +14,15 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$SLIPWAY_ROOT"
 
-gobin=$(hack/install-deps.sh | tail -n 1)
-log "building test tools (cached in $SLIPWAY_CACHE)"
-toolpath=$(hack/tools.sh)
-export PATH="$SLIPWAY_ROOT/bin:$toolpath:$gobin:$PATH"
+case ${1:-} in -h|--help) usage ;; esac
+setup_tools install
 
-log "building the binaries into bin/"
-go build -trimpath -o bin/ ./cmd/...
-
-log "static checks: gofmt, go vet, staticcheck"
-unformatted=$(gofmt -l $(git ls-files '*.go'))
+log "static checks: gofmt, go vet, staticcheck, shellcheck"
+unformatted=$(git ls-files -z '*.go' | xargs -0 -r gofmt -l)
 [ -z "$unformatted" ] || die "gofmt would change: $unformatted"
 go vet ./...
 staticcheck ./...
+shellcheck -x hack/*.sh hack/*/*.sh .ci/run
 
 envdir=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test.XXXXXX")
 cleanup() { hack/testenv.sh down "$envdir" || true; rm -rf "$envdir"; }
@@ -33,6 +30,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 log "starting test servers in $envdir"
 hack/testenv.sh up "$envdir"
+# shellcheck source=/dev/null # written by hack/testenv.sh up
 . "$envdir/env"
 export SLIPWAY_TEST_STRICT=1 TMPDIR="$envdir/tmp"
 mkdir -p "$TMPDIR"
