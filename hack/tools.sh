@@ -5,6 +5,7 @@
 # not rebuilt.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+case ${1:-} in -h|--help) usage ;; esac
 mkdir -p "$SLIPWAY_CACHE/logs"
 pids=(); names=()
 for t in "$SLIPWAY_ROOT"/hack/tools/*.sh; do

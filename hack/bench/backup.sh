@@ -11,6 +11,7 @@
 #   hack/bench/backup.sh [WORKDIR]
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+case ${1:-} in -h|--help) usage ;; esac
 gb=${BENCH_GB:-1}; factor=${BENCH_FACTOR:-4}
 work=${1:-$(mktemp -d /tmp/slipway-bench-backup.XXXXXX)}
 mkdir -p "$work"; work=$(cd "$work" && pwd)
@@ -18,6 +19,7 @@ env_dir="$work/env"
 cleanup() { "$SLIPWAY_ROOT/hack/testenv.sh" down "$env_dir" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 "$SLIPWAY_ROOT/hack/testenv.sh" up "$env_dir" mariadb s3 >&2
+# shellcheck source=/dev/null # written by hack/testenv.sh up
 . "$env_dir/env"
 bin="$work/backup"
 (cd "$SLIPWAY_ROOT" && go build -o "$bin" ./cmd/backup)

@@ -6,6 +6,7 @@
 # `buildah push` to an OCI layout), all measured in this run. No server needed.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+case ${1:-} in -h|--help) usage ;; esac
 size=${1:-200}
 for t in buildah /usr/bin/time go; do command -v "$t" >/dev/null || die "$t missing: run hack/install-deps.sh"; done
 work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench-build.XXXXXX")
@@ -48,10 +49,13 @@ bud() { buildah --root "$work/root" --runroot "$work/run" --storage-driver overl
 export -f bud; export work
 
 log "buildah alone: build (FROM scratch, COPY) + push to an OCI layout"
+# The child bash expands $work (exported above).
+# shellcheck disable=SC2016
 measure buildah_build bash -c 'bud build --isolation chroot --layers --timestamp 0 -q -f "$work/ctx/Dockerfile" -t localhost/bench:1 "$work/ctx"'
+# shellcheck disable=SC2016
 measure buildah_push bash -c 'bud push -q localhost/bench:1 "oci:$work/layout-buildah:1"'
 buildah_secs=$(awk -v a="${secs[buildah_build]}" -v b="${secs[buildah_push]}" 'BEGIN{print a+b}')
-buildah_rss=$(( ${rss[buildah_build]} > ${rss[buildah_push]} ? ${rss[buildah_build]} : ${rss[buildah_push]} ))
+buildah_rss=$(( rss[buildah_build] > rss[buildah_push] ? rss[buildah_build] : rss[buildah_push] ))
 
 log "build-image --backend buildah (fresh storage, same Dockerfile)"
 measure bi_buildah "$work/build-image" --context "$work/ctx" --repository bench/tree --source-date-epoch 0 \

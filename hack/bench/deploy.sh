@@ -13,17 +13,19 @@
 #   hack/bench/deploy.sh [ROUNDS]   (default 3; the median is reported)
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+case ${1:-} in -h|--help) usage ;; esac
 rounds=${1:-3}
 work=$(mktemp -d /tmp/slipway-bench-deploy.XXXXXX)
 own_env=""
 cleanup() {
-  [ -n "$own_env" ] && "$SLIPWAY_ROOT/hack/testenv.sh" down "$own_env" || true
+  if [ -n "$own_env" ]; then "$SLIPWAY_ROOT/hack/testenv.sh" down "$own_env" || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 if [ -z "${SLIPWAY_TEST_KUBECONFIG:-}" ]; then
   own_env="$work/env"
   "$SLIPWAY_ROOT/hack/testenv.sh" up "$own_env" kube
+  # shellcheck source=/dev/null # written by hack/testenv.sh up
   . "$own_env/env"
 fi
 kc=$SLIPWAY_TEST_KUBECONFIG

@@ -6,6 +6,7 @@
 #   kubeconfig          key + CSR + signing + CA + atomic write vs RSA 2048 key generation alone
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+case ${1:-} in -h|--help) usage ;; esac
 cd "$SLIPWAY_ROOT"
 out=$(go test -run '^$' -bench 'LoadSpec|EnsureNoop|AuthListBaseline|Kubeconfig|RSAKeyBaseline' -benchtime "${BENCHTIME:-2s}" -count 1 ./internal/magnum/)
 echo "$out" | grep -E '^Benchmark'

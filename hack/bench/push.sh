@@ -17,6 +17,7 @@
 #   - peak RSS of a dual push for 8 small layers vs 2 layers 4x larger (target <= 100 MB, flat)
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+case ${1:-} in -h|--help) usage ;; esac
 need() { command -v "$1" >/dev/null || die "$1 missing: run hack/install-deps.sh"; }
 need skopeo; [ -x /usr/bin/time ] || die "/usr/bin/time missing (Debian package time)"
 
@@ -25,13 +26,14 @@ REPS=${2:-2}
 work=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench-push.XXXXXX")
 started_env=""
 cleanup() {
-  [ -n "$started_env" ] && "$SLIPWAY_ROOT/hack/testenv.sh" down "$started_env" || true
+  if [ -n "$started_env" ]; then "$SLIPWAY_ROOT/hack/testenv.sh" down "$started_env" || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 if [ -z "${SLIPWAY_TEST_REGISTRY_A:-}" ] || [ -z "${SLIPWAY_TEST_REGISTRY_B:-}" ]; then
   started_env="$work/env"
   "$SLIPWAY_ROOT/hack/testenv.sh" up "$started_env" swift registries
+  # shellcheck source=/dev/null # written by hack/testenv.sh up
   . "$started_env/env"
 fi
 A=$SLIPWAY_TEST_REGISTRY_A B=$SLIPWAY_TEST_REGISTRY_B BS=${SLIPWAY_TEST_REGISTRY_BUILDSET:-}
@@ -73,9 +75,9 @@ minof() { tr ' ' '\n' | sort -g | head -1; }
 ta=() tb=() tab=() tsk=() tabs=() tskfs=()
 for rep in $(seq 1 "$REPS"); do
   img=$work/small-$rep
-  log "rep $rep/$REPS: single region A"; ta+=("$(push single-a-$rep "$img" --region a="$A")")
-  log "rep $rep/$REPS: single region B"; tb+=("$(push single-b-$rep "$img" --region b="$B")")
-  log "rep $rep/$REPS: dual A + B";      tab+=("$(push dual-$rep "$img" --region a="$A" --region b="$B")")
+  log "rep $rep/$REPS: single region A"; ta+=("$(push "single-a-$rep" "$img" --region a="$A")")
+  log "rep $rep/$REPS: single region B"; tb+=("$(push "single-b-$rep" "$img" --region b="$B")")
+  log "rep $rep/$REPS: dual A + B";      tab+=("$(push "dual-$rep" "$img" --region a="$A" --region b="$B")")
   log "rep $rep/$REPS: two skopeo copies"
   t0=$(now)
   for host in "$A" "$B"; do
@@ -84,7 +86,7 @@ for rep in $(seq 1 "$REPS"); do
   tsk+=("$(secs "$t0" "$(now)")")
   if [ -n "$BS" ]; then
     log "rep $rep/$REPS: balanced pair A + BUILDSET (both filesystem), ours and skopeo"
-    tabs+=("$(push dual-fs-$rep "$img" --region a="$A" --region c="$BS")")
+    tabs+=("$(push "dual-fs-$rep" "$img" --region a="$A" --region c="$BS")")
     t0=$(now)
     for host in "$A" "$BS"; do
       TMPDIR=$work skopeo copy -q --dest-tls-verify=false "oci:$img" "docker://$host/bench/$run_id/skopeo-fs-$rep:v1" >/dev/null
@@ -116,8 +118,8 @@ if [ -n "$BS" ]; then
   for rep in $(seq 1 "$REPS"); do
     img=$work/small-$rep
     log "rep $rep/$REPS: remote regions (${WAN_MIB} MiB/s links): single, dual, two skopeo copies"
-    wa+=("$(push wan-a-$rep "$img" --region a="$LA")")
-    wab+=("$(push wan-ac-$rep "$img" --region a="$LA" --region c="$LC")")
+    wa+=("$(push "wan-a-$rep" "$img" --region a="$LA")")
+    wab+=("$(push "wan-ac-$rep" "$img" --region a="$LA" --region c="$LC")")
     t0=$(now)
     for host in "$LA" "$LC"; do
       TMPDIR=$work skopeo copy -q --dest-tls-verify=false "oci:$img" "docker://$host/bench/$run_id/wan-skopeo-$rep:v1" >/dev/null

@@ -7,10 +7,13 @@
 # Exports SLIPWAY_TEST_BASE_IMAGE (full reference) and SLIPWAY_TEST_BASE_DIGEST.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+[ $# -eq 1 ] || usage
 dir=$1
 [ -f "$dir/env.d/registries.env" ] || die "baseimages needs the registries: hack/testenv.sh up DIR registries baseimages"
+# shellcheck source=/dev/null # written by hack/servers/registries.sh
 . "$dir/env.d/registries.env"
-command -v busybox >/dev/null && [ -f /bin/busybox ] || die "busybox-static missing: run hack/install-deps.sh"
+command -v busybox >/dev/null || die "busybox-static missing: run hack/install-deps.sh"
+[ -f /bin/busybox ] || die "busybox-static missing: run hack/install-deps.sh"
 command -v skopeo >/dev/null || die "skopeo missing: run hack/install-deps.sh"
 
 bbver=$(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || busybox | head -1)

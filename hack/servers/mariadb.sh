@@ -5,6 +5,7 @@
 # Exports SLIPWAY_TEST_MARIADB_{PRIMARY,DR}_{ADDR,SOCKET}.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+[ $# -eq 1 ] || usage
 dir=$1; root="$dir/mariadb"; mkdir -p "$root"
 command -v mariadbd >/dev/null || die "mariadbd missing: install mariadb-server (hack/install-deps.sh)"
 command -v mariadb-dump >/dev/null || die "mariadb-dump missing: install mariadb-client (hack/install-deps.sh)"
@@ -24,7 +25,7 @@ for site in primary dr; do
     --log-error="$d/error.log" --innodb-buffer-pool-size=64M --innodb-log-file-size=8M \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     --max-allowed-packet=64M --skip-name-resolve
-  up=$(printf '%s' "$site" | tr a-z A-Z)
+  up=${site^^}
   env_lines+=("export SLIPWAY_TEST_MARIADB_${up}_ADDR=127.0.0.1:$port" "export SLIPWAY_TEST_MARIADB_${up}_SOCKET=$sock")
   eval "port_$site=$port sock_$site=$sock"
 done

@@ -6,6 +6,7 @@
 # FerretDB accepts no SCRAM users: URIs carry no credentials (or PLAIN ones).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+[ $# -eq 1 ] || usage
 dir=$1; root="$dir/mongo"; mkdir -p "$root"
 if command -v ferretdb >/dev/null && command -v mongodump >/dev/null && command -v mongorestore >/dev/null; then
   bin=$(dirname "$(command -v ferretdb)")
@@ -20,7 +21,7 @@ for site in primary dr; do
   port=$(free_port)
   start_bg "mongo-$site" "$dir" "$bin/ferretdb" -listen "127.0.0.1:$port" -dir "$root/$site"
   wait_for "ferretdb $site" 60 tcp_open "$port"
-  up=$(printf '%s' "$site" | tr a-z A-Z)
+  up=${site^^}
   lines+=("export SLIPWAY_TEST_MONGO_${up}_URI=mongodb://127.0.0.1:$port/")
 done
 lines+=("export SLIPWAY_TEST_MONGODUMP=$bin/mongodump" "export SLIPWAY_TEST_MONGORESTORE=$bin/mongorestore")

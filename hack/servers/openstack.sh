@@ -7,6 +7,7 @@
 # application-credential users, regions, the fault-injection admin URL).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+[ $# -eq 1 ] || usage
 dir=$1; root="$dir/openstack"; mkdir -p "$root"
 
 log "building the OpenStack emulator"
@@ -23,9 +24,10 @@ cat >"$root/users.json" <<JSON
 JSON
 chmod 600 "$root/users.json"
 
-args=(-listen "127.0.0.1:$port" -regions RegionOne,RegionTwo -users "$root/users.json"
+args=(-listen "127.0.0.1:$port" -regions "RegionOne,RegionTwo" -users "$root/users.json"
       -create-duration 2s -update-duration 1s -delete-duration 1s -url-file "$root/url")
 if [ -f "$dir/env.d/kube.env" ]; then
+  # shellcheck source=/dev/null # written by hack/servers/kube.sh
   . "$dir/env.d/kube.env"
   args+=(-ca-cert "$SLIPWAY_TEST_KUBE_CA_CERT" -ca-key "$SLIPWAY_TEST_KUBE_CA_KEY" -api-address "$SLIPWAY_TEST_KUBE_SERVER")
 fi

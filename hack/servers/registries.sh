@@ -8,6 +8,7 @@
 # Exports SLIPWAY_TEST_REGISTRY_{A,B,B_NODE,BUILDSET}=127.0.0.1:PORT.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+[ $# -eq 1 ] || usage
 dir=$1; root="$dir/registry"; mkdir -p "$root"
 command -v docker-registry >/dev/null || die "docker-registry missing: run hack/install-deps.sh"
 
@@ -24,6 +25,7 @@ CONF
 }
 swift_conf() { # name port
   [ -f "$dir/env.d/swift.env" ] || die "registry $1 needs swift: start it first (hack/testenv.sh up DIR swift registries)"
+  # shellcheck source=/dev/null # written by hack/servers/swift.sh
   . "$dir/env.d/swift.env"
   cat >"$root/$1.yml" <<CONF
 version: 0.1

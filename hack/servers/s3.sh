@@ -6,6 +6,7 @@
 # (ROOT is the posix directory behind it, for tests that inspect storage).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+[ $# -eq 1 ] || usage
 dir=$1; root="$dir/s3/data"; mkdir -p "$root/slipway-test"
 if command -v versitygw >/dev/null; then
   gw=$(command -v versitygw)

@@ -3,6 +3,7 @@
 # plus the memcached it keeps tokens in. Exports SLIPWAY_TEST_SWIFT_*.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+[ $# -eq 1 ] || usage
 dir=$1; root="$dir/swift"
 mkdir -p "$root/etc" "$root/srv/node/d1" "$root/run"
 [ -f /etc/swift/swift.conf ] || die "/etc/swift/swift.conf missing: install the swift package (hack/install-deps.sh)"

@@ -8,10 +8,9 @@
 # A cache directory that already exists is reused as is.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
+case ${1:-} in -h|--help) usage ;; esac
 mod="$SLIPWAY_ROOT/tools/data"
-# tools_hash's pipeline reports failure when the module has no *.sh file; its
-# output (the hash of go.mod and go.sum) is still right.
-hash=$(tools_hash "$mod") || true
+hash=$(tools_hash "$mod")
 out="$SLIPWAY_CACHE/data-$hash"
 if [ -x "$out/bin/versitygw" ] && [ -x "$out/bin/ferretdb" ] && [ -x "$out/bin/mongodump" ] && [ -x "$out/bin/mongorestore" ]; then
   echo "$out/bin"; exit 0
