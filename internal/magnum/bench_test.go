@@ -90,12 +90,12 @@ func (be *benchEnv) opts(b *testing.B) Options {
 func BenchmarkEnsureNoop(b *testing.B) {
 	be := newBenchEnv(b)
 	o := be.opts(b)
-	if err := ClusterEnsure(context.Background(), o); err != nil {
+	if _, err := ClusterEnsure(context.Background(), o); err != nil {
 		b.Fatal(err)
 	}
 	be.requests.Store(0)
 	for b.Loop() {
-		if err := ClusterEnsure(context.Background(), o); err != nil {
+		if _, err := ClusterEnsure(context.Background(), o); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -124,7 +124,7 @@ func BenchmarkAuthListBaseline(b *testing.B) {
 func BenchmarkKubeconfig(b *testing.B) {
 	be := newBenchEnv(b)
 	o := be.opts(b)
-	if err := ClusterEnsure(context.Background(), o); err != nil {
+	if _, err := ClusterEnsure(context.Background(), o); err != nil {
 		b.Fatal(err)
 	}
 	o.defaults()

@@ -12,8 +12,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clustertemplates"
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/nodegroups"
 
-	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // ErrClusterFailed is wrapped when a cluster operation ends *_FAILED or
@@ -101,16 +101,12 @@ func currentBounds(ng *nodegroups.NodeGroup) bounds {
 // planCluster plans from the cluster as found (nil: it does not exist).
 func planCluster(ctx context.Context, o *Options, a *api, c *clusters.Cluster) (*clusterPlan, error) {
 	spec := o.Spec
-	var err error
-	inUse := ""
-	if c != nil {
-		inUse = c.ClusterTemplateID
-	}
-	tp, err := planTemplate(ctx, a, &spec.Template, inUse)
+	p := &clusterPlan{cluster: c, resizeTo: -1}
+	tp, err := planTemplate(ctx, a, &spec.Template, p.inUse())
 	if err != nil {
 		return nil, err
 	}
-	p := &clusterPlan{template: tp, cluster: c, resizeTo: -1}
+	p.template = tp
 	if c == nil {
 		p.create = true
 		return p, nil
@@ -169,109 +165,130 @@ func (a *api) worker(ctx context.Context, clusterID string) (*nodegroups.NodeGro
 	return ng, nil
 }
 
-// ClusterDiff prints what cluster ensure would do, changing nothing.
-func ClusterDiff(ctx context.Context, o Options) error {
+// ClusterDiff returns what cluster ensure would do (the plan, one line per
+// step), changing nothing.
+func ClusterDiff(ctx context.Context, o Options) ([]string, error) {
 	a, err := startWithSpec(ctx, &o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := a.clusterByName(ctx, o.Spec.Cluster.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := planCluster(ctx, &o, a, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	lines := p.describe(o.Spec)
 	if p.empty() && len(p.blockers) == 0 {
-		lines = []string{fmt.Sprintf("cluster %s (%s) matches the spec: no changes", o.Spec.Cluster.Name, p.cluster.Status)}
+		return []string{fmt.Sprintf("cluster %s (%s) matches the spec: no changes", o.Spec.Cluster.Name, p.cluster.Status)}, nil
 	}
-	_, err = fmt.Fprintln(o.Out, strings.Join(lines, "\n"))
-	return err
+	return p.describe(o.Spec), nil
 }
 
 // ClusterEnsure converges the spec's template and cluster: create, resize,
-// change nodegroup bounds, upgrade; each followed by a wait. It then writes
-// the result (and the kubeconfig if asked).
-func ClusterEnsure(ctx context.Context, o Options) error {
+// change nodegroup bounds, upgrade; each followed by a wait. It returns the
+// cluster as it is then, with the changes made, and writes the kubeconfig
+// if o.Kubeconfig asks for one.
+func ClusterEnsure(ctx context.Context, o Options) (*result.ClusterResult, error) {
 	a, err := startWithSpec(ctx, &o)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	p, err := planEnsure(ctx, &o, a)
+	if err != nil {
+		return nil, err
+	}
+	ct, changes, err := ensureTemplate(ctx, &o, a, p.inUse(), p.template)
+	if err != nil {
+		return nil, err
+	}
+	c, more, err := converge(ctx, &o, a, p, ct)
+	if err != nil {
+		return nil, err
+	}
+	changes = append(changes, more...)
+	if len(changes) == 0 {
+		o.Log.Info("cluster matches the spec: nothing to do", "cluster", c.Name, "status", c.Status, "template", ct.Name)
+	}
+	res := describeCluster(ctx, a, c)
+	if o.Kubeconfig != "" {
+		if _, err := ensureKubeconfig(ctx, &o, a, c); err != nil {
+			return nil, err
+		}
+		res.Kubeconfig = o.Kubeconfig
+	}
+	return o.finish(res, changes), nil
+}
+
+// planEnsure plans cluster ensure: a cluster busy with an earlier operation
+// is waited for first, and a plan ensure cannot carry out is refused.
+func planEnsure(ctx context.Context, o *Options, a *api) (*clusterPlan, error) {
 	sc := &o.Spec.Cluster
-	// A cluster busy with an earlier operation is waited for first.
 	found, err := a.clusterByName(ctx, sc.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if found != nil && strings.HasSuffix(found.Status, "_IN_PROGRESS") {
 		action, _, _ := strings.Cut(found.Status, "_")
 		o.Log.Info("cluster is busy: waiting for it first", "cluster", sc.Name, "status", found.Status)
-		if _, err := waitFor(ctx, &o, a, found.UUID, sc.Name, action, nil); err != nil {
-			return err
+		if _, err := waitFor(ctx, o, a, found.UUID, sc.Name, action, nil); err != nil {
+			return nil, err
 		}
 		if found, err = a.clusterByName(ctx, sc.Name); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	p, err := planCluster(ctx, &o, a, found)
+	p, err := planCluster(ctx, o, a, found)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return p, p.refused(sc.Name, o.SpecFile)
+}
+
+// refused says why ensure cannot carry out the plan: a change Magnum cannot
+// make, or a cluster in a state ensure cannot work from; nil if it can.
+func (p *clusterPlan) refused(name, specFile string) error {
 	if len(p.blockers) > 0 {
-		return fmt.Errorf("cluster %s: %w: %s (nothing was changed)", sc.Name, ErrNotConvergeable, strings.Join(p.blockers, "; "))
+		return fmt.Errorf("cluster %s: %w: %s (nothing was changed)", name, ErrNotConvergeable, strings.Join(p.blockers, "; "))
 	}
-	if c := p.cluster; c != nil {
-		switch {
-		case c.Status == "CREATE_FAILED" || c.Status == "DELETE_FAILED" || strings.HasPrefix(c.Status, "ROLLBACK_"):
-			return fmt.Errorf("cluster %s: %w: it is %s: %s%s; delete it (magnum-cluster cluster delete --spec %s) and rerun",
-				sc.Name, ErrClusterFailed, c.Status, c.StatusReason, faultText(c.Faults), o.SpecFile)
-		case c.Status == "UPDATE_FAILED" && p.resizeTo < 0:
-			return fmt.Errorf("cluster %s: %w: its last update failed: %s%s; fix the cause, then rerun (a resize is retried from UPDATE_FAILED), or delete and recreate it",
-				sc.Name, ErrClusterFailed, c.StatusReason, faultText(c.Faults))
-		}
+	c := p.cluster
+	switch {
+	case c == nil:
+	case c.Status == "CREATE_FAILED" || c.Status == "DELETE_FAILED" || strings.HasPrefix(c.Status, "ROLLBACK_"):
+		return fmt.Errorf("cluster %s: %w: it is %s: %s%s; delete it (magnum-cluster cluster delete --spec %s) and rerun",
+			name, ErrClusterFailed, c.Status, c.StatusReason, faultText(c.Faults), specFile)
+	case c.Status == "UPDATE_FAILED" && p.resizeTo < 0:
+		return fmt.Errorf("cluster %s: %w: its last update failed: %s%s; fix the cause, then rerun (a resize is retried from UPDATE_FAILED), or delete and recreate it",
+			name, ErrClusterFailed, c.StatusReason, faultText(c.Faults))
 	}
-	inUse := ""
-	if p.cluster != nil {
-		inUse = p.cluster.ClusterTemplateID
+	return nil
+}
+
+// inUse is the UUID of the template the cluster uses ("" before it exists).
+func (p *clusterPlan) inUse() string {
+	if p.cluster == nil {
+		return ""
 	}
-	ct, changes, err := ensureTemplate(ctx, &o, a, inUse, p.template)
-	if err != nil {
-		return err
-	}
-	var c *clusters.Cluster
+	return p.cluster.ClusterTemplateID
+}
+
+// converge creates the cluster or updates it from template ct, and returns
+// it as it is afterwards with the changes made.
+func converge(ctx context.Context, o *Options, a *api, p *clusterPlan, ct *clustertemplates.ClusterTemplate) (*clusters.Cluster, []string, error) {
 	if p.create {
-		if c, err = createCluster(ctx, &o, a, ct); err != nil {
-			return err
-		}
-		changes = append(changes, fmt.Sprintf("created cluster %s (%d masters, %d workers)", sc.Name, c.MasterCount, c.NodeCount))
-	} else {
-		c = p.cluster
-		more, err := updateCluster(ctx, &o, a, p, c, ct)
-		changes = append(changes, more...)
+		c, err := createCluster(ctx, o, a, ct)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		if c, err = a.cluster(ctx, c.UUID); err != nil {
-			return err
-		}
+		return c, []string{fmt.Sprintf("created cluster %s (%d masters, %d workers)", c.Name, c.MasterCount, c.NodeCount)}, nil
 	}
-	if len(changes) == 0 {
-		o.Log.Info("cluster matches the spec: nothing to do", "cluster", sc.Name, "status", c.Status, "template", ct.Name)
-	}
-	res, err := describeCluster(ctx, a, c)
+	changes, err := updateCluster(ctx, o, a, p, p.cluster, ct)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	res.Changes = changes
-	if o.Kubeconfig != "" {
-		if err := writeKubeconfig(ctx, &o, a, c); err != nil {
-			return err
-		}
-		res.Kubeconfig = o.Kubeconfig
-	}
-	return publish(&o, res)
+	c, err := a.cluster(ctx, p.cluster.UUID)
+	return c, changes, err
 }
 
 func createCluster(ctx context.Context, o *Options, a *api, ct *clustertemplates.ClusterTemplate) (*clusters.Cluster, error) {
@@ -300,7 +317,7 @@ func createCluster(ctx context.Context, o *Options, a *api, ct *clustertemplates
 	id, err := clusters.Create(ctx, a.sc, opts).Extract()
 	if err != nil {
 		if statusOf(err) == http.StatusBadRequest {
-			return nil, cli.AsUsage(a.explain(fmt.Sprintf("creating cluster %s from %s", sc.Name, o.SpecFile), err))
+			return nil, usererr.Wrap(a.explain(fmt.Sprintf("creating cluster %s from %s", sc.Name, o.SpecFile), err))
 		}
 		return nil, a.explain("creating cluster "+sc.Name, err)
 	}
@@ -391,7 +408,9 @@ func faultText(faults map[string]string) string {
 	return "; faults: " + strings.Join(parts, "; ")
 }
 
-func describeCluster(ctx context.Context, a *api, c *clusters.Cluster) (*result.ClusterResult, error) {
+// describeCluster is the ClusterResult of c, with its template's name and
+// nodegroup bounds when Magnum tells them.
+func describeCluster(ctx context.Context, a *api, c *clusters.Cluster) *result.ClusterResult {
 	res := &result.ClusterResult{
 		Region:   a.region,
 		Template: result.ClusterTemplateRef{UUID: c.ClusterTemplateID},
@@ -407,54 +426,57 @@ func describeCluster(ctx context.Context, a *api, c *clusters.Cluster) (*result.
 	if ng, err := a.worker(ctx, c.UUID); err == nil {
 		res.Cluster.MinNodeCount, res.Cluster.MaxNodeCount = ng.MinNodeCount, ng.MaxNodeCount
 	}
-	return res, nil
+	return res
 }
 
-// ClusterShow prints the cluster's state as a ClusterResult (and writes the
-// result files). A missing cluster is an error.
-func ClusterShow(ctx context.Context, o Options) error {
+// ClusterShow returns the cluster's state as a ClusterResult. A missing
+// cluster is an error.
+func ClusterShow(ctx context.Context, o Options) (*result.ClusterResult, error) {
 	name, a, err := startWithName(ctx, &o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := a.clusterByName(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c == nil {
-		return fmt.Errorf("cluster %s does not exist in region %s", name, a.regionName())
+		return nil, fmt.Errorf("cluster %s does not exist in region %s", name, a.regionName())
 	}
-	res, err := describeCluster(ctx, a, c)
-	if err != nil {
-		return err
-	}
-	return publish(&o, res)
+	return o.finish(describeCluster(ctx, a, c), nil), nil
+}
+
+// Deleted is what cluster delete did.
+type Deleted struct {
+	Cluster string `json:"cluster"`
+	Deleted bool   `json:"deleted"` // false: there was no such cluster
+	UUID    string `json:"uuid,omitempty"`
 }
 
 // ClusterDelete deletes the cluster and waits until it is gone. A missing
 // cluster is not an error: there is nothing to do.
-func ClusterDelete(ctx context.Context, o Options) error {
+func ClusterDelete(ctx context.Context, o Options) (*Deleted, error) {
 	name, a, err := startWithName(ctx, &o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := a.clusterByName(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c == nil {
 		o.Log.Info("cluster does not exist: nothing to do", "cluster", name)
-		return writeJSON(o.Out, map[string]any{"cluster": name, "deleted": false})
+		return &Deleted{Cluster: name}, nil
 	}
 	if c.Status != "DELETE_IN_PROGRESS" {
 		o.Log.Info("deleting cluster", "cluster", name, "uuid", c.UUID, "status", c.Status)
 		if err := clusters.Delete(ctx, a.sc, c.UUID).ExtractErr(); err != nil && statusOf(err) != http.StatusNotFound {
-			return a.explain("deleting cluster "+name, err)
+			return nil, a.explain("deleting cluster "+name, err)
 		}
 	}
 	if _, err := waitFor(ctx, &o, a, c.UUID, name, "DELETE", nil); err != nil {
-		return err
+		return nil, err
 	}
 	o.Log.Info("cluster deleted", "cluster", name)
-	return writeJSON(o.Out, map[string]any{"cluster": name, "uuid": c.UUID, "deleted": true})
+	return &Deleted{Cluster: name, Deleted: true, UUID: c.UUID}, nil
 }

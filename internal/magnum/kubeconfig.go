@@ -19,7 +19,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clusters"
 	"gopkg.in/yaml.v3"
 
-	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/result"
 )
 
@@ -69,14 +68,9 @@ func serverURL(apiAddress string) string {
 	return "https://" + apiAddress
 }
 
-// writeKubeconfig writes a kubeconfig for cluster c to o.Kubeconfig, unless
+// ensureKubeconfig writes a kubeconfig for cluster c to o.Kubeconfig, unless
 // the file there is already one for this cluster with a certificate valid
 // for more than a day. It reports whether it wrote.
-func writeKubeconfig(ctx context.Context, o *Options, a *api, c *clusters.Cluster) error {
-	_, err := ensureKubeconfig(ctx, o, a, c)
-	return err
-}
-
 func ensureKubeconfig(ctx context.Context, o *Options, a *api, c *clusters.Cluster) (bool, error) {
 	if c.APIAddress == "" || !strings.HasSuffix(c.Status, "_COMPLETE") {
 		return false, fmt.Errorf("cluster %s has no Kubernetes API yet (status %s): run cluster ensure first", c.Name, c.Status)
@@ -163,31 +157,34 @@ func current(path, server, caPEM string, now time.Time) bool {
 	return err == nil
 }
 
+// KubeconfigWritten is what the kubeconfig command did.
+type KubeconfigWritten struct {
+	Cluster    string `json:"cluster"`
+	Kubeconfig string `json:"kubeconfig"`
+	Server     string `json:"server"`
+	Written    bool   `json:"written"` // false: the file there was current
+}
+
 // Kubeconfig writes a kubeconfig for the cluster (from the spec or by name)
-// to o.Kubeconfig and prints where.
-func Kubeconfig(ctx context.Context, o Options) error {
-	o.defaults()
-	name := o.clusterName()
-	if name == "" {
-		return cli.Usagef("name the cluster: --spec FILE or --name NAME")
-	}
+// to o.Kubeconfig.
+func Kubeconfig(ctx context.Context, o Options) (*KubeconfigWritten, error) {
 	if o.Kubeconfig == "" {
-		return cli.Usagef("--output (the kubeconfig path) is required")
+		return nil, ErrNoKubeconfig
 	}
-	a, err := connect(ctx, o.Auth)
+	name, a, err := startWithName(ctx, &o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := a.clusterByName(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c == nil {
-		return fmt.Errorf("cluster %s does not exist in region %s: create it with cluster ensure", name, a.regionName())
+		return nil, fmt.Errorf("cluster %s does not exist in region %s: create it with cluster ensure", name, a.regionName())
 	}
 	wrote, err := ensureKubeconfig(ctx, &o, a, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return writeJSON(o.Out, map[string]any{"kubeconfig": o.Kubeconfig, "cluster": c.Name, "server": serverURL(c.APIAddress), "written": wrote})
+	return &KubeconfigWritten{Cluster: c.Name, Kubeconfig: o.Kubeconfig, Server: serverURL(c.APIAddress), Written: wrote}, nil
 }

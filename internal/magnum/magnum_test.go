@@ -1,12 +1,12 @@
 package magnum
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,109 +14,46 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/slipwayci/slipway/internal/cli"
-	"github.com/slipwayci/slipway/internal/httpx"
-	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/magnum/magnumtest"
 	"github.com/slipwayci/slipway/internal/openstackemu"
-	"github.com/slipwayci/slipway/internal/osauth"
 	"github.com/slipwayci/slipway/internal/result"
-	"github.com/slipwayci/slipway/internal/testenv"
 	"github.com/slipwayci/slipway/internal/zuul"
 )
 
-// env is one test's own user and project on the shared emulator, so its
-// clusters and injected faults do not meet other tests'.
-type env struct {
-	t        *testing.T
-	admin    openstackemu.Admin
-	project  string
-	password string
-	auth     osauth.Options
-	dir      string
-}
+// env is one test's own user and project on the shared emulator.
+type env struct{ *magnumtest.Env }
 
-func newEnv(t *testing.T) *env {
-	t.Helper()
-	vals := testenv.Require(t, "SLIPWAY_TEST_OS_AUTH_URL", "SLIPWAY_TEST_OS_EMULATOR_ADMIN")
-	e := &env{t: t, admin: openstackemu.Admin{URL: vals[1]}, dir: t.TempDir()}
-	e.project = strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())) + "-" + time.Now().Format("150405.000000")
-	e.password = "pw-" + e.project + "-Zq9x"
-	if err := e.admin.AddUser(context.Background(), openstackemu.User{Name: e.project, Password: e.password, Project: e.project}); err != nil {
-		t.Fatal(err)
-	}
-	e.auth = osauth.Options{AuthURL: vals[0], Username: e.project, Password: logging.Secret(e.password), UserDomainName: "Default",
-		ProjectName: e.project, Region: "RegionOne", Retry: &httpx.RetryPolicy{Attempts: 3, Base: 20 * time.Millisecond, Max: 100 * time.Millisecond}}
-	return e
-}
+func newEnv(t *testing.T) *env { return &env{magnumtest.New(t)} }
 
-func (e *env) inject(f openstackemu.Fault) {
-	e.t.Helper()
-	f.Project = e.project
-	if err := e.admin.Inject(context.Background(), f); err != nil {
-		e.t.Fatal(err)
-	}
-}
+var testSpec = magnumtest.Spec
 
-// spec returns goodSpec-like text for cluster "c" with the given edits.
-func testSpec(edits ...string) string {
-	s := `template:
-  name: t
-  image: fedora-coreos-34
-  keypair: kp
-  master_lb_enabled: true
-  floating_ip_enabled: true
-  labels:
-    kube_tag: v1.21.10
-cluster:
-  name: c
-  master_count: 3
-  node_count: 2
-  min_node_count: 1
-  max_node_count: 4
-`
-	for i := 0; i+1 < len(edits); i += 2 {
-		s = strings.Replace(s, edits[i], edits[i+1], 1)
-	}
-	return s
-}
-
-// opts parses spec text into Options that print into out.
-func (e *env) opts(specText string, out *bytes.Buffer) Options {
-	e.t.Helper()
+// opts parses spec text into Options with short polls.
+func (e *env) opts(specText string) Options {
+	e.T.Helper()
 	spec, err := LoadSpec(strings.NewReader(specText), "spec.yaml")
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
-	return Options{Auth: e.auth, Spec: spec, SpecFile: "spec.yaml", Out: out, PollInterval: 100 * time.Millisecond,
-		MaxPollInterval: 300 * time.Millisecond, WaitTimeout: time.Minute, ResultFile: filepath.Join(e.dir, "result.json")}
+	return Options{Auth: e.Auth, Spec: spec, SpecFile: "spec.yaml", PollInterval: 100 * time.Millisecond,
+		MaxPollInterval: 300 * time.Millisecond, WaitTimeout: time.Minute}
 }
 
 func (e *env) ensure(specText string) *result.ClusterResult {
-	e.t.Helper()
-	var out bytes.Buffer
-	if err := ClusterEnsure(context.Background(), e.opts(specText, &out)); err != nil {
-		e.t.Fatalf("cluster ensure: %v", err)
+	e.T.Helper()
+	res, err := ClusterEnsure(context.Background(), e.opts(specText))
+	if err != nil {
+		e.T.Fatalf("cluster ensure: %v", err)
 	}
-	var res result.ClusterResult
-	if err := result.Decode(&out, &res); err != nil {
-		e.t.Fatalf("stdout is not a ClusterResult: %v", err)
-	}
-	var file result.ClusterResult
-	if err := result.ReadFile(filepath.Join(e.dir, "result.json"), &file); err != nil {
-		e.t.Fatal(err)
-	}
-	if diff := cmp.Diff(res, file); diff != "" {
-		e.t.Errorf("stdout and result file differ (-stdout +file):\n%s", diff)
-	}
-	return &res
+	return res
 }
 
 func (e *env) diff(specText string) string {
-	e.t.Helper()
-	var out bytes.Buffer
-	if err := ClusterDiff(context.Background(), e.opts(specText, &out)); err != nil {
-		e.t.Fatalf("cluster diff: %v", err)
+	e.T.Helper()
+	lines, err := ClusterDiff(context.Background(), e.opts(specText))
+	if err != nil {
+		e.T.Fatalf("cluster diff: %v", err)
 	}
-	return out.String()
+	return strings.Join(lines, "\n")
 }
 
 func TestCreateFromNothingThenNothingToDo(t *testing.T) {
@@ -125,20 +62,18 @@ func TestCreateFromNothingThenNothingToDo(t *testing.T) {
 	if d := e.diff(spec); !strings.Contains(d, "create template t-") || !strings.Contains(d, "create cluster c from template t-") {
 		t.Errorf("plan for nothing:\n%s", d)
 	}
-	zr := filepath.Join(e.dir, "zuul-return.json")
-	var out bytes.Buffer
-	o := e.opts(spec, &out)
-	o.ZuulReturn = zr
+	zr := filepath.Join(e.Dir, "zuul-return.json")
+	o := e.opts(spec)
 	z, err := zuul.Load(strings.NewReader("zuul: {pipeline: check, change: '4242', patchset: '3', project: {name: ops/platform}}\n"), "vars.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.Zuul = z
-	if err := ClusterEnsure(context.Background(), o); err != nil {
+	res, err := ClusterEnsure(context.Background(), o)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var res result.ClusterResult
-	if err := result.Decode(&out, &res); err != nil {
+	if err := ZuulReturn(res).WriteFile(zr); err != nil {
 		t.Fatal(err)
 	}
 	c := res.Cluster
@@ -201,12 +136,12 @@ func TestTemplateChangeUpgradesTheCluster(t *testing.T) {
 	e := newEnv(t)
 	first := e.ensure(testSpec())
 	spec := testSpec("kube_tag: v1.21.10", "kube_tag: v1.21.14")
-	var out bytes.Buffer
-	if err := TemplateDiff(context.Background(), e.opts(spec, &out)); err != nil {
+	lines, err := TemplateDiff(context.Background(), e.opts(spec))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), `template.labels.kube_tag: "v1.21.10" -> "v1.21.14"`) {
-		t.Errorf("template diff:\n%s", out.String())
+	if d := strings.Join(lines, "\n"); !strings.Contains(d, `template.labels.kube_tag: "v1.21.10" -> "v1.21.14"`) {
+		t.Errorf("template diff:\n%s", d)
 	}
 	res := e.ensure(spec)
 	if res.Template.Name == first.Template.Name || res.Cluster.COEVersion != "v1.21.14" || res.Cluster.UUID != first.Cluster.UUID {
@@ -216,14 +151,14 @@ func TestTemplateChangeUpgradesTheCluster(t *testing.T) {
 		t.Errorf("changes: %v", res.Changes)
 	}
 	// The old version is unused now and can go; the new one is in use.
-	var del bytes.Buffer
-	o := e.opts(spec, &del)
+	o := e.opts(spec)
 	o.AllVersions = true
-	if err := TemplateDelete(context.Background(), o); err != nil {
+	del, err := TemplateDelete(context.Background(), o)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(del.String(), first.Template.Name) || strings.Contains(del.String(), res.Template.Name) {
-		t.Errorf("template delete --all-versions: %s", del.String())
+	if !slices.Contains(del.Deleted, first.Template.Name) || slices.Contains(del.Deleted, res.Template.Name) {
+		t.Errorf("template delete with AllVersions: %v", del.Deleted)
 	}
 }
 
@@ -239,8 +174,7 @@ func TestImpossibleChangesExplainAndChangeNothing(t *testing.T) {
 		{"master count", testSpec("master_count: 3", "master_count: 5"), []string{"master_count 3 -> 5", "cannot resize the masters", "nothing was changed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out bytes.Buffer
-			err := ClusterEnsure(context.Background(), e.opts(tc.spec, &out))
+			_, err := ClusterEnsure(context.Background(), e.opts(tc.spec))
 			if !errors.Is(err, ErrNotConvergeable) {
 				t.Fatalf("err = %v, want ErrNotConvergeable", err)
 			}
@@ -254,12 +188,10 @@ func TestImpossibleChangesExplainAndChangeNothing(t *testing.T) {
 			}
 		})
 	}
-	var out bytes.Buffer
-	if err := ClusterShow(context.Background(), Options{Auth: e.auth, ClusterName: "c", Out: &out}); err != nil {
+	res, err := ClusterShow(context.Background(), Options{Auth: e.Auth, ClusterName: "c"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	var res result.ClusterResult
-	_ = result.Decode(&out, &res)
 	if res.Cluster.MasterCount != 3 || res.Template.UUID != first.Template.UUID || res.Cluster.Status != "CREATE_COMPLETE" {
 		t.Errorf("the cluster changed: %+v", res.Cluster)
 	}
@@ -267,10 +199,9 @@ func TestImpossibleChangesExplainAndChangeNothing(t *testing.T) {
 
 func TestCreateFailedReportsReasonAndFaults(t *testing.T) {
 	e := newEnv(t)
-	e.inject(openstackemu.Fault{Kind: openstackemu.FaultCreateFailed, Cluster: "c", StatusReason: "Quota exceeded for cores: Requested 24, but already used 80 of 96",
+	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultCreateFailed, Cluster: "c", StatusReason: "Quota exceeded for cores: Requested 24, but already used 80 of 96",
 		Faults: map[string]string{"default-worker": "Went to status ERROR due to No valid host was found"}})
-	var out bytes.Buffer
-	err := ClusterEnsure(context.Background(), e.opts(testSpec(), &out))
+	_, err := ClusterEnsure(context.Background(), e.opts(testSpec()))
 	if !errors.Is(err, ErrClusterFailed) || cli.ExitCode(err) != cli.ExitFailed {
 		t.Fatalf("err = %v, want ErrClusterFailed with exit 1", err)
 	}
@@ -279,14 +210,14 @@ func TestCreateFailedReportsReasonAndFaults(t *testing.T) {
 			t.Errorf("error lacks %q: %v", w, err)
 		}
 	}
-	e.assertFaultsFired()
+	e.AssertFaultsFired()
 	// A rerun does not pile a second cluster on the failed one.
-	err = ClusterEnsure(context.Background(), e.opts(testSpec(), &out))
+	_, err = ClusterEnsure(context.Background(), e.opts(testSpec()))
 	if !errors.Is(err, ErrClusterFailed) || !strings.Contains(err.Error(), "delete it") {
 		t.Fatalf("rerun on a failed cluster: %v", err)
 	}
 	// Delete, then ensure creates it afresh.
-	if err := ClusterDelete(context.Background(), Options{Auth: e.auth, ClusterName: "c", PollInterval: 100 * time.Millisecond, Out: &out}); err != nil {
+	if _, err := ClusterDelete(context.Background(), Options{Auth: e.Auth, ClusterName: "c", PollInterval: 100 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	if res := e.ensure(testSpec()); res.Cluster.Status != "CREATE_COMPLETE" {
@@ -296,12 +227,11 @@ func TestCreateFailedReportsReasonAndFaults(t *testing.T) {
 
 func TestStuckClusterTimesOut(t *testing.T) {
 	e := newEnv(t)
-	e.inject(openstackemu.Fault{Kind: openstackemu.FaultStuck, Cluster: "c"})
-	var out bytes.Buffer
-	o := e.opts(testSpec(), &out)
+	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultStuck, Cluster: "c"})
+	o := e.opts(testSpec())
 	o.WaitTimeout = 2 * time.Second
 	start := time.Now()
-	err := ClusterEnsure(context.Background(), o)
+	res, err := ClusterEnsure(context.Background(), o)
 	if !errors.Is(err, ErrWaitTimeout) || cli.ExitCode(err) != cli.ExitFailed {
 		t.Fatalf("err = %v, want ErrWaitTimeout with exit 1", err)
 	}
@@ -311,69 +241,53 @@ func TestStuckClusterTimesOut(t *testing.T) {
 	if time.Since(start) > 20*time.Second {
 		t.Errorf("the timeout was not honoured: %s", time.Since(start))
 	}
-	if out.Len() != 0 {
-		t.Errorf("stdout got output on failure: %s", out.String())
+	if res != nil {
+		t.Errorf("a result on failure: %+v", res)
 	}
-	e.assertFaultsFired()
+	e.AssertFaultsFired()
 }
 
 func TestTokenExpiryDuringWaitIsSurvived(t *testing.T) {
 	e := newEnv(t)
 	// The project's tokens expire on the third status poll of the create.
-	e.inject(openstackemu.Fault{Kind: openstackemu.FaultExpireTokens, Method: "GET", PathContains: "/clusters/", After: 2})
+	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultExpireTokens, Method: "GET", PathContains: "/clusters/", After: 2})
 	res := e.ensure(testSpec())
 	if res.Cluster.Status != "CREATE_COMPLETE" {
 		t.Fatalf("status %s", res.Cluster.Status)
 	}
-	e.assertFaultsFired()
-}
-
-// assertFaultsFired checks that every injected fault was used: a test that
-// passes without its fault firing proves nothing.
-func (e *env) assertFaultsFired() {
-	e.t.Helper()
-	left, err := e.admin.Faults(context.Background(), e.project)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if len(left) != 0 {
-		e.t.Errorf("faults that never fired: %+v", left)
-	}
+	e.AssertFaultsFired()
 }
 
 func TestDeleteWaitsAndIsIdempotent(t *testing.T) {
 	e := newEnv(t)
 	e.ensure(testSpec())
-	var out bytes.Buffer
-	o := e.opts(testSpec(), &out)
+	o := e.opts(testSpec())
 	// A template in use cannot be deleted: the error says what to do.
-	if err := TemplateDelete(context.Background(), o); err == nil || !strings.Contains(err.Error(), "delete the clusters that use it first") {
+	if _, err := TemplateDelete(context.Background(), o); err == nil || !strings.Contains(err.Error(), "delete the clusters that use it first") {
 		t.Fatalf("deleting a template in use: %v", err)
 	}
 	for i, want := range []bool{true, false} {
-		out.Reset()
-		if err := ClusterDelete(context.Background(), o); err != nil {
+		got, err := ClusterDelete(context.Background(), o)
+		if err != nil {
 			t.Fatalf("delete %d: %v", i, err)
 		}
-		var got struct{ Deleted bool }
-		if err := json.Unmarshal(out.Bytes(), &got); err != nil || got.Deleted != want {
-			t.Errorf("delete %d: %s", i, out.String())
+		if got.Deleted != want {
+			t.Errorf("delete %d: %+v", i, got)
 		}
 	}
-	if err := ClusterShow(context.Background(), o); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := ClusterShow(context.Background(), o); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("show after delete: %v", err)
 	}
-	out.Reset()
-	if err := TemplateDelete(context.Background(), o); err != nil || !strings.Contains(out.String(), "t-") {
-		t.Errorf("template delete after the cluster: %v %s", err, out.String())
+	del, err := TemplateDelete(context.Background(), o)
+	if err != nil || len(del.Deleted) != 1 || !strings.HasPrefix(del.Deleted[0], "t-") {
+		t.Errorf("template delete after the cluster: %v %+v", err, del)
 	}
 }
 
 func TestTooOldMicroversionIsExplained(t *testing.T) {
 	e := newEnv(t)
-	e.inject(openstackemu.Fault{Kind: openstackemu.FaultMicroversion, MaxMicroversion: "1.8"})
-	var out bytes.Buffer
-	err := ClusterEnsure(context.Background(), e.opts(testSpec(), &out))
+	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultMicroversion, MaxMicroversion: "1.8"})
+	_, err := ClusterEnsure(context.Background(), e.opts(testSpec()))
 	if !errors.Is(err, ErrMicroversion) {
 		t.Fatalf("err = %v, want ErrMicroversion", err)
 	}
@@ -386,10 +300,9 @@ func TestTooOldMicroversionIsExplained(t *testing.T) {
 
 func TestServerErrorsOnCreateAreNotRetried(t *testing.T) {
 	e := newEnv(t)
-	e.inject(openstackemu.Fault{Kind: openstackemu.FaultHTTPError, Method: "POST", PathContains: "/clusters", Status: 503})
-	e.inject(openstackemu.Fault{Kind: openstackemu.FaultHTTPError, Method: "GET", Status: 502, Count: 2})
-	var out bytes.Buffer
-	err := ClusterEnsure(context.Background(), e.opts(testSpec(), &out))
+	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultHTTPError, Method: "POST", PathContains: "/clusters", Status: 503})
+	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultHTTPError, Method: "GET", Status: 502, Count: 2})
+	_, err := ClusterEnsure(context.Background(), e.opts(testSpec()))
 	if err == nil || !strings.Contains(err.Error(), "Magnum answered 503") {
 		t.Fatalf("err = %v, want the 503 of the create", err)
 	}
@@ -398,9 +311,8 @@ func TestServerErrorsOnCreateAreNotRetried(t *testing.T) {
 	if res.Cluster.Status != "CREATE_COMPLETE" {
 		t.Fatal(res.Cluster.Status)
 	}
-	var show bytes.Buffer
-	if err := ClusterShow(context.Background(), Options{Auth: e.auth, ClusterName: "c", Out: &show}); err != nil {
+	if _, err := ClusterShow(context.Background(), Options{Auth: e.Auth, ClusterName: "c"}); err != nil {
 		t.Fatalf("show (a duplicate cluster would make the name ambiguous): %v", err)
 	}
-	e.assertFaultsFired()
+	e.AssertFaultsFired()
 }

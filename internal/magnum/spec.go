@@ -5,18 +5,14 @@
 package magnum
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
-	"reflect"
 	"regexp"
-	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/slipwayci/slipway/internal/config"
 )
 
 // Spec is a spec file: one cluster template and one cluster made from it.
@@ -80,214 +76,90 @@ type ClusterSpec struct {
 	Labels map[string]string `yaml:"labels"`
 }
 
-// SpecError is a problem in a spec file, naming the file, line and field.
-type SpecError struct {
-	File  string
-	Line  int
-	Field string
-	Msg   string
-}
-
-func (e *SpecError) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
-	}
-	if e.Field == "" {
-		return loc + ": " + e.Msg
-	}
-	return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
-}
-
 var (
 	nameRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.-]*$`)
 	// Template names in Magnum: <base>-<8 hex digits of the spec hash>.
 	versionSuffixRE = regexp.MustCompile(`-[0-9a-f]{8}$`)
 )
 
+// specHint is what an empty spec file lacks.
+var specHint = config.EmptyHint("it needs `template:` and `cluster:`")
+
 // LoadSpec reads and validates a spec from r; name (the file path) is used
-// in errors. Every problem is a *SpecError.
+// in errors. Every problem with the content is a *config.Error.
 func LoadSpec(r io.Reader, name string) (*Spec, error) {
-	data, err := io.ReadAll(r)
+	s := new(Spec)
+	doc, err := config.Decode(r, name, s, specHint)
+	return s.checked(doc, err)
+}
+
+// LoadSpecFile reads and validates the spec file at path (see LoadSpec).
+func LoadSpecFile(path string) (*Spec, error) {
+	s := new(Spec)
+	doc, err := config.DecodeFile(path, s, specHint)
+	return s.checked(doc, err)
+}
+
+// checked validates a decoded spec unless decoding failed.
+func (s *Spec) checked(doc *config.Doc, err error) (*Spec, error) {
+	if err == nil {
+		err = s.validate(doc)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlSyntaxError(name, err)
-	}
-	if root.Kind == 0 || len(root.Content) == 0 {
-		return nil, &SpecError{File: name, Msg: "empty spec: it needs `template:` and `cluster:`"}
-	}
-	// Walk the document against the types first: errors then name the
-	// field path and line, which yaml's own messages do not.
-	if err := checkNode(name, "", root.Content[0], reflect.TypeOf(Spec{})); err != nil {
 		return nil, err
 	}
-	// checkNode normalised label and string scalars to !!str; decode that.
-	normalised, err := yaml.Marshal(&root)
-	if err != nil {
-		return nil, &SpecError{File: name, Msg: err.Error()}
-	}
-	var spec Spec
-	dec := yaml.NewDecoder(bytes.NewReader(normalised))
-	dec.KnownFields(true)
-	if err := dec.Decode(&spec); err != nil {
-		return nil, &SpecError{File: name, Msg: err.Error()}
-	}
-	if err := spec.validate(name, root.Content[0]); err != nil {
-		return nil, err
-	}
-	return &spec, nil
+	return s, nil
 }
 
-func yamlSyntaxError(name string, err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
-		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
-	}
-	return &SpecError{File: name, Line: line, Msg: "not valid YAML: " + msg}
-}
-
-// checkNode verifies that node fits type t: known keys only, scalars of the
-// right kind. path is the dotted field path so far.
-func checkNode(file, path string, node *yaml.Node, t reflect.Type) error {
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if node.Kind == yaml.AliasNode {
-		node = node.Alias
-	}
-	fail := func(n *yaml.Node, format string, args ...any) error {
-		return &SpecError{File: file, Line: n.Line, Field: path, Msg: fmt.Sprintf(format, args...)}
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if node.Kind != yaml.MappingNode {
-			return fail(node, "must be a mapping of fields, not %s", describe(node))
-		}
-		fields := map[string]reflect.Type{}
-		var known []string
-		for i := 0; i < t.NumField(); i++ {
-			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-			fields[tag] = t.Field(i).Type
-			known = append(known, tag)
-		}
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			k, v := node.Content[i], node.Content[i+1]
-			sub := joinPath(path, k.Value)
-			ft, ok := fields[k.Value]
-			if !ok {
-				sort.Strings(known)
-				return &SpecError{File: file, Line: k.Line, Field: sub, Msg: fmt.Sprintf("unknown field (known: %s)", strings.Join(known, ", "))}
-			}
-			if seen[k.Value] {
-				return &SpecError{File: file, Line: k.Line, Field: sub, Msg: "given twice"}
-			}
-			seen[k.Value] = true
-			if err := checkNode(file, sub, v, ft); err != nil {
-				return err
-			}
-		}
-	case reflect.Map:
-		if node.Kind != yaml.MappingNode {
-			return fail(node, "must be a mapping of key: value, not %s", describe(node))
-		}
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			k, v := node.Content[i], node.Content[i+1]
-			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-				return &SpecError{File: file, Line: v.Line, Field: joinPath(path, k.Value), Msg: fmt.Sprintf("must be a string, not %s", describe(v))}
-			}
-			// Magnum labels are strings; write `"true"`, but a bare true is
-			// what people type, so it is taken as the string "true".
-			v.Tag = "!!str"
-		}
-	case reflect.String:
-		if node.Kind != yaml.ScalarNode || node.Tag == "!!null" {
-			return fail(node, "must be a string, not %s", describe(node))
-		}
-		node.Tag = "!!str"
-	case reflect.Int:
-		var n int
-		if node.Kind != yaml.ScalarNode || node.Tag != "!!int" || node.Decode(&n) != nil {
-			return fail(node, "must be a whole number, not %s", describe(node))
-		}
-	case reflect.Bool:
-		if node.Kind != yaml.ScalarNode || node.Tag != "!!bool" {
-			return fail(node, "must be true or false, not %s", describe(node))
-		}
-	}
-	return nil
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	}
-	if n.Tag == "!!null" {
-		return "empty"
-	}
-	return fmt.Sprintf("%q", n.Value)
-}
-
-func joinPath(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "." + b
-}
-
-// lineOf finds the line of a dotted path in the document, for errors about
-// values (0 if absent).
-func lineOf(root *yaml.Node, path string) int {
-	n := root
-	line := 0
-	for _, part := range strings.Split(path, ".") {
-		if n == nil || n.Kind != yaml.MappingNode {
-			return line
-		}
-		var next *yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == part {
-				line, next = n.Content[i].Line, n.Content[i+1]
-			}
-		}
-		if next == nil {
-			return line
-		}
-		n = next
-	}
-	return line
-}
-
-func (s *Spec) validate(file string, root *yaml.Node) error {
-	bad := func(path, format string, args ...any) error {
-		return &SpecError{File: file, Line: lineOf(root, path), Field: path, Msg: fmt.Sprintf(format, args...)}
-	}
+// validate checks what the types cannot say; it also fills in the default COE.
+func (s *Spec) validate(doc *config.Doc) error {
 	t, c := &s.Template, &s.Cluster
 	switch {
 	case t.Name == "":
-		return bad("template.name", "missing: the template's base name is required")
+		return doc.Errorf("template.name", "missing: the template's base name is required")
 	case !nameRE.MatchString(t.Name) || len(t.Name) > 200:
-		return bad("template.name", "%q must start with a letter and hold only letters, digits, '_', '.', '-' (at most 200)", t.Name)
+		return doc.Errorf("template.name", "%q must start with a letter and hold only letters, digits, '_', '.', '-' (at most 200)", t.Name)
 	case t.Image == "":
-		return bad("template.image", "missing: the Glance image (name or ID) of the nodes is required")
+		return doc.Errorf("template.image", "missing: the Glance image (name or ID) of the nodes is required")
 	case c.Name == "":
-		return bad("cluster.name", "missing: the cluster's name is required")
+		return doc.Errorf("cluster.name", "missing: the cluster's name is required")
 	case !nameRE.MatchString(c.Name) || len(c.Name) > 242:
-		return bad("cluster.name", "%q must start with a letter and hold only letters, digits, '_', '.', '-' (at most 242)", c.Name)
+		return doc.Errorf("cluster.name", "%q must start with a letter and hold only letters, digits, '_', '.', '-' (at most 242)", c.Name)
 	}
 	if t.COE == "" {
 		t.COE = "kubernetes"
 	}
 	if t.COE != "kubernetes" {
-		return bad("template.coe", "%q is not supported: magnum-cluster manages kubernetes clusters", t.COE)
+		return doc.Errorf("template.coe", "%q is not supported: magnum-cluster manages kubernetes clusters", t.COE)
 	}
+	if err := s.checkCounts(doc); err != nil {
+		return err
+	}
+	if c.Keypair == "" && t.Keypair == "" {
+		return doc.Errorf("template.keypair", "missing: Magnum needs a Nova keypair in the template or the cluster")
+	}
+	nodes := c.nodeCount()
+	if c.MinNodeCount != nil && *c.MinNodeCount > nodes {
+		return doc.Errorf("cluster.min_node_count", "%d is above node_count %d", *c.MinNodeCount, nodes)
+	}
+	if c.MaxNodeCount != nil && *c.MaxNodeCount < nodes {
+		return doc.Errorf("cluster.max_node_count", "%d is below node_count %d", *c.MaxNodeCount, nodes)
+	}
+	if c.masterCount() > 1 && (t.MasterLBEnabled == nil || !*t.MasterLBEnabled) {
+		return doc.Errorf("cluster.master_count", "%d masters need template.master_lb_enabled: true (Magnum refuses several masters without a load balancer)", c.masterCount())
+	}
+	for _, l := range []string{"min_node_count", "max_node_count"} {
+		if _, ok := c.Labels[l]; ok {
+			return doc.Errorf("cluster.labels."+l, "set cluster.%s instead: magnum-cluster manages this label", l)
+		}
+	}
+	return nil
+}
+
+// checkCounts checks the spec's numbers against their minimums and the
+// port range.
+func (s *Spec) checkCounts(doc *config.Doc) error {
+	t, c := &s.Template, &s.Cluster
 	for _, f := range []struct {
 		path string
 		v    *int
@@ -299,29 +171,11 @@ func (s *Spec) validate(file string, root *yaml.Node) error {
 		{"cluster.docker_volume_size", c.DockerVolumeSize, 1}, {"cluster.create_timeout", c.CreateTimeout, 1},
 	} {
 		if f.v != nil && *f.v < f.min {
-			return bad(f.path, "%d is below the minimum %d", *f.v, f.min)
+			return doc.Errorf(f.path, "%d is below the minimum %d", *f.v, f.min)
 		}
 	}
 	if t.APIServerPort != nil && *t.APIServerPort > 65535 {
-		return bad("template.apiserver_port", "%d is not a TCP port", *t.APIServerPort)
-	}
-	if c.Keypair == "" && t.Keypair == "" {
-		return bad("template.keypair", "missing: Magnum needs a Nova keypair in the template or the cluster")
-	}
-	nodes := c.nodeCount()
-	if c.MinNodeCount != nil && *c.MinNodeCount > nodes {
-		return bad("cluster.min_node_count", "%d is above node_count %d", *c.MinNodeCount, nodes)
-	}
-	if c.MaxNodeCount != nil && *c.MaxNodeCount < nodes {
-		return bad("cluster.max_node_count", "%d is below node_count %d", *c.MaxNodeCount, nodes)
-	}
-	if c.masterCount() > 1 && (t.MasterLBEnabled == nil || !*t.MasterLBEnabled) {
-		return bad("cluster.master_count", "%d masters need template.master_lb_enabled: true (Magnum refuses several masters without a load balancer)", c.masterCount())
-	}
-	for _, l := range []string{"min_node_count", "max_node_count"} {
-		if _, ok := c.Labels[l]; ok {
-			return bad("cluster.labels."+l, "set cluster.%s instead: magnum-cluster manages this label", l)
-		}
+		return doc.Errorf("template.apiserver_port", "%d is not a TCP port", *t.APIServerPort)
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 package magnum
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/slipwayci/slipway/internal/config"
 )
 
 func TestExamplesParse(t *testing.T) {
@@ -99,7 +101,7 @@ func TestLoadSpecErrors(t *testing.T) {
 		{"managed label", goodSpec + "  labels: {min_node_count: \"1\"}\n", "cluster.labels.min_node_count: set cluster.min_node_count instead"},
 		{"duplicate key", strings.Replace(goodSpec, "  keypair: kp\n", "  keypair: kp\n  keypair: kp2\n", 1), "spec.yaml"},
 		{"not YAML", "template: [\n", "spec.yaml"},
-		{"empty", "", "spec.yaml: empty spec"},
+		{"empty", "", "spec.yaml: empty file: it needs `template:` and `cluster:`"},
 		{"not a mapping", "- a\n- b\n", "spec.yaml:1: must be a mapping of fields"},
 		{"other coe", strings.Replace(goodSpec, "  keypair: kp\n", "  keypair: kp\n  coe: swarm\n", 1), `template.coe: "swarm" is not supported`},
 	} {
@@ -108,14 +110,41 @@ func TestLoadSpecErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if _, ok := err.(*SpecError); !ok {
-				t.Errorf("error type %T, want *SpecError", err)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Errorf("error type %T, want *config.Error", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not contain %q", err, tc.want)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+// TestConfigErrorFormat pins the whole message of each kind of spec error:
+// FILE:LINE: field.path: what is wrong (what is allowed).
+func TestConfigErrorFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name, spec, want string
+	}{
+		{"unknown key", strings.Replace(goodSpec, "  keypair: kp\n", "  keypair: kp\n  flavour: m1.small\n", 1),
+			"spec.yaml:5: template.flavour: unknown field (known: apiserver_port, coe, dns_nameserver, docker_storage_driver, docker_volume_size, " +
+				"external_network, fixed_network, fixed_subnet, flavor, floating_ip_enabled, hidden, http_proxy, https_proxy, image, keypair, labels, " +
+				"master_flavor, master_lb_enabled, name, network_driver, no_proxy, public, registry_enabled, server_type, tls_disabled, volume_driver)"},
+		{"unknown top-level key", goodSpec + "clusters: {}\n", "spec.yaml:13: clusters: unknown field (known: cluster, template)"},
+		{"wrong type", strings.Replace(goodSpec, "node_count: 3", "node_count: three", 1), `spec.yaml:12: cluster.node_count: must be a whole number, not "three"`},
+		{"wrong type of a label", strings.Replace(goodSpec, "kube_tag: v1.21.10", "kube_tag: [v1.21.10]", 1), "spec.yaml:7: template.labels.kube_tag: must be a string, not a list"},
+		{"bad value", strings.Replace(goodSpec, "name: prod", "name: 1prod", 1),
+			`spec.yaml:10: cluster.name: "1prod" must start with a letter and hold only letters, digits, '_', '.', '-' (at most 242)`},
+		{"bad value below the minimum", strings.Replace(goodSpec, "master_count: 3", "master_count: 0", 1), "spec.yaml:11: cluster.master_count: 0 is below the minimum 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadSpec(strings.NewReader(tc.spec), "spec.yaml")
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error\n got %v\nwant %s", err, tc.want)
 			}
 		})
 	}

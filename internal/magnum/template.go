@@ -10,15 +10,8 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clustertemplates"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
-
-func needSpec(o *Options) error {
-	if o.Spec == nil {
-		return cli.Usagef("a spec file is required: pass --spec FILE")
-	}
-	return nil
-}
 
 func (t *TemplateSpec) createOpts() clustertemplates.CreateOpts {
 	return clustertemplates.CreateOpts{
@@ -204,7 +197,7 @@ func ensureTemplate(ctx context.Context, o *Options, a *api, inUse string, p *te
 	ct, err := clustertemplates.Create(ctx, a.sc, t.createOpts()).Extract()
 	if err != nil {
 		if statusOf(err) == http.StatusBadRequest {
-			return nil, nil, cli.AsUsage(a.explain(fmt.Sprintf("creating template %s from %s", p.name, o.SpecFile), err))
+			return nil, nil, usererr.Wrap(a.explain(fmt.Sprintf("creating template %s from %s", p.name, o.SpecFile), err))
 		}
 		return nil, nil, a.explain("creating template "+p.name, err)
 	}
@@ -216,61 +209,62 @@ func ensureTemplate(ctx context.Context, o *Options, a *api, inUse string, p *te
 	return ct, []string{change}, nil
 }
 
-type templateOutput struct {
-	Name     string   `json:"name"`
-	UUID     string   `json:"uuid"`
-	Created  bool     `json:"created"`
-	Replaces string   `json:"replaces,omitempty"`
-	Diff     []string `json:"diff,omitempty"`
+// Template is what template ensure made sure of.
+type Template struct {
+	Name    string `json:"name"`
+	UUID    string `json:"uuid"`
+	Created bool   `json:"created"`
 }
 
-// TemplateEnsure creates the spec's template version if it is missing and
-// prints it as JSON.
-func TemplateEnsure(ctx context.Context, o Options) error {
+// TemplateEnsure creates the spec's template version if it is missing.
+func TemplateEnsure(ctx context.Context, o Options) (*Template, error) {
 	a, err := startWithSpec(ctx, &o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ct, changes, err := ensureTemplate(ctx, &o, a, "", nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	out := templateOutput{Name: ct.Name, UUID: ct.UUID, Created: len(changes) > 0}
-	return writeJSON(o.Out, out)
+	return &Template{Name: ct.Name, UUID: ct.UUID, Created: len(changes) > 0}, nil
 }
 
-// TemplateDiff prints what template ensure would do, changing nothing.
-func TemplateDiff(ctx context.Context, o Options) error {
+// TemplateDiff returns what template ensure would do (one line per step),
+// changing nothing.
+func TemplateDiff(ctx context.Context, o Options) ([]string, error) {
 	a, err := startWithSpec(ctx, &o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := planTemplate(ctx, a, &o.Spec.Template, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	lines := p.describe()
-	if len(lines) == 0 {
-		lines = []string{fmt.Sprintf("template %s exists and matches the spec: no changes", p.name)}
+	if lines := p.describe(); len(lines) > 0 {
+		return lines, nil
 	}
-	_, err = fmt.Fprintln(o.Out, strings.Join(lines, "\n"))
-	return err
+	return []string{fmt.Sprintf("template %s exists and matches the spec: no changes", p.name)}, nil
+}
+
+// TemplatesDeleted lists the template versions template delete removed.
+type TemplatesDeleted struct {
+	Deleted []string `json:"deleted"`
 }
 
 // TemplateDelete deletes the spec's template version (every unused version
 // with AllVersions). Missing templates are not an error; a template a
 // cluster uses is.
-func TemplateDelete(ctx context.Context, o Options) error {
+func TemplateDelete(ctx context.Context, o Options) (*TemplatesDeleted, error) {
 	a, err := startWithSpec(ctx, &o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	versions, err := templateVersions(ctx, a, o.Spec.Template.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	want := o.Spec.Template.TemplateName()
-	var deleted []string
+	out := &TemplatesDeleted{Deleted: []string{}}
 	for _, ct := range versions {
 		if !o.AllVersions && ct.Name != want {
 			continue
@@ -279,19 +273,16 @@ func TemplateDelete(ctx context.Context, o Options) error {
 		switch {
 		case err == nil:
 			o.Log.Info("template deleted", "template", ct.Name, "uuid", ct.UUID)
-			deleted = append(deleted, ct.Name)
+			out.Deleted = append(out.Deleted, ct.Name)
 		case statusOf(err) == http.StatusNotFound:
 		case statusOf(err) == http.StatusBadRequest && o.AllVersions:
 			o.Log.Info("template kept: a cluster uses it", "template", ct.Name)
 		default:
-			return fmt.Errorf("%w: delete the clusters that use it first (magnum-cluster cluster delete)", a.explain("deleting template "+ct.Name, err))
+			return nil, fmt.Errorf("%w: delete the clusters that use it first (magnum-cluster cluster delete)", a.explain("deleting template "+ct.Name, err))
 		}
 	}
-	if len(deleted) == 0 {
+	if len(out.Deleted) == 0 {
 		o.Log.Info("no template to delete: nothing to do", "template", want)
 	}
-	if deleted == nil {
-		deleted = []string{}
-	}
-	return writeJSON(o.Out, map[string]any{"deleted": deleted})
+	return out, nil
 }

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/magnum/magnumtest"
+	"github.com/slipwayci/slipway/internal/openstackemu"
+	"github.com/slipwayci/slipway/internal/result"
+)
+
+// env is one test's user and project on the emulator, for the CLI.
+type env struct{ *magnumtest.Env }
+
+func newEnv(t *testing.T) *env { return &env{magnumtest.New(t)} }
+
+var testSpec = magnumtest.Spec
+
+// runCLI runs magnum-cluster in-process with args, OpenStack credentials in
+// OS_* variables as an operator would set them, and returns the exit code
+// and the two streams.
+func (e *env) runCLI(args ...string) (int, string, string) {
+	e.T.Helper()
+	e.SetOSEnv()
+	a := app()
+	var stdout, stderr bytes.Buffer
+	a.Writer, a.ErrWriter = &stdout, &stderr
+	code := cli.Run(context.Background(), a, append([]string{"magnum-cluster"}, args...))
+	return code, stdout.String(), stderr.String()
+}
+
+func TestCLIBadSpecsExitTwo(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name, spec, want string
+	}{
+		{"unknown field", testSpec("  keypair: kp\n", "  keypair: kp\n  flavour: m1.small\n"), "bad.yaml:5: template.flavour: unknown field"},
+		{"wrong type", testSpec("node_count: 2", "node_count: two"), `bad.yaml:12: cluster.node_count: must be a whole number, not "two"`},
+		{"missing image", testSpec("  image: fedora-coreos-34\n", ""), "bad.yaml:1: template.image: missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := e.WriteSpec("bad.yaml", tc.spec)
+			code, stdout, stderr := e.runCLI("cluster", "ensure", "--spec", path)
+			if code != cli.ExitUsage {
+				t.Errorf("exit code %d, want 2; stderr %s", code, stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Errorf("stderr should be one line naming %q, got:\n%s", tc.want, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout: %q", stdout)
+			}
+		})
+	}
+	// Nothing was created by the bad runs.
+	code, stdout, _ := e.runCLI("cluster", "diff", "--spec", e.WriteSpec("good.yaml", testSpec()))
+	if code != 0 || !strings.Contains(stdout, "create cluster c") {
+		t.Errorf("after the bad runs: %d %s", code, stdout)
+	}
+	if code, _, stderr := e.runCLI("cluster", "ensure", "--spec", filepath.Join(e.Dir, "missing.yaml")); code != cli.ExitUsage || !strings.Contains(stderr, "missing.yaml") {
+		t.Errorf("missing spec file: %d %s", code, stderr)
+	}
+	if code, _, stderr := e.runCLI("cluster", "ensure", "--spec", e.WriteSpec("s.yaml", testSpec()), "--log-format", "xml"); code != cli.ExitUsage {
+		t.Errorf("bad --log-format: %d %s", code, stderr)
+	}
+}
+
+// TestSecretsStayOut runs successful and failing commands with debug logs in
+// both formats and looks for the password, the token and the private key
+// everywhere the tool writes.
+func TestSecretsStayOut(t *testing.T) {
+	e := newEnv(t)
+	spec := e.WriteSpec("spec.yaml", testSpec())
+	res, zr, kc := filepath.Join(e.Dir, "res.json"), filepath.Join(e.Dir, "zr.json"), filepath.Join(e.Dir, "kubeconfig")
+	var outputs []string
+	run := func(wantCode int, args ...string) {
+		t.Helper()
+		code, stdout, stderr := e.runCLI(args...)
+		if code != wantCode {
+			t.Fatalf("%v: exit %d, want %d; stderr:\n%s", args, code, wantCode, stderr)
+		}
+		outputs = append(outputs, stdout, stderr)
+	}
+	run(0, "--debug", "--log-format", "json", "cluster", "ensure", "--spec", spec, "--poll-interval", "100ms", "--result", res, "--zuul-return", zr, "--kubeconfig", kc)
+	run(0, "--debug", "cluster", "show", "--spec", spec)
+	run(0, "--debug", "kubeconfig", "--spec", spec, "--output", kc)
+	// Failures: a failed create, and rejected credentials.
+	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultCreateFailed, Cluster: "d", StatusReason: "boom"})
+	run(1, "--debug", "cluster", "ensure", "--spec", e.WriteSpec("d.yaml", testSpec("name: c", "name: d")), "--poll-interval", "100ms")
+	good := e.Password
+	e.Password = "wrong-" + good
+	run(1, "--debug", "--log-format", "json", "cluster", "show", "--spec", spec)
+	e.Password = good
+	for _, f := range []string{res, zr} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outputs = append(outputs, string(data))
+	}
+	kcData, err := os.ReadFile(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(kc); fi.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig mode %v, want 0600", fi.Mode().Perm())
+	}
+	var key string
+	for _, line := range strings.Split(string(kcData), "\n") {
+		if strings.Contains(line, "client-key-data:") {
+			key = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "client-key-data:"))
+		}
+	}
+	if len(key) < 100 {
+		t.Fatalf("no client key in the kubeconfig:\n%s", kcData)
+	}
+	secrets := map[string]string{"password": good, "wrong password": "wrong-" + good, "private key": key[20:80]}
+	all := strings.Join(outputs, "\n")
+	for what, s := range secrets {
+		if strings.Contains(all, s) {
+			t.Errorf("the %s appears in the output", what)
+		}
+	}
+	if strings.Contains(all, "gAAAAA") {
+		t.Error("a Keystone token appears in the output")
+	}
+	if !strings.Contains(all, "boom") || !strings.Contains(all, "rejected (401)") {
+		t.Error("the failing runs did not report their failures (the test would prove nothing)")
+	}
+}
+
+// TestCLIOutputs: what each command prints and writes, and the errors that
+// name flags.
+func TestCLIOutputs(t *testing.T) {
+	e := newEnv(t)
+	spec := e.WriteSpec("spec.yaml", testSpec())
+	res, zr, kc := filepath.Join(e.Dir, "res.json"), filepath.Join(e.Dir, "zr.json"), filepath.Join(e.Dir, "kubeconfig")
+	run := func(wantCode int, args ...string) string {
+		t.Helper()
+		code, stdout, stderr := e.runCLI(args...)
+		if code != wantCode {
+			t.Fatalf("%v: exit %d, want %d; stderr:\n%s", args, code, wantCode, stderr)
+		}
+		if wantCode != 0 {
+			return stderr
+		}
+		return stdout
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no spec", []string{"cluster", "ensure"}, "magnum-cluster: a spec file is required: pass --spec FILE\n"},
+		{"no name", []string{"cluster", "show"}, "magnum-cluster: name the cluster: --spec FILE or --name NAME\n"},
+		{"no output", []string{"kubeconfig", "--name", "c"}, "magnum-cluster: --output (the kubeconfig path) is required\n"},
+		{"name and spec disagree", []string{"cluster", "show", "--spec", spec, "--name", "d"}, "magnum-cluster: --name d and the spec's cluster.name c disagree: give one of them\n"},
+		{"arguments", []string{"cluster", "show", "c"}, "magnum-cluster: show takes no arguments, got \"c\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := run(cli.ExitUsage, tc.args...); got != tc.want {
+				t.Errorf("stderr %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	stdout := run(0, "cluster", "ensure", "--spec", spec, "--poll-interval", "100ms", "--result", res, "--zuul-return", zr)
+	var printed, file result.ClusterResult
+	if err := result.Decode(strings.NewReader(stdout), &printed); err != nil {
+		t.Fatalf("stdout is not a ClusterResult: %v\n%s", err, stdout)
+	}
+	if err := result.ReadFile(res, &file); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(printed, file); diff != "" {
+		t.Errorf("stdout and result file differ (-stdout +file):\n%s", diff)
+	}
+	if !strings.HasPrefix(file.Tool, "magnum-cluster ") {
+		t.Errorf("result tool %q", file.Tool)
+	}
+	data, err := os.ReadFile(zr)
+	if err != nil || !strings.Contains(string(data), `"uuid": "`+file.Cluster.UUID+`"`) {
+		t.Errorf("zuul_return file: %v %s", err, data)
+	}
+	if again := run(0, "cluster", "ensure", "--spec", spec, "--poll-interval", "100ms"); !strings.Contains(again, `"changes": []`) {
+		t.Errorf("a rerun does not print \"changes\": [] (the playbook's changed_when reads it):\n%s", again)
+	}
+	if out := run(0, "cluster", "diff", "--spec", spec); out != "cluster c (CREATE_COMPLETE) matches the spec: no changes\n" {
+		t.Errorf("cluster diff printed %q", out)
+	}
+	if out := run(0, "kubeconfig", "--spec", spec, "-o", kc); !strings.Contains(out, `"written": true`) {
+		t.Errorf("kubeconfig printed %s", out)
+	}
+	var deleted map[string]any
+	out := run(0, "cluster", "delete", "--name", "c", "--poll-interval", "100ms")
+	if err := json.Unmarshal([]byte(out), &deleted); err != nil || !cmp.Equal(deleted, map[string]any{"cluster": "c", "deleted": true, "uuid": file.Cluster.UUID}) {
+		t.Errorf("cluster delete printed %s", out)
+	}
+	if out := run(0, "cluster", "delete", "--name", "c"); out != "{\n  \"cluster\": \"c\",\n  \"deleted\": false\n}\n" {
+		t.Errorf("a second cluster delete printed %q", out)
+	}
+	if out := run(0, "template", "delete", "--spec", spec); !strings.Contains(out, `"deleted": [`+"\n"+`    "t-`) {
+		t.Errorf("template delete printed %s", out)
+	}
+}
+
+func TestCLIWaitTimeoutNamesTheFlag(t *testing.T) {
+	e := newEnv(t)
+	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultStuck, Cluster: "c"})
+	code, stdout, stderr := e.runCLI("cluster", "ensure", "--spec", e.WriteSpec("spec.yaml", testSpec()), "--wait-timeout", "1s", "--poll-interval", "100ms")
+	if code != cli.ExitFailed || stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "still CREATE_IN_PROGRESS") || !strings.HasSuffix(stderr, "raise the wait timeout (--wait-timeout)\n") {
+		t.Errorf("stderr does not name the flag to raise:\n%s", stderr)
+	}
+	e.AssertFaultsFired()
+}
