@@ -188,3 +188,36 @@ func TestStartArguments(t *testing.T) {
 		})
 	}
 }
+
+func TestAction(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		bindErr  error
+		wantCode int
+		want     string
+	}{
+		{"bound and run", []string{"demo", "run", "--thing", "x"}, nil, ExitOK, "x"},
+		{"bind fails", []string{"demo", "run"}, Usagef("no thing"), ExitUsage, ""},
+		{"arguments refused before bind", []string{"demo", "run", "extra"}, nil, ExitUsage, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got string
+			bind := func(cliContext *ucli.Context) (string, error) { return cliContext.String("thing"), tt.bindErr }
+			app, _, errOut := testApp(Action(bind, func(ctx context.Context, _ *ucli.Context, thing string) error {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				got = thing
+				return nil
+			}))
+			if code := Run(context.Background(), app, tt.args); code != tt.wantCode {
+				t.Errorf("exit = %d, want %d (stderr %q)", code, tt.wantCode, errOut)
+			}
+			if got != tt.want {
+				t.Errorf("run got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

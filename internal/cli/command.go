@@ -42,6 +42,24 @@ func Start(cliContext *ucli.Context) (context.Context, context.CancelFunc, error
 	return ctx, cancel, nil
 }
 
+// Action is the action of a command whose flags bind into options O: Start,
+// then bind, then run under the command's context. Stages whose commands
+// share one bind write each command as Action(bind, runX).
+func Action[O any](bind func(*ucli.Context) (O, error), run func(ctx context.Context, cliContext *ucli.Context, o O) error) ucli.ActionFunc {
+	return func(cliContext *ucli.Context) error {
+		ctx, cancel, err := Start(cliContext)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		o, err := bind(cliContext)
+		if err != nil {
+			return err
+		}
+		return run(ctx, cliContext, o)
+	}
+}
+
 // Output is what a command hands back to the world.
 type Output struct {
 	// Result is written to --result (when the command has the flag and it is
