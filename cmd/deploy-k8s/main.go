@@ -1,13 +1,33 @@
 // Command deploy-k8s deploys a platform's manifests into the namespace its
 // branch owns, pinned to the digests push-registry pushed, and can diff and
-// roll back.
+// roll back (see docs/deploy-k8s.md).
 package main
 
 import (
+	ucli "github.com/urfave/cli/v2"
+
 	"github.com/slipwayci/slipway/internal/cli"
-	"github.com/slipwayci/slipway/internal/deploy"
 )
 
 func main() {
-	cli.Main(deploy.App())
+	cli.Main(app())
+}
+
+const example = `# deploy the platform branch's Tutor env into its namespace, pinned to pushed digests
+deploy-k8s deploy --branch platform/acme --manifests env/ \
+  --push-result push.json --region RegionOne --kubeconfig kubeconfig \
+  --job lms-job --job cms-job --result deploy.json
+
+# what would change (server-side dry run), and going back
+deploy-k8s diff --branch platform/acme --manifests env/ --push-result push.json --region RegionOne
+deploy-k8s rollback --branch platform/acme
+deploy-k8s namespace --branch platform/acme      # prints: acme`
+
+func app() *ucli.App {
+	return cli.New(cli.App{
+		Name:     "deploy-k8s",
+		Usage:    "deploy a platform's manifests into its branch's namespace, pinned to pushed digests",
+		Example:  example,
+		Commands: []*ucli.Command{deployCommand(), diffCommand(), rollbackCommand(), runJobCommand(), namespaceCommand()},
+	})
 }

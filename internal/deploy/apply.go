@@ -3,12 +3,12 @@ package deploy
 import (
 	"context"
 	"encoding/json"
-
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,8 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/fanout"
+	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // applyWorkers is how many objects of one apply group are sent at once.
@@ -53,9 +55,9 @@ func (t *target) checkNamespace(ctx context.Context, branch string, adopt bool) 
 	case ok && owner == branch:
 		return true, nil
 	case ok:
-		return true, cli.Usagef("namespace %s belongs to branch %s, not %s: two branches map to one namespace (rename the branch or use --namespace-prefix)", t.ns, owner, branch)
+		return true, optionErrorf("NamespacePrefix", "namespace %s belongs to branch %s, not %s: two branches map to one namespace (rename the branch or give a namespace prefix)", t.ns, owner, branch)
 	case !adopt:
-		return true, cli.Usagef("namespace %s exists and no branch owns it (no %s annotation): refusing to deploy into it (pass --adopt-namespace to take it over)", t.ns, annBranch)
+		return true, optionErrorf("AdoptNamespace", "namespace %s exists and no branch owns it (no %s annotation): refusing to deploy into it unless it is adopted", t.ns, annBranch)
 	}
 	return true, nil
 }
@@ -86,7 +88,7 @@ func (t *target) ensureNamespace(ctx context.Context, branch string, exists bool
 // waitServiceAccount waits for the namespace's default ServiceAccount: until
 // the controller creates it, admission rejects every pod.
 func (t *target) waitServiceAccount(ctx context.Context) error {
-	return poll(ctx, func(ctx context.Context) (bool, error) {
+	return poll.Until(ctx, poll.Constant(pollInterval), func(ctx context.Context) (bool, error) {
 		_, err := t.c.core.CoreV1().ServiceAccounts(t.ns).Get(ctx, "default", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, nil
@@ -108,10 +110,10 @@ func (t *target) parent(ctx context.Context) (*corev1.Secret, []schema.GroupKind
 		return nil, nil, fmt.Errorf("reading ApplySet parent Secret %s/%s: %w", t.ns, applySetParentName, ctxErr(ctx, err))
 	}
 	if tool := s.Annotations[annApplySetTooling]; !strings.HasPrefix(tool, "slipway/") {
-		return nil, nil, cli.Usagef("Secret %s/%s is an ApplySet parent of tool %q, not slipway: refusing to take over its objects", t.ns, applySetParentName, tool)
+		return nil, nil, usererr.Errorf("Secret %s/%s is an ApplySet parent of tool %q, not slipway: refusing to take over its objects", t.ns, applySetParentName, tool)
 	}
 	if s.Labels[labelApplySetID] != t.id {
-		return nil, nil, cli.Usagef("Secret %s/%s has ApplySet id %q, want %q: refusing to use it", t.ns, applySetParentName, s.Labels[labelApplySetID], t.id)
+		return nil, nil, usererr.Errorf("Secret %s/%s has ApplySet id %q, want %q: refusing to use it", t.ns, applySetParentName, s.Labels[labelApplySetID], t.id)
 	}
 	var gks []schema.GroupKind
 	for _, s := range strings.Split(s.Annotations[annApplySetGKs], ",") {
@@ -229,39 +231,19 @@ func (t *target) apply(ctx context.Context, objs []*unstructured.Unstructured, p
 }
 
 func (t *target) applyGroup(ctx context.Context, objs []*unstructured.Unstructured, results []applyResult, p *applyPass) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	sem := make(chan struct{}, applyWorkers)
+	var send []int
 	for i, u := range objs {
 		if rv, ok := p.unchanged(u); ok {
 			results[i] = applyResult{id: objectID(u), action: "unchanged", rv: rv}
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r, err := t.applyOne(ctx, u, p)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				return
-			}
-			results[i] = r
-		}()
+		send = append(send, i)
 	}
-	wg.Wait()
-	return firstErr
+	return fanout.Each(ctx, applyWorkers, send, func(ctx context.Context, _ int, i int) error {
+		r, err := t.applyOne(ctx, objs[i], p)
+		results[i] = r
+		return err
+	})
 }
 
 func (t *target) applyOne(ctx context.Context, u *unstructured.Unstructured, p *applyPass) (applyResult, error) {
@@ -281,7 +263,7 @@ func (t *target) applyOne(ctx context.Context, u *unstructured.Unstructured, p *
 	got, err := t.c.resource(p.mappings[u], t.ns).Patch(ctx, u.GetName(), types.ApplyPatchType, data, po)
 	if err != nil {
 		if isBadManifest(err) {
-			return applyResult{}, cli.Usagef("%s %s in %s: %w", verb, id, t.ns, err)
+			return applyResult{}, usererr.Errorf("%s %s in %s: %w", verb, id, t.ns, err)
 		}
 		return applyResult{}, fmt.Errorf("%s %s in %s: %w", verb, id, t.ns, ctxErr(ctx, err))
 	}
@@ -300,7 +282,7 @@ func (t *target) applyOne(ctx context.Context, u *unstructured.Unstructured, p *
 // this namespace are ever listed, so nothing else can be touched.
 func (t *target) prune(ctx context.Context, live map[string]member, keep map[string]bool) ([]result.DeployedObject, error) {
 	var gone []member
-	for _, id := range sortedKeys(live) {
+	for _, id := range slices.Sorted(maps.Keys(live)) {
 		if !keep[id] {
 			gone = append(gone, live[id])
 		}

@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // cluster bundles the clients one run uses.
@@ -36,7 +36,7 @@ func connect(ctx context.Context, kubeconfig, kubeContext, userAgent string) (*c
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
 		&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
 	if err != nil {
-		return nil, cli.Usagef("loading kubeconfig %s: %w", kubeconfig, err)
+		return nil, usererr.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
 	}
 	c, err := newCluster(cfg, userAgent)
 	if err != nil {

@@ -19,14 +19,16 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/progress"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
+	"github.com/slipwayci/slipway/internal/zuul"
 )
 
 // Options configure every deploy-k8s command. Fields a command does not use
-// are ignored.
+// are ignored. The context bounds the whole command: the rollout wait and
+// the jobs end with it (the revision is still recorded).
 type Options struct {
 	// Kubeconfig is the kubeconfig file; empty means KUBECONFIG/~/.kube/config.
 	Kubeconfig string
@@ -55,8 +57,6 @@ type Options struct {
 	NoPrune bool
 	// NoWait skips waiting for workloads.
 	NoWait bool
-	// Timeout bounds the rollout wait and each job (default 10m).
-	Timeout time.Duration
 	// Jobs are Job templates to run after the rollout (Tutor's init jobs).
 	Jobs []string
 	// JobCleanup is always, on-success (default) or never.
@@ -67,11 +67,8 @@ type Options struct {
 	// previous good one.
 	ToRevision int
 
-	// ResultFile, if set, receives the DeployResult.
-	ResultFile string
-	// ZuulReturn, if set, receives zuul_return data.
-	ZuulReturn string
-	Zuul       *result.ZuulRef
+	// Zuul is recorded in the result.
+	Zuul *result.ZuulRef
 	// Change describes what is deployed (e.g. "change 123,4"), recorded with
 	// the revision.
 	Change string
@@ -85,12 +82,25 @@ type Options struct {
 	Out      io.Writer
 }
 
+// OptionError is an error that another value of an option avoids. Option
+// names the Options field (Region, AdoptNamespace...), so that a command
+// line can say which of its flags sets it.
+type OptionError struct {
+	Option string
+	Err    error
+}
+
+func (e *OptionError) Error() string { return e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// optionErrorf returns a user error that option resolves.
+func optionErrorf(option, format string, args ...any) error {
+	return &OptionError{Option: option, Err: usererr.Errorf(format, args...)}
+}
+
 func (o *Options) defaults() error {
 	if o.BranchPrefix == "" {
 		o.BranchPrefix = DefaultBranchPrefix
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Minute
 	}
 	if o.JobCleanup == "" {
 		o.JobCleanup = CleanupOnSuccess
@@ -98,10 +108,10 @@ func (o *Options) defaults() error {
 	switch o.JobCleanup {
 	case CleanupAlways, CleanupOnSuccess, CleanupNever:
 	default:
-		return cli.Usagef("--job-cleanup %q: want always, on-success or never", o.JobCleanup)
+		return optionErrorf("JobCleanup", "job clean-up %q: want always, on-success or never", o.JobCleanup)
 	}
 	if o.KeepRevisions <= 0 {
-		o.KeepRevisions = defaultKeepRecords
+		o.KeepRevisions = DefaultKeepRevisions
 	}
 	if o.Log == nil {
 		o.Log = logging.Discard()
@@ -118,6 +128,15 @@ func (o *Options) defaults() error {
 	return nil
 }
 
+// target connects to the cluster and returns namespace ns there.
+func (o *Options) target(ctx context.Context, ns string) (*target, error) {
+	c, err := connect(ctx, o.Kubeconfig, o.Context, o.UserAgent)
+	if err != nil {
+		return nil, err
+	}
+	return newTarget(c, ns, o.Log), nil
+}
+
 // plan is a rendered, pinned, validated desired state.
 type plan struct {
 	apply     []*unstructured.Unstructured
@@ -132,10 +151,19 @@ func (p *plan) all() []*unstructured.Unstructured {
 	return append(append([]*unstructured.Unstructured{}, p.apply...), p.templates...)
 }
 
+// kinds returns the group-kinds of the applied objects.
+func (p *plan) kinds() map[schema.GroupKind]bool {
+	gks := map[schema.GroupKind]bool{}
+	for _, u := range p.apply {
+		gks[u.GroupVersionKind().GroupKind()] = true
+	}
+	return gks
+}
+
 // render reads the manifests and pins their images; it needs no cluster.
 func render(opts *Options) ([]*unstructured.Unstructured, []result.DeployedImage, error) {
 	if opts.Manifests == "" {
-		return nil, nil, cli.Usagef("--manifests is empty: give a kustomize directory or manifest file")
+		return nil, nil, optionErrorf("Manifests", "no manifests given: name a kustomize directory, a directory of manifests or a manifest file")
 	}
 	objs, err := Render(opts.Manifests)
 	if err != nil {
@@ -145,10 +173,10 @@ func render(opts *Options) ([]*unstructured.Unstructured, []result.DeployedImage
 	if opts.PushResult != "" {
 		push = &result.PushResult{}
 		if err := result.ReadFile(opts.PushResult, push); err != nil {
-			return nil, nil, cli.AsUsage(err)
+			return nil, nil, usererr.Wrap(err)
 		}
 		if opts.Region == "" {
-			return nil, nil, cli.Usagef("--region is empty: say which region's registry the cluster pulls from")
+			return nil, nil, optionErrorf("Region", "no region given: say which region's registry of the push result the cluster pulls from")
 		}
 	}
 	pinner, err := NewPinner(push, opts.Region, opts.AllowImages)
@@ -213,10 +241,8 @@ func (t *target) place(objs []*unstructured.Unstructured, images []result.Deploy
 	}
 	sortForApply(p.apply)
 	sortForApply(p.templates)
-	for _, name := range opts.Jobs {
-		if _, err := findTemplate(p.templates, name); err != nil {
-			return nil, err
-		}
+	if err := checkTemplates(p.templates, opts.Jobs); err != nil {
+		return nil, err
 	}
 	if p.hash, err = manifestHash(p.all()); err != nil {
 		return nil, err
@@ -224,31 +250,40 @@ func (t *target) place(objs []*unstructured.Unstructured, images []result.Deploy
 	return p, nil
 }
 
-// Deploy renders the manifests, applies them into the branch's namespace,
-// prunes, waits, runs the requested jobs and records a revision.
-func Deploy(ctx context.Context, opts Options) (*result.DeployResult, error) {
+// prepare renders and pins the manifests, connects and checks them against
+// the branch's namespace: what Deploy and Diff share.
+func prepare(ctx context.Context, opts *Options) (*target, *plan, error) {
 	if err := opts.defaults(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ns, err := NamespaceFor(opts.Branch, opts.BranchPrefix, opts.NamespacePrefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	objs, images, err := render(&opts)
+	objs, images, err := render(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := opts.target(ctx, ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := t.place(objs, images, opts, manifestNamespace(opts.Manifests))
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, p, nil
+}
+
+// Deploy renders the manifests, applies them into the branch's namespace,
+// prunes, waits, runs the requested jobs and records a revision. After a
+// failed rollout or job it returns the result too: it says what was applied.
+func Deploy(ctx context.Context, opts Options) (*result.DeployResult, error) {
+	t, p, err := prepare(ctx, &opts)
 	if err != nil {
 		return nil, err
 	}
-	c, err := connect(ctx, opts.Kubeconfig, opts.Context, opts.UserAgent)
-	if err != nil {
-		return nil, err
-	}
-	t := newTarget(c, ns, opts.Log)
-	p, err := t.place(objs, images, &opts, manifestNamespace(opts.Manifests))
-	if err != nil {
-		return nil, err
-	}
-	res, err := t.run(ctx, p, &opts, "deploy", 0)
-	return res, finish(res, err, &opts)
+	return t.run(ctx, p, &opts, "deploy", 0)
 }
 
 func manifestNamespace(path string) string {
@@ -258,10 +293,44 @@ func manifestNamespace(path string) string {
 	return ""
 }
 
+// history is what the namespace holds of earlier deploys.
+type history struct {
+	// kinds the ApplySet parent lists.
+	kinds []schema.GroupKind
+	// revs are the recorded revisions, newest first.
+	revs []Revision
+}
+
+func (h history) current() *Revision {
+	if len(h.revs) == 0 {
+		return nil
+	}
+	return &h.revs[0]
+}
+
+func (t *target) history(ctx context.Context) (history, error) {
+	var h history
+	var err error
+	if _, h.kinds, err = t.parent(ctx); err != nil {
+		return h, err
+	}
+	h.revs, err = t.revisions(ctx)
+	return h, err
+}
+
 // run applies plan p: everything after rendering and validation.
 func (t *target) run(ctx context.Context, p *plan, opts *Options, action string, rolledBackTo int) (*result.DeployResult, error) {
 	exists, err := t.checkNamespace(ctx, opts.Branch, opts.AdoptNamespace)
 	if err != nil {
+		return nil, err
+	}
+	var h history
+	if exists {
+		if h, err = t.history(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.ensureNamespace(ctx, opts.Branch, exists); err != nil {
 		return nil, err
 	}
 	res := &result.DeployResult{Action: action, Branch: opts.Branch, Namespace: t.ns, Zuul: opts.Zuul,
@@ -270,57 +339,70 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 	if res.Images == nil {
 		res.Images = []result.DeployedImage{}
 	}
-	var prevGKs []schema.GroupKind
-	var revs []Revision
-	if exists {
-		if _, prevGKs, err = t.parent(ctx); err != nil {
-			return nil, err
-		}
-		if revs, err = t.revisions(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if err := t.ensureNamespace(ctx, opts.Branch, exists); err != nil {
-		return nil, err
-	}
-	var current *Revision
-	if len(revs) > 0 {
-		current = &revs[0]
-	}
-
-	gkSet := map[schema.GroupKind]bool{}
-	for _, gk := range prevGKs {
-		gkSet[gk] = true
-	}
-	newGKs := map[schema.GroupKind]bool{}
-	for _, u := range p.apply {
-		newGKs[u.GroupVersionKind().GroupKind()] = true
-		gkSet[u.GroupVersionKind().GroupKind()] = true
-	}
-	union := keysOf(gkSet)
-	live, err := t.listMembers(ctx, union)
+	live, keep, err := t.applyAll(ctx, p, h, !exists, res)
 	if err != nil {
 		return nil, err
 	}
-	pass := &applyPass{mappings: p.mappings, live: live, recorded: current.state().ResourceVersions}
+	if !opts.NoPrune {
+		pruned, err := t.prune(ctx, live, keep)
+		res.Pruned = append(res.Pruned, pruned...)
+		if err != nil {
+			return res, err
+		}
+		if err := t.setParent(ctx, keysOf(p.kinds())); err != nil {
+			return res, err
+		}
+	}
+	res.Changed = res.Created+res.Configured+len(res.Pruned) > 0
+	opts.Log.Info("applied", "namespace", t.ns, "created", res.Created, "configured", res.Configured, "unchanged", res.Unchanged, "pruned", len(res.Pruned))
+
+	var deployErr error
+	if !opts.NoWait {
+		deployErr = t.waitRollout(ctx, p.apply, p.mappings, opts.Progress)
+	}
+	if deployErr == nil {
+		deployErr = t.runJobs(ctx, p.templates, opts, res)
+	}
+	if err := t.recordRun(ctx, p, opts, h, keep, res, deployErr); err != nil {
+		return res, err
+	}
+	opts.Log.Info("deployed", "namespace", t.ns, "revision", res.Revision, "changed", res.Changed)
+	return res, nil
+}
+
+// applyAll checks every object with a server-side dry run, lists the union
+// of the old and new kinds in the ApplySet parent, then applies and records
+// in res what each object did. It returns the members found live before
+// (what prune looks at) and the objects applied. created says the run made
+// the namespace, which a refused dry run removes again.
+func (t *target) applyAll(ctx context.Context, p *plan, h history, created bool, res *result.DeployResult) (map[string]member, map[string]bool, error) {
+	union := p.kinds()
+	for _, gk := range h.kinds {
+		union[gk] = true
+	}
+	live, err := t.listMembers(ctx, keysOf(union))
+	if err != nil {
+		return nil, nil, err
+	}
+	pass := &applyPass{mappings: p.mappings, live: live, recorded: h.current().state().ResourceVersions}
 	// Everything that will be sent is first checked by the server (schema,
 	// admission, immutable fields), so bad input changes nothing.
 	pass.dryRun = true
 	if _, err := t.apply(ctx, p.apply, pass); err != nil {
-		if !exists {
+		if created {
 			t.deleteNamespace(ctx)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	pass.dryRun = false
 	// The parent lists the union before anything is applied, so an
 	// interrupted deploy still knows every kind it may have to prune.
-	if err := t.setParent(ctx, union); err != nil {
-		return nil, err
+	if err := t.setParent(ctx, keysOf(union)); err != nil {
+		return nil, nil, err
 	}
 	applied, err := t.apply(ctx, p.apply, pass)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keep := map[string]bool{}
 	for i, r := range applied {
@@ -336,45 +418,19 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 			res.Unchanged++
 		}
 	}
-	if !opts.NoPrune {
-		pruned, err := t.prune(ctx, live, keep)
-		res.Pruned = append(res.Pruned, pruned...)
-		if err != nil {
-			return res, err
-		}
-		if err := t.setParent(ctx, keysOf(newGKs)); err != nil {
-			return res, err
-		}
-	}
-	res.Changed = res.Created+res.Configured+len(res.Pruned) > 0
-	opts.Log.Info("applied", "namespace", t.ns, "created", res.Created, "configured", res.Configured, "unchanged", res.Unchanged, "pruned", len(res.Pruned))
+	return live, keep, nil
+}
 
-	var deployErr error
-	if !opts.NoWait {
-		wctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-		deployErr = t.waitRollout(wctx, p.apply, p.mappings, opts.Progress)
-		cancel()
-	}
-	if deployErr == nil {
-		for _, name := range opts.Jobs {
-			tmpl, _ := findTemplate(p.templates, name)
-			jctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-			jr, err := t.runJob(jctx, tmpl, opts.JobCleanup, opts.Out)
-			cancel()
-			res.Jobs = append(res.Jobs, jr)
-			if err != nil {
-				deployErr = err
-				break
-			}
-		}
-	}
-
-	// Record: a new revision when the desired state changed (or the last
-	// one failed); otherwise refresh the current one's object versions.
+// recordRun records the run: a new revision when the desired state changed
+// (or the last one failed, or this run failed); otherwise it refreshes the
+// current one's object versions. It returns deployErr, the run's failure,
+// saying how it was recorded.
+func (t *target) recordRun(ctx context.Context, p *plan, opts *Options, h history, keep map[string]bool, res *result.DeployResult, deployErr error) error {
+	// Recorded even when ctx ended: the record says what is in the namespace.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	st := revisionState{Branch: opts.Branch, ManifestHash: p.hash, Images: p.images}
-	if after, err := t.listMembers(rctx, keysOf(newGKs)); err == nil {
+	if after, err := t.listMembers(rctx, keysOf(p.kinds())); err == nil {
 		st.ResourceVersions = map[string]string{}
 		for id, m := range after {
 			if keep[id] {
@@ -382,35 +438,31 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 			}
 		}
 	}
-	status := statusGood
+	current := h.current()
+	if current != nil && current.ManifestHash == p.hash && current.Status == statusGood && deployErr == nil && res.Action != "rollback" {
+		res.Revision = current.Number
+		if !res.Changed {
+			return nil
+		}
+		return t.updateState(rctx, current, st)
+	}
+	status, n := statusGood, 1
 	if deployErr != nil {
 		status = statusFailed
 	}
-	newRevision := current == nil || current.ManifestHash != p.hash || current.Status != statusGood || deployErr != nil || action == "rollback"
-	if newRevision {
-		n := 1
-		if current != nil {
-			n = current.Number + 1
-		}
-		if err := t.record(rctx, n, status, opts.Change, rolledBackTo, p.all(), st); err != nil {
-			return res, errors.Join(deployErr, err)
-		}
-		res.Revision = n
-		res.Changed = true
-		t.trimRevisions(rctx, append([]Revision{{Number: n}}, revs...), opts.KeepRevisions)
-	} else {
-		res.Revision = current.Number
-		if res.Changed {
-			if err := t.updateState(rctx, current, st); err != nil {
-				return res, err
-			}
-		}
+	if current != nil {
+		n = current.Number + 1
 	}
-	if deployErr != nil { // always a new revision, recorded as failed
-		return res, fmt.Errorf("%w (revision %d recorded as failed; fix and deploy again, or `deploy-k8s rollback` to the previous good revision)", deployErr, res.Revision)
+	if err := t.record(rctx, n, status, opts.Change, res.RolledBackTo, p.all(), st); err != nil {
+		return errors.Join(deployErr, err)
 	}
-	opts.Log.Info("deployed", "namespace", t.ns, "revision", res.Revision, "changed", res.Changed)
-	return res, nil
+	res.Revision = n
+	res.Changed = true
+	t.trimRevisions(rctx, append([]Revision{{Number: n}}, h.revs...), opts.KeepRevisions)
+	if deployErr != nil {
+		return fmt.Errorf("%w (revision %d recorded as failed; fix and deploy again, or roll back to the previous good revision)", deployErr, n)
+	}
+	return nil
 }
 
 func keysOf(m map[schema.GroupKind]bool) []schema.GroupKind {
@@ -421,32 +473,23 @@ func keysOf(m map[schema.GroupKind]bool) []schema.GroupKind {
 	return out
 }
 
-// finish writes the result and zuul_return files, also after a failed
-// rollout (the result then says what was applied).
-func finish(res *result.DeployResult, runErr error, opts *Options) error {
-	if res == nil {
-		return runErr
+// ZuulReturn is the zuul_return data that hands later jobs the namespace,
+// revision and pinned images of res.
+func ZuulReturn(res *result.DeployResult) zuul.Return {
+	digests := map[string]string{}
+	for _, img := range res.Images {
+		digests[img.Reference] = img.Pinned
 	}
-	if opts.ResultFile != "" {
-		if err := result.WriteFile(opts.ResultFile, res, 0o644); err != nil {
-			return errors.Join(runErr, err)
-		}
-	}
-	if opts.ZuulReturn != "" {
-		if err := writeZuulReturn(opts.ZuulReturn, res); err != nil {
-			return errors.Join(runErr, err)
-		}
-	}
-	return runErr
+	return zuul.Return{Vars: map[string]any{"slipway_deploy": map[string]any{
+		"namespace": res.Namespace, "revision": res.Revision, "changed": res.Changed,
+		"manifest_hash": res.ManifestHash, "images": digests,
+	}}}
 }
 
 // Rollback re-applies the previous good revision (or opts.ToRevision) and
 // records it as a new revision.
 func Rollback(ctx context.Context, opts Options) (*result.DeployResult, error) {
-	if err := opts.defaults(); err != nil {
-		return nil, err
-	}
-	t, ns, revs, err := openDeployed(ctx, opts, "branch %s was never deployed, nothing to roll back")
+	t, revs, err := openDeployed(ctx, &opts, "branch %s was never deployed, nothing to roll back")
 	if err != nil {
 		return nil, err
 	}
@@ -465,16 +508,15 @@ func Rollback(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts.Log.Info("rolling back", "namespace", ns, "from", revs[0].Number, "to", to.Number)
-	res, err := t.run(ctx, p, &opts, "rollback", to.Number)
-	return res, finish(res, err, &opts)
+	opts.Log.Info("rolling back", "namespace", t.ns, "from", revs[0].Number, "to", to.Number)
+	return t.run(ctx, p, &opts, "rollback", to.Number)
 }
 
 // pickRollback chooses the revision to return to: want, or the newest good
 // revision older than the current one.
 func pickRollback(revs []Revision, want int) (*Revision, error) {
 	if len(revs) == 0 {
-		return nil, cli.Usagef("no deploy revisions recorded: nothing to roll back to")
+		return nil, usererr.New("no deploy revisions recorded: nothing to roll back to")
 	}
 	for i := range revs {
 		r := &revs[i]
@@ -489,9 +531,9 @@ func pickRollback(revs []Revision, want int) (*Revision, error) {
 		}
 	}
 	if want > 0 {
-		return nil, cli.Usagef("revision %d is not recorded (kept: %s)", want, revisionNumbers(revs))
+		return nil, usererr.Errorf("revision %d is not recorded (kept: %s)", want, revisionNumbers(revs))
 	}
-	return nil, cli.Usagef("no good revision before revision %d (kept: %s)", revs[0].Number, revisionNumbers(revs))
+	return nil, usererr.Errorf("no good revision before revision %d (kept: %s)", revs[0].Number, revisionNumbers(revs))
 }
 
 func revisionNumbers(revs []Revision) string {
@@ -503,20 +545,18 @@ func revisionNumbers(revs []Revision) string {
 }
 
 // RunJob runs Job templates from the revision now live in the branch's
-// namespace (so the images are the deployed digests).
+// namespace (so the images are the deployed digests). After a failed job it
+// returns the result too.
 func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
-	if err := opts.defaults(); err != nil {
-		return nil, err
-	}
 	if len(opts.Jobs) == 0 {
-		return nil, cli.Usagef("--job is empty: name the Job template to run")
+		return nil, optionErrorf("Jobs", "no Job template given: name the Job template to run")
 	}
-	t, ns, revs, err := openDeployed(ctx, opts, "deploy branch %s first")
+	t, revs, err := openDeployed(ctx, &opts, "deploy branch %s first")
 	if err != nil {
 		return nil, err
 	}
 	if len(revs) == 0 {
-		return nil, cli.Usagef("namespace %s has no deploy revision: deploy branch %s first", ns, opts.Branch)
+		return nil, usererr.Errorf("namespace %s has no deploy revision: deploy branch %s first", t.ns, opts.Branch)
 	}
 	objs, err := revs[0].manifests()
 	if err != nil {
@@ -528,49 +568,41 @@ func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
 			templates = append(templates, u)
 		}
 	}
-	res := &result.DeployResult{Action: "run-job", Branch: opts.Branch, Namespace: ns, Zuul: opts.Zuul,
+	if err := checkTemplates(templates, opts.Jobs); err != nil {
+		return nil, err
+	}
+	res := &result.DeployResult{Action: "run-job", Branch: opts.Branch, Namespace: t.ns, Zuul: opts.Zuul,
 		Revision: revs[0].Number, ManifestHash: revs[0].ManifestHash, Images: revs[0].state().Images,
 		Objects: []result.DeployedObject{}, Pruned: []result.DeployedObject{}}
-	for _, name := range opts.Jobs {
-		tmpl, err := findTemplate(templates, name)
-		if err != nil {
-			return nil, err
-		}
-		jctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-		jr, err := t.runJob(jctx, tmpl, opts.JobCleanup, opts.Out)
-		cancel()
-		res.Jobs = append(res.Jobs, jr)
-		if err != nil {
-			return res, finish(res, err, &opts)
-		}
-	}
-	return res, finish(res, nil, &opts)
+	return res, t.runJobs(ctx, templates, &opts, res)
 }
 
 // openDeployed opens the branch's existing namespace and its recorded
 // revisions, for commands that act on an earlier deploy (rollback, run-job).
 // whatToDo, with %s for the branch, ends the error when the namespace is
 // missing.
-func openDeployed(ctx context.Context, opts Options, whatToDo string) (*target, string, []Revision, error) {
+func openDeployed(ctx context.Context, opts *Options, whatToDo string) (*target, []Revision, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, nil, err
+	}
 	ns, err := NamespaceFor(opts.Branch, opts.BranchPrefix, opts.NamespacePrefix)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	c, err := connect(ctx, opts.Kubeconfig, opts.Context, opts.UserAgent)
+	t, err := opts.target(ctx, ns)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	t := newTarget(c, ns, opts.Log)
 	exists, err := t.checkNamespace(ctx, opts.Branch, false)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
 	if !exists {
-		return nil, "", nil, cli.Usagef("namespace %s does not exist: "+whatToDo, ns, opts.Branch)
+		return nil, nil, usererr.Errorf("namespace %s does not exist: "+whatToDo, ns, opts.Branch)
 	}
 	revs, err := t.revisions(ctx)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, err
 	}
-	return t, ns, revs, nil
+	return t, revs, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
 	"strings"
 	"sync"
 	"testing"
@@ -18,9 +17,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/deploy/deploytest"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // The example tree applies 4 ConfigMaps, 2 PVCs, 5 Services and 7
@@ -38,12 +38,10 @@ func actions(res *result.DeployResult) map[string]string {
 func TestDeployFirstAndNoChange(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := platformTree(t)
-	push, dOpenedx := writePush(t, "v1")
-	branch := uniqueBranch(t, "first")
+	tree := deploytest.PlatformTree(t)
+	push, dOpenedx := deploytest.WritePush(t, "v1")
+	branch := deploytest.UniqueBranch("first")
 	opts := k.opts(t, branch, tree, push)
-	opts.ResultFile = filepath.Join(t.TempDir(), "deploy.json")
-	opts.ZuulReturn = filepath.Join(t.TempDir(), "zuul.json")
 
 	res, err := Deploy(ctx, opts)
 	if err != nil {
@@ -65,14 +63,14 @@ func TestDeployFirstAndNoChange(t *testing.T) {
 	}
 	// The namespace records its owner; objects are ApplySet members applied
 	// by field manager slipway with server-side apply.
-	nsObj, err := k.core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	nsObj, err := k.Core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if nsObj.Annotations[annBranch] != branch {
 		t.Errorf("namespace owner annotation = %q, want %q", nsObj.Annotations[annBranch], branch)
 	}
-	svc, err := k.core.CoreV1().Services(ns).Get(ctx, "lms", metav1.GetOptions{})
+	svc, err := k.Core.CoreV1().Services(ns).Get(ctx, "lms", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +86,7 @@ func TestDeployFirstAndNoChange(t *testing.T) {
 	if !ssa {
 		t.Errorf("Service lms has no server-side apply entry for manager %s: %+v", fieldManager, svc.ManagedFields)
 	}
-	parent, err := k.core.CoreV1().Secrets(ns).Get(ctx, applySetParentName, metav1.GetOptions{})
+	parent, err := k.Core.CoreV1().Secrets(ns).Get(ctx, applySetParentName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +95,7 @@ func TestDeployFirstAndNoChange(t *testing.T) {
 		t.Errorf("ApplySet parent labels %v annotations %v; want id %s, group-kinds %s", parent.Labels, parent.Annotations, applySetID(ns), wantGKs)
 	}
 	// Every Deployment rolled out (kwok made its pods ready).
-	deps, err := k.core.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+	deps, err := k.Core.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,15 +104,22 @@ func TestDeployFirstAndNoChange(t *testing.T) {
 			t.Errorf("Deployment %s: %d of %d replicas available after deploy returned", d.Name, d.Status.AvailableReplicas, *d.Spec.Replicas)
 		}
 	}
-	// The result file and zuul_return say the same.
+	// The result file and zuul_return, as deploy-k8s writes them, say the same.
+	resultFile, zuulFile := filepath.Join(t.TempDir(), "deploy.json"), filepath.Join(t.TempDir(), "zuul.json")
+	if err := result.WriteFile(resultFile, res, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ZuulReturn(res).WriteFile(zuulFile); err != nil {
+		t.Fatal(err)
+	}
 	var fromFile result.DeployResult
-	if err := result.ReadFile(opts.ResultFile, &fromFile); err != nil {
+	if err := result.ReadFile(resultFile, &fromFile); err != nil {
 		t.Fatal(err)
 	}
 	if fromFile.Revision != 1 || fromFile.Namespace != ns || len(fromFile.Images) != 2 {
 		t.Errorf("result file: revision %d namespace %s images %v", fromFile.Revision, fromFile.Namespace, fromFile.Images)
 	}
-	zr, err := os.ReadFile(opts.ZuulReturn)
+	zr, err := os.ReadFile(zuulFile)
 	if err != nil || !strings.Contains(string(zr), `"namespace": "`+ns+`"`) || !strings.Contains(string(zr), dOpenedx) {
 		t.Errorf("zuul_return file lacks namespace or digest: %s (%v)", zr, err)
 	}
@@ -134,12 +139,12 @@ func TestDeployFirstAndNoChange(t *testing.T) {
 	}
 
 	// Drift: someone scales lms by hand; the next deploy puts it back.
-	scale, err := k.core.AppsV1().Deployments(ns).GetScale(ctx, "lms", metav1.GetOptions{})
+	scale, err := k.Core.AppsV1().Deployments(ns).GetScale(ctx, "lms", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	scale.Spec.Replicas = 5
-	if _, err := k.core.AppsV1().Deployments(ns).UpdateScale(ctx, "lms", scale, metav1.UpdateOptions{}); err != nil {
+	if _, err := k.Core.AppsV1().Deployments(ns).UpdateScale(ctx, "lms", scale, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	res3, err := Deploy(ctx, opts)
@@ -149,29 +154,29 @@ func TestDeployFirstAndNoChange(t *testing.T) {
 	if got := actions(res3)["Deployment/lms"]; got != "configured" {
 		t.Errorf("drifted Deployment/lms action = %q, want configured", got)
 	}
-	d, _ := k.core.AppsV1().Deployments(ns).Get(ctx, "lms", metav1.GetOptions{})
+	d, _ := k.Core.AppsV1().Deployments(ns).Get(ctx, "lms", metav1.GetOptions{})
 	if *d.Spec.Replicas != 2 {
 		t.Errorf("lms replicas = %d after re-deploy, want the manifests' 2", *d.Spec.Replicas)
 	}
 }
 
 // resourceVersions maps every object in ns (of the kinds deployed) to its version.
-func resourceVersions(t *testing.T, k *kube, ns string) map[string]string {
+func resourceVersions(t *testing.T, k kube, ns string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	cms, err := k.core.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: labelPartOf})
+	cms, err := k.Core.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: labelPartOf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range cms.Items {
 		out["ConfigMap/"+o.Name] = o.ResourceVersion
 	}
-	svcs, _ := k.core.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	svcs, _ := k.Core.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
 	for _, o := range svcs.Items {
 		out["Service/"+o.Name] = o.ResourceVersion
 	}
-	deps, _ := k.core.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+	deps, _ := k.Core.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 	for _, o := range deps.Items {
 		out["Deployment/"+o.Name] = o.ResourceVersion
 	}
@@ -181,9 +186,9 @@ func resourceVersions(t *testing.T, k *kube, ns string) map[string]string {
 func TestPruneRemovedServiceOnly(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := platformTree(t)
-	push, _ := writePush(t, "v1")
-	branch := uniqueBranch(t, "prune")
+	tree := deploytest.PlatformTree(t)
+	push, _ := deploytest.WritePush(t, "v1")
+	branch := deploytest.UniqueBranch("prune")
 	opts := k.opts(t, branch, tree, push)
 	if _, err := Deploy(ctx, opts); err != nil {
 		t.Fatalf("first deploy: %v", err)
@@ -194,10 +199,10 @@ func TestPruneRemovedServiceOnly(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "mfe-by-hand", Labels: map[string]string{"app.kubernetes.io/name": "mfe", "app.kubernetes.io/part-of": "openedx"}},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8002}}, Selector: map[string]string{"app.kubernetes.io/name": "mfe"}},
 	}
-	if _, err := k.core.CoreV1().Services(ns).Create(ctx, unowned, metav1.CreateOptions{}); err != nil {
+	if _, err := k.Core.CoreV1().Services(ns).Create(ctx, unowned, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	edit(t, tree, "k8s/services.yml", `---
+	testenv.Edit(t, tree, "k8s/services.yml", `---
 apiVersion: v1
 kind: Service
 metadata:
@@ -220,14 +225,14 @@ spec:
 	if diff := cmp.Diff(want, res.Pruned); diff != "" {
 		t.Errorf("pruned (-want +got):\n%s", diff)
 	}
-	if _, err := k.core.CoreV1().Services(ns).Get(ctx, "mfe", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := k.Core.CoreV1().Services(ns).Get(ctx, "mfe", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Service mfe still there after prune (err %v)", err)
 	}
-	if _, err := k.core.CoreV1().Services(ns).Get(ctx, "mfe-by-hand", metav1.GetOptions{}); err != nil {
+	if _, err := k.Core.CoreV1().Services(ns).Get(ctx, "mfe-by-hand", metav1.GetOptions{}); err != nil {
 		t.Errorf("unowned Service mfe-by-hand was touched: %v", err)
 	}
 	for _, name := range []string{"lms", "cms", "caddy", "redis"} {
-		if _, err := k.core.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+		if _, err := k.Core.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
 			t.Errorf("Service %s is gone: %v", name, err)
 		}
 	}
@@ -240,41 +245,21 @@ spec:
 func TestNeverReadyDeploymentFails(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := platformTree(t)
-	push, _ := writePush(t, "v1")
+	tree := deploytest.PlatformTree(t)
+	push, _ := deploytest.WritePush(t, "v1")
 	// kwok keeps pods with this annotation Running but never Ready.
-	edit(t, tree, "k8s/deployments.yml", `  name: cms
-  labels:
-    app.kubernetes.io/name: cms
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: cms
-  template:
-    metadata:
-`, `  name: cms
-  labels:
-    app.kubernetes.io/name: cms
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: cms
-  template:
-    metadata:
-      annotations:
-        test.kwok/never-ready: "true"
-`)
-	branch := uniqueBranch(t, "never")
+	deploytest.NeverReady(t, tree, "cms")
+	branch := deploytest.UniqueBranch("never")
 	opts := k.opts(t, branch, tree, push)
-	opts.Timeout = 15 * time.Second
-	res, err := Deploy(ctx, opts)
+	// The whole deploy has 25s: the apply takes a few, the rest is the wait.
+	dctx, cancel := context.WithTimeout(ctx, 25*time.Second)
+	defer cancel()
+	res, err := Deploy(dctx, opts)
 	if err == nil {
 		t.Fatal("deploy with a never-ready Deployment succeeded")
 	}
-	if cli.ExitCode(err) != cli.ExitFailed {
-		t.Errorf("exit code %d, want %d: %v", cli.ExitCode(err), cli.ExitFailed, err)
+	if usererr.Is(err) {
+		t.Errorf("exit code 2, want 1: %v", err)
 	}
 	var werr *WorkloadError
 	if !errors.As(err, &werr) || werr.Object != "Deployment.apps/cms" {
@@ -282,7 +267,7 @@ spec:
 	}
 	msg := err.Error()
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
-	pods, _ := k.core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=cms"})
+	pods, _ := k.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=cms"})
 	if len(pods.Items) == 0 || !strings.Contains(msg, "pod "+pods.Items[0].Name) {
 		t.Errorf("error does not name the cms pod: %s", msg)
 	}
@@ -293,7 +278,7 @@ spec:
 	if res == nil || res.Revision != 1 {
 		t.Fatalf("result %+v: want revision 1 recorded", res)
 	}
-	rec, err := k.core.CoreV1().Secrets(ns).Get(ctx, recordName(1), metav1.GetOptions{})
+	rec, err := k.Core.CoreV1().Secrets(ns).Get(ctx, recordName(1), metav1.GetOptions{})
 	if err != nil || rec.Annotations[annStatus] != statusFailed {
 		t.Errorf("revision 1 record status = %q (%v), want failed", rec.Annotations[annStatus], err)
 	}
@@ -317,10 +302,10 @@ func TestJobs(t *testing.T) {
 		t.Fatalf("%s holds no log lines", podLog)
 	}
 	ctx := testCtx(t)
-	tree := platformTree(t)
-	push, dOpenedx := writePush(t, "v1")
+	tree := deploytest.PlatformTree(t)
+	push, dOpenedx := deploytest.WritePush(t, "v1")
 	// cms-job fails (kwok fails pods with this annotation); lms-job succeeds.
-	edit(t, tree, "k8s/jobs.yml", `  name: cms-job
+	testenv.Edit(t, tree, "k8s/jobs.yml", `  name: cms-job
   labels:
     app.kubernetes.io/component: job
 spec:
@@ -338,7 +323,7 @@ spec:
         test.kwok/fail: "true"
     spec:
 `)
-	branch := uniqueBranch(t, "jobs")
+	branch := deploytest.UniqueBranch("jobs")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	opts := k.opts(t, branch, tree, push)
 	var out bytes.Buffer
@@ -355,7 +340,7 @@ spec:
 		t.Errorf("job log was not streamed with the job's name; got:\n%s", out.String())
 	}
 	// Templates are never applied as they are.
-	if _, err := k.core.BatchV1().Jobs(ns).Get(ctx, "lms-job", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := k.Core.BatchV1().Jobs(ns).Get(ctx, "lms-job", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("template Job lms-job exists in the namespace (err %v)", err)
 	}
 
@@ -365,8 +350,8 @@ spec:
 	if err == nil {
 		t.Fatal("failing cms-job succeeded")
 	}
-	if cli.ExitCode(err) != cli.ExitFailed {
-		t.Errorf("exit code %d, want 1", cli.ExitCode(err))
+	if usererr.Is(err) {
+		t.Errorf("exit code 2, want 1: %v", err)
 	}
 	msg := err.Error()
 	if !strings.Contains(msg, "job failed") || !strings.Contains(msg, "exited 1 (Error)") || !strings.Contains(msg, logLines[len(logLines)-1]) {
@@ -375,7 +360,7 @@ spec:
 	if len(res.Jobs) != 1 || res.Jobs[0].Succeeded || res.Jobs[0].Deleted {
 		t.Fatalf("jobs result %+v: want failed, kept", res.Jobs)
 	}
-	j, err := k.core.BatchV1().Jobs(ns).Get(ctx, res.Jobs[0].Name, metav1.GetOptions{})
+	j, err := k.Core.BatchV1().Jobs(ns).Get(ctx, res.Jobs[0].Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("failed job was not kept: %v", err)
 	}
@@ -386,7 +371,7 @@ spec:
 
 	// An unknown template is a usage error.
 	opts.Jobs = []string{"nope-job"}
-	if _, err := RunJob(ctx, opts); !cli.IsUsage(err) || !strings.Contains(err.Error(), `"nope-job"`) {
+	if _, err := RunJob(ctx, opts); !usererr.Is(err) || !strings.Contains(err.Error(), `"nope-job"`) {
 		t.Errorf("unknown job template: %v, want usage error naming it", err)
 	}
 }
@@ -394,16 +379,16 @@ spec:
 func TestRollback(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := platformTree(t)
-	push1, d1 := writePush(t, "v1")
-	push2, d2 := writePush(t, "v2")
-	branch := uniqueBranch(t, "rollback")
+	tree := deploytest.PlatformTree(t)
+	push1, d1 := deploytest.WritePush(t, "v1")
+	push2, d2 := deploytest.WritePush(t, "v2")
+	branch := deploytest.UniqueBranch("rollback")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	if _, err := Deploy(ctx, k.opts(t, branch, tree, push1)); err != nil {
 		t.Fatal(err)
 	}
 	// Revision 2: new images and the redis Service removed.
-	edit(t, tree, "k8s/services.yml", "  name: redis\n", "  name: redis-v2\n")
+	testenv.Edit(t, tree, "k8s/services.yml", "  name: redis\n", "  name: redis-v2\n")
 	res, err := Deploy(ctx, k.opts(t, branch, tree, push2))
 	if err != nil {
 		t.Fatal(err)
@@ -422,10 +407,10 @@ func TestRollback(t *testing.T) {
 	if got := k.deploymentImage(t, ns, "lms"); got != "registry-a.example:5000/overhangio/openedx@"+d1 {
 		t.Errorf("after rollback lms image = %s, want digest %s", got, d1)
 	}
-	if _, err := k.core.CoreV1().Services(ns).Get(ctx, "redis", metav1.GetOptions{}); err != nil {
+	if _, err := k.Core.CoreV1().Services(ns).Get(ctx, "redis", metav1.GetOptions{}); err != nil {
 		t.Errorf("Service redis not restored by rollback: %v", err)
 	}
-	if _, err := k.core.CoreV1().Services(ns).Get(ctx, "redis-v2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := k.Core.CoreV1().Services(ns).Get(ctx, "redis-v2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("Service redis-v2 of revision 2 not pruned by rollback (err %v)", err)
 	}
 	// Rolling back again returns to the good revision before 3, which is 2.
@@ -438,10 +423,10 @@ func TestRollback(t *testing.T) {
 func TestTwoBranchesTwoNamespaces(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	suffix := randHex(3)
+	suffix := deploytest.RandHex(3)
 	branches := []string{"platform/alpha-" + suffix, "platform/beta-" + suffix}
-	trees := []string{platformTree(t), platformTree(t)}
-	push, _ := writePush(t, "v1")
+	trees := []string{deploytest.PlatformTree(t), deploytest.PlatformTree(t)}
+	push, _ := deploytest.WritePush(t, "v1")
 	// Deploy both at once.
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -459,7 +444,7 @@ func TestTwoBranchesTwoNamespaces(t *testing.T) {
 		}
 	}
 	// Removing a Service from alpha prunes it there only.
-	edit(t, trees[0], "k8s/services.yml", "  name: caddy\n", "  name: caddy-alpha\n")
+	testenv.Edit(t, trees[0], "k8s/services.yml", "  name: caddy\n", "  name: caddy-alpha\n")
 	res, err := Deploy(ctx, k.opts(t, branches[0], trees[0], push))
 	if err != nil {
 		t.Fatal(err)
@@ -472,7 +457,7 @@ func TestTwoBranchesTwoNamespaces(t *testing.T) {
 		t.Errorf("alpha pruned (-want +got):\n%s", diff)
 	}
 	nsB, _ := NamespaceFor(branches[1], DefaultBranchPrefix, "")
-	if _, err := k.core.CoreV1().Services(nsB).Get(ctx, "caddy", metav1.GetOptions{}); err != nil {
+	if _, err := k.Core.CoreV1().Services(nsB).Get(ctx, "caddy", metav1.GetOptions{}); err != nil {
 		t.Errorf("beta's Service caddy was touched by alpha's deploy: %v", err)
 	}
 	res, err = Deploy(ctx, k.opts(t, branches[1], trees[1], push))
@@ -483,7 +468,7 @@ func TestTwoBranchesTwoNamespaces(t *testing.T) {
 	// A branch that maps to alpha's namespace is refused, naming the owner.
 	clash := "platform/ALPHA_" + suffix
 	_, err = Deploy(ctx, k.opts(t, clash, trees[1], push))
-	if !cli.IsUsage(err) || !strings.Contains(err.Error(), "belongs to branch "+branches[0]) {
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "belongs to branch "+branches[0]) {
 		t.Errorf("colliding branch %s: %v, want usage error naming owner %s", clash, err, branches[0])
 	}
 }
@@ -491,13 +476,13 @@ func TestTwoBranchesTwoNamespaces(t *testing.T) {
 func TestBadInputChangesNothing(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	push, _ := writePush(t, "v1")
+	push, _ := deploytest.WritePush(t, "v1")
 	extra := func(doc string) func(t *testing.T, tree string) {
 		return func(t *testing.T, tree string) {
 			if err := os.WriteFile(filepath.Join(tree, "k8s", "extra.yml"), []byte(doc), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			edit(t, tree, "kustomization.yml", "- k8s/volumes.yml\n", "- k8s/volumes.yml\n- k8s/extra.yml\n")
+			testenv.Edit(t, tree, "kustomization.yml", "- k8s/volumes.yml\n", "- k8s/volumes.yml\n- k8s/extra.yml\n")
 		}
 	}
 	tests := []struct {
@@ -526,29 +511,29 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tree := platformTree(t)
+			tree := deploytest.PlatformTree(t)
 			if tt.mutate != nil {
 				tt.mutate(t, tree)
 			}
 			branch := tt.branch
 			if branch == "" {
-				branch = uniqueBranch(t, "bad")
+				branch = deploytest.UniqueBranch("bad")
 			}
 			opts := k.opts(t, branch, tree, push)
 			if tt.opts != nil {
 				tt.opts(&opts)
 			}
 			_, err := Deploy(ctx, opts)
-			if err == nil || !cli.IsUsage(err) || !strings.Contains(err.Error(), tt.wantErr) {
+			if err == nil || !usererr.Is(err) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v, want a usage error (exit 2) containing %q", err, tt.wantErr)
 			}
 			if ns, nerr := NamespaceFor(branch, DefaultBranchPrefix, ""); nerr == nil {
 				// A namespace the refused deploy created must be gone (or going).
-				got, gerr := k.core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+				got, gerr := k.Core.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 				if !apierrors.IsNotFound(gerr) && (gerr != nil || got.DeletionTimestamp == nil) {
 					t.Errorf("namespace %s exists after a refused deploy (err %v)", ns, gerr)
 				}
-				cms, _ := k.core.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: labelPartOf})
+				cms, _ := k.Core.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: labelPartOf})
 				if len(cms.Items) > 0 {
 					t.Errorf("refused deploy applied %d ConfigMaps", len(cms.Items))
 				}
@@ -560,9 +545,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 func TestDiffChangesNothing(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := platformTree(t)
-	push, _ := writePush(t, "v1")
-	branch := uniqueBranch(t, "diff")
+	tree := deploytest.PlatformTree(t)
+	push, _ := deploytest.WritePush(t, "v1")
+	branch := deploytest.UniqueBranch("diff")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	opts := k.opts(t, branch, tree, push)
 	var out bytes.Buffer
@@ -576,8 +561,8 @@ func TestDiffChangesNothing(t *testing.T) {
 	if _, err := Deploy(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
-	edit(t, tree, "k8s/deployments.yml", "  replicas: 2\n", "  replicas: 3\n")
-	edit(t, tree, "k8s/services.yml", "  name: mfe\n", "  name: mfe-new\n")
+	testenv.Edit(t, tree, "k8s/deployments.yml", "  replicas: 2\n", "  replicas: 3\n")
+	testenv.Edit(t, tree, "k8s/services.yml", "  name: mfe\n", "  name: mfe-new\n")
 	before := resourceVersions(t, k, ns)
 	out.Reset()
 	sum, err := Diff(ctx, opts)
@@ -610,13 +595,13 @@ func TestServerDown(t *testing.T) {
 	if err := os.WriteFile(kc, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	push, _ := writePush(t, "v1")
-	opts := Options{Kubeconfig: kc, Branch: "platform/down", Manifests: platformTree(t), PushResult: push, Region: "A",
-		AllowImages: []string{"docker.io/*"}, Timeout: 5 * time.Second}
+	push, _ := deploytest.WritePush(t, "v1")
+	opts := Options{Kubeconfig: kc, Branch: "platform/down", Manifests: deploytest.PlatformTree(t), PushResult: push, Region: "A",
+		AllowImages: []string{"docker.io/*"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := Deploy(ctx, opts)
-	if err == nil || cli.IsUsage(err) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+	if err == nil || usererr.Is(err) || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("deploy against a dead server: %v, want exit-1 error naming the server", err)
 	}
 	if strings.Contains(err.Error(), "not-a-real-token") {
@@ -626,39 +611,17 @@ func TestServerDown(t *testing.T) {
 
 func TestInterruptedDeployRecovers(t *testing.T) {
 	k := requireKube(t)
-	tree := platformTree(t)
-	push, _ := writePush(t, "v1")
-	edit(t, tree, "k8s/deployments.yml", `  name: mfe
-  labels:
-    app.kubernetes.io/name: mfe
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: mfe
-  template:
-    metadata:
-`, `  name: mfe
-  labels:
-    app.kubernetes.io/name: mfe
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: mfe
-  template:
-    metadata:
-      annotations:
-        test.kwok/never-ready: "true"
-`)
-	branch := uniqueBranch(t, "interrupt")
+	tree := deploytest.PlatformTree(t)
+	push, _ := deploytest.WritePush(t, "v1")
+	deploytest.NeverReady(t, tree, "mfe")
+	branch := deploytest.UniqueBranch("interrupt")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	opts := k.opts(t, branch, tree, push)
 	// Interrupt (SIGINT cancels the context) while the deploy waits.
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(10*time.Second, cancel)
 	res, err := Deploy(ctx, opts)
-	if !errors.Is(err, context.Canceled) || cli.IsUsage(err) {
+	if !errors.Is(err, context.Canceled) || usererr.Is(err) {
 		t.Fatalf("interrupted deploy: %v, want context.Canceled (exit 1)", err)
 	}
 	if !strings.Contains(err.Error(), "Deployment.apps/mfe") {
@@ -668,18 +631,18 @@ spec:
 	if res == nil || res.Revision != 1 {
 		t.Fatalf("interrupted deploy result %+v: want revision 1 recorded", res)
 	}
-	rec, err := k.core.CoreV1().Secrets(ns).Get(context.Background(), recordName(1), metav1.GetOptions{})
+	rec, err := k.Core.CoreV1().Secrets(ns).Get(context.Background(), recordName(1), metav1.GetOptions{})
 	if err != nil || rec.Annotations[annStatus] != statusFailed {
 		t.Fatalf("revision 1: %v status %q, want failed", err, rec.Annotations[annStatus])
 	}
 	// Rerunning with the fix completes, and a rollback has no good revision
 	// before it to return to (the failed one is skipped).
-	edit(t, tree, "k8s/deployments.yml", "        test.kwok/never-ready: \"true\"\n", "")
+	testenv.Edit(t, tree, "k8s/deployments.yml", "        test.kwok/never-ready: \"true\"\n", "")
 	res, err = Deploy(testCtx(t), opts)
 	if err != nil || res.Revision != 2 || !res.Changed {
 		t.Fatalf("deploy after interrupt: %v, revision %d; want revision 2", err, res.Revision)
 	}
-	if _, err := Rollback(testCtx(t), opts); !cli.IsUsage(err) || !strings.Contains(err.Error(), "no good revision before revision 2") {
+	if _, err := Rollback(testCtx(t), opts); !usererr.Is(err) || !strings.Contains(err.Error(), "no good revision before revision 2") {
 		t.Errorf("rollback with only a failed earlier revision: %v", err)
 	}
 }

@@ -6,16 +6,18 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 
 	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/slipwayci/slipway/internal/cli"
-	"github.com/slipwayci/slipway/internal/result"
-	"github.com/slipwayci/slipway/internal/zuul"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // DiffSummary counts what a deploy would do.
@@ -30,23 +32,7 @@ type DiffSummary struct {
 // as pruned. The report goes to opts.Out.
 func Diff(ctx context.Context, opts Options) (DiffSummary, error) {
 	var sum DiffSummary
-	if err := opts.defaults(); err != nil {
-		return sum, err
-	}
-	ns, err := NamespaceFor(opts.Branch, opts.BranchPrefix, opts.NamespacePrefix)
-	if err != nil {
-		return sum, err
-	}
-	objs, images, err := render(&opts)
-	if err != nil {
-		return sum, err
-	}
-	c, err := connect(ctx, opts.Kubeconfig, opts.Context, opts.UserAgent)
-	if err != nil {
-		return sum, err
-	}
-	t := newTarget(c, ns, opts.Log)
-	p, err := t.place(objs, images, &opts, manifestNamespace(opts.Manifests))
+	t, p, err := prepare(ctx, &opts)
 	if err != nil {
 		return sum, err
 	}
@@ -56,7 +42,7 @@ func Diff(ctx context.Context, opts Options) (DiffSummary, error) {
 	}
 	w := opts.Out
 	if !exists {
-		fmt.Fprintf(w, "+ Namespace/%s (create, owned by %s)\n", ns, opts.Branch)
+		fmt.Fprintf(w, "+ Namespace/%s (create, owned by %s)\n", t.ns, opts.Branch)
 		for _, u := range p.apply {
 			fmt.Fprintf(w, "+ %s (create)\n", objectID(u))
 			sum.Create++
@@ -73,40 +59,13 @@ func Diff(ctx context.Context, opts Options) (DiffSummary, error) {
 		return sum, err
 	}
 	keep := map[string]bool{}
-	force := true
 	for _, u := range p.apply {
-		id := objectID(u)
-		keep[id] = true
-		data, err := json.Marshal(u.Object)
-		if err != nil {
-			return sum, fmt.Errorf("encoding %s: %w", id, err)
+		keep[objectID(u)] = true
+		if err := t.diffObject(ctx, u, p.mappings[u], w, &sum); err != nil {
+			return sum, err
 		}
-		ri := t.c.resource(p.mappings[u], ns)
-		dry, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager, Force: &force, DryRun: []string{metav1.DryRunAll}})
-		if err != nil {
-			if isBadManifest(err) {
-				return sum, cli.Usagef("dry-run applying %s in %s: %w", id, ns, err)
-			}
-			return sum, fmt.Errorf("dry-run applying %s in %s: %w", id, ns, ctxErr(ctx, err))
-		}
-		cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			fmt.Fprintf(w, "+ %s (create)\n", id)
-			sum.Create++
-			continue
-		}
-		if err != nil {
-			return sum, fmt.Errorf("reading %s in %s: %w", id, ns, ctxErr(ctx, err))
-		}
-		d := cmp.Diff(forDiff(cur), forDiff(dry))
-		if d == "" {
-			sum.Unchanged++
-			continue
-		}
-		sum.Change++
-		fmt.Fprintf(w, "~ %s (-live +new):\n%s", id, d)
 	}
-	for _, id := range sortedKeys(live) {
+	for _, id := range slices.Sorted(maps.Keys(live)) {
 		if !keep[id] {
 			fmt.Fprintf(w, "- %s (prune)\n", id)
 			sum.Prune++
@@ -114,6 +73,42 @@ func Diff(ctx context.Context, opts Options) (DiffSummary, error) {
 	}
 	fmt.Fprintf(w, "%d to create, %d to change, %d unchanged, %d to prune\n", sum.Create, sum.Change, sum.Unchanged, sum.Prune)
 	return sum, nil
+}
+
+// diffObject compares u, as a server-side dry-run apply makes it, with its
+// live copy, writes the difference to w and counts it in sum.
+func (t *target) diffObject(ctx context.Context, u *unstructured.Unstructured, m *meta.RESTMapping, w io.Writer, sum *DiffSummary) error {
+	id := objectID(u)
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", id, err)
+	}
+	ri := t.c.resource(m, t.ns)
+	force := true
+	dry, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager, Force: &force, DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		if isBadManifest(err) {
+			return usererr.Errorf("dry-run applying %s in %s: %w", id, t.ns, err)
+		}
+		return fmt.Errorf("dry-run applying %s in %s: %w", id, t.ns, ctxErr(ctx, err))
+	}
+	cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		fmt.Fprintf(w, "+ %s (create)\n", id)
+		sum.Create++
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s in %s: %w", id, t.ns, ctxErr(ctx, err))
+	}
+	d := cmp.Diff(forDiff(cur), forDiff(dry))
+	if d == "" {
+		sum.Unchanged++
+		return nil
+	}
+	sum.Change++
+	fmt.Fprintf(w, "~ %s (-live +new):\n%s", id, d)
+	return nil
 }
 
 // forDiff strips what the server maintains and hides Secret values.
@@ -133,16 +128,4 @@ func forDiff(u *unstructured.Unstructured) map[string]any {
 		}
 	}
 	return c.Object
-}
-
-// writeZuulReturn hands later jobs the namespace and revision.
-func writeZuulReturn(path string, res *result.DeployResult) error {
-	digests := map[string]string{}
-	for _, img := range res.Images {
-		digests[img.Reference] = img.Pinned
-	}
-	return zuul.Return{Vars: map[string]any{"slipway_deploy": map[string]any{
-		"namespace": res.Namespace, "revision": res.Revision, "changed": res.Changed,
-		"manifest_hash": res.ManifestHash, "images": digests,
-	}}}.WriteFile(path)
 }

@@ -2,13 +2,15 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // podSpecPaths are where each workload kind keeps its pod spec.
@@ -92,7 +94,7 @@ func NewPinner(push *result.PushResult, region string, allow []string) (*Pinner,
 	p := &Pinner{region: region, byKey: map[string]pinned{}, allow: allow}
 	for _, pat := range allow {
 		if _, err := path.Match(pat, ""); err != nil {
-			return nil, cli.Usagef("--allow-image %q: %w", pat, err)
+			return nil, optionErrorf("AllowImages", "allowed image pattern %q: %w", pat, err)
 		}
 	}
 	if push == nil {
@@ -101,15 +103,15 @@ func NewPinner(push *result.PushResult, region string, allow []string) (*Pinner,
 	for _, img := range push.Images {
 		ref, err := img.Reference(region)
 		if err != nil {
-			return nil, cli.Usagef("push result: %w (choose the region with --region)", err)
+			return nil, &OptionError{Option: "Region", Err: usererr.Errorf("push result: %w", err)}
 		}
 		repo, digest, _ := strings.Cut(ref, "@")
 		if digest == "" {
-			return nil, cli.Usagef("push result: image %s has no digest in region %s", img.Name, region)
+			return nil, usererr.Errorf("push result: image %s has no digest in region %s", img.Name, region)
 		}
 		parsed, err := ParseImageRef(repo)
 		if err != nil {
-			return nil, cli.Usagef("push result: image %s: %w", img.Name, err)
+			return nil, usererr.Errorf("push result: image %s: %w", img.Name, err)
 		}
 		v := pinned{ref: ref, digest: digest, name: img.Name}
 		for _, k := range []string{repo, parsed.Path(), img.Name} {
@@ -117,7 +119,7 @@ func NewPinner(push *result.PushResult, region string, allow []string) (*Pinner,
 				continue
 			}
 			if old, ok := p.byKey[k]; ok && old.ref != ref {
-				return nil, cli.Usagef("push result: images %s and %s both match %q: image references in manifests would be ambiguous", old.name, img.Name, k)
+				return nil, usererr.Errorf("push result: images %s and %s both match %q: image references in manifests would be ambiguous", old.name, img.Name, k)
 			}
 			p.byKey[k] = v
 		}
@@ -139,7 +141,7 @@ func (p *Pinner) Pin(objs []*unstructured.Unstructured) ([]result.DeployedImage,
 			fields := append(append([]string{}, specPath...), list)
 			containers, found, err := unstructured.NestedSlice(u.Object, fields...)
 			if err != nil {
-				return nil, cli.Usagef("%s: field %s: %w", objectID(u), strings.Join(fields, "."), err)
+				return nil, usererr.Errorf("%s: field %s: %w", objectID(u), strings.Join(fields, "."), err)
 			}
 			if !found {
 				continue
@@ -147,13 +149,13 @@ func (p *Pinner) Pin(objs []*unstructured.Unstructured) ([]result.DeployedImage,
 			for i, c := range containers {
 				cm, ok := c.(map[string]any)
 				if !ok {
-					return nil, cli.Usagef("%s: field %s[%d] is not an object", objectID(u), strings.Join(fields, "."), i)
+					return nil, usererr.Errorf("%s: field %s[%d] is not an object", objectID(u), strings.Join(fields, "."), i)
 				}
 				image, _ := cm["image"].(string)
 				name, _ := cm["name"].(string)
 				newImage, err := p.pinOne(image)
 				if err != nil {
-					return nil, cli.Usagef("%s container %q: %w", objectID(u), name, err)
+					return nil, usererr.Errorf("%s container %q: %w", objectID(u), name, err)
 				}
 				cm["image"] = newImage
 				if newImage != image {
@@ -167,7 +169,7 @@ func (p *Pinner) Pin(objs []*unstructured.Unstructured) ([]result.DeployedImage,
 		}
 	}
 	out := make([]result.DeployedImage, 0, len(seen))
-	for _, k := range sortedKeys(seen) {
+	for _, k := range slices.Sorted(maps.Keys(seen)) {
 		out = append(out, seen[k])
 	}
 	return out, nil
@@ -194,5 +196,5 @@ func (p *Pinner) pinOne(image string) (string, error) {
 			return image, nil
 		}
 	}
-	return "", fmt.Errorf("image %q was not pushed (not in the push result for region %s): push it first, or allow it with --allow-image", image, p.region)
+	return "", &OptionError{Option: "AllowImages", Err: fmt.Errorf("image %q was not pushed (not in the push result for region %s): push it first, or allow its repository", image, p.region)}
 }

@@ -16,8 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // Job clean-up policies.
@@ -38,12 +39,40 @@ func findTemplate(templates []*unstructured.Unstructured, name string) (*unstruc
 		}
 		names = append(names, u.GetName())
 	}
-	return nil, cli.Usagef("job template %q is not in the manifests (Jobs labelled %s=job or %s=true: %s)", name, labelComponent, labelJobTemplate, strings.Join(names, ", "))
+	return nil, usererr.Errorf("job template %q is not in the manifests (Jobs labelled %s=job or %s=true: %s)", name, labelComponent, labelJobTemplate, strings.Join(names, ", "))
 }
 
-// runJob creates a Job from template under a unique name, streams its pod's
-// log to out, waits for it to finish and cleans it up per policy.
-func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured, cleanup string, out io.Writer) (result.DeployedJob, error) {
+// checkTemplates makes sure every job in names has a template, before
+// anything runs.
+func checkTemplates(templates []*unstructured.Unstructured, names []string) error {
+	for _, name := range names {
+		if _, err := findTemplate(templates, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runJobs runs the jobs opts names, in order, and records them in res; it
+// stops at the first that fails.
+func (t *target) runJobs(ctx context.Context, templates []*unstructured.Unstructured, opts *Options, res *result.DeployResult) error {
+	for _, name := range opts.Jobs {
+		tmpl, err := findTemplate(templates, name)
+		if err != nil {
+			return err
+		}
+		jr, err := t.runJob(ctx, tmpl, opts.JobCleanup, opts.Out)
+		res.Jobs = append(res.Jobs, jr)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// oneOff is the Job that runs template once: a unique name, no ApplySet
+// membership, and no retries unless the template asks for them.
+func (t *target) oneOff(template *unstructured.Unstructured) *unstructured.Unstructured {
 	u := template.DeepCopy()
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
@@ -51,8 +80,7 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 	if len(base) > 40 {
 		base = base[:40]
 	}
-	name := fmt.Sprintf("%s-%s-%s", base, time.Now().UTC().Format("0102150405"), hex.EncodeToString(suffix))
-	u.SetName(name)
+	u.SetName(fmt.Sprintf("%s-%s-%s", base, time.Now().UTC().Format("0102150405"), hex.EncodeToString(suffix)))
 	u.SetNamespace(t.ns)
 	u.SetResourceVersion("")
 	lbl := u.GetLabels()
@@ -70,6 +98,14 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "backoffLimit"); !found {
 		_ = unstructured.SetNestedField(u.Object, int64(0), "spec", "backoffLimit")
 	}
+	return u
+}
+
+// runJob creates a Job from template under a unique name, streams its pod's
+// log to out, waits for it to finish and cleans it up per policy.
+func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured, cleanup string, out io.Writer) (result.DeployedJob, error) {
+	u := t.oneOff(template)
+	name := u.GetName()
 	jr := result.DeployedJob{Template: template.GetName(), Name: name}
 	jobs := t.c.dyn.Resource(jobsGVR).Namespace(t.ns)
 	if _, err := jobs.Create(ctx, u, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
@@ -77,26 +113,12 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 	}
 	t.log.Info("job started", "job", name, "template", template.GetName(), "namespace", t.ns)
 
-	logs := &jobLog{out: out, prefix: name + ": "}
-	var streamWG sync.WaitGroup
-	streamed := map[string]bool{}
+	w := &jobWatch{t: t, name: name, logs: &jobLog{out: out, prefix: name + ": "}, streamed: map[string]bool{}}
 	var failure string
-	err := poll(ctx, func(ctx context.Context) (bool, error) {
-		pods, err := t.c.core.CoreV1().Pods(t.ns).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + name})
+	err := poll.Until(ctx, poll.Constant(pollInterval), func(ctx context.Context) (bool, error) {
+		pods, err := w.streamPods(ctx, true)
 		if err != nil {
-			return false, fmt.Errorf("listing pods of job %s: %w", name, ctxErr(ctx, err))
-		}
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			if streamed[p.Name] || p.Status.Phase == corev1.PodPending {
-				continue
-			}
-			streamed[p.Name] = true
-			streamWG.Add(1)
-			go func() {
-				defer streamWG.Done()
-				t.streamLog(ctx, p, logs)
-			}()
+			return false, err
 		}
 		j, err := jobs.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -104,82 +126,105 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 		}
 		done, why := jobDone(j)
 		if why != "" {
-			failure = why
-			for i := range pods.Items {
-				if pods.Items[i].Status.Phase == corev1.PodFailed {
-					failure += "; " + describePod(&pods.Items[i])
-					break
-				}
-			}
+			failure = why + failedPod(pods)
 			return true, nil
 		}
 		return done, nil
 	})
-	// A pod that finished between two polls has not been read yet.
-	if pods, lerr := t.c.core.CoreV1().Pods(t.ns).List(context.WithoutCancel(ctx), metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + name}); lerr == nil {
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			if !streamed[p.Name] && p.Status.Phase != corev1.PodPending {
-				streamed[p.Name] = true
-				p.Status.Phase = corev1.PodSucceeded // read what is there, do not follow
-				streamWG.Add(1)
-				go func() {
-					defer streamWG.Done()
-					t.streamLog(context.WithoutCancel(ctx), p, logs)
-				}()
-			}
-		}
-	}
-	streamWG.Wait()
+	// A pod that finished between two looks has not been read yet.
+	_, _ = w.streamPods(context.WithoutCancel(ctx), false)
+	w.wg.Wait()
 	jr.Succeeded = err == nil && failure == ""
 	if cleanup == CleanupAlways || (cleanup == CleanupOnSuccess && jr.Succeeded) {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		policy := metav1.DeletePropagationBackground
-		if derr := jobs.Delete(dctx, name, metav1.DeleteOptions{PropagationPolicy: &policy}); derr == nil {
-			jr.Deleted = true
-		} else {
-			t.log.Warn("deleting job", "job", name, "err", derr)
-		}
+		jr.Deleted = t.deleteJob(ctx, name)
 	}
 	if err != nil {
-		return jr, fmt.Errorf("running job %s (template %s): %w; last log lines: %s", name, template.GetName(), err, strings.Join(logs.tail(), " | "))
+		return jr, fmt.Errorf("running job %s (template %s): %w; last log lines: %s", name, template.GetName(), err, strings.Join(w.logs.tail(), " | "))
 	}
 	if failure != "" {
 		if !jr.Deleted {
 			failure += fmt.Sprintf(" (the Job is kept: kubectl -n %s describe job %s)", t.ns, name)
 		}
-		return jr, &WorkloadError{Object: "Job.batch/" + name, Reason: failure, Log: logs.tail()}
+		return jr, &WorkloadError{Object: "Job.batch/" + name, Reason: failure, Log: w.logs.tail()}
 	}
 	t.log.Info("job succeeded", "job", name)
 	return jr, nil
 }
 
-// streamLog copies the pod's log (following it while the pod runs) to logs.
-func (t *target) streamLog(ctx context.Context, p *corev1.Pod, logs *jobLog) {
+// failedPod describes the first failed pod in pods, as "; pod ...".
+func failedPod(pods []corev1.Pod) string {
+	for i := range pods {
+		if pods[i].Status.Phase == corev1.PodFailed {
+			return "; " + describePod(&pods[i])
+		}
+	}
+	return ""
+}
+
+// deleteJob deletes the one-off Job name and reports whether it did.
+func (t *target) deleteJob(ctx context.Context, name string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	policy := metav1.DeletePropagationBackground
+	if err := t.c.dyn.Resource(jobsGVR).Namespace(t.ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &policy}); err != nil {
+		t.log.Warn("deleting job", "job", name, "err", err)
+		return false
+	}
+	return true
+}
+
+// jobWatch streams the logs of a one-off Job's pods, each pod once.
+type jobWatch struct {
+	t        *target
+	name     string
+	logs     *jobLog
+	streamed map[string]bool
+	wg       sync.WaitGroup
+}
+
+// streamPods lists the Job's pods and starts streaming the log of each
+// started pod not streamed yet: followed while it runs when follow is set,
+// otherwise only what is there.
+func (w *jobWatch) streamPods(ctx context.Context, follow bool) ([]corev1.Pod, error) {
+	pods, err := w.t.c.core.CoreV1().Pods(w.t.ns).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + w.name})
+	if err != nil {
+		return nil, fmt.Errorf("listing pods of job %s: %w", w.name, ctxErr(ctx, err))
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if w.streamed[p.Name] || p.Status.Phase == corev1.PodPending {
+			continue
+		}
+		w.streamed[p.Name] = true
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.t.streamLog(ctx, p, follow && p.Status.Phase == corev1.PodRunning, w.logs)
+		}()
+	}
+	return pods.Items, nil
+}
+
+// streamLog copies the pod's log (following it when follow is set) to logs.
+func (t *target) streamLog(ctx context.Context, p *corev1.Pod, follow bool, logs *jobLog) {
 	if len(p.Spec.Containers) == 0 {
 		return
 	}
-	opts := &corev1.PodLogOptions{Container: p.Spec.Containers[0].Name, Follow: p.Status.Phase == corev1.PodRunning}
-	for attempt := 0; attempt < 20; attempt++ {
+	opts := &corev1.PodLogOptions{Container: p.Spec.Containers[0].Name, Follow: follow}
+	// The container may not have started yet; logs appear shortly.
+	_ = poll.Retry(ctx, poll.Constant(pollInterval), 20, nil, func(ctx context.Context) error {
 		rc, err := t.c.core.CoreV1().Pods(t.ns).GetLogs(p.Name, opts).Stream(ctx)
 		if err != nil {
-			// The container may not have started yet; logs appear shortly.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(pollInterval):
-			}
-			continue
+			return err
 		}
+		defer rc.Close()
 		sc := bufio.NewScanner(rc)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
 			logs.add(sc.Text())
 		}
-		rc.Close()
-		return
-	}
+		return nil
+	})
 }
 
 // jobLog prints log lines with a prefix and keeps the last few.

@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // DefaultBranchPrefix is the part of a platform branch name that is dropped
@@ -30,25 +30,25 @@ var (
 // its owner branch and a second branch is refused (see checkOwner).
 func NamespaceFor(branch, branchPrefix, nsPrefix string) (string, error) {
 	if branch == "" {
-		return "", cli.Usagef("--branch is empty: give the platform branch (e.g. %sacme)", branchPrefix)
+		return "", optionErrorf("Branch", "branch is empty: give the platform branch (e.g. %sacme)", branchPrefix)
 	}
 	rest, ok := strings.CutPrefix(branch, branchPrefix)
 	if !ok {
-		return "", cli.Usagef("branch %q does not start with %q: only platform branches deploy (set --branch-prefix to change)", branch, branchPrefix)
+		return "", optionErrorf("BranchPrefix", "branch %q does not start with %q: only platform branches deploy", branch, branchPrefix)
 	}
 	name := strings.Trim(notLabelChar.ReplaceAllString(strings.ToLower(rest), "-"), "-")
 	if name == "" {
-		return "", cli.Usagef("branch %q: nothing usable after %q to name a namespace", branch, branchPrefix)
+		return "", usererr.Errorf("branch %q: nothing usable after %q to name a namespace", branch, branchPrefix)
 	}
 	ns := nsPrefix + name
 	if len(ns) > 63 {
-		return "", cli.Usagef("branch %q: namespace %q is %d characters, more than 63: use a shorter branch name or prefix", branch, ns, len(ns))
+		return "", usererr.Errorf("branch %q: namespace %q is %d characters, more than 63: use a shorter branch name or prefix", branch, ns, len(ns))
 	}
 	if !dns1123Label.MatchString(ns) {
-		return "", cli.Usagef("branch %q: namespace %q is not a valid DNS-1123 label (check --namespace-prefix)", branch, ns)
+		return "", optionErrorf("NamespacePrefix", "branch %q: namespace %q is not a valid DNS-1123 label (check the namespace prefix %q)", branch, ns, nsPrefix)
 	}
 	if ns == "default" || strings.HasPrefix(ns, "kube-") {
-		return "", cli.Usagef("branch %q maps to namespace %q, which is reserved for the cluster", branch, ns)
+		return "", usererr.Errorf("branch %q maps to namespace %q, which is reserved for the cluster", branch, ns)
 	}
 	return ns, nil
 }

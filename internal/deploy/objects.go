@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // Labels and annotations slipway puts on what it manages.
@@ -115,25 +115,25 @@ func placeObjects(objs []*unstructured.Unstructured, mapper meta.RESTMapper, ns,
 		}
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if meta.IsNoMatchError(err) {
-			return nil, nil, cli.Usagef("%s: the cluster does not serve %s (%w)", objectID(u), gvk, err)
+			return nil, nil, usererr.Errorf("%s: the cluster does not serve %s (%w)", objectID(u), gvk, err)
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("finding the API of %s: %w", objectID(u), err)
 		}
 		if m.Scope.Name() == meta.RESTScopeNameRoot {
 			if !allowClusterScoped {
-				return nil, nil, cli.Usagef("%s is cluster-scoped: a platform deploy may only change its namespace %s (remove it, or pass --allow-cluster-scoped)", objectID(u), ns)
+				return nil, nil, optionErrorf("AllowClusterScoped", "%s is cluster-scoped: a platform deploy may only change its namespace %s (remove it, or allow cluster-scoped objects)", objectID(u), ns)
 			}
 			u.SetNamespace("")
 		} else {
 			if got := u.GetNamespace(); got != "" && got != ns && got != manifestNS {
-				return nil, nil, cli.Usagef("%s is in namespace %q: branch deploys only into namespace %q (remove metadata.namespace)", objectID(u), got, ns)
+				return nil, nil, usererr.Errorf("%s is in namespace %q: branch deploys only into namespace %q (remove metadata.namespace)", objectID(u), got, ns)
 			}
 			u.SetNamespace(ns)
 		}
 		key := objectID(u)
 		if seen[key] {
-			return nil, nil, cli.Usagef("%s appears twice in the manifests", key)
+			return nil, nil, usererr.Errorf("%s appears twice in the manifests", key)
 		}
 		seen[key] = true
 		kept = append(kept, u)

@@ -22,17 +22,19 @@ import (
 // slipway-rev-N in the namespace. They are not ApplySet members, so a deploy
 // never prunes them; the oldest beyond KeepRevisions are deleted.
 const (
-	labelRecord        = "slipway.dev/record"
-	annRevision        = "slipway.dev/revision"
-	annStatus          = "slipway.dev/status"
-	annRolledBackTo    = "slipway.dev/rolled-back-to"
-	annChange          = "slipway.dev/change"
-	keyManifests       = "manifests.json.gz"
-	keyState           = "state.json"
-	statusGood         = "good"
-	statusFailed       = "failed"
-	defaultKeepRecords = 10
+	labelRecord     = "slipway.dev/record"
+	annRevision     = "slipway.dev/revision"
+	annStatus       = "slipway.dev/status"
+	annRolledBackTo = "slipway.dev/rolled-back-to"
+	annChange       = "slipway.dev/change"
+	keyManifests    = "manifests.json.gz"
+	keyState        = "state.json"
+	statusGood      = "good"
+	statusFailed    = "failed"
 )
+
+// DefaultKeepRevisions is how many revision records a namespace keeps.
+const DefaultKeepRevisions = 10
 
 // Revision is one recorded deploy.
 type Revision struct {

@@ -9,8 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/slipwayci/slipway/internal/cli"
-	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/deploy/deploytest"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 func TestNamespaceFor(t *testing.T) {
@@ -26,7 +26,7 @@ func TestNamespaceFor(t *testing.T) {
 		{name: "not a platform branch", branch: "main", wantErr: `branch "main" does not start with "platform/"`},
 		{name: "empty rest", branch: "platform/", wantErr: "nothing usable"},
 		{name: "only symbols", branch: "platform/___", wantErr: "nothing usable"},
-		{name: "empty", branch: "", wantErr: "--branch is empty"},
+		{name: "empty", branch: "", wantErr: "branch is empty"},
 		{name: "reserved default", branch: "platform/default", wantErr: `namespace "default", which is reserved`},
 		{name: "reserved kube-system", branch: "platform/kube-system", wantErr: "reserved"},
 		{name: "too long", branch: "platform/" + strings.Repeat("a", 64), wantErr: "more than 63"},
@@ -39,7 +39,7 @@ func TestNamespaceFor(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("NamespaceFor(%q) error = %v, want it to contain %q", tt.branch, err, tt.wantErr)
 				}
-				if !cli.IsUsage(err) {
+				if !usererr.Is(err) {
 					t.Errorf("NamespaceFor(%q) error is not a usage error (exit 2): %v", tt.branch, err)
 				}
 				return
@@ -109,19 +109,6 @@ func TestParseImageRef(t *testing.T) {
 	}
 }
 
-// pushResult builds a push result for images pushed to regions A and B.
-func pushResult(images map[string]string) *result.PushResult {
-	pr := &result.PushResult{}
-	for _, name := range sortedKeys(images) {
-		digest := images[name]
-		pr.Images = append(pr.Images, result.PushedImage{Name: name, Digest: digest, Regions: []result.RegionPushed{
-			{Region: "A", Repository: "registry-a.example:5000/" + name, Digest: digest, Tags: []string{"18.0.0"}},
-			{Region: "B", Repository: "registry-b.example:5000/" + name, Digest: digest, Tags: []string{"18.0.0"}},
-		}})
-	}
-	return pr
-}
-
 func deploymentWith(name string, images ...string) *unstructured.Unstructured {
 	var cs []any
 	for i, img := range images {
@@ -137,7 +124,7 @@ func deploymentWith(name string, images ...string) *unstructured.Unstructured {
 func TestPin(t *testing.T) {
 	dOpenedx := "sha256:" + strings.Repeat("1", 64)
 	dMFE := "sha256:" + strings.Repeat("2", 64)
-	push := pushResult(map[string]string{"overhangio/openedx": dOpenedx, "overhangio/openedx-mfe": dMFE})
+	push := deploytest.PushResult(map[string]string{"overhangio/openedx": dOpenedx, "overhangio/openedx-mfe": dMFE})
 	tests := []struct {
 		name    string
 		region  string
@@ -164,7 +151,7 @@ func TestPin(t *testing.T) {
 				_, err = p.Pin([]*unstructured.Unstructured{obj})
 			}
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !cli.IsUsage(err) {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !usererr.Is(err) {
 					t.Fatalf("error = %v, want a usage error containing %q", err, tt.wantErr)
 				}
 				return
@@ -193,13 +180,13 @@ func TestParseManifests(t *testing.T) {
 	}{
 		{name: "two docs and empty", in: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n", want: []string{"ConfigMap/a", "Service/b"}},
 		{name: "list", in: `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}]}`, want: []string{"ConfigMap/x"}},
-		{name: "no kind", in: "apiVersion: v1\nmetadata: {name: a}\n", wantErr: "document 1: field kind is missing"},
-		{name: "no name", in: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\nmetadata: {}\n", wantErr: "document 2: Secret: field metadata.name is missing"},
+		{name: "no kind", in: "apiVersion: v1\nmetadata: {name: a}\n", wantErr: "m.yaml:1: kind: missing (every object needs apiVersion, kind and metadata.name)"},
+		{name: "no name", in: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\nmetadata: {}\n", wantErr: "m.yaml:7: metadata.name: missing (every object needs apiVersion, kind and metadata.name)"},
 		{name: "bad yaml", in: "apiVersion: v1\nkind: [\n", wantErr: "document 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			objs, err := ParseManifests(strings.NewReader(tt.in))
+			objs, err := ParseManifests(strings.NewReader(tt.in), "m.yaml")
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want %q", err, tt.wantErr)
@@ -220,12 +207,50 @@ func TestParseManifests(t *testing.T) {
 	}
 }
 
+// TestConfigErrorFormat pins the whole message of each kind of problem in a
+// manifest file's head (what deploy-k8s decodes itself; the rest is the
+// server's strict field validation): FILE:LINE: field.path: what is wrong.
+func TestConfigErrorFormat(t *testing.T) {
+	const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{
+			"unknown key", cm + "apiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n  lables: {app: x}\n",
+			"m.yaml:9: metadata.lables: unknown field (known: annotations, creationTimestamp, deletionGracePeriodSeconds, deletionTimestamp, finalizers, generateName, generation, labels, managedFields, name, namespace, ownerReferences, resourceVersion, selfLink, uid)",
+		},
+		{
+			"wrong type", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels: [app]\n",
+			"m.yaml:5: metadata.labels: must be a mapping of key: value, not a list",
+		},
+		{
+			"bad value", "apiVersion: apps/v1/beta1\nkind: Deployment\nmetadata: {name: a}\n",
+			`m.yaml:1: apiVersion: "apps/v1/beta1" is not a group/version or a version (e.g. apps/v1, v1)`,
+		},
+		{
+			"missing in a List item", `{"apiVersion": "v1", "kind": "List", "items": [` + "\n" + `{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}]}`,
+			"m.yaml:2: items[0].metadata.name: missing (every object needs apiVersion, kind and metadata.name)",
+		},
+		{
+			"JSON stream (no lines)", `{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}} {"kind": "Secret", "metadata": {"name": "b"}}`,
+			"m.yaml (document 2): apiVersion: missing (every object needs apiVersion, kind and metadata.name)",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseManifests(strings.NewReader(tc.in), "m.yaml")
+			if err == nil || err.Error() != tc.want || !usererr.Is(err) {
+				t.Errorf("error:\n got %v\nwant %s (a user error)", err, tc.want)
+			}
+		})
+	}
+}
+
 func FuzzParseManifests(f *testing.F) {
 	f.Add("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
 	f.Add(`{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}]}`)
 	f.Add("---\n---\n")
 	f.Fuzz(func(t *testing.T, in string) {
-		objs, err := ParseManifests(strings.NewReader(in))
+		objs, err := ParseManifests(strings.NewReader(in), "fuzz.yaml")
 		if err != nil {
 			return
 		}
@@ -238,7 +263,7 @@ func FuzzParseManifests(f *testing.F) {
 }
 
 func TestRenderExample(t *testing.T) {
-	objs, err := Render(filepath.Join("..", "..", "examples", "platform"))
+	objs, err := Render(deploytest.ExampleDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +288,7 @@ func TestRenderExample(t *testing.T) {
 			t.Errorf("ConfigMap %q has no generated hash suffix", n)
 		}
 	}
-	if got := kustomizationNamespace(filepath.Join("..", "..", "examples", "platform")); got != "openedx" {
+	if got := kustomizationNamespace(deploytest.ExampleDir()); got != "openedx" {
 		t.Errorf("kustomizationNamespace = %q, want openedx", got)
 	}
 }
@@ -278,13 +303,13 @@ func TestRenderErrors(t *testing.T) {
 	os.Mkdir(kdir, 0o755)
 	os.WriteFile(filepath.Join(kdir, "kustomization.yml"), []byte("resources: [missing.yml]\n"), 0o644)
 	for _, tc := range []struct{ path, want string }{
-		{bad, bad + ": document 1: ConfigMap: field metadata.name is missing"},
+		{bad, bad + ":3: metadata.name: missing (every object needs apiVersion, kind and metadata.name)"},
 		{filepath.Join(dir, "nope"), "nope"},
 		{kdir, "building kustomization " + kdir},
 		{t.TempDir(), "no kustomization and no .yaml/.yml/.json manifests"},
 	} {
 		_, err := Render(tc.path)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !cli.IsUsage(err) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !usererr.Is(err) {
 			t.Errorf("Render(%s) error = %v, want a usage error containing %q", tc.path, err, tc.want)
 		}
 	}

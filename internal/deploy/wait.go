@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,28 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/progress"
 )
 
 // pollInterval is how often waits look at the cluster.
 const pollInterval = 250 * time.Millisecond
-
-// poll calls done until it reports true, returns an error, or ctx ends.
-func poll(ctx context.Context, done func(context.Context) (bool, error)) error {
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		ok, err := done(ctx)
-		if err != nil || ok {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
 
 // waitedKinds are the workloads a deploy waits for, and how to judge them.
 var waitedKinds = map[string]func(u *unstructured.Unstructured) (done bool, failed string){
@@ -154,67 +140,85 @@ func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructu
 	}
 	total := len(pending)
 	task := pr.Start("rollout "+t.ns, 0)
-	sel := labelPartOf + "=" + t.id
 	var failed *WorkloadError
-	err := poll(ctx, func(ctx context.Context) (bool, error) {
+	err := poll.Until(ctx, poll.Constant(pollInterval), func(ctx context.Context) (bool, error) {
 		// Each look is bounded on its own: the wait's deadline ends the loop
 		// (and is reported as a timeout), not a request cut short by it.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		kinds := map[string]bool{}
-		for _, u := range pending {
-			kinds[u.GetKind()] = true
+		var err error
+		if failed, err = t.lookRollout(ctx, pending, kindMapping); err != nil {
+			return false, err
 		}
-		for _, kind := range sortedKeys(kinds) {
-			m := kindMapping[kind]
-			list, err := t.c.resource(m, t.ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
-			if err != nil {
-				return false, fmt.Errorf("listing %ss in %s: %w", kind, t.ns, ctxErr(ctx, err))
-			}
-			for i := range list.Items {
-				u := &list.Items[i]
-				u.SetGroupVersionKind(m.GroupVersionKind)
-				id := objectID(u)
-				if _, ok := pending[id]; !ok {
-					continue
-				}
-				done, why := waitedKinds[kind](u)
-				if why != "" {
-					failed = t.diagnose(ctx, u, why)
-					return false, failed
-				}
-				if done {
-					delete(pending, id)
-				}
-			}
+		if failed != nil {
+			return false, failed
 		}
 		task.Status("%d/%d workloads ready", total-len(pending), total)
 		return len(pending) == 0, nil
 	})
-	if err == nil {
+	switch {
+	case err == nil:
 		task.Done("%d workloads ready", total)
 		return nil
-	}
-	if failed != nil {
+	case failed != nil:
 		task.Done("failed: %s", failed.Object)
 		return failed
-	}
-	if ctx.Err() == nil {
+	case ctx.Err() == nil:
 		task.Done("failed")
 		return err
 	}
-	// Timed out or interrupted: say why the first unfinished workload is stuck,
-	// with a fresh context since ctx is over.
+	// Timed out or interrupted: say why a workload is stuck, with a fresh
+	// context since ctx is over.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	// Name the workload whose pod is visibly stuck (running but not ready,
-	// failed, or waiting), rather than one that was merely still progressing.
+	werr := t.stuckWorkload(dctx, pending)
+	task.Done("timed out: %s", werr.Object)
+	return fmt.Errorf("waiting for %d of %d workloads: %w: %w", len(pending), total, ctx.Err(), werr)
+}
+
+// lookRollout lists the pending workloads' kinds once, drops the finished
+// ones from pending and returns the diagnosis of one that failed.
+func (t *target) lookRollout(ctx context.Context, pending map[string]*unstructured.Unstructured, kindMapping map[string]*meta.RESTMapping) (*WorkloadError, error) {
+	kinds := map[string]bool{}
+	for _, u := range pending {
+		kinds[u.GetKind()] = true
+	}
+	sel := labelPartOf + "=" + t.id
+	for _, kind := range slices.Sorted(maps.Keys(kinds)) {
+		m := kindMapping[kind]
+		list, err := t.c.resource(m, t.ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return nil, fmt.Errorf("listing %ss in %s: %w", kind, t.ns, ctxErr(ctx, err))
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			u.SetGroupVersionKind(m.GroupVersionKind)
+			id := objectID(u)
+			if _, ok := pending[id]; !ok {
+				continue
+			}
+			done, why := waitedKinds[kind](u)
+			if why != "" {
+				return t.diagnose(ctx, u, why), nil
+			}
+			if done {
+				delete(pending, id)
+			}
+		}
+	}
+	return nil, nil
+}
+
+// stuckWorkload diagnoses the first few pending workloads and names the one
+// whose pod is visibly stuck (running but not ready, failed, or waiting),
+// rather than one that was merely still progressing.
+func (t *target) stuckWorkload(ctx context.Context, pending map[string]*unstructured.Unstructured) *WorkloadError {
 	var werr *WorkloadError
-	for i, id := range sortedKeys(pending) {
+	for i, id := range slices.Sorted(maps.Keys(pending)) {
 		if i == 5 {
 			break
 		}
-		w := t.diagnose(dctx, pending[id], "not ready")
+		w := t.diagnose(ctx, pending[id], "not ready")
 		if werr == nil || (w.stuck && !werr.stuck) {
 			werr = w
 		}
@@ -222,8 +226,7 @@ func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructu
 			break
 		}
 	}
-	task.Done("timed out: %s", werr.Object)
-	return fmt.Errorf("waiting for %d of %d workloads: %w: %w", len(pending), total, ctx.Err(), werr)
+	return werr
 }
 
 // diagnose explains why workload u is not done: the first pod that is not

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/deploy"
+	"github.com/slipwayci/slipway/internal/progress"
+	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/version"
+)
+
+func branchFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "branch", Usage: "platform `BRANCH` (default: zuul.branch)", EnvVars: []string{"SLIPWAY_BRANCH"}},
+		&ucli.StringFlag{Name: "branch-prefix", Value: deploy.DefaultBranchPrefix, Usage: "prefix that marks platform branches; removed to get the namespace", EnvVars: []string{"SLIPWAY_BRANCH_PREFIX"}},
+		&ucli.StringFlag{Name: "namespace-prefix", Usage: "put `PREFIX` in front of every namespace name", EnvVars: []string{"SLIPWAY_NAMESPACE_PREFIX"}},
+	}
+}
+
+func clusterFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.PathFlag{Name: "kubeconfig", Usage: "kubeconfig `FILE` (magnum-cluster writes one)", EnvVars: []string{"KUBECONFIG"}},
+		&ucli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` (default: current)", EnvVars: []string{"SLIPWAY_KUBE_CONTEXT"}},
+		&ucli.BoolFlag{Name: "adopt-namespace", Usage: "take over an existing namespace that no branch owns"},
+		cli.ResultFlag("deploy", "SLIPWAY_DEPLOY_RESULT"),
+	}
+}
+
+func renderFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.PathFlag{Name: "manifests", Usage: "kustomize `DIR` (Tutor's env/), directory of manifests, or one file", EnvVars: []string{"SLIPWAY_MANIFESTS"}},
+		&ucli.PathFlag{Name: "push-result", Usage: "push-registry result `FILE`: every image is pinned to its digest", EnvVars: []string{"SLIPWAY_PUSH_RESULT"}},
+		&ucli.StringFlag{Name: "region", Usage: "`REGION` whose registry the cluster pulls from", EnvVars: []string{"SLIPWAY_REGION", "OS_REGION_NAME"}},
+		&ucli.StringSliceFlag{Name: "allow-image", Usage: "repository `GLOB` deployed as written, not from the push result (repeatable)", EnvVars: []string{"SLIPWAY_ALLOW_IMAGES"}},
+		&ucli.BoolFlag{Name: "allow-cluster-scoped", Usage: "let the manifests create cluster-scoped objects"},
+	}
+}
+
+// jobFlags choose the one-off jobs and what becomes of them.
+func jobFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringSliceFlag{Name: "job", Usage: "Job template `NAME` to run after the rollout (repeatable, in order)", EnvVars: []string{"SLIPWAY_JOBS"}},
+		&ucli.StringFlag{Name: "job-cleanup", Value: deploy.CleanupOnSuccess, Usage: "delete run jobs: always, on-success or never", EnvVars: []string{"SLIPWAY_JOB_CLEANUP"}},
+	}
+}
+
+// timeoutFlag bounds the whole command, rollout and jobs included.
+func timeoutFlag() ucli.Flag { return cli.TimeoutFlag(10 * time.Minute) }
+
+func applyFlags() []ucli.Flag {
+	flags := []ucli.Flag{
+		&ucli.BoolFlag{Name: "no-prune", Usage: "keep objects the manifests no longer contain"},
+		&ucli.BoolFlag{Name: "no-wait", Usage: "do not wait for workloads to roll out"},
+		timeoutFlag(),
+	}
+	return append(append(flags, jobFlags()...),
+		&ucli.IntFlag{Name: "keep-revisions", Value: deploy.DefaultKeepRevisions, Usage: "revision records kept in the namespace", EnvVars: []string{"SLIPWAY_KEEP_REVISIONS"}})
+}
+
+// command is a subcommand that acts on a branch's namespace: the branch,
+// cluster and Zuul flags around its own, and the action that binds them.
+func command(name, usage string, flags []ucli.Flag, run runFunc) *ucli.Command {
+	all := append(append(append(branchFlags(), clusterFlags()...), flags...), cli.ZuulFlags()...)
+	return &ucli.Command{
+		Name:      name,
+		Usage:     usage,
+		UsageText: "deploy-k8s " + name + " [options]\n\n" + example,
+		Flags:     all,
+		Action:    action(run),
+	}
+}
+
+// runFunc does the work of a command, with its flags bound into opts.
+type runFunc func(ctx context.Context, cliContext *ucli.Context, opts deploy.Options) error
+
+// action is the prelude of every command: cli.Start, the flags bound into
+// deploy.Options, then run; an error an option resolves names its flag.
+func action(run runFunc) ucli.ActionFunc {
+	return func(cliContext *ucli.Context) error {
+		ctx, cancel, err := cli.Start(cliContext)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		opts, err := bind(cliContext)
+		if err != nil {
+			return err
+		}
+		return withFlag(run(ctx, cliContext, opts))
+	}
+}
+
+// bind reads the flags a command has into deploy.Options.
+func bind(cliContext *ucli.Context) (deploy.Options, error) {
+	zc, err := cli.ZuulContext(cliContext)
+	if err != nil {
+		return deploy.Options{}, err
+	}
+	opts := deploy.Options{
+		Kubeconfig:         cliContext.Path("kubeconfig"),
+		Context:            cliContext.String("context"),
+		Branch:             cliContext.String("branch"),
+		BranchPrefix:       cliContext.String("branch-prefix"),
+		NamespacePrefix:    cliContext.String("namespace-prefix"),
+		AdoptNamespace:     cliContext.Bool("adopt-namespace"),
+		Manifests:          cliContext.Path("manifests"),
+		PushResult:         cliContext.Path("push-result"),
+		Region:             cliContext.String("region"),
+		AllowImages:        cliContext.StringSlice("allow-image"),
+		AllowClusterScoped: cliContext.Bool("allow-cluster-scoped"),
+		NoPrune:            cliContext.Bool("no-prune"),
+		NoWait:             cliContext.Bool("no-wait"),
+		Jobs:               cliContext.StringSlice("job"),
+		JobCleanup:         cliContext.String("job-cleanup"),
+		KeepRevisions:      cliContext.Int("keep-revisions"),
+		ToRevision:         cliContext.Int("to-revision"),
+		UserAgent:          version.UserAgent("deploy-k8s"),
+		Log:                slog.Default(),
+		Progress:           progress.New(cliContext.App.ErrWriter),
+		Out:                cliContext.App.ErrWriter,
+	}
+	if zc != nil {
+		opts.Zuul = zc.ResultRef()
+		if opts.Branch == "" {
+			opts.Branch = zc.Branch
+		}
+		if zc.Change != "" {
+			opts.Change = "change " + zc.Change + "," + zc.Patchset
+		} else if r := zc.Revision(); r != "" {
+			opts.Change = "commit " + r
+		}
+	}
+	return opts, nil
+}
+
+// optionFlags says, for an error another option value avoids, which flag
+// sets that option.
+var optionFlags = map[string]string{
+	"Branch":             "set --branch",
+	"BranchPrefix":       "set --branch-prefix to change the prefix",
+	"NamespacePrefix":    "see --namespace-prefix",
+	"AdoptNamespace":     "pass --adopt-namespace to take it over",
+	"Manifests":          "set --manifests",
+	"Region":             "choose the region with --region",
+	"AllowImages":        "see --allow-image",
+	"AllowClusterScoped": "pass --allow-cluster-scoped",
+	"Jobs":               "set --job",
+	"JobCleanup":         "set --job-cleanup",
+}
+
+// withFlag ends an error that an option resolves with the flag to use.
+func withFlag(err error) error {
+	var oe *deploy.OptionError
+	if errors.As(err, &oe) {
+		if hint, ok := optionFlags[oe.Option]; ok {
+			return fmt.Errorf("%w; %s", err, hint)
+		}
+	}
+	return err
+}
+
+// emit hands what a deploy, rollback or job run did to cli.Emit: the result
+// file, the zuul_return data, then print on stdout. It runs after a failed
+// rollout or job too (the result then says what was applied), and the run's
+// error, runErr, stays what the command returns.
+func emit(cliContext *ucli.Context, res *result.DeployResult, runErr error, print func(io.Writer, *result.DeployResult) error) error {
+	if res == nil {
+		return runErr
+	}
+	zr := deploy.ZuulReturn(res)
+	err := cli.Emit(cliContext, cli.Output{Result: res, Zuul: &zr, Print: func(w io.Writer) error { return print(w, res) }})
+	return errors.Join(runErr, err)
+}
+
+// printSummary writes the one-line summary scripts read on stdout.
+func printSummary(w io.Writer, res *result.DeployResult) error {
+	_, err := fmt.Fprintf(w, "namespace=%s revision=%d changed=%t created=%d configured=%d unchanged=%d pruned=%d\n",
+		res.Namespace, res.Revision, res.Changed, res.Created, res.Configured, res.Unchanged, len(res.Pruned))
+	return err
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/deploy"
+	"github.com/slipwayci/slipway/internal/deploy/deploytest"
+	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/testenv"
+)
+
+// runCLI runs deploy-k8s with args and returns exit code, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	a := app()
+	var stdout, stderr bytes.Buffer
+	a.Writer, a.ErrWriter = &stdout, &stderr
+	code := cli.Run(context.Background(), a, append([]string{"deploy-k8s"}, args...))
+	return code, stdout.String(), stderr.String()
+}
+
+// commonArgs deploy the example tree with the push result push.
+func commonArgs(k *deploytest.Kube, tree, push string) []string {
+	return []string{"--kubeconfig", k.Kubeconfig, "--manifests", tree, "--push-result", push, "--region", "A",
+		"--allow-image", "docker.io/redis", "--allow-image", "docker.io/caddy"}
+}
+
+func TestCLIExitCodes(t *testing.T) {
+	k := deploytest.RequireKube(t)
+	tree := deploytest.PlatformTree(t)
+	push, dOpenedx := deploytest.WritePush(t, "v1")
+	common := commonArgs(k, tree, push)
+
+	code, stdout, stderr := runCLI(t, append([]string{"deploy", "--branch", "main"}, common...)...)
+	if code != cli.ExitUsage || stdout != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, `branch "main"`) {
+		t.Errorf("bad branch: exit %d, stdout %q, stderr %q; want exit 2, one line naming the branch", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "--branch-prefix") {
+		t.Errorf("bad branch: stderr %q does not name the flag that changes the prefix", stderr)
+	}
+
+	code, stdout, _ = runCLI(t, "namespace", "--branch", "platform/Acme_EU")
+	if code != 0 || stdout != "acme-eu\n" {
+		t.Errorf("namespace: exit %d stdout %q, want acme-eu", code, stdout)
+	}
+
+	branch := deploytest.UniqueBranch("cli")
+	out := t.TempDir()
+	files := []string{"--result", filepath.Join(out, "deploy.json"), "--zuul-return", filepath.Join(out, "zuul.json")}
+	code, stdout, stderr = runCLI(t, append(append([]string{"deploy", "--branch", branch, "--timeout", "60s"}, files...), common...)...)
+	if code != 0 || !strings.HasPrefix(stdout, "namespace=") || !strings.Contains(stdout, "revision=1 changed=true") {
+		t.Fatalf("deploy: exit %d stdout %q stderr %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "workloads ready") {
+		t.Errorf("no rollout progress on stderr: %s", stderr)
+	}
+	checkOutputs(t, out, 1, dOpenedx)
+	code, stdout, _ = runCLI(t, append([]string{"deploy", "--branch", branch}, common...)...)
+	if code != 0 || !strings.Contains(stdout, "revision=1 changed=false") {
+		t.Errorf("re-deploy: exit %d stdout %q, want no change", code, stdout)
+	}
+}
+
+// checkOutputs checks the result file and zuul_return data in dir.
+func checkOutputs(t *testing.T, dir string, revision int, digest string) {
+	t.Helper()
+	var res result.DeployResult
+	if err := result.ReadFile(filepath.Join(dir, "deploy.json"), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Revision != revision || !strings.HasPrefix(res.Tool, "deploy-k8s ") {
+		t.Errorf("result file: revision %d tool %q, want revision %d by deploy-k8s", res.Revision, res.Tool, revision)
+	}
+	zr, err := os.ReadFile(filepath.Join(dir, "zuul.json"))
+	if err != nil || !strings.Contains(string(zr), `"namespace": "`+res.Namespace+`"`) || !strings.Contains(string(zr), digest) {
+		t.Errorf("zuul_return file lacks namespace or digest: %s (%v)", zr, err)
+	}
+}
+
+// TestCLIFailedRollout: a rollout that times out exits 1, and the result,
+// zuul_return and summary still say what was applied and recorded.
+func TestCLIFailedRollout(t *testing.T) {
+	k := deploytest.RequireKube(t)
+	tree := deploytest.PlatformTree(t)
+	deploytest.NeverReady(t, tree, "mfe")
+	push, dOpenedx := deploytest.WritePush(t, "v1")
+	out := t.TempDir()
+	args := append([]string{"deploy", "--branch", deploytest.UniqueBranch("clifail"), "--timeout", "25s",
+		"--result", filepath.Join(out, "deploy.json"), "--zuul-return", filepath.Join(out, "zuul.json")}, commonArgs(k, tree, push)...)
+	code, stdout, stderr := runCLI(t, args...)
+	if code != cli.ExitFailed || !strings.Contains(stdout, "revision=1 changed=true") {
+		t.Fatalf("never-ready deploy: exit %d stdout %q stderr %s; want exit 1 and the summary", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "Deployment.apps/mfe") || !strings.Contains(stderr, "revision 1 recorded as failed") {
+		t.Errorf("stderr does not name the workload and the failed revision: %s", stderr)
+	}
+	checkOutputs(t, out, 1, dOpenedx)
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	k := deploytest.RequireKube(t)
+	tree := deploytest.PlatformTree(t)
+	push, _ := deploytest.WritePush(t, "v1")
+	const value1, value2 = "Sup3r-s3cret-db-password-1", "Sup3r-s3cret-db-password-2"
+	secretDoc := "apiVersion: v1\nkind: Secret\nmetadata: {name: openedx-db}\nstringData: {MYSQL_PASSWORD: " + value1 + "}\n"
+	if err := os.WriteFile(filepath.Join(tree, "k8s", "secret.yml"), []byte(secretDoc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Edit(t, tree, "kustomization.yml", "- k8s/volumes.yml\n", "- k8s/volumes.yml\n- k8s/secret.yml\n")
+	branch := deploytest.UniqueBranch("secret")
+	resultFile := filepath.Join(t.TempDir(), "deploy.json")
+	common := append([]string{"--branch", branch}, commonArgs(k, tree, push)...)
+
+	var all strings.Builder
+	code, stdout, stderr := runCLI(t, append([]string{"--debug", "deploy", "--timeout", "60s", "--result", resultFile}, common...)...)
+	all.WriteString(stdout + stderr)
+	if code != 0 {
+		t.Fatalf("deploy: exit %d: %s", code, stderr)
+	}
+	testenv.Edit(t, tree, "k8s/secret.yml", value1, value2)
+	code, stdout, stderr = runCLI(t, append([]string{"--debug", "diff"}, common...)...)
+	all.WriteString(stdout + stderr)
+	if code != 0 || !strings.Contains(stdout, "~ Secret/openedx-db") {
+		t.Errorf("diff: exit %d, stdout %s: want the Secret shown as changed", code, stdout)
+	}
+	// A failing deploy (bad region) with --debug prints error details.
+	code, stdout, stderr = runCLI(t, append(append([]string{"--debug", "deploy"}, common...), "--region", "nowhere")...)
+	all.WriteString(stdout + stderr)
+	if code != cli.ExitUsage {
+		t.Errorf("bad region: exit %d", code)
+	}
+	res, err := os.ReadFile(resultFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all.Write(res)
+	for _, leak := range []string{value1, value2, "PRIVATE KEY"} {
+		if strings.Contains(all.String(), leak) {
+			t.Errorf("output or result file contains %q", leak)
+		}
+	}
+	// Revision records hold manifests, so they are Secrets, not ConfigMaps.
+	ns, _ := deploy.NamespaceFor(branch, deploy.DefaultBranchPrefix, "")
+	rec, err := k.Core.CoreV1().Secrets(ns).Get(context.Background(), "slipway-rev-1", metav1.GetOptions{})
+	if err != nil || rec.Type != "slipway.dev/revision" {
+		t.Errorf("revision record: %v, type %q", err, rec.Type)
+	}
+}
