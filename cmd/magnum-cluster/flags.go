@@ -49,26 +49,6 @@ func flags(groups ...[]ucli.Flag) []ucli.Flag {
 	return append(append(out, cli.TimeoutFlag(0)), cli.OpenStackFlags()...)
 }
 
-// runFunc does the work of a command once its flags are bound.
-type runFunc func(ctx context.Context, cliContext *ucli.Context, o magnum.Options) error
-
-// action is the prelude of every command: cli.Start, the flags bound into
-// magnum.Options, then run; errors about options name their flags.
-func action(run runFunc) ucli.ActionFunc {
-	return func(cliContext *ucli.Context) error {
-		ctx, cancel, err := cli.Start(cliContext)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		o, err := bind(cliContext)
-		if err != nil {
-			return err
-		}
-		return flagged(run(ctx, cliContext, o))
-	}
-}
-
 // bind reads the flags of the running command into magnum.Options.
 func bind(cliContext *ucli.Context) (magnum.Options, error) {
 	o := magnum.Options{
@@ -122,12 +102,12 @@ func flagged(err error) error {
 }
 
 // run is the work of a command: one call into internal/magnum, its answer
-// written by cli.Emit as out says.
-func run[T any](f func(context.Context, magnum.Options) (T, error), out func(T) cli.Output) runFunc {
+// written by cli.Emit as out says; an error about the options names its flag.
+func run[T any](f func(context.Context, magnum.Options) (T, error), out func(T) cli.Output) func(context.Context, *ucli.Context, magnum.Options) error {
 	return func(ctx context.Context, cliContext *ucli.Context, o magnum.Options) error {
 		v, err := f(ctx, o)
 		if err != nil {
-			return err
+			return flagged(err)
 		}
 		return cli.Emit(cliContext, out(v))
 	}

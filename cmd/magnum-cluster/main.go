@@ -23,15 +23,9 @@ magnum-cluster cluster delete --spec examples/cluster/production.yaml`
 
 func app() *ucli.App {
 	return cli.New(cli.App{
-		Name:    "magnum-cluster",
-		Usage:   "converge Magnum cluster templates and clusters from a spec file and fetch a kubeconfig",
-		Example: example,
-		Commands: []*ucli.Command{
-			{Name: "template", Usage: "the cluster template of a spec",
-				Subcommands: []*ucli.Command{templateEnsureCommand(), templateDiffCommand(), templateDeleteCommand()}},
-			{Name: "cluster", Usage: "the cluster of a spec",
-				Subcommands: []*ucli.Command{clusterEnsureCommand(), clusterDiffCommand(), clusterShowCommand(), clusterDeleteCommand()}},
-			kubeconfigCommand(),
-		},
+		Name:     "magnum-cluster",
+		Usage:    "converge Magnum cluster templates and clusters from a spec file and fetch a kubeconfig",
+		Example:  example,
+		Commands: []*ucli.Command{templateCommand(), clusterCommand(), kubeconfigCommand()},
 	})
 }
