@@ -16,17 +16,12 @@ import (
 	"github.com/slipwayci/slipway/internal/result"
 )
 
-// env is one test's user and project on the emulator, for the CLI.
-type env struct{ *magnumtest.Env }
-
-func newEnv(t *testing.T) *env { return &env{magnumtest.New(t)} }
-
 var testSpec = magnumtest.Spec
 
 // runCLI runs magnum-cluster in-process with args, OpenStack credentials in
 // OS_* variables as an operator would set them, and returns the exit code
 // and the two streams.
-func (e *env) runCLI(args ...string) (int, string, string) {
+func runCLI(e *magnumtest.Env, args ...string) (int, string, string) {
 	e.T.Helper()
 	e.SetOSEnv()
 	a := app()
@@ -37,7 +32,7 @@ func (e *env) runCLI(args ...string) (int, string, string) {
 }
 
 func TestCLIBadSpecsExitTwo(t *testing.T) {
-	e := newEnv(t)
+	e := magnumtest.New(t)
 	for _, tc := range []struct {
 		name, spec, want string
 	}{
@@ -47,7 +42,7 @@ func TestCLIBadSpecsExitTwo(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := e.WriteSpec("bad.yaml", tc.spec)
-			code, stdout, stderr := e.runCLI("cluster", "ensure", "--spec", path)
+			code, stdout, stderr := runCLI(e, "cluster", "ensure", "--spec", path)
 			if code != cli.ExitUsage {
 				t.Errorf("exit code %d, want 2; stderr %s", code, stderr)
 			}
@@ -61,14 +56,14 @@ func TestCLIBadSpecsExitTwo(t *testing.T) {
 		})
 	}
 	// Nothing was created by the bad runs.
-	code, stdout, _ := e.runCLI("cluster", "diff", "--spec", e.WriteSpec("good.yaml", testSpec()))
+	code, stdout, _ := runCLI(e, "cluster", "diff", "--spec", e.WriteSpec("good.yaml", testSpec()))
 	if code != 0 || !strings.Contains(stdout, "create cluster c") {
 		t.Errorf("after the bad runs: %d %s", code, stdout)
 	}
-	if code, _, stderr := e.runCLI("cluster", "ensure", "--spec", filepath.Join(e.Dir, "missing.yaml")); code != cli.ExitUsage || !strings.Contains(stderr, "missing.yaml") {
+	if code, _, stderr := runCLI(e, "cluster", "ensure", "--spec", filepath.Join(e.Dir, "missing.yaml")); code != cli.ExitUsage || !strings.Contains(stderr, "missing.yaml") {
 		t.Errorf("missing spec file: %d %s", code, stderr)
 	}
-	if code, _, stderr := e.runCLI("cluster", "ensure", "--spec", e.WriteSpec("s.yaml", testSpec()), "--log-format", "xml"); code != cli.ExitUsage {
+	if code, _, stderr := runCLI(e, "cluster", "ensure", "--spec", e.WriteSpec("s.yaml", testSpec()), "--log-format", "xml"); code != cli.ExitUsage {
 		t.Errorf("bad --log-format: %d %s", code, stderr)
 	}
 }
@@ -77,13 +72,13 @@ func TestCLIBadSpecsExitTwo(t *testing.T) {
 // both formats and looks for the password, the token and the private key
 // everywhere the tool writes.
 func TestSecretsStayOut(t *testing.T) {
-	e := newEnv(t)
+	e := magnumtest.New(t)
 	spec := e.WriteSpec("spec.yaml", testSpec())
 	res, zr, kc := filepath.Join(e.Dir, "res.json"), filepath.Join(e.Dir, "zr.json"), filepath.Join(e.Dir, "kubeconfig")
 	var outputs []string
 	run := func(wantCode int, args ...string) {
 		t.Helper()
-		code, stdout, stderr := e.runCLI(args...)
+		code, stdout, stderr := runCLI(e, args...)
 		if code != wantCode {
 			t.Fatalf("%v: exit %d, want %d; stderr:\n%s", args, code, wantCode, stderr)
 		}
@@ -140,12 +135,12 @@ func TestSecretsStayOut(t *testing.T) {
 // TestCLIOutputs: what each command prints and writes, and the errors that
 // name flags.
 func TestCLIOutputs(t *testing.T) {
-	e := newEnv(t)
+	e := magnumtest.New(t)
 	spec := e.WriteSpec("spec.yaml", testSpec())
 	res, zr, kc := filepath.Join(e.Dir, "res.json"), filepath.Join(e.Dir, "zr.json"), filepath.Join(e.Dir, "kubeconfig")
 	run := func(wantCode int, args ...string) string {
 		t.Helper()
-		code, stdout, stderr := e.runCLI(args...)
+		code, stdout, stderr := runCLI(e, args...)
 		if code != wantCode {
 			t.Fatalf("%v: exit %d, want %d; stderr:\n%s", args, code, wantCode, stderr)
 		}
@@ -213,9 +208,9 @@ func TestCLIOutputs(t *testing.T) {
 }
 
 func TestCLIWaitTimeoutNamesTheFlag(t *testing.T) {
-	e := newEnv(t)
+	e := magnumtest.New(t)
 	e.Inject(openstackemu.Fault{Kind: openstackemu.FaultStuck, Cluster: "c"})
-	code, stdout, stderr := e.runCLI("cluster", "ensure", "--spec", e.WriteSpec("spec.yaml", testSpec()), "--wait-timeout", "1s", "--poll-interval", "100ms")
+	code, stdout, stderr := runCLI(e, "cluster", "ensure", "--spec", e.WriteSpec("spec.yaml", testSpec()), "--wait-timeout", "1s", "--poll-interval", "100ms")
 	if code != cli.ExitFailed || stdout != "" {
 		t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
 	}

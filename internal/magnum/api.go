@@ -12,6 +12,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clusters"
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clustertemplates"
+	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"github.com/slipwayci/slipway/internal/osauth"
 )
@@ -99,16 +100,21 @@ func (a *api) regionName() string {
 	return a.region
 }
 
-func (a *api) templates(ctx context.Context) ([]clustertemplates.ClusterTemplate, error) {
-	pages, err := clustertemplates.List(a.sc, nil).AllPages(ctx)
+// listAll reads every page of a list of what (e.g. "clusters").
+func listAll[T any](ctx context.Context, a *api, what string, pager pagination.Pager, extract func(pagination.Page) ([]T, error)) ([]T, error) {
+	pages, err := pager.AllPages(ctx)
 	if err != nil {
-		return nil, a.explain("listing cluster templates", err)
+		return nil, a.explain("listing "+what, err)
 	}
-	list, err := clustertemplates.ExtractClusterTemplates(pages)
+	list, err := extract(pages)
 	if err != nil {
-		return nil, fmt.Errorf("decoding cluster templates: %w", err)
+		return nil, fmt.Errorf("decoding %s: %w", what, err)
 	}
 	return list, nil
+}
+
+func (a *api) templates(ctx context.Context) ([]clustertemplates.ClusterTemplate, error) {
+	return listAll(ctx, a, "cluster templates", clustertemplates.List(a.sc, nil), clustertemplates.ExtractClusterTemplates)
 }
 
 func (a *api) template(ctx context.Context, id string) (*clustertemplates.ClusterTemplate, error) {
@@ -121,13 +127,9 @@ func (a *api) template(ctx context.Context, id string) (*clustertemplates.Cluste
 
 // clusterByName returns the cluster named name, or nil if there is none.
 func (a *api) clusterByName(ctx context.Context, name string) (*clusters.Cluster, error) {
-	pages, err := clusters.List(a.sc, nil).AllPages(ctx)
+	list, err := listAll(ctx, a, "clusters", clusters.List(a.sc, nil), clusters.ExtractClusters)
 	if err != nil {
-		return nil, a.explain("listing clusters", err)
-	}
-	list, err := clusters.ExtractClusters(pages)
-	if err != nil {
-		return nil, fmt.Errorf("decoding clusters: %w", err)
+		return nil, err
 	}
 	var ids []string
 	for _, c := range list {

@@ -432,11 +432,7 @@ func describeCluster(ctx context.Context, a *api, c *clusters.Cluster) *result.C
 // ClusterShow returns the cluster's state as a ClusterResult. A missing
 // cluster is an error.
 func ClusterShow(ctx context.Context, o Options) (*result.ClusterResult, error) {
-	name, a, err := startWithName(ctx, &o)
-	if err != nil {
-		return nil, err
-	}
-	c, err := a.clusterByName(ctx, name)
+	name, a, c, err := startWithCluster(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
@@ -456,11 +452,7 @@ type Deleted struct {
 // ClusterDelete deletes the cluster and waits until it is gone. A missing
 // cluster is not an error: there is nothing to do.
 func ClusterDelete(ctx context.Context, o Options) (*Deleted, error) {
-	name, a, err := startWithName(ctx, &o)
-	if err != nil {
-		return nil, err
-	}
-	c, err := a.clusterByName(ctx, name)
+	name, a, c, err := startWithCluster(ctx, &o)
 	if err != nil {
 		return nil, err
 	}

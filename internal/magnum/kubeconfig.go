@@ -171,11 +171,7 @@ func Kubeconfig(ctx context.Context, o Options) (*KubeconfigWritten, error) {
 	if o.Kubeconfig == "" {
 		return nil, ErrNoKubeconfig
 	}
-	name, a, err := startWithName(ctx, &o)
-	if err != nil {
-		return nil, err
-	}
-	c, err := a.clusterByName(ctx, name)
+	name, a, c, err := startWithCluster(ctx, &o)
 	if err != nil {
 		return nil, err
 	}

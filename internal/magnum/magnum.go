@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clusters"
+
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/osauth"
 	"github.com/slipwayci/slipway/internal/progress"
@@ -80,19 +82,24 @@ func startWithSpec(ctx context.Context, o *Options) (*api, error) {
 	return connect(ctx, o.Auth)
 }
 
-// startWithName begins a command that needs only the cluster's name (from
-// the spec or ClusterName): defaults, the name, and the connection to Magnum.
-func startWithName(ctx context.Context, o *Options) (string, *api, error) {
+// startWithCluster begins a command on one existing cluster, named by the
+// spec or ClusterName: defaults, the name, the connection to Magnum, and the
+// cluster (nil if there is none of that name).
+func startWithCluster(ctx context.Context, o *Options) (string, *api, *clusters.Cluster, error) {
 	o.defaults()
 	name := o.ClusterName
 	if o.Spec != nil {
 		name = o.Spec.Cluster.Name
 	}
 	if name == "" {
-		return "", nil, ErrNoClusterName
+		return "", nil, nil, ErrNoClusterName
 	}
 	a, err := connect(ctx, o.Auth)
-	return name, a, err
+	if err != nil {
+		return name, nil, nil, err
+	}
+	c, err := a.clusterByName(ctx, name)
+	return name, a, c, err
 }
 
 // finish completes a ClusterResult with what the options know: the cloud,

@@ -106,22 +106,28 @@ func TestLoadSpecErrors(t *testing.T) {
 		{"other coe", strings.Replace(goodSpec, "  keypair: kp\n", "  keypair: kp\n  coe: swarm\n", 1), `template.coe: "swarm" is not supported`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadSpec(strings.NewReader(tc.spec), "spec.yaml")
-			if err == nil {
-				t.Fatal("no error")
-			}
-			var ce *config.Error
-			if !errors.As(err, &ce) {
-				t.Errorf("error type %T, want *config.Error", err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q does not contain %q", err, tc.want)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error is not one line: %q", err)
+			if got := specError(t, tc.spec); !strings.Contains(got, tc.want) {
+				t.Errorf("error %q does not contain %q", got, tc.want)
 			}
 		})
 	}
+}
+
+// specError is the message of the error LoadSpec returns for text, which
+// must be one line and a *config.Error.
+func specError(t *testing.T, text string) string {
+	t.Helper()
+	_, err := LoadSpec(strings.NewReader(text), "spec.yaml")
+	var ce *config.Error
+	switch {
+	case err == nil:
+		t.Fatal("no error")
+	case !errors.As(err, &ce):
+		t.Errorf("error type %T, want *config.Error", err)
+	case strings.Contains(err.Error(), "\n"):
+		t.Errorf("error is not one line: %q", err)
+	}
+	return err.Error()
 }
 
 // TestConfigErrorFormat pins the whole message of each kind of spec error:
@@ -142,9 +148,8 @@ func TestConfigErrorFormat(t *testing.T) {
 		{"bad value below the minimum", strings.Replace(goodSpec, "master_count: 3", "master_count: 0", 1), "spec.yaml:11: cluster.master_count: 0 is below the minimum 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadSpec(strings.NewReader(tc.spec), "spec.yaml")
-			if err == nil || err.Error() != tc.want {
-				t.Errorf("error\n got %v\nwant %s", err, tc.want)
+			if got := specError(t, tc.spec); got != tc.want {
+				t.Errorf("error\n got %s\nwant %s", got, tc.want)
 			}
 		})
 	}
