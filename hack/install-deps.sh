@@ -9,6 +9,8 @@ case ${1:-} in -h|--help) usage ;; esac
 PACKAGES=(
   # registries, images, daemonless builds
   docker-registry skopeo buildah runc busybox-static umoci
+  # the real Kubernetes node (hack/servers/node.sh): containerd, runc, CNI plugins
+  containerd containernetworking-plugins
   # OpenStack Swift SAIO (registry storage, s3api)
   swift swift-proxy swift-object swift-container swift-account memcached python3-swiftclient
   # databases
