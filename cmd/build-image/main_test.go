@@ -1,4 +1,4 @@
-package buildimage
+package main
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
@@ -21,7 +22,7 @@ import (
 // code, stdout and stderr.
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	app := cli.New(cli.App{Name: "build-image", Usage: "test", Example: Example, Flags: Flags(), Action: Action})
+	app := app()
 	var stdout, stderr bytes.Buffer
 	app.Writer, app.ErrWriter = &stdout, &stderr
 	code := cli.Run(context.Background(), app, append([]string{"build-image"}, args...))
@@ -32,7 +33,7 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 // line, field and value (or the flag), and builds nothing.
 func TestCLIBadInput(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n", "site/a": "a"})
+	buildtest.WriteTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n", "site/a": "a"})
 	files := map[string]string{
 		"unknown.yaml":    "images:\n  - name: a\n    context: ctx\n    bulid_args: {}\n",
 		"nocontext.yaml":  "images:\n  - name: a\n    context: missing\n",
@@ -50,7 +51,7 @@ func TestCLIBadInput(t *testing.T) {
 		"buildargs.yaml":  "images:\n  - name: a\n    context: ctx\n    build_args: {\"1X\": y}\n",
 		"repository.yaml": "images:\n  - name: a\n    context: ctx\n    repository: docker.io/acme/a\n",
 	}
-	writeTree(t, dir, files)
+	buildtest.WriteTree(t, dir, files)
 	f := func(name string) string { return filepath.Join(dir, name) }
 	for _, tc := range []struct {
 		name string
@@ -58,24 +59,24 @@ func TestCLIBadInput(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"unknown field", []string{"-f", f("unknown.yaml")}, nil, f("unknown.yaml") + `:4: images[0].bulid_args: unknown field "bulid_args"`},
+		{"unknown field", []string{"-f", f("unknown.yaml")}, nil, f("unknown.yaml") + `:4: images[0].bulid_args: unknown field (known: build_args,`},
 		{"missing context", []string{"-f", f("nocontext.yaml")}, nil, f("nocontext.yaml") + `:3: images[0].context: "missing": no such directory`},
 		{"missing dockerfile", []string{"-f", f("nodocker.yaml")}, nil, f("nodocker.yaml") + `:4: images[0].dockerfile: "Dockerfile.missing": no such file`},
 		{"cycle", []string{"-f", f("cycle.yaml")}, nil, f("cycle.yaml") + `:2: images[0].depends_on: dependency cycle between images: a -> b -> a`},
 		{"invalid tag", []string{"-f", f("badtag.yaml")}, nil, f("badtag.yaml") + `:4: images[0].tags[0]: "v1 beta" is not a valid tag`},
 		{"invalid tag of a later image", []string{"-f", f("later-bad.yaml")}, nil, f("later-bad.yaml") + `:3: images[1].tags[0]: "-x" is not a valid tag`},
-		{"wrong type", []string{"-f", f("wrongtype.yaml")}, nil, f("wrongtype.yaml") + `:4: images[0].depends_on: must be a list of strings, not "b"`},
+		{"wrong type", []string{"-f", f("wrongtype.yaml")}, nil, f("wrongtype.yaml") + `:4: images[0].depends_on: must be a list, not "b"`},
 		{"native relative dest", []string{"-f", f("badnative.yaml")}, nil, f("badnative.yaml") + `:4: images[0].native.layers[0].dest: "relative" must be an absolute path`},
 		{"bad build arg name", []string{"-f", f("buildargs.yaml")}, nil, f("buildargs.yaml") + `:4: images[0].build_args.1X: "1X" is not a valid build arg name`},
 		{"repository with host", []string{"-f", f("repository.yaml")}, nil, f("repository.yaml") + `:4: images[0].repository: "docker.io/acme/a" is not a valid repository`},
-		{"empty file", []string{"-f", f("emptyfile.yaml")}, nil, f("emptyfile.yaml") + `: empty build file`},
-		{"missing file", []string{"-f", f("nope.yaml")}, nil, f("nope.yaml") + `: cannot read the build file: no such file or directory`},
+		{"empty file", []string{"-f", f("emptyfile.yaml")}, nil, f("emptyfile.yaml") + ": empty file: it needs an `images` list"},
+		{"missing file", []string{"-f", f("nope.yaml")}, nil, f("nope.yaml") + `: cannot read: no such file or directory`},
 		{"bad --build-arg", []string{"-f", f("ok.yaml"), "--build-arg", "NOVALUE"}, nil, `--build-arg: "NOVALUE" is not KEY=VALUE`},
 		{"bad SOURCE_DATE_EPOCH", []string{"-f", f("ok.yaml")}, map[string]string{"SOURCE_DATE_EPOCH": "yesterday"}, `--source-date-epoch (SOURCE_DATE_EPOCH): "yesterday" is not a number`},
 		{"bad zuul vars", []string{"-f", f("ok.yaml"), "--zuul-vars", f("zuul-bad.yaml")}, nil, `zuul.change "abc" is not a number`},
 		{"bad zuul env", []string{"-f", f("ok.yaml")}, map[string]string{"ZUUL_CHANGE": "12", "ZUUL_PATCHSET": "x"}, `zuul.patchset "x" is not a number`},
 		{"unknown backend", []string{"-f", f("ok.yaml"), "--backend", "kaniko"}, nil, `--backend: "kaniko" is not buildah or docker`},
-		{"docker without daemon", []string{"-f", f("docker-ok.yaml"), "--backend", "docker"}, map[string]string{"DOCKER_HOST": "unix://" + f("no-docker.sock")}, `--backend docker:`},
+		{"docker without daemon", []string{"-f", f("docker-ok.yaml"), "--backend", "docker"}, map[string]string{"DOCKER_HOST": "unix://" + f("no-docker.sock")}, `--backend: "docker": `},
 		{"bad storage driver", []string{"-f", f("ok.yaml"), "--storage-driver", "btrfs"}, nil, `--storage-driver: "btrfs" is not overlay or vfs`},
 		{"file and flags", []string{"-f", f("ok.yaml"), "--context", dir, "--repository", "a"}, nil, `exclude each other`},
 		{"flags without repository", []string{"--context", dir}, nil, `--repository: missing`},
@@ -135,7 +136,7 @@ func indexOf(list []string, s string) int {
 // document (logs go to stderr), the same as the result file.
 func TestCLINative(t *testing.T) {
 	src := t.TempDir()
-	sampleTree(t, src, 0o644, time.Now())
+	buildtest.SampleTree(t, src, 0o644, time.Now())
 	out := filepath.Join(t.TempDir(), "out")
 	code, stdout, stderr := runCLI(t, "--native", "--repository", "acme/site", "--add", src+":/srv/www", "--env", "PORT=8080",
 		"--entrypoint", `["/bin/httpd","-f"]`, "--tag", "v1", "--tag", "latest", "--source-date-epoch", "1700000000", "--output", out)
@@ -171,9 +172,9 @@ func TestCLINative(t *testing.T) {
 // TestCLIFailingRun: a failing RUN exits 1 with one line naming the image,
 // the step and its output.
 func TestCLIFailingRun(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo 'pip: no matching distribution' >&2; exit 1\n"})
+	buildtest.WriteTree(t, dir, map[string]string{"Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo 'pip: no matching distribution' >&2; exit 1\n"})
 	out := filepath.Join(dir, "out")
 	code, stdout, stderr := runCLI(t, "--context", dir, "--repository", "acme/a", "--build-arg", "BASE_IMAGE="+base,
 		"--insecure-registry", registry, "--work-dir", dir, "--output", out)
@@ -189,11 +190,11 @@ func TestCLIFailingRun(t *testing.T) {
 // output, result file or zuul_return data of a build that pulls from that
 // registry with buildah and natively.
 func TestSecretsStayOut(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	const password = "s3cr3t-Registry-Passw0rd"
 	dir := t.TempDir()
 	auth := `{"auths":{"` + registry + `":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("ci:"+password)) + `"}}}`
-	writeTree(t, dir, map[string]string{
+	buildtest.WriteTree(t, dir, map[string]string{
 		"auth.json": auth, "docker/config.json": auth,
 		"app/Dockerfile":  "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo built\n",
 		"site/index.html": "hi",
@@ -225,10 +226,10 @@ func TestSecretsStayOut(t *testing.T) {
 // RUN --mount=type=secret, and appear in no layer, config, history, log
 // line (even when the RUN prints it), result, or buildah command line.
 func TestBuildSecrets(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	const token, fileSecret = "pypi-Tok3n-for-private-index", "file-Secr3t-value"
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{
+	buildtest.WriteTree(t, dir, map[string]string{
 		"ctx/Dockerfile": `ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 RUN --mount=type=secret,id=pip --mount=type=secret,id=npm echo "token is $(cat /run/secrets/pip), file is $(cat /run/secrets/npm)" \
@@ -267,7 +268,7 @@ RUN --mount=type=secret,id=pip --mount=type=secret,id=npm echo "token is $(cat /
 		data, _ := os.ReadFile(b)
 		texts["blob "+filepath.Base(b)] = string(data)
 	}
-	files := imageFiles(t, res.Images[0].Layout, res.Images[0].ManifestDigest)
+	files := buildtest.ImageFiles(t, res.Images[0].Layout, res.Images[0].ManifestDigest)
 	var all strings.Builder
 	for name, content := range files {
 		all.WriteString(name + "\n" + content)
@@ -290,7 +291,7 @@ RUN --mount=type=secret,id=pip --mount=type=secret,id=npm echo "token is $(cat /
 func TestCLIJSONLogs(t *testing.T) {
 	testenv.Tool(t, "buildah")
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.txt /a.txt\n", "a.txt": "a"})
+	buildtest.WriteTree(t, dir, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.txt /a.txt\n", "a.txt": "a"})
 	code, stdout, stderr := runCLI(t, "--log-format", "json", "--context", dir, "--repository", "acme/a", "--work-dir", dir,
 		"--output", filepath.Join(dir, "out"))
 	if code != 0 {

@@ -7,16 +7,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/internal/logging"
 )
 
@@ -76,22 +79,27 @@ func (b *BuildahBackend) Preflight(ctx context.Context) error {
 		return fmt.Errorf("buildah not found (%s): install it (hack/install-deps.sh) or build native images only", b.path())
 	}
 	b.Path = p
-	switch b.StorageDriver {
-	case "":
-		b.StorageDriver = "overlay"
-	case "overlay", "vfs":
-	default:
-		return fmt.Errorf("--storage-driver: %q is not overlay or vfs", b.StorageDriver)
+	if err := choose(&b.StorageDriver, "storage_driver", "overlay", "vfs"); err != nil {
+		return err
 	}
-	switch b.Isolation {
-	case "":
-		b.Isolation = "chroot"
-	case "chroot", "oci":
-	default:
-		return fmt.Errorf("--isolation: %q is not chroot or oci", b.Isolation)
+	if err := choose(&b.Isolation, "isolation", "chroot", "oci"); err != nil {
+		return err
 	}
 	if (b.Root == "") != (b.RunRoot == "") {
-		return fmt.Errorf("--storage-root and --storage-runroot go together: set both or neither")
+		return &config.Error{Field: "storage_root", Msg: "goes with a storage runroot: set both or neither"}
+	}
+	return nil
+}
+
+// choose checks that an option is one of allowed, the first being its
+// default. The error names the option as field, which the command turns
+// into its flag.
+func choose(v *string, field string, allowed ...string) error {
+	switch {
+	case *v == "":
+		*v = allowed[0]
+	case !slices.Contains(allowed, *v):
+		return &config.Error{Field: field, Msg: fmt.Sprintf("%q is not %s", *v, strings.Join(allowed, " or "))}
 	}
 	return nil
 }
@@ -140,7 +148,7 @@ func filteredEnv(env []string, drop ...string) []string {
 	var out []string
 	for _, e := range env {
 		k, _, _ := strings.Cut(e, "=")
-		if !contains(drop, k) {
+		if !slices.Contains(drop, k) {
 			out = append(out, e)
 		}
 	}
@@ -156,7 +164,6 @@ func (b *BuildahBackend) Build(ctx context.Context, p *Planned, deps map[string]
 	if err := b.start(); err != nil {
 		return err
 	}
-	args := map[string]string{}
 	for _, d := range p.DependsOn {
 		dep := deps[d]
 		if dep == nil {
@@ -165,10 +172,6 @@ func (b *BuildahBackend) Build(ctx context.Context, p *Planned, deps map[string]
 		if err := b.ensure(ctx, dep); err != nil {
 			return err
 		}
-		args[DependencyArg(d)] = LocalName(d)
-	}
-	for k, v := range p.BuildArgs {
-		args[k] = v // the operator's own value wins
 	}
 	cmd := append(b.global(), "build", "--isolation", b.Isolation, "--force-rm", "--identity-label=false",
 		"--format", "oci", "--iidfile", filepath.Join(b.state, "iid-"+p.Name))
@@ -180,25 +183,15 @@ func (b *BuildahBackend) Build(ctx context.Context, p *Planned, deps map[string]
 	if b.Reproducible {
 		cmd = append(cmd, "--timestamp", strconv.FormatInt(p.Created.Unix(), 10))
 	}
-	if p.Target != "" {
-		cmd = append(cmd, "--target", p.Target)
-	}
-	for _, kv := range sortedPairs(args) {
-		cmd = append(cmd, "--build-arg", kv)
-	}
-	for _, kv := range sortedPairs(p.Labels) {
-		cmd = append(cmd, "--label", kv)
-	}
 	for _, kv := range sortedPairs(manifestAnnotations(p.Labels)) {
 		cmd = append(cmd, "--annotation", kv)
 	}
-	secrets, err := secretArgs(filepath.Join(b.state, "secrets"), p)
+	flags, err := buildFlags(filepath.Join(b.state, "secrets"), p)
+	defer removeAll(filepath.Join(b.state, "secrets"))
 	if err != nil {
 		return err
 	}
-	defer removeAll(filepath.Join(b.state, "secrets"))
-	cmd = append(cmd, secrets...)
-	cmd = append(cmd, "-f", p.Dockerfile, "-t", LocalName(p.Name), p.Context)
+	cmd = append(append(cmd, flags...), "-f", p.Dockerfile, "-t", LocalName(p.Name), p.Context)
 	b.log().Info("building with buildah", "image", p.Name, "dockerfile", p.Dockerfile, "target", p.Target)
 	if out, err := b.run(ctx, p.Name, cmd...); err != nil {
 		return buildFailure(p.Name, out, err)
@@ -210,8 +203,31 @@ func (b *BuildahBackend) Build(ctx context.Context, p *Planned, deps map[string]
 	return nil
 }
 
-// secretArgs returns --secret flags for p's secrets. Env secrets are
-// written to 0600 files in dir, so values never reach a command line.
+// buildFlags are the flags of a Dockerfile build that buildah and docker
+// share: target, build args (the local name of each image p depends on,
+// then p's own, which win), labels and secrets. Env secrets are written to
+// 0600 files in secretDir, so values never reach a command line.
+func buildFlags(secretDir string, p *Planned) ([]string, error) {
+	args := map[string]string{}
+	for _, d := range p.DependsOn {
+		args[DependencyArg(d)] = LocalName(d)
+	}
+	maps.Copy(args, p.BuildArgs)
+	var flags []string
+	if p.Target != "" {
+		flags = append(flags, "--target", p.Target)
+	}
+	for _, kv := range sortedPairs(args) {
+		flags = append(flags, "--build-arg", kv)
+	}
+	for _, kv := range sortedPairs(p.Labels) {
+		flags = append(flags, "--label", kv)
+	}
+	secrets, err := secretArgs(secretDir, p)
+	return append(flags, secrets...), err
+}
+
+// secretArgs returns --secret flags for p's secrets.
 func secretArgs(dir string, p *Planned) ([]string, error) {
 	var args []string
 	for _, s := range p.Secrets {
@@ -403,7 +419,10 @@ type StepError struct {
 	Output []string
 	// Hint says what to do, when the output shows a known mistake.
 	Hint string
-	Err  error
+	// PlainHTTP is a registry the step found speaking plain HTTP, the
+	// mistake Hint is about (the command names its flag for it).
+	PlainHTTP string
+	Err       error
 }
 
 func (e *StepError) Error() string {
@@ -472,7 +491,8 @@ func buildFailure(image string, out *tailWriter, err error) error {
 	}
 	for _, l := range out.lines {
 		if m := plainHTTPRe.FindStringSubmatch(l); m != nil {
-			e.Hint = "the registry " + m[1] + " speaks plain HTTP: pass --insecure-registry " + m[1]
+			e.PlainHTTP = m[1]
+			e.Hint = "the registry " + m[1] + " speaks plain HTTP: list it as an insecure registry"
 		}
 	}
 	if len(tail) > 8 {

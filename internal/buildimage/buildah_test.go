@@ -13,24 +13,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/result"
-	"github.com/slipwayci/slipway/internal/testenv"
 )
-
-// realEnv returns the base image and its registry from hack/testenv.sh and
-// checks buildah and skopeo are installed.
-func realEnv(t *testing.T) (base, registry string) {
-	t.Helper()
-	v := testenv.Require(t, "SLIPWAY_TEST_BASE_IMAGE", "SLIPWAY_TEST_REGISTRY_BUILDSET")
-	testenv.Tool(t, "buildah")
-	testenv.Tool(t, "skopeo")
-	return v[0], v[1]
-}
 
 // testLog sends build output to the test log.
 type testLog struct{ t *testing.T }
@@ -110,28 +97,6 @@ func checkAgainstSkopeo(t *testing.T, res *result.BuildResult) {
 	}
 }
 
-// imageFiles reads the small files of an image in a layout.
-func imageFiles(t *testing.T, layoutDir, digest string) map[string]string {
-	t.Helper()
-	lp, err := layout.FromPath(layoutDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := v1.NewHash(digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := lp.Image(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, f := range readTar(t, mutate.Extract(img)) {
-		files[f.Name] = f.Content
-	}
-	return files
-}
-
 const multiStage = `ARG BASE_IMAGE
 FROM ${BASE_IMAGE} AS build
 ARG GREETING=hello
@@ -149,11 +114,11 @@ RUN echo debug >/debug
 // and build args builds with chroot isolation; the result matches skopeo's
 // view of the layout; the check pipeline tag and labels are set.
 func TestBuildahMultiStage(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"app/Dockerfile": multiStage, "app/app.txt": "app payload\n"})
+	buildtest.WriteTree(t, dir, map[string]string{"app/Dockerfile": multiStage, "app/app.txt": "app payload\n"})
 	path := filepath.Join(dir, "build.yaml")
-	writeTree(t, dir, map[string]string{"build.yaml": `images:
+	buildtest.WriteTree(t, dir, map[string]string{"build.yaml": `images:
   - name: app
     context: app
     target: final
@@ -177,7 +142,7 @@ func TestBuildahMultiStage(t *testing.T) {
 			t.Errorf("label %s = %q, want %q", k, im.Labels[k], want)
 		}
 	}
-	files := imageFiles(t, im.Layout, im.ManifestDigest)
+	files := buildtest.ImageFiles(t, im.Layout, im.ManifestDigest)
 	if got, want := files["app/combined"], "bonjour from the build stage\napp payload\n"; got != want {
 		t.Errorf("/app/combined = %q, want %q", got, want)
 	}
@@ -187,16 +152,9 @@ func TestBuildahMultiStage(t *testing.T) {
 	if _, ok := files["out/greeting"]; ok {
 		t.Error("/out/greeting exists: the build stage leaked into the final image")
 	}
-	// The result file holds the same.
-	var onDisk result.BuildResult
-	if err := result.ReadFile(filepath.Join(o.OutputDir, "build-result.json"), &onDisk); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(res.Images, onDisk.Images); diff != "" {
-		t.Errorf("result file (-returned +file):\n%s", diff)
-	}
-	if onDisk.Zuul == nil || onDisk.Zuul.Change != "123" {
-		t.Errorf("result file zuul = %+v, want change 123", onDisk.Zuul)
+	// The result names the Zuul item (the command writes it: cmd/build-image).
+	if res.Zuul == nil || res.Zuul.Change != "123" {
+		t.Errorf("result zuul = %+v, want change 123", res.Zuul)
 	}
 	// The run's buildah storage is gone.
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(o.OutputDir), "slipway-buildah-*")); len(left) > 0 {
@@ -209,14 +167,17 @@ func TestBuildahMultiStage(t *testing.T) {
 // dependents start with openedx's layers and see its files; zuul_return
 // data lists every image.
 func TestBuildahDependentImages(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	o := realOptions(t, registry)
 	o.BuildFile = filepath.Join("..", "..", "examples", "images", "build.yaml")
 	o.Args = map[string]string{"BASE_IMAGE": base}
 	o.Zuul = postCtx
-	o.ZuulReturn = filepath.Join(t.TempDir(), "zuul-return.json")
 	res, err := Run(context.Background(), o)
 	if err != nil {
+		t.Fatal(err)
+	}
+	zuulReturn := filepath.Join(t.TempDir(), "zuul-return.json")
+	if err := ZuulReturn(res, filepath.Join(o.OutputDir, "build-result.json")).WriteFile(zuulReturn); err != nil {
 		t.Fatal(err)
 	}
 	checkAgainstSkopeo(t, res)
@@ -236,14 +197,14 @@ func TestBuildahDependentImages(t *testing.T) {
 			t.Errorf("%s layers %v do not start with openedx's %v", dep, s.Layers, openedx.Layers)
 		}
 	}
-	files := imageFiles(t, byName["notes-plugin"].Layout, byName["notes-plugin"].ManifestDigest)
+	files := buildtest.ImageFiles(t, byName["notes-plugin"].Layout, byName["notes-plugin"].ManifestDigest)
 	if got, want := files["openedx/plugins/notes/INSTALLED"], "notes plugin for redwood.3\n"; got != want {
 		t.Errorf("plugin's INSTALLED = %q, want %q (built on openedx's RELEASE file)", got, want)
 	}
 	if diff := cmp.Diff([]string{"latest", postCtx.Newrev}, byName["openedx"].Tags); diff != "" {
 		t.Errorf("post tags (-want +got):\n%s", diff)
 	}
-	data, err := os.ReadFile(o.ZuulReturn)
+	data, err := os.ReadFile(zuulReturn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,9 +229,9 @@ func TestBuildahDependentImages(t *testing.T) {
 // and its last output lines; nothing of the run is kept and the previous
 // result stays as it was.
 func TestBuildahFailingRun(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{
+	buildtest.WriteTree(t, dir, map[string]string{
 		"ok/Dockerfile":  "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo fine >/fine\n",
 		"bad/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo fine\nRUN echo compiling assets; echo 'webpack: out of memory' >&2; exit 3\nRUN echo never\n",
 		"build.yaml":     "images:\n  - {name: ok, context: ok}\n  - {name: bad, context: bad, depends_on: [ok]}\n",
@@ -278,7 +239,7 @@ func TestBuildahFailingRun(t *testing.T) {
 	o := realOptions(t, registry)
 	o.BuildFile, o.Args = filepath.Join(dir, "build.yaml"), map[string]string{"BASE_IMAGE": base}
 	// A previous result and layout, which a failed run must not touch.
-	writeTree(t, o.OutputDir, map[string]string{"build-result.json": "previous\n", "ok/index.json": "previous\n"})
+	buildtest.WriteTree(t, o.OutputDir, map[string]string{"build-result.json": "previous\n", "ok/index.json": "previous\n"})
 	_, err := Run(context.Background(), o)
 	var se *StepError
 	if !errors.As(err, &se) {
@@ -310,9 +271,9 @@ func TestBuildahFailingRun(t *testing.T) {
 // TestBuildahInterrupted: cancelling a run mid-RUN stops buildah, keeps no
 // layout and leaves no buildah state (containers, mounts) behind.
 func TestBuildahInterrupted(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"slow/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo started; sleep 60\n"})
+	buildtest.WriteTree(t, dir, map[string]string{"slow/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo started; sleep 60\n"})
 	o := realOptions(t, registry)
 	o.Image = &Image{Name: "slow", Repository: "acme/slow", Context: filepath.Join(dir, "slow")}
 	o.Args = map[string]string{"BASE_IMAGE": base}
@@ -375,12 +336,12 @@ func (s *syncBuffer) String() string {
 // inputs in two directories give the same digests, for a native image on a
 // base from the registry and for a buildah Dockerfile build.
 func TestReproducibleAcrossDirectories(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	epoch := time.Unix(1700000000, 0)
 	build := func() map[string]string {
 		dir := filepath.Join(t.TempDir(), "checkout")
-		sampleTree(t, filepath.Join(dir, "site"), 0o644, time.Now())
-		writeTree(t, dir, map[string]string{
+		buildtest.SampleTree(t, filepath.Join(dir, "site"), 0o644, time.Now())
+		buildtest.WriteTree(t, dir, map[string]string{
 			"app/Dockerfile": multiStage, "app/app.txt": "payload\n",
 			"build.yaml": `images:
   - {name: app, context: app, target: final}
@@ -415,9 +376,9 @@ func TestReproducibleAcrossDirectories(t *testing.T) {
 // layer cache ignores --timestamp): the image is created at the epoch, and
 // a second reproducible run gives the same digest.
 func TestBuildahKeptRoot(t *testing.T) {
-	base, registry := realEnv(t)
+	base, registry := buildtest.RealEnv(t)
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"app/Dockerfile": multiStage, "app/app.txt": "payload\n"})
+	buildtest.WriteTree(t, dir, map[string]string{"app/Dockerfile": multiStage, "app/app.txt": "payload\n"})
 	root, runroot := filepath.Join(dir, "storage", "root"), filepath.Join(dir, "storage", "run")
 	t.Cleanup(func() {
 		g := []string{"--root", root, "--runroot", runroot, "--storage-driver", "overlay"}

@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/slipwayci/slipway/internal/config"
 )
 
 // DockerBackend builds Dockerfiles with a Docker daemon, when one is present
@@ -45,7 +47,7 @@ func (d *DockerBackend) Preflight(ctx context.Context) error {
 	}
 	p, err := exec.LookPath(d.Path)
 	if err != nil {
-		return fmt.Errorf("--backend docker: the docker CLI was not found (%s); use --backend buildah", d.Path)
+		return &config.Error{Field: "backend", Msg: fmt.Sprintf("%q: the docker CLI was not found (%s); use buildah", BackendDocker, d.Path)}
 	}
 	d.Path = p
 	out, err := exec.CommandContext(ctx, p, "version", "--format", "{{.Server.Version}}").CombinedOutput()
@@ -54,7 +56,7 @@ func (d *DockerBackend) Preflight(ctx context.Context) error {
 		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
 			msg = msg[i+1:]
 		}
-		return fmt.Errorf("--backend docker: no Docker daemon answers (%s); start one or use --backend buildah", msg)
+		return &config.Error{Field: "backend", Msg: fmt.Sprintf("%q: no Docker daemon answers (%s); start one or use buildah", BackendDocker, msg)}
 	}
 	return nil
 }
@@ -68,39 +70,22 @@ func (d *DockerBackend) Build(ctx context.Context, p *Planned, deps map[string]*
 		}
 		d.state = s
 	}
-	args := map[string]string{}
 	for _, dn := range p.DependsOn {
-		dep := deps[dn]
-		if dep.Backend != BackendDocker {
+		if dep := deps[dn]; dep.Backend != BackendDocker {
 			if err := d.load(ctx, dep); err != nil {
 				return err
 			}
 		}
-		args[DependencyArg(dn)] = LocalName(dn)
-	}
-	for k, v := range p.BuildArgs {
-		args[k] = v
 	}
 	d.log().Info("building with docker", "image", p.Name, "dockerfile", p.Dockerfile)
-	cmd := []string{"build", "-f", p.Dockerfile, "-t", LocalName(p.Name)}
-	if p.Target != "" {
-		cmd = append(cmd, "--target", p.Target)
-	}
-	for _, kv := range sortedPairs(args) {
-		cmd = append(cmd, "--build-arg", kv)
-	}
-	for _, kv := range sortedPairs(p.Labels) {
-		cmd = append(cmd, "--label", kv)
-	}
-	secrets, err := secretArgs(filepath.Join(d.state, "secrets"), p)
+	flags, err := buildFlags(filepath.Join(d.state, "secrets"), p)
+	defer removeAll(filepath.Join(d.state, "secrets"))
 	if err != nil {
 		return err
 	}
-	defer removeAll(filepath.Join(d.state, "secrets"))
-	cmd = append(cmd, secrets...)
-	cmd = append(cmd, p.Context)
+	cmd := append(append([]string{"build", "-f", p.Dockerfile, "-t", LocalName(p.Name)}, flags...), p.Context)
 	env := os.Environ()
-	if len(secrets) > 0 {
+	if len(p.Secrets) > 0 {
 		env = append(env, "DOCKER_BUILDKIT=1")
 	}
 	if d.Reproducible {

@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -134,7 +135,7 @@ func (n *NativeBackend) base(ctx context.Context, p *Planned, deps map[string]*B
 		if err != nil {
 			return nil, fmt.Errorf("parsing base %s of %s: %w", p.Base, p.Name, err)
 		}
-		if contains(n.Insecure, ref0.Context().RegistryStr()) {
+		if slices.Contains(n.Insecure, ref0.Context().RegistryStr()) {
 			opts = append(opts, name.Insecure)
 		}
 		ref, err := name.ParseReference(p.Base, opts...)
@@ -176,7 +177,7 @@ func (n *NativeBackend) base(ctx context.Context, p *Planned, deps map[string]*B
 // matching Dockerfile instructions would.
 func applyConfig(cf *v1.ConfigFile, p *Planned) {
 	c := &cf.Config
-	for _, k := range sortedKeys(p.Native.Env) {
+	for _, k := range slices.Sorted(maps.Keys(p.Native.Env)) {
 		kv := k + "=" + p.Native.Env[k]
 		replaced := false
 		for i, e := range c.Env {
@@ -228,6 +229,6 @@ func sortedPairs(m map[string]string) []string {
 	for k, v := range m {
 		out = append(out, k+"="+v)
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }

@@ -3,7 +3,6 @@ package buildimage
 import (
 	"archive/tar"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -14,65 +13,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
 )
-
-type tarEntry struct {
-	Name     string
-	Type     byte
-	Mode     int64
-	Uid, Gid int
-	Owner    string
-	ModTime  int64
-	Link     string
-	Content  string
-}
-
-func readTar(t *testing.T, r io.Reader) []tarEntry {
-	t.Helper()
-	var out []tarEntry
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, tarEntry{Name: h.Name, Type: h.Typeflag, Mode: h.Mode, Uid: h.Uid, Gid: h.Gid, Owner: h.Uname + h.Gname,
-			ModTime: h.ModTime.Unix(), Link: h.Linkname, Content: string(data)})
-	}
-}
-
-// sampleTree writes the same tree with the given file mode for plain files
-// and mtime, so tests can vary what must not matter.
-func sampleTree(t *testing.T, dir string, mode os.FileMode, mtime time.Time) {
-	t.Helper()
-	writeTree(t, dir, map[string]string{"index.html": "<h1>hi</h1>", "css/site.css": "body{}", "bin/run": "#!/bin/sh\necho run\n", "empty/": ""})
-	for _, p := range []string{"index.html", "css/site.css"} {
-		if err := os.Chmod(filepath.Join(dir, p), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chmod(filepath.Join(dir, "bin/run"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("index.html", filepath.Join(dir, "home.html")); err != nil {
-		t.Fatal(err)
-	}
-	filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error { return os.Chtimes(p, mtime, mtime) })
-}
 
 // TestNativeLayerNormalised: the layer's tar headers carry no owner, no
 // real mtime and only git's notion of permissions, in lexical order, with
 // the destination's parent directories first.
 func TestNativeLayerNormalised(t *testing.T) {
 	src := t.TempDir()
-	sampleTree(t, src, 0o600, time.Now())
+	buildtest.SampleTree(t, src, 0o600, time.Now())
 	blobs := t.TempDir()
 	epoch := time.Unix(1700000000, 0)
 	l, err := writeLayerBlob(context.Background(), blobs, src, "/srv/www", epoch, types.OCILayer, nil)
@@ -85,7 +35,7 @@ func TestNativeLayerNormalised(t *testing.T) {
 	}
 	defer rc.Close()
 	e := epoch.Unix()
-	want := []tarEntry{
+	want := []buildtest.TarEntry{
 		{Name: "srv/", Type: tar.TypeDir, Mode: 0o755, ModTime: e},
 		{Name: "srv/www/", Type: tar.TypeDir, Mode: 0o755, ModTime: e},
 		{Name: "srv/www/bin/", Type: tar.TypeDir, Mode: 0o755, ModTime: e},
@@ -96,7 +46,7 @@ func TestNativeLayerNormalised(t *testing.T) {
 		{Name: "srv/www/home.html", Type: tar.TypeSymlink, Mode: 0o777, ModTime: e, Link: "index.html"},
 		{Name: "srv/www/index.html", Type: tar.TypeReg, Mode: 0o644, ModTime: e, Content: "<h1>hi</h1>"},
 	}
-	if diff := cmp.Diff(want, readTar(t, rc)); diff != "" {
+	if diff := cmp.Diff(want, buildtest.ReadTar(t, rc)); diff != "" {
 		t.Errorf("layer entries (-want +got):\n%s", diff)
 	}
 	// The digests computed while writing match the blob.
@@ -143,7 +93,7 @@ func TestNativeReproducibleScratch(t *testing.T) {
 	epoch := time.Unix(1700000000, 0)
 	digest := func(mode os.FileMode, mtime time.Time, epoch time.Time) string {
 		src := filepath.Join(t.TempDir(), "some", "checkout")
-		sampleTree(t, src, mode, mtime)
+		buildtest.SampleTree(t, src, mode, mtime)
 		res, err := Run(ctx, nativeOptions(t, src, &epoch))
 		if err != nil {
 			t.Fatal(err)
@@ -164,7 +114,7 @@ func TestNativeReproducibleScratch(t *testing.T) {
 // labels in the config and the manifest annotations.
 func TestNativeConfig(t *testing.T) {
 	src := t.TempDir()
-	sampleTree(t, src, 0o644, time.Now())
+	buildtest.SampleTree(t, src, 0o644, time.Now())
 	epoch := time.Unix(1700000000, 0)
 	o := nativeOptions(t, src, &epoch)
 	o.Zuul = postCtx
@@ -216,7 +166,7 @@ func TestNativeConfig(t *testing.T) {
 		t.Errorf("layout refs (-want +got):\n%s", diff)
 	}
 	// The files are there.
-	files := readTar(t, mutate.Extract(img))
+	files := buildtest.ReadTar(t, mutate.Extract(img))
 	found := false
 	for _, f := range files {
 		if f.Name == "srv/www/index.html" && f.Content == "<h1>hi</h1>" {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/slipwayci/slipway/internal/config"
 )
 
 const goodFile = `source: https://review.example.org/acme/platform
@@ -58,41 +60,43 @@ func TestParse(t *testing.T) {
 	if diff := cmp.Diff(want, f, cmp.AllowUnexported(Image{}), cmpopts.IgnoreUnexported(File{})); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
-	if got := f.line("images[1].depends_on[0]"); got != 17 {
+	if got := f.doc.Line("images[1].depends_on[0]"); got != 17 {
 		t.Errorf("line of images[1].depends_on[0] = %d, want 17", got)
 	}
 }
 
-// TestParseErrors: every bad file gives one FieldError naming the file, the
-// line, the field path and the offending value.
+// TestParseErrors: every bad file gives one config.Error naming the file,
+// the line, the field path and the offending value.
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, want string
 	}{
-		{"unknown top-level field", "images: []\nimagez: 1\n", `b.yaml:2: imagez: unknown field "imagez" (known: args, images, source, tags)`},
+		{"unknown top-level field", "images: []\nimagez: 1\n", `b.yaml:2: imagez: unknown field (known: args, images, source, tags)`},
 		{"empty images", "images: []\n", `b.yaml:1: images: must be a non-empty list`},
-		{"unknown image field", "images:\n  - name: a\n    contxt: .\n", `b.yaml:3: images[0].contxt: unknown field "contxt"`},
-		{"unknown native field", "images:\n  - name: a\n    native:\n      layer: []\n", `b.yaml:4: images[0].native.layer: unknown field "layer"`},
-		{"unknown layer field", "images:\n  - name: a\n    native:\n      layers: [{src: a, dst: /b}]\n", `b.yaml:4: images[0].native.layers[0].dst: unknown field "dst"`},
-		{"unknown tags field", "tags: {pr: x}\nimages: [{name: a}]\n", `b.yaml:1: tags.pr: unknown field "pr"`},
-		{"unknown secret field", "images:\n  - name: a\n    secrets: [{id: a, value: x}]\n", `b.yaml:3: images[0].secrets[0].value: unknown field "value" (known: env, file, id)`},
-		{"repeated field", "images:\n  - name: a\n    name: b\n", `b.yaml:3: images[0].name: repeated field "name"`},
-		{"tags not a list", "images:\n  - name: a\n    tags: latest\n", `b.yaml:3: images[0].tags: must be a list of strings, not "latest"`},
+		{"unknown image field", "images:\n  - name: a\n    contxt: .\n", `b.yaml:3: images[0].contxt: unknown field (known: build_args, context,`},
+		{"unknown native field", "images:\n  - name: a\n    native:\n      layer: []\n", `b.yaml:4: images[0].native.layer: unknown field (known: base, base_image,`},
+		{"unknown layer field", "images:\n  - name: a\n    native:\n      layers: [{src: a, dst: /b}]\n", `b.yaml:4: images[0].native.layers[0].dst: unknown field (known: dest, src)`},
+		{"unknown tags field", "tags: {pr: x}\nimages: [{name: a}]\n", `b.yaml:1: tags.pr: unknown field (known: change, commit)`},
+		{"unknown secret field", "images:\n  - name: a\n    secrets: [{id: a, value: x}]\n", `b.yaml:3: images[0].secrets[0].value: unknown field (known: env, file, id)`},
+		{"repeated field", "images:\n  - name: a\n    name: b\n", `b.yaml:3: images[0].name: given twice`},
+		{"tags not a list", "images:\n  - name: a\n    tags: latest\n", `b.yaml:3: images[0].tags: must be a list, not "latest"`},
 		{"tag not a string", "images:\n  - name: a\n    tags: [[x]]\n", `b.yaml:3: images[0].tags[0]: must be a string, not a list`},
-		{"build_args not a map", "images:\n  - name: a\n    build_args: [A=1]\n", `b.yaml:3: images[0].build_args: must be a mapping of strings, not a list`},
+		{"build_args not a map", "images:\n  - name: a\n    build_args: [A=1]\n", `b.yaml:3: images[0].build_args: must be a mapping of key: value, not a list`},
 		{"null value", "images:\n  - name: a\n    context:\n", `b.yaml:3: images[0].context: must be a string, not empty`},
+		{"null native", "images:\n  - name: a\n    native:\n", `b.yaml:3: images[0].native: must be a mapping of fields, not empty`},
+		{"null image", "images:\n  -\n", `b.yaml:2: images[0]: must be a mapping of fields, not empty`},
 		{"missing name", "images:\n  - context: a\n", `b.yaml:2: images[0].name: missing`},
 		{"missing images", "source: x\n", `b.yaml:1: images: missing`},
-		{"empty file", "", `b.yaml: empty build file`},
-		{"not a mapping", "- a\n", `b.yaml:1: must be a mapping, not a list`},
-		{"bad yaml", "images:\n  - name: [\n", `b.yaml:2: invalid YAML`},
-		{"repeated arg", "args: {A: 1, A: 2}\nimages: [{name: a}]\n", `b.yaml:1`},
+		{"empty file", "", "b.yaml: empty file: it needs an `images` list"},
+		{"not a mapping", "- a\n", `b.yaml:1: must be a mapping`},
+		{"bad yaml", "images:\n  - name: [\n", `b.yaml:2: not valid YAML`},
+		{"repeated arg", "args: {A: 1, A: 2}\nimages: [{name: a}]\n", `b.yaml:1: args.A: given twice`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(strings.NewReader(tc.yaml), "b.yaml")
-			var fe *FieldError
-			if !errors.As(err, &fe) {
-				t.Fatalf("Parse error = %v, want a *FieldError", err)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Parse error = %v, want a *config.Error", err)
 			}
 			if !strings.HasPrefix(err.Error(), tc.want) {
 				t.Errorf("Parse error = %q, want prefix %q", err, tc.want)
@@ -101,7 +105,32 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-// FuzzParse: any input either parses or yields a FieldError naming the
+// TestConfigErrorFormat: the build file's errors, from the decoder and from
+// the stage's own checks, read FILE:LINE: field.path: what is wrong (what
+// is allowed), in full.
+func TestConfigErrorFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "images:\n  - name: a\n    contxt: .\n",
+			"build.yaml:3: images[0].contxt: unknown field (known: build_args, context, depends_on, dockerfile, labels, name, native, repository, secrets, tags, target)"},
+		{"wrong type", "images:\n  - name: a\n    depends_on: b\n", `build.yaml:3: images[0].depends_on: must be a list, not "b"`},
+		{"bad value", "images:\n  - name: Open_EdX\n", `build.yaml:2: images[0].name: "Open_EdX" is not a valid image name (lowercase letters, digits, '.', '_', '-')`},
+		{"bad value in a map key", "args: {A-B: x}\nimages: [{name: a}]\n", `build.yaml:1: args.A-B: "A-B" is not a valid build arg name`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse(strings.NewReader(tc.yaml), "build.yaml")
+			if err == nil {
+				_, err = Plan(f, PlanOptions{})
+			}
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error = %v\nwant    %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzParse: any input either parses or yields a config.Error naming the
 // file; it never panics.
 func FuzzParse(f *testing.F) {
 	f.Add(goodFile)
@@ -111,9 +140,9 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data string) {
 		file, err := Parse(strings.NewReader(data), "fuzz.yaml")
 		if err != nil {
-			var fe *FieldError
-			if !errors.As(err, &fe) || !strings.HasPrefix(err.Error(), "fuzz.yaml") {
-				t.Fatalf("error %q is not a FieldError naming the file", err)
+			var ce *config.Error
+			if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error %q is not a config.Error naming the file", err)
 			}
 			return
 		}

@@ -2,16 +2,18 @@ package buildimage
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/zuul"
 )
@@ -84,27 +86,28 @@ func Plan(f *File, o PlanOptions) ([]*Planned, error) {
 	}
 	for _, field := range []struct{ name, tmpl string }{{"tags.change", f.Tags.Change}, {"tags.commit", f.Tags.Commit}} {
 		if field.tmpl == "" {
-			return nil, f.errAt(field.name, "must not be empty")
+			return nil, f.doc.Errorf(field.name, "must not be empty")
 		}
 	}
 	for k := range f.Args {
 		if !argRe.MatchString(k) {
-			return nil, f.errAt("args."+k, "%q is not a valid build arg name", k)
+			return nil, f.doc.Errorf("args."+k, "%q is not a valid build arg name", k)
 		}
 	}
 	for k := range o.Args {
 		if !argRe.MatchString(k) {
-			return nil, &FieldError{Field: "--build-arg", Msg: fmt.Sprintf("%q is not a valid build arg name", k)}
+			// Not from the file: the command names what gave it.
+			return nil, &config.Error{Field: "build_args." + k, Msg: fmt.Sprintf("%q is not a valid build arg name", k)}
 		}
 	}
 	byName := map[string]*Image{}
 	var plans []*Planned
 	for _, im := range f.Images {
 		if !imageNameRe.MatchString(im.Name) {
-			return nil, f.errAt(im.field("name"), "%q is not a valid image name (lowercase letters, digits, '.', '_', '-')", im.Name)
+			return nil, f.doc.Errorf(im.field("name"), "%q is not a valid image name (lowercase letters, digits, '.', '_', '-')", im.Name)
 		}
 		if prev, dup := byName[im.Name]; dup {
-			return nil, f.errAt(im.field("name"), "%q is already the name of %s", im.Name, prev.field(""))
+			return nil, f.doc.Errorf(im.field("name"), "%q is already the name of %s", im.Name, prev.field(""))
 		}
 		byName[im.Name] = im
 		p, err := planImage(f, im, z, o, created)
@@ -126,7 +129,7 @@ func planImage(f *File, im *Image, z *zuul.Context, o PlanOptions, created time.
 	first, _, nested := strings.Cut(im.Repository, "/")
 	hostLike := nested && (strings.ContainsAny(first, ".:") || first == "localhost")
 	if hostLike || !repoRe.MatchString(im.Repository) {
-		return nil, f.errAt(im.field("repository"), "%q is not a valid repository (lowercase path like acme/openedx, no registry host or tag)", im.Repository)
+		return nil, f.doc.Errorf(im.field("repository"), "%q is not a valid repository (lowercase path like acme/openedx, no registry host or tag)", im.Repository)
 	}
 	if err := resolvePaths(f, im); err != nil {
 		return nil, err
@@ -138,7 +141,7 @@ func planImage(f *File, im *Image, z *zuul.Context, o PlanOptions, created time.
 	}
 	for k, v := range im.BuildArgs {
 		if !argRe.MatchString(k) {
-			return nil, f.errAt(im.field("build_args."+k), "%q is not a valid build arg name", k)
+			return nil, f.doc.Errorf(im.field("build_args."+k), "%q is not a valid build arg name", k)
 		}
 		p.BuildArgs[k] = v
 	}
@@ -158,13 +161,13 @@ func planImage(f *File, im *Image, z *zuul.Context, o PlanOptions, created time.
 	p.Labels = standardLabels(f, z, created)
 	for k, v := range im.Labels {
 		if k == "" {
-			return nil, f.errAt(im.field("labels"), "empty label key")
+			return nil, f.doc.Errorf(im.field("labels"), "empty label key")
 		}
 		p.Labels[k] = v
 	}
 	for _, d := range im.DependsOn {
 		if d == "" {
-			return nil, f.errAt(im.field("depends_on"), "empty image name")
+			return nil, f.doc.Errorf(im.field("depends_on"), "empty image name")
 		}
 	}
 	if err := planSecrets(f, im, p, o.LookupEnv); err != nil {
@@ -177,29 +180,29 @@ var secretIDRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 func planSecrets(f *File, im *Image, p *Planned, lookup func(string) (string, bool)) error {
 	if len(im.Secrets) > 0 && im.Native != nil {
-		return f.errAt(im.field("secrets"), "native images run no RUN steps: remove `secrets`")
+		return f.doc.Errorf(im.field("secrets"), "native images run no RUN steps: remove `secrets`")
 	}
 	seen := map[string]bool{}
 	for i, s := range im.Secrets {
 		field := im.field(fmt.Sprintf("secrets[%d]", i))
 		sub := func(k string) string { return im.field(fmt.Sprintf("secrets[%d].%s", i, k)) }
 		if !secretIDRe.MatchString(s.ID) {
-			return f.errAt(sub("id"), "%q is not a valid secret id (letters, digits, '_', '.', '-')", s.ID)
+			return f.doc.Errorf(sub("id"), "%q is not a valid secret id (letters, digits, '_', '.', '-')", s.ID)
 		}
 		if seen[s.ID] {
-			return f.errAt(sub("id"), "%q is already the id of another secret", s.ID)
+			return f.doc.Errorf(sub("id"), "%q is already the id of another secret", s.ID)
 		}
 		seen[s.ID] = true
 		switch {
 		case (s.Env == "") == (s.File == ""):
-			return f.errAt(field, "secret %q needs exactly one of env or file", s.ID)
+			return f.doc.Errorf(field, "secret %q needs exactly one of env or file", s.ID)
 		case s.Env != "":
 			v, ok := "", false
 			if lookup != nil {
 				v, ok = lookup(s.Env)
 			}
 			if !ok || v == "" {
-				return f.errAt(sub("env"), "secret %q: the environment variable %s is not set", s.ID, s.Env)
+				return f.doc.Errorf(sub("env"), "secret %q: the environment variable %s is not set", s.ID, s.Env)
 			}
 			if p.SecretValues == nil {
 				p.SecretValues = map[string]logging.Secret{}
@@ -213,7 +216,7 @@ func planSecrets(f *File, im *Image, p *Planned, lookup func(string) (string, bo
 			}
 			data, err := os.ReadFile(path)
 			if st, serr := os.Stat(path); err != nil || serr != nil || !st.Mode().IsRegular() {
-				return f.errAt(sub("file"), "secret %q: %q is not a readable file", s.ID, s.File)
+				return f.doc.Errorf(sub("file"), "secret %q: %q is not a readable file", s.ID, s.File)
 			}
 			// Known to the log scrubber, in case a RUN step prints it.
 			logging.Register(strings.TrimSpace(string(data)))
@@ -233,26 +236,26 @@ func resolvePaths(f *File, im *Image) error {
 	if im.Native != nil {
 		for _, field := range []struct{ name, val string }{{"dockerfile", im.Dockerfile}, {"target", im.Target}} {
 			if field.val != "" {
-				return f.errAt(im.field(field.name), "%q is not used by a native image (remove it, or remove `native`)", field.val)
+				return f.doc.Errorf(im.field(field.name), "%q is not used by a native image (remove it, or remove `native`)", field.val)
 			}
 		}
 		if len(im.BuildArgs) > 0 {
-			return f.errAt(im.field("build_args"), "not used by a native image (remove it, or remove `native`)")
+			return f.doc.Errorf(im.field("build_args"), "not used by a native image (remove it, or remove `native`)")
 		}
 		if im.Context == "" {
 			im.Context = "."
 		}
 	} else if im.Context == "" {
-		return f.errAt(im.field("context"), "missing: a Dockerfile image needs a context directory")
+		return f.doc.Errorf(im.field("context"), "missing: a Dockerfile image needs a context directory")
 	}
 	given := im.Context
 	im.Context = abs(f.Dir, im.Context)
 	st, err := os.Stat(im.Context)
 	switch {
 	case err != nil:
-		return f.errAt(im.field("context"), "%q: no such directory (resolved to %s)", given, im.Context)
+		return f.doc.Errorf(im.field("context"), "%q: no such directory (resolved to %s)", given, im.Context)
 	case !st.IsDir():
-		return f.errAt(im.field("context"), "%q is not a directory", given)
+		return f.doc.Errorf(im.field("context"), "%q is not a directory", given)
 	}
 	if im.Native != nil {
 		return nil
@@ -265,9 +268,9 @@ func resolvePaths(f *File, im *Image) error {
 	st, err = os.Stat(im.Dockerfile)
 	switch {
 	case err != nil:
-		return f.errAt(im.field("dockerfile"), "%q: no such file in the context (resolved to %s)", given, im.Dockerfile)
+		return f.doc.Errorf(im.field("dockerfile"), "%q: no such file in the context (resolved to %s)", given, im.Dockerfile)
 	case st.IsDir():
-		return f.errAt(im.field("dockerfile"), "%q is a directory, not a Dockerfile", given)
+		return f.doc.Errorf(im.field("dockerfile"), "%q is a directory, not a Dockerfile", given)
 	}
 	return nil
 }
@@ -275,48 +278,48 @@ func resolvePaths(f *File, im *Image) error {
 func planNative(f *File, im *Image, p *Planned) error {
 	n := im.Native
 	if n.Base != "" && n.BaseImage != "" {
-		return f.errAt(im.field("native.base_image"), "%q: set base or base_image, not both", n.BaseImage)
+		return f.doc.Errorf(im.field("native.base_image"), "%q: set base or base_image, not both", n.BaseImage)
 	}
-	if n.BaseImage != "" && !contains(im.DependsOn, n.BaseImage) {
+	if n.BaseImage != "" && !slices.Contains(im.DependsOn, n.BaseImage) {
 		im.DependsOn = append(im.DependsOn, n.BaseImage)
 	}
 	base, err := expandVars(n.Base, p.BuildArgs)
 	if err != nil {
-		return f.errAt(im.field("native.base"), "%q: %v", n.Base, err)
+		return f.doc.Errorf(im.field("native.base"), "%q: %v", n.Base, err)
 	}
 	if base == "scratch" {
 		base = ""
 	}
 	if base != "" {
 		if _, err := name.ParseReference(base, name.StrictValidation); err != nil {
-			return f.errAt(im.field("native.base"), "%q is not a valid image reference (registry/repository:tag or @digest): %v", base, err)
+			return f.doc.Errorf(im.field("native.base"), "%q is not a valid image reference (registry/repository:tag or @digest): %v", base, err)
 		}
 	}
 	p.Base = base
 	for i, l := range n.Layers {
 		sub := func(k string) string { return im.field(fmt.Sprintf("native.layers[%d].%s", i, k)) }
 		if l.Src == "" {
-			return f.errAt(sub("src"), "missing: a layer needs a src file or directory")
+			return f.doc.Errorf(sub("src"), "missing: a layer needs a src file or directory")
 		}
 		if !path.IsAbs(l.Dest) {
-			return f.errAt(sub("dest"), "%q must be an absolute path in the image", l.Dest)
+			return f.doc.Errorf(sub("dest"), "%q must be an absolute path in the image", l.Dest)
 		}
 		src := l.Src
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(im.Context, src)
 		}
 		if _, err := os.Lstat(src); err != nil {
-			return f.errAt(sub("src"), "%q: no such file or directory (resolved to %s)", l.Src, src)
+			return f.doc.Errorf(sub("src"), "%q: no such file or directory (resolved to %s)", l.Src, src)
 		}
 		n.Layers[i].Src = src
 	}
 	for k := range n.Env {
 		if !envKey.MatchString(k) {
-			return f.errAt(im.field("native.env"), "%q is not a valid variable name", k)
+			return f.doc.Errorf(im.field("native.env"), "%q is not a valid variable name", k)
 		}
 	}
 	if n.Workdir != "" && !path.IsAbs(n.Workdir) {
-		return f.errAt(im.field("native.workdir"), "%q must be an absolute path", n.Workdir)
+		return f.doc.Errorf(im.field("native.workdir"), "%q must be an absolute path", n.Workdir)
 	}
 	return nil
 }
@@ -327,7 +330,7 @@ func expandVars(s string, args map[string]string) (string, error) {
 		k := m[2 : len(m)-1]
 		v, ok := args[k]
 		if !ok && err == nil {
-			err = fmt.Errorf("${%s} is not a build arg (set it under `args` or with --build-arg %s=...)", k, k)
+			err = fmt.Errorf("${%s} is not a build arg (set it under `args`, or as a build arg %s=... of the run)", k, k)
 		}
 		return v
 	})
@@ -368,10 +371,10 @@ func tagsFor(f *File, im *Image, z *zuul.Context) ([]string, error) {
 	for _, t := range templates {
 		v, err := z.Expand(t.value)
 		if err != nil {
-			return nil, f.errAt(t.field, "%v", err)
+			return nil, f.doc.Errorf(t.field, "%v", err)
 		}
 		if !tagRe.MatchString(v) {
-			return nil, f.errAt(t.field, "%q is not a valid tag (letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')", v)
+			return nil, f.doc.Errorf(t.field, "%q is not a valid tag (letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')", v)
 		}
 		if !seen[v] {
 			seen[v] = true
@@ -409,7 +412,7 @@ func order(f *File, plans []*Planned, byName map[string]*Image) ([]*Planned, err
 	for _, p := range plans {
 		for i, d := range p.DependsOn {
 			if _, ok := byName[d]; !ok {
-				return nil, f.errAt(p.field(fmt.Sprintf("depends_on[%d]", i)), "%q is not an image of this build file (images: %s)", d, strings.Join(sortedKeys(byName), ", "))
+				return nil, f.doc.Errorf(p.field(fmt.Sprintf("depends_on[%d]", i)), "%q is not an image of this build file (images: %s)", d, strings.Join(slices.Sorted(maps.Keys(byName)), ", "))
 			}
 		}
 	}
@@ -432,7 +435,7 @@ func order(f *File, plans []*Planned, byName map[string]*Image) ([]*Planned, err
 				i++
 			}
 			cycle := append(append([]string{}, stack[i:]...), p.Name)
-			return f.errAt(p.field("depends_on"), "dependency cycle between images: %s", strings.Join(cycle, " -> "))
+			return f.doc.Errorf(p.field("depends_on"), "dependency cycle between images: %s", strings.Join(cycle, " -> "))
 		}
 		state[p.Name] = active
 		stack = append(stack, p.Name)
@@ -452,24 +455,6 @@ func order(f *File, plans []*Planned, byName map[string]*Image) ([]*Planned, err
 		}
 	}
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // DependencyArg is the build arg through which a Dockerfile image receives

@@ -10,29 +10,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
+	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/internal/zuul"
 )
-
-// writeTree creates files (name → content) under dir; a name ending in /
-// is a directory.
-func writeTree(t testing.TB, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if strings.HasSuffix(name, "/") {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func parseIn(t *testing.T, dir, yaml string) *File {
 	t.Helper()
@@ -62,7 +43,7 @@ var (
 // tags plus the git tag, manual runs the declared tags or latest.
 func TestTagsPerPipeline(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n"})
+	buildtest.WriteTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n"})
 	const file = `images:
   - name: a
     context: ctx
@@ -104,11 +85,7 @@ func TestTagsPerPipeline(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := map[string][]string{}
-			for _, p := range plans {
-				got[p.Name] = p.Tags
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, tagsOf(plans)); diff != "" {
 				t.Errorf("tags (-want +got):\n%s", diff)
 			}
 		})
@@ -126,22 +103,27 @@ func TestTagsPerPipeline(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := map[string][]string{}
-			for _, p := range plans {
-				got[p.Name] = p.Tags
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, tagsOf(plans)); diff != "" {
 				t.Errorf("tags (-want +got):\n%s", diff)
 			}
 		}
 	})
 }
 
+// tagsOf maps each planned image to its tags.
+func tagsOf(plans []*Planned) map[string][]string {
+	got := map[string][]string{}
+	for _, p := range plans {
+		got[p.Name] = p.Tags
+	}
+	return got
+}
+
 // TestLabels: the standard OCI labels and the Zuul change URL come from the
 // Zuul context and SOURCE_DATE_EPOCH; the image's own labels win.
 func TestLabels(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n"})
+	buildtest.WriteTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n"})
 	f := parseIn(t, dir, "images:\n  - {name: a, context: ctx, labels: {team: learning}}\n")
 	epoch := time.Unix(1700000000, 0)
 	plans, err := Plan(f, PlanOptions{Zuul: checkCtx, Epoch: &epoch, Now: time.Now()})
@@ -164,7 +146,7 @@ func TestLabels(t *testing.T) {
 // file order.
 func TestOrder(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n", "site/index.html": "hi"})
+	buildtest.WriteTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n", "site/index.html": "hi"})
 	f := parseIn(t, dir, `images:
   - {name: plugin, context: ctx, depends_on: [openedx]}
   - {name: mfe, context: ctx, depends_on: [openedx, plugin]}
@@ -189,11 +171,11 @@ func TestOrder(t *testing.T) {
 	}
 }
 
-// TestPlanErrors: every kind of bad input is a FieldError naming the file,
+// TestPlanErrors: every kind of bad input is a config.Error naming the file,
 // line, field and value, found before anything is built.
 func TestPlanErrors(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n", "ctx/sub/": "", "site/a": "a"})
+	buildtest.WriteTree(t, dir, map[string]string{"ctx/Dockerfile": "FROM scratch\n", "ctx/sub/": "", "site/a": "a"})
 	for _, tc := range []struct {
 		name, yaml, want string
 		z                *zuul.Context
@@ -235,9 +217,9 @@ func TestPlanErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := parseIn(t, dir, tc.yaml)
 			_, err := Plan(f, PlanOptions{Zuul: tc.z})
-			var fe *FieldError
-			if !errors.As(err, &fe) {
-				t.Fatalf("Plan error = %v, want a *FieldError", err)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Plan error = %v, want a *config.Error", err)
 			}
 			got := strings.TrimPrefix(err.Error(), dir+string(filepath.Separator))
 			if !strings.Contains(got, tc.want) {

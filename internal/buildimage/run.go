@@ -2,7 +2,6 @@ package buildimage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,8 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 	"github.com/slipwayci/slipway/internal/zuul"
 )
 
@@ -24,11 +24,10 @@ type Options struct {
 	Image *Image
 	// OutputDir receives one OCI layout per image, OutputDir/<name>.
 	OutputDir string
-	// ResultFile is the build result (default OutputDir/build-result.json).
-	ResultFile string
-	// ZuulReturn, when set, is where zuul_return data is written.
-	ZuulReturn string
-	Zuul       *zuul.Context
+	// PreviousResult is the result of the last run, when there is one:
+	// images it lists with the same digest are logged as unchanged.
+	PreviousResult string
+	Zuul           *zuul.Context
 	// Backend builds Dockerfile images: buildah (default) or docker.
 	Backend string
 	// Args override build args of every image.
@@ -41,8 +40,6 @@ type Options struct {
 	Native  NativeBackend
 	// Insecure lists plain-HTTP registries (host:port) for base images.
 	Insecure []string
-	// Tool is "build-image <version>", recorded in the result.
-	Tool string
 	// Output receives the build tools' output; Log the stage's logs.
 	Output io.Writer
 	Log    *slog.Logger
@@ -53,9 +50,12 @@ type Options struct {
 }
 
 // Run validates everything, builds the images in dependency order, and only
-// when all are built moves their layouts into OutputDir and writes the
-// result: a failed or interrupted run leaves earlier outputs as they were.
-// Bad input returns a cli.UsageError before anything is built.
+// when all are built moves their layouts into OutputDir and returns the
+// result (which the caller writes): a failed or interrupted run leaves
+// earlier outputs as they were. Bad input returns a user error
+// (internal/usererr) before anything is built; errors about an option or
+// the image built alone are *config.Error without a file, whose Field
+// names the option (output, backend, storage_driver, tags[0]...).
 func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 	log := o.Log
 	if log == nil {
@@ -67,49 +67,24 @@ func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 	if o.Zuul == nil {
 		o.Zuul = &zuul.Context{}
 	}
-	if o.OutputDir == "" {
-		return nil, cli.Usagef("--output: missing: the directory for the images' OCI layouts")
-	}
-	if o.ResultFile == "" {
-		o.ResultFile = filepath.Join(o.OutputDir, "build-result.json")
-	}
-	var f *File
-	switch {
-	case o.BuildFile != "" && o.Image != nil:
-		return nil, cli.Usagef("--file %s and single-image flags (--context, --repository...) exclude each other: use one", o.BuildFile)
-	case o.BuildFile != "":
-		var err error
-		if f, err = LoadFile(o.BuildFile); err != nil {
-			return nil, cli.AsUsage(err)
-		}
-	case o.Image != nil:
-		f = &File{Dir: ".", Tags: TagPolicy{Change: DefaultChangeTag, Commit: DefaultCommitTag}, Images: []*Image{o.Image}, lines: map[string]int{}}
-		o.Image.index = -1
-	default:
-		return nil, cli.Usagef("nothing to build: give --file BUILD.yaml, or --context DIR and --repository NAME for one image")
+	f, err := o.file()
+	if err != nil {
+		return nil, err
 	}
 	plans, err := Plan(f, PlanOptions{Zuul: o.Zuul, Args: o.Args, Epoch: o.Epoch, Now: o.now(), LookupEnv: o.LookupEnv})
 	if err != nil {
-		return nil, cli.AsUsage(err)
+		return nil, err
 	}
 	out, err := filepath.Abs(o.OutputDir)
 	if err != nil {
-		return nil, cli.Usagef("--output %q: %v", o.OutputDir, err)
+		return nil, &config.Error{Field: "output", Msg: fmt.Sprintf("%q: %v", o.OutputDir, err)}
 	}
-	for _, p := range plans {
-		if p.Native == nil {
-			continue
-		}
-		for i, l := range p.Native.Layers {
-			if rel, err := filepath.Rel(l.Src, out); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-				return nil, cli.AsUsage(f.errAt(p.field(fmt.Sprintf("native.layers[%d].src", i)),
-					"%q contains the output directory %s: the image would contain its own layout (choose another --output)", l.Src, out))
-			}
-		}
+	if err := outsideLayers(f, plans, out); err != nil {
+		return nil, err
 	}
 	backends, err := o.backends(ctx, plans, log)
 	if err != nil {
-		return nil, cli.AsUsage(err)
+		return nil, usererr.Wrap(err)
 	}
 	defer func() {
 		for _, b := range backends {
@@ -121,42 +96,21 @@ func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output directory: %w", err)
 	}
-
-	built := map[string]*Built{}
-	var order []*Built
+	var built []*Built
 	defer func() { // temp layouts of a failed run
-		for _, b := range order {
+		for _, b := range built {
 			if b.Layout != filepath.Join(out, b.Name) {
 				removeAll(b.Layout)
 			}
 		}
 	}()
-	for i, p := range plans {
-		backend := p.Backend(o.backendName())
-		start := time.Now()
-		log.Info("building image", "image", p.Name, "backend", backend, "n", fmt.Sprintf("%d/%d", i+1, len(plans)), "tags", p.Tags)
-		tmp, err := os.MkdirTemp(out, "."+p.Name+".tmp-")
-		if err != nil {
-			return nil, fmt.Errorf("creating layout directory for %s: %w", p.Name, err)
-		}
-		b := &Built{Planned: p, Backend: backend, Layout: tmp}
-		order = append(order, b)
-		if err := backends[backend].Build(ctx, p, built, tmp); err != nil {
-			return nil, err
-		}
-		if b.Manifest, err = finalizeLayout(tmp, p.Tags); err != nil {
-			return nil, fmt.Errorf("finishing layout of %s: %w", p.Name, err)
-		}
-		built[p.Name] = b
-		log.Info("built image", "image", p.Name, "digest", b.Manifest.Digest.String(), "took", time.Since(start).Round(time.Millisecond))
+	built, err = o.build(ctx, plans, backends, out, log)
+	if err != nil {
+		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("building images: %w", err)
-	}
-
-	res := &result.BuildResult{Header: result.Header{Tool: o.Tool}, Zuul: o.Zuul.ResultRef()}
-	previous := previousDigests(o.ResultFile)
-	for _, b := range order {
+	res := &result.BuildResult{Zuul: o.Zuul.ResultRef()}
+	previous := previousDigests(o.PreviousResult)
+	for _, b := range built {
 		final := filepath.Join(out, b.Name)
 		if err := replaceDir(b.Layout, final); err != nil {
 			return nil, fmt.Errorf("moving layout of %s into place: %w", b.Name, err)
@@ -171,15 +125,70 @@ func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 		}
 		res.Images = append(res.Images, img)
 	}
-	if err := result.WriteFile(o.ResultFile, res, 0o644); err != nil {
-		return nil, fmt.Errorf("writing build result: %w", err)
+	return res, nil
+}
+
+// file is the build file, or the one image of the options as a file.
+func (o *Options) file() (*File, error) {
+	switch {
+	case o.OutputDir == "":
+		return nil, &config.Error{Field: "output", Msg: "missing: the directory for the images' OCI layouts"}
+	case o.BuildFile != "" && o.Image != nil:
+		return nil, usererr.Errorf("the build file %s and a single image exclude each other: give one", o.BuildFile)
+	case o.BuildFile != "":
+		return LoadFile(o.BuildFile)
+	case o.Image != nil:
+		o.Image.index = -1
+		return &File{Dir: ".", Tags: TagPolicy{Change: DefaultChangeTag, Commit: DefaultCommitTag}, Images: []*Image{o.Image}, doc: &config.Doc{}}, nil
 	}
-	if o.ZuulReturn != "" {
-		if err := zuulReturn(o.ResultFile, res).WriteFile(o.ZuulReturn); err != nil {
-			return nil, fmt.Errorf("writing zuul_return data: %w", err)
+	return nil, usererr.New("nothing to build: give a build file, or one image")
+}
+
+// outsideLayers makes sure no native layer holds the output directory,
+// which would put the image's own layout into it.
+func outsideLayers(f *File, plans []*Planned, out string) error {
+	for _, p := range plans {
+		if p.Native == nil {
+			continue
+		}
+		for i, l := range p.Native.Layers {
+			if rel, err := filepath.Rel(l.Src, out); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				return f.doc.Errorf(p.field(fmt.Sprintf("native.layers[%d].src", i)),
+					"%q contains the output directory %s: the image would contain its own layout (choose another output directory)", l.Src, out)
+			}
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// build builds the plans in order, each into a temporary layout under out.
+// It returns what it built, also on failure, so the caller removes it.
+func (o *Options) build(ctx context.Context, plans []*Planned, backends map[string]Backend, out string, log *slog.Logger) ([]*Built, error) {
+	built := map[string]*Built{}
+	var order []*Built
+	for i, p := range plans {
+		backend := p.Backend(o.backendName())
+		start := time.Now()
+		log.Info("building image", "image", p.Name, "backend", backend, "n", fmt.Sprintf("%d/%d", i+1, len(plans)), "tags", p.Tags)
+		tmp, err := os.MkdirTemp(out, "."+p.Name+".tmp-")
+		if err != nil {
+			return order, fmt.Errorf("creating layout directory for %s: %w", p.Name, err)
+		}
+		b := &Built{Planned: p, Backend: backend, Layout: tmp}
+		order = append(order, b)
+		if err := backends[backend].Build(ctx, p, built, tmp); err != nil {
+			return order, err
+		}
+		if b.Manifest, err = finalizeLayout(tmp, p.Tags); err != nil {
+			return order, fmt.Errorf("finishing layout of %s: %w", p.Name, err)
+		}
+		built[p.Name] = b
+		log.Info("built image", "image", p.Name, "digest", b.Manifest.Digest.String(), "took", time.Since(start).Round(time.Millisecond))
+	}
+	if err := ctx.Err(); err != nil {
+		return order, fmt.Errorf("building images: %w", err)
+	}
+	return order, nil
 }
 
 func (o *Options) backendName() string {
@@ -195,7 +204,7 @@ func (o *Options) backends(ctx context.Context, plans []*Planned, log *slog.Logg
 	switch o.backendName() {
 	case BackendBuildah, BackendDocker:
 	default:
-		return nil, fmt.Errorf("--backend: %q is not buildah or docker (native images say so in the build file)", o.Backend)
+		return nil, &config.Error{Field: "backend", Msg: fmt.Sprintf("%q is not buildah or docker (native images say so in the build file)", o.Backend)}
 	}
 	reproducible := o.Epoch != nil
 	all := map[string]Backend{}
@@ -264,9 +273,10 @@ func previousDigests(path string) map[string]string {
 	return out
 }
 
-// zuulReturn is the data later jobs of the buildset find: the result file
-// as an artifact, each image's layout, and slipway_build variables.
-func zuulReturn(resultFile string, res *result.BuildResult) zuul.Return {
+// ZuulReturn is the data later jobs of the buildset find: the result file
+// (written at resultFile) as an artifact, each image's layout, and
+// slipway_build variables.
+func ZuulReturn(res *result.BuildResult, resultFile string) zuul.Return {
 	abs, err := filepath.Abs(resultFile)
 	if err != nil {
 		abs = resultFile
@@ -286,10 +296,4 @@ func zuulReturn(resultFile string, res *result.BuildResult) zuul.Return {
 	}
 	r.Vars["slipway_build"] = map[string]any{"result": abs, "images": images}
 	return r
-}
-
-// IsBuildFailure reports whether err is a failed Dockerfile step.
-func IsBuildFailure(err error) bool {
-	var se *StepError
-	return errors.As(err, &se)
 }

@@ -5,7 +5,8 @@ package buildimage
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/slipwayci/slipway/internal/config"
 )
 
 // Backends an image can be built with.
@@ -25,54 +26,54 @@ const (
 // (modelled on zuul-jobs' container_images).
 type File struct {
 	// Path is the file's name as given, used in every error.
-	Path string
+	Path string `yaml:"-"`
 	// Dir is the directory relative context paths are resolved against.
-	Dir string
+	Dir string `yaml:"-"`
 	// Source is the org.opencontainers.image.source label; empty means
 	// derive it from the Zuul project.
-	Source string
+	Source string `yaml:"source"`
 	// Args are build args given to every Dockerfile image and available as
 	// ${NAME} in a native image's base.
-	Args   map[string]string
-	Tags   TagPolicy
-	Images []*Image
+	Args   map[string]string `yaml:"args"`
+	Tags   TagPolicy         `yaml:"tags"`
+	Images []*Image          `yaml:"images"`
 
-	// lines maps a field path (images[1].tags[0]) to its line in Path.
-	lines map[string]int
+	// doc knows the line of every field, for the semantic checks' errors.
+	doc *config.Doc
 }
 
 // TagPolicy holds the tag templates the Zuul pipeline selects.
 type TagPolicy struct {
 	// Change is the temporary tag of check and gate builds.
-	Change string
+	Change string `yaml:"change"`
 	// Commit is the tag post builds add for the merged commit.
-	Commit string
+	Commit string `yaml:"commit"`
 }
 
 // Image is one image to build.
 type Image struct {
-	Name string
+	Name string `yaml:"name"`
 	// Context is the build context directory (absolute once resolved).
-	Context string
+	Context string `yaml:"context"`
 	// Dockerfile is the Dockerfile path (absolute once resolved); it is
 	// relative to Context in the build file, as in zuul-jobs.
-	Dockerfile string
-	Target     string
-	BuildArgs  map[string]string
+	Dockerfile string            `yaml:"dockerfile"`
+	Target     string            `yaml:"target"`
+	BuildArgs  map[string]string `yaml:"build_args"`
 	// Repository is the image's repository without registry host.
-	Repository string
+	Repository string `yaml:"repository"`
 	// Tags are the declared tag templates, used by post and tag builds and
 	// by builds outside Zuul.
-	Tags      []string
-	Labels    map[string]string
-	DependsOn []string
+	Tags      []string          `yaml:"tags"`
+	Labels    map[string]string `yaml:"labels"`
+	DependsOn []string          `yaml:"depends_on"`
 	// Secrets are files mounted into RUN steps (RUN --mount=type=secret),
 	// never stored in the image or passed on a command line.
-	Secrets []Secret
+	Secrets []Secret `yaml:"secrets"`
 	// Native, when set, builds the image without a Dockerfile.
-	Native *Native
+	Native *Native `yaml:"native"`
 
-	index int // position in the build file, for field paths
+	index int // position in the build file, for field paths; -1 alone
 }
 
 // Native describes an image assembled by slipway itself: a base, layers made
@@ -80,69 +81,43 @@ type Image struct {
 type Native struct {
 	// Base is an image reference, "" or "scratch" for none. ${NAME} is
 	// replaced by the build arg NAME.
-	Base string
+	Base string `yaml:"base"`
 	// BaseImage names an image of the same build used as the base.
-	BaseImage  string
-	Layers     []NativeLayer
-	Env        map[string]string
-	Entrypoint []string
-	Cmd        []string
-	User       string
-	Workdir    string
+	BaseImage  string            `yaml:"base_image"`
+	Layers     []NativeLayer     `yaml:"layers"`
+	Env        map[string]string `yaml:"env"`
+	Entrypoint []string          `yaml:"entrypoint"`
+	Cmd        []string          `yaml:"cmd"`
+	User       string            `yaml:"user"`
+	Workdir    string            `yaml:"workdir"`
 }
 
 // Secret is a build secret: the value of the environment variable Env, or
 // the file File, visible to RUN --mount=type=secret,id=ID.
 type Secret struct {
-	ID   string
-	Env  string
-	File string
+	ID   string `yaml:"id"`
+	Env  string `yaml:"env"`
+	File string `yaml:"file"`
 }
 
 // NativeLayer adds Src (a directory or file, relative to the image's
 // context) at Dest in the image.
 type NativeLayer struct {
-	Src  string
-	Dest string
+	Src  string `yaml:"src"`
+	Dest string `yaml:"dest"`
 }
 
-// field returns the field path of an image's field, as errors print it;
-// for an image given by flags, the flag that set it.
+// field returns the field path of an image's field, as errors print it:
+// images[1].tags[0] in a build file, tags[0] for the image built alone
+// (which the command names by its flag).
 func (im *Image) field(name string) string {
-	if im.index < 0 {
-		return flagOf(name)
-	}
-	if name == "" {
+	switch {
+	case im.index < 0:
+		return name
+	case name == "":
 		return fmt.Sprintf("images[%d]", im.index)
 	}
 	return fmt.Sprintf("images[%d].%s", im.index, name)
-}
-
-// flagOf maps a field path to the single-image flag that sets it.
-func flagOf(field string) string {
-	if field == "" {
-		return "flags"
-	}
-	base := field
-	if i := strings.IndexByte(base, '['); i >= 0 {
-		base = base[:i] // tags[1] → tags, native.layers[0].src → native.layers
-	}
-	if k, _, ok := strings.Cut(base, "."); ok && k != "native" {
-		base = k // build_args.X → build_args
-	}
-	switch base {
-	case "tags":
-		return "--tag"
-	case "labels":
-		return "--label"
-	case "secrets":
-		return "--secret"
-	case "build_args":
-		return "--build-arg"
-	case "native.layers":
-		return "--add"
-	}
-	return "--" + strings.ReplaceAll(strings.TrimPrefix(base, "native."), "_", "-")
 }
 
 // Backend is the backend the image needs given the default for Dockerfiles.
@@ -151,49 +126,4 @@ func (im *Image) Backend(dockerfileBackend string) string {
 		return BackendNative
 	}
 	return dockerfileBackend
-}
-
-// FieldError is bad input: it names the file, line, field and value.
-type FieldError struct {
-	File  string
-	Line  int
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d", e.Line)
-		}
-		b.WriteString(": ")
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// errAt builds a FieldError for a field path of f.
-func (f *File) errAt(field, format string, args ...any) *FieldError {
-	return &FieldError{File: f.Path, Line: f.line(field), Field: field, Msg: fmt.Sprintf(format, args...)}
-}
-
-// line finds the line of field, or of its closest parent.
-func (f *File) line(field string) int {
-	for p := field; p != ""; {
-		if l, ok := f.lines[p]; ok {
-			return l
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return 0
 }

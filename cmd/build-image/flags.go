@@ -1,9 +1,8 @@
-package buildimage
+package main
 
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -14,35 +13,23 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/slipwayci/slipway/internal/buildimage"
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/progress"
-	"github.com/slipwayci/slipway/internal/result"
-	"github.com/slipwayci/slipway/internal/version"
-	"github.com/slipwayci/slipway/internal/zuul"
 )
 
-// Example is the --help example of build-image.
-const Example = `# every image of a build file, tags from the Zuul vars of the job
-build-image --file images/build.yaml --output out/images --zuul-vars zuul-vars.yaml \
-  --insecure-registry 127.0.0.1:5000 --build-arg BASE_IMAGE=127.0.0.1:5000/base/busybox:1.35
-
-# one Dockerfile image from flags, reproducible
-SOURCE_DATE_EPOCH=1700000000 build-image --context . --repository acme/openedx --tag latest --output out/images
-
-# one native image: a directory added to a base, no Dockerfile
-build-image --native --base 127.0.0.1:5000/base/busybox:1.35 --add site:/srv/site \
-  --entrypoint /bin/httpd --repository acme/static --output out/images`
-
-// Flags are build-image's flags; every one has an environment twin.
-func Flags() []ucli.Flag {
+// flags are build-image's flags; every one has an environment twin.
+func flags() []ucli.Flag {
 	env := func(n string) []string { return []string{"SLIPWAY_BUILD_" + n} }
-	return []ucli.Flag{
+	result := cli.ResultFlag("build", "SLIPWAY_BUILD_RESULT").(*ucli.PathFlag)
+	result.Usage += " (default OUTPUT/build-result.json)"
+	return append([]ucli.Flag{
 		&ucli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "build file (YAML) listing the images", EnvVars: env("FILE")},
 		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "out/images", Usage: "directory for one OCI layout per image", EnvVars: env("OUTPUT")},
-		&ucli.StringFlag{Name: "result", Usage: "build result file (default OUTPUT/build-result.json)", EnvVars: env("RESULT")},
-		&ucli.StringFlag{Name: "zuul-return", Usage: "also write zuul_return data (artifacts, slipway_build vars) to this file", EnvVars: []string{"SLIPWAY_ZUUL_RETURN"}},
-		&ucli.StringFlag{Name: "zuul-vars", Usage: "file with the job's `zuul` variables (default: ZUUL_* environment variables)", EnvVars: []string{"SLIPWAY_ZUUL_VARS"}},
-		&ucli.StringFlag{Name: "backend", Value: BackendBuildah, Usage: "backend for Dockerfile images: buildah or docker (needs a daemon)", EnvVars: env("BACKEND")},
+		result,
+	}, append(cli.ZuulFlags(),
+		cli.TimeoutFlag(0),
+		&ucli.StringFlag{Name: "backend", Value: buildimage.BackendBuildah, Usage: "backend for Dockerfile images: buildah or docker (needs a daemon)", EnvVars: env("BACKEND")},
 		&ucli.StringSliceFlag{Name: "build-arg", Usage: "KEY=VALUE build arg for every image, over the build file's", EnvVars: env("ARGS")},
 		&ucli.StringSliceFlag{Name: "insecure-registry", Usage: "HOST:PORT of a plain-HTTP registry for base images", EnvVars: []string{"SLIPWAY_INSECURE_REGISTRIES"}},
 		&ucli.StringFlag{Name: "source-date-epoch", Usage: "seconds since 1970: image and file times, for reproducible digests", EnvVars: []string{"SOURCE_DATE_EPOCH"}},
@@ -70,77 +57,57 @@ func Flags() []ucli.Flag {
 		&ucli.StringFlag{Name: "cmd", Usage: "native: cmd as a JSON array or one command", EnvVars: env("CMD")},
 		&ucli.StringFlag{Name: "user", Usage: "native: user", EnvVars: env("USER")},
 		&ucli.StringFlag{Name: "workdir", Usage: "native: working directory", EnvVars: env("WORKDIR")},
-	}
+	)...)
 }
 
-// Action is build-image's action: flags → Options → Run, the result on stdout.
-func Action(cliContext *ucli.Context) error {
-	o, err := OptionsFromFlags(cliContext)
-	if err != nil {
-		return err
-	}
-	res, err := Run(cliContext.Context, o)
-	if err != nil {
-		return err
-	}
-	return printResult(cliContext, res)
+// imageFlags are the flags of the image built alone, by the field of
+// buildimage.Image they set (the field path errors name).
+var imageFlags = map[string]string{
+	"name": "--name", "context": "--context", "dockerfile": "--dockerfile", "target": "--target",
+	"repository": "--repository", "tags": "--tag", "labels": "--label", "secrets": "--secret",
+	"build_args": "--build-arg", "native.base": "--base", "native.layers": "--add", "native.env": "--env",
+	"native.entrypoint": "--entrypoint", "native.cmd": "--cmd", "native.user": "--user", "native.workdir": "--workdir",
 }
 
-func printResult(cliContext *ucli.Context, res *result.BuildResult) error {
-	data, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return err
+// optionFlags are the other flags, by the option errors name.
+var optionFlags = map[string]string{
+	"output": "--output", "backend": "--backend", "storage_driver": "--storage-driver",
+	"isolation": "--isolation", "storage_root": "--storage-root",
+}
+
+// flagOf maps a field path (tags[1], native.layers[0].src, build_args.X)
+// to the flag that sets it; a path no flag sets stays as it is.
+func flagOf(field string) string {
+	base, _, _ := strings.Cut(field, "[") // tags[1] → tags, native.layers[0].src → native.layers
+	if k, _, ok := strings.Cut(base, "."); ok && k != "native" && k != "tags" {
+		base = k // build_args.X → build_args; tags.change is the file's
 	}
-	_, err = fmt.Fprintf(cliContext.App.Writer, "%s\n", data)
-	return err
-}
-
-// buildLog is where the build tools' output goes: stderr as it is, or one
-// JSON record per line with --log-format json.
-func buildLog(c *ucli.Context) io.Writer {
-	if c.String("log-format") == "json" {
-		return &logLines{log: slog.Default()}
+	if f, ok := imageFlags[base]; ok {
+		return f
 	}
-	return c.App.ErrWriter
-}
-
-// logLines logs each line written to it.
-type logLines struct {
-	log     *slog.Logger
-	partial []byte
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		l.log.Info("build output", "line", string(l.partial[:i]))
-		l.partial = l.partial[i+1:]
+	if f, ok := optionFlags[base]; ok {
+		return f
 	}
+	return field
 }
 
-// OptionsFromFlags binds the flags into Options; bad values are usage errors.
-func OptionsFromFlags(c *ucli.Context) (Options, error) {
-	o := Options{
-		BuildFile:  c.String("file"),
-		OutputDir:  c.String("output"),
-		ResultFile: c.String("result"),
-		ZuulReturn: c.String("zuul-return"),
-		Backend:    c.String("backend"),
-		Insecure:   c.StringSlice("insecure-registry"),
-		Tool:       c.App.Name + " " + version.Version,
-		Output:     buildLog(c),
-		Log:        slog.Default(),
-		LookupEnv:  os.LookupEnv,
+// options binds the flags into buildimage.Options; bad values are usage
+// errors naming the flag.
+func options(cliContext *ucli.Context) (buildimage.Options, error) {
+	o := buildimage.Options{
+		BuildFile: cliContext.String("file"),
+		OutputDir: cliContext.String("output"),
+		Backend:   cliContext.String("backend"),
+		Insecure:  cliContext.StringSlice("insecure-registry"),
+		Output:    buildLog(cliContext),
+		Log:       slog.Default(),
+		LookupEnv: os.LookupEnv,
 	}
 	var err error
-	if o.Args, err = pairs("--build-arg", c.StringSlice("build-arg")); err != nil {
+	if o.Args, err = pairs("--build-arg", cliContext.StringSlice("build-arg")); err != nil {
 		return o, err
 	}
-	if s := c.String("source-date-epoch"); s != "" {
+	if s := cliContext.String("source-date-epoch"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
 			return o, cli.Usagef("--source-date-epoch (SOURCE_DATE_EPOCH): %q is not a number of seconds since 1970", s)
@@ -148,36 +115,33 @@ func OptionsFromFlags(c *ucli.Context) (Options, error) {
 		t := time.Unix(n, 0).UTC()
 		o.Epoch = &t
 	}
-	if p := c.String("zuul-vars"); p != "" {
-		if o.Zuul, err = zuul.LoadFile(p); err != nil {
-			return o, cli.AsUsage(err)
-		}
-	} else if o.Zuul, err = zuul.FromEnv(os.LookupEnv); err != nil {
-		return o, cli.AsUsage(err)
+	if o.Zuul, err = cli.ZuulContext(cliContext); err != nil {
+		return o, err
 	}
-	work := c.String("work-dir")
-	o.Buildah = BuildahBackend{Path: c.String("buildah"), Root: c.String("storage-root"), RunRoot: c.String("storage-runroot"),
-		StorageDriver: c.String("storage-driver"), Isolation: c.String("isolation"), WorkDir: work}
-	o.Docker = DockerBackend{Path: c.String("docker"), WorkDir: work}
-	o.Native = NativeBackend{Progress: progress.New(c.App.ErrWriter)}
+	work := cliContext.String("work-dir")
+	o.Buildah = buildimage.BuildahBackend{Path: cliContext.String("buildah"), Root: cliContext.String("storage-root"), RunRoot: cliContext.String("storage-runroot"),
+		StorageDriver: cliContext.String("storage-driver"), Isolation: cliContext.String("isolation"), WorkDir: work}
+	o.Docker = buildimage.DockerBackend{Path: cliContext.String("docker"), WorkDir: work}
+	o.Native = buildimage.NativeBackend{Progress: progress.New(cliContext.App.ErrWriter)}
 	single := false
 	for _, n := range []string{"context", "dockerfile", "target", "repository", "tag", "label", "secret", "native", "base", "add", "env", "entrypoint", "cmd", "user", "workdir", "name"} {
-		if c.IsSet(n) {
-			single = true
-		}
+		single = single || cliContext.IsSet(n)
 	}
-	if single {
-		if o.Image, err = imageFromFlags(c); err != nil {
-			return o, err
-		}
+	switch {
+	case single && o.BuildFile != "":
+		return o, cli.Usagef("--file %s and single-image flags (--context, --repository...) exclude each other: use one", o.BuildFile)
+	case single:
+		o.Image, err = imageFromFlags(cliContext)
+	case o.BuildFile == "":
+		return o, cli.Usagef("nothing to build: give --file BUILD.yaml, or --context DIR and --repository NAME for one image")
 	}
-	return o, nil
+	return o, err
 }
 
-func imageFromFlags(c *ucli.Context) (*Image, error) {
-	im := &Image{
-		Name: c.String("name"), Context: c.String("context"), Dockerfile: c.String("dockerfile"), Target: c.String("target"),
-		Repository: c.String("repository"), Tags: c.StringSlice("tag"), index: -1,
+func imageFromFlags(cliContext *ucli.Context) (*buildimage.Image, error) {
+	im := &buildimage.Image{
+		Name: cliContext.String("name"), Context: cliContext.String("context"), Dockerfile: cliContext.String("dockerfile"),
+		Target: cliContext.String("target"), Repository: cliContext.String("repository"), Tags: cliContext.StringSlice("tag"),
 	}
 	if im.Repository == "" {
 		return nil, cli.Usagef("--repository: missing: a single image needs its repository (acme/openedx)")
@@ -186,46 +150,46 @@ func imageFromFlags(c *ucli.Context) (*Image, error) {
 		im.Name = filepath.Base(im.Repository)
 	}
 	var err error
-	if im.Labels, err = pairs("--label", c.StringSlice("label")); err != nil {
+	if im.Labels, err = pairs("--label", cliContext.StringSlice("label")); err != nil {
 		return nil, err
 	}
-	for _, spec := range c.StringSlice("secret") {
+	for _, spec := range cliContext.StringSlice("secret") {
 		id, src, _ := strings.Cut(spec, "=")
 		kind, val, _ := strings.Cut(src, ":")
 		switch {
 		case id == "" || val == "":
 			return nil, cli.Usagef("--secret: %q is not ID=env:VAR or ID=file:PATH", spec)
 		case kind == "env":
-			im.Secrets = append(im.Secrets, Secret{ID: id, Env: val})
+			im.Secrets = append(im.Secrets, buildimage.Secret{ID: id, Env: val})
 		case kind == "file":
-			im.Secrets = append(im.Secrets, Secret{ID: id, File: val})
+			im.Secrets = append(im.Secrets, buildimage.Secret{ID: id, File: val})
 		default:
 			return nil, cli.Usagef("--secret: %q is not ID=env:VAR or ID=file:PATH", spec)
 		}
 	}
-	if !c.Bool("native") {
+	if !cliContext.Bool("native") {
 		for _, n := range []string{"base", "add", "env", "entrypoint", "cmd", "user", "workdir"} {
-			if c.IsSet(n) {
+			if cliContext.IsSet(n) {
 				return nil, cli.Usagef("--%s is for native images: add --native", n)
 			}
 		}
 		return im, nil
 	}
-	n := &Native{Base: c.String("base"), User: c.String("user"), Workdir: c.String("workdir")}
-	if n.Env, err = pairs("--env", c.StringSlice("env")); err != nil {
+	n := &buildimage.Native{Base: cliContext.String("base"), User: cliContext.String("user"), Workdir: cliContext.String("workdir")}
+	if n.Env, err = pairs("--env", cliContext.StringSlice("env")); err != nil {
 		return nil, err
 	}
-	for _, a := range c.StringSlice("add") {
+	for _, a := range cliContext.StringSlice("add") {
 		src, dest, ok := strings.Cut(a, ":")
 		if !ok || src == "" || dest == "" {
 			return nil, cli.Usagef("--add: %q is not SRC:DEST", a)
 		}
-		n.Layers = append(n.Layers, NativeLayer{Src: src, Dest: dest})
+		n.Layers = append(n.Layers, buildimage.NativeLayer{Src: src, Dest: dest})
 	}
-	if n.Entrypoint, err = command("--entrypoint", c.String("entrypoint")); err != nil {
+	if n.Entrypoint, err = command("--entrypoint", cliContext.String("entrypoint")); err != nil {
 		return nil, err
 	}
-	if n.Cmd, err = command("--cmd", c.String("cmd")); err != nil {
+	if n.Cmd, err = command("--cmd", cliContext.String("cmd")); err != nil {
 		return nil, err
 	}
 	im.Native = n
@@ -259,4 +223,31 @@ func command(flag, s string) ([]string, error) {
 		return list, nil
 	}
 	return []string{s}, nil
+}
+
+// buildLog is where the build tools' output goes: stderr as it is, or one
+// JSON record per line with --log-format json.
+func buildLog(cliContext *ucli.Context) io.Writer {
+	if cliContext.String("log-format") == "json" {
+		return &logLines{log: slog.Default()}
+	}
+	return cliContext.App.ErrWriter
+}
+
+// logLines logs each line written to it.
+type logLines struct {
+	log     *slog.Logger
+	partial []byte
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.log.Info("build output", "line", string(l.partial[:i]))
+		l.partial = l.partial[i+1:]
+	}
 }
