@@ -66,35 +66,18 @@ func applyFlags() []ucli.Flag {
 }
 
 // command is a subcommand that acts on a branch's namespace: the branch,
-// cluster and Zuul flags around its own, and the action that binds them.
-func command(name, usage string, flags []ucli.Flag, run runFunc) *ucli.Command {
+// cluster and Zuul flags around its own; its flags bind into
+// deploy.Options, and an error an option resolves names its flag.
+func command(name, usage string, flags []ucli.Flag, run func(context.Context, *ucli.Context, deploy.Options) error) *ucli.Command {
 	all := append(append(append(branchFlags(), clusterFlags()...), flags...), cli.ZuulFlags()...)
 	return &ucli.Command{
 		Name:      name,
 		Usage:     usage,
 		UsageText: "deploy-k8s " + name + " [options]\n\n" + example,
 		Flags:     all,
-		Action:    action(run),
-	}
-}
-
-// runFunc does the work of a command, with its flags bound into opts.
-type runFunc func(ctx context.Context, cliContext *ucli.Context, opts deploy.Options) error
-
-// action is the prelude of every command: cli.Start, the flags bound into
-// deploy.Options, then run; an error an option resolves names its flag.
-func action(run runFunc) ucli.ActionFunc {
-	return func(cliContext *ucli.Context) error {
-		ctx, cancel, err := cli.Start(cliContext)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		opts, err := bind(cliContext)
-		if err != nil {
-			return err
-		}
-		return withFlag(run(ctx, cliContext, opts))
+		Action: cli.Action(bind, func(ctx context.Context, cliContext *ucli.Context, opts deploy.Options) error {
+			return withFlag(run(ctx, cliContext, opts))
+		}),
 	}
 }
 

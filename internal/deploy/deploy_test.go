@@ -38,10 +38,7 @@ func actions(res *result.DeployResult) map[string]string {
 func TestDeployFirstAndNoChange(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := deploytest.PlatformTree(t)
-	push, dOpenedx := deploytest.WritePush(t, "v1")
-	branch := deploytest.UniqueBranch("first")
-	opts := k.opts(t, branch, tree, push)
+	_, branch, opts, dOpenedx := k.example(t, "first")
 
 	res, err := Deploy(ctx, opts)
 	if err != nil {
@@ -186,10 +183,7 @@ func resourceVersions(t *testing.T, k kube, ns string) map[string]string {
 func TestPruneRemovedServiceOnly(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := deploytest.PlatformTree(t)
-	push, _ := deploytest.WritePush(t, "v1")
-	branch := deploytest.UniqueBranch("prune")
-	opts := k.opts(t, branch, tree, push)
+	tree, branch, opts, _ := k.example(t, "prune")
 	if _, err := Deploy(ctx, opts); err != nil {
 		t.Fatalf("first deploy: %v", err)
 	}
@@ -245,12 +239,9 @@ spec:
 func TestNeverReadyDeploymentFails(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := deploytest.PlatformTree(t)
-	push, _ := deploytest.WritePush(t, "v1")
+	tree, branch, opts, _ := k.example(t, "never")
 	// kwok keeps pods with this annotation Running but never Ready.
 	deploytest.NeverReady(t, tree, "cms")
-	branch := deploytest.UniqueBranch("never")
-	opts := k.opts(t, branch, tree, push)
 	// The whole deploy has 25s: the apply takes a few, the rest is the wait.
 	dctx, cancel := context.WithTimeout(ctx, 25*time.Second)
 	defer cancel()
@@ -302,8 +293,7 @@ func TestJobs(t *testing.T) {
 		t.Fatalf("%s holds no log lines", podLog)
 	}
 	ctx := testCtx(t)
-	tree := deploytest.PlatformTree(t)
-	push, dOpenedx := deploytest.WritePush(t, "v1")
+	tree, branch, opts, dOpenedx := k.example(t, "jobs")
 	// cms-job fails (kwok fails pods with this annotation); lms-job succeeds.
 	testenv.Edit(t, tree, "k8s/jobs.yml", `  name: cms-job
   labels:
@@ -323,9 +313,7 @@ spec:
         test.kwok/fail: "true"
     spec:
 `)
-	branch := deploytest.UniqueBranch("jobs")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
-	opts := k.opts(t, branch, tree, push)
 	var out bytes.Buffer
 	opts.Out = &out
 	opts.Jobs = []string{"lms-job"}
@@ -545,11 +533,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 func TestDiffChangesNothing(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := deploytest.PlatformTree(t)
-	push, _ := deploytest.WritePush(t, "v1")
-	branch := deploytest.UniqueBranch("diff")
+	tree, branch, opts, _ := k.example(t, "diff")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
-	opts := k.opts(t, branch, tree, push)
 	var out bytes.Buffer
 	opts.Out = &out
 	if _, err := Diff(ctx, opts); err != nil {
@@ -611,12 +596,9 @@ func TestServerDown(t *testing.T) {
 
 func TestInterruptedDeployRecovers(t *testing.T) {
 	k := requireKube(t)
-	tree := deploytest.PlatformTree(t)
-	push, _ := deploytest.WritePush(t, "v1")
+	tree, branch, opts, _ := k.example(t, "interrupt")
 	deploytest.NeverReady(t, tree, "mfe")
-	branch := deploytest.UniqueBranch("interrupt")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
-	opts := k.opts(t, branch, tree, push)
 	// Interrupt (SIGINT cancels the context) while the deploy waits.
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(10*time.Second, cancel)

@@ -28,6 +28,16 @@ func (k kube) opts(t *testing.T, branch, manifests, push string) Options {
 	}
 }
 
+// example gives a test its own copy of the example tree, a push result for
+// it, a branch and the options that deploy them; digest is the openedx
+// image's.
+func (k kube) example(t *testing.T, name string) (tree, branch string, opts Options, digest string) {
+	tree = deploytest.PlatformTree(t)
+	push, digest := deploytest.WritePush(t, "v1")
+	branch = deploytest.UniqueBranch(name)
+	return tree, branch, k.opts(t, branch, tree, push), digest
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)

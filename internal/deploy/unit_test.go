@@ -13,6 +13,22 @@ import (
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
+// userErrorCase checks err against a table case's wantErr and reports
+// whether the case ends there: with wantErr, err must be a user error (exit
+// 2) containing it; without, err must be nil.
+func userErrorCase(t *testing.T, err error, wantErr string) bool {
+	t.Helper()
+	switch {
+	case wantErr == "" && err != nil:
+		t.Fatal(err)
+	case wantErr == "":
+		return false
+	case err == nil || !strings.Contains(err.Error(), wantErr) || !usererr.Is(err):
+		t.Fatalf("error = %v, want a user error (exit 2) containing %q", err, wantErr)
+	}
+	return true
+}
+
 func TestNamespaceFor(t *testing.T) {
 	tests := []struct {
 		name, branch, nsPrefix string
@@ -35,17 +51,8 @@ func TestNamespaceFor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := NamespaceFor(tt.branch, DefaultBranchPrefix, tt.nsPrefix)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("NamespaceFor(%q) error = %v, want it to contain %q", tt.branch, err, tt.wantErr)
-				}
-				if !usererr.Is(err) {
-					t.Errorf("NamespaceFor(%q) error is not a usage error (exit 2): %v", tt.branch, err)
-				}
+			if userErrorCase(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatalf("NamespaceFor(%q): %v", tt.branch, err)
 			}
 			if got != tt.want {
 				t.Errorf("NamespaceFor(%q) = %q, want %q", tt.branch, got, tt.want)
@@ -150,14 +157,8 @@ func TestPin(t *testing.T) {
 			if err == nil {
 				_, err = p.Pin([]*unstructured.Unstructured{obj})
 			}
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !usererr.Is(err) {
-					t.Fatalf("error = %v, want a usage error containing %q", err, tt.wantErr)
-				}
+			if userErrorCase(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			cs, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", "containers")
 			var got []string
@@ -187,14 +188,8 @@ func TestParseManifests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			objs, err := ParseManifests(strings.NewReader(tt.in), "m.yaml")
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error = %v, want %q", err, tt.wantErr)
-				}
+			if userErrorCase(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			var got []string
 			for _, o := range objs {
@@ -345,14 +340,8 @@ func TestPickRollback(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := pickRollback(tt.revs, tt.to)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error = %v, want %q", err, tt.wantErr)
-				}
+			if userErrorCase(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got.Number != tt.want {
 				t.Errorf("picked %d, want %d", got.Number, tt.want)
