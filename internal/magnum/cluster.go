@@ -118,6 +118,20 @@ func planCluster(ctx context.Context, o *Options, a *api, c *clusters.Cluster) (
 	if sc.masterCount() != c.MasterCount {
 		p.blockers = append(p.blockers, fmt.Sprintf("master_count %d -> %d: Magnum cannot resize the masters of a cluster; create a new cluster (another cluster.name) and move the platforms to it, or revert master_count", c.MasterCount, sc.masterCount()))
 	}
+	p.planWorkers(sc)
+	if tp.existing == nil || tp.existing.UUID != c.ClusterTemplateID {
+		p.upgradeFrom = c.ClusterTemplateID
+		if ct, err := a.template(ctx, c.ClusterTemplateID); err == nil {
+			p.upgradeFrom = ct.Name
+		}
+	}
+	return p, nil
+}
+
+// planWorkers plans the resize to the spec's node_count and the change of
+// the default-worker bounds. A node_count outside the current bounds widens
+// them first, as Magnum refuses a resize beyond them.
+func (p *clusterPlan) planWorkers(sc *ClusterSpec) {
 	want := sc.nodeCount()
 	cur := currentBounds(p.worker)
 	target := cur
@@ -127,7 +141,7 @@ func planCluster(ctx context.Context, o *Options, a *api, c *clusters.Cluster) (
 	if sc.MaxNodeCount != nil {
 		target.max = sc.MaxNodeCount
 	}
-	if want != c.NodeCount {
+	if want != p.cluster.NodeCount {
 		p.resizeTo = want
 		if !cur.contains(want) {
 			w := bounds{min: min(cur.min, target.min, want)}
@@ -148,13 +162,6 @@ func planCluster(ctx context.Context, o *Options, a *api, c *clusters.Cluster) (
 	if !after.equal(target) {
 		p.bounds = &target
 	}
-	if tp.existing == nil || tp.existing.UUID != c.ClusterTemplateID {
-		p.upgradeFrom = c.ClusterTemplateID
-		if ct, err := a.template(ctx, c.ClusterTemplateID); err == nil {
-			p.upgradeFrom = ct.Name
-		}
-	}
-	return p, nil
 }
 
 func (a *api) worker(ctx context.Context, clusterID string) (*nodegroups.NodeGroup, error) {
@@ -283,7 +290,7 @@ func converge(ctx context.Context, o *Options, a *api, p *clusterPlan, ct *clust
 		}
 		return c, []string{fmt.Sprintf("created cluster %s (%d masters, %d workers)", c.Name, c.MasterCount, c.NodeCount)}, nil
 	}
-	changes, err := updateCluster(ctx, o, a, p, p.cluster, ct)
+	changes, err := updateCluster(ctx, o, a, p, ct)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -337,60 +344,73 @@ func (a *api) setBounds(ctx context.Context, clusterID string, b bounds) error {
 	return nil
 }
 
-func updateCluster(ctx context.Context, o *Options, a *api, p *clusterPlan, c *clusters.Cluster, ct *clustertemplates.ClusterTemplate) ([]string, error) {
-	name := c.Name
+// updateCluster carries out the plan's steps on the existing cluster, each
+// followed by a wait, and returns the changes made.
+func updateCluster(ctx context.Context, o *Options, a *api, p *clusterPlan, ct *clustertemplates.ClusterTemplate) ([]string, error) {
+	c := p.cluster
 	var changes []string
-	boundsStep := func(b bounds) error {
-		o.Log.Info("setting nodegroup bounds", "cluster", name, "nodegroup", "default-worker", "bounds", b.String())
-		if err := a.setBounds(ctx, c.UUID, b); err != nil {
-			return err
-		}
-		_, err := waitFor(ctx, o, a, c.UUID, name, "UPDATE", func(*clusters.Cluster) bool {
-			ng, err := a.worker(ctx, c.UUID)
-			return err == nil && currentBounds(ng).equal(b)
-		})
-		return err
-	}
 	if p.widen != nil {
-		if err := boundsStep(*p.widen); err != nil {
+		if err := setBoundsAndWait(ctx, o, a, c, *p.widen); err != nil {
 			return changes, err
 		}
 		changes = append(changes, fmt.Sprintf("widened nodegroup default-worker bounds to %s", p.widen))
 	}
 	if p.resizeTo >= 0 {
-		from := c.NodeCount
-		o.Log.Info("resizing cluster", "cluster", name, "from", from, "to", p.resizeTo)
-		n := p.resizeTo
-		if _, err := clusters.Resize(ctx, a.sc, c.UUID, clusters.ResizeOpts{NodeCount: &n}).Extract(); err != nil {
-			return changes, a.explain(fmt.Sprintf("resizing cluster %s to %d workers", name, n), err)
-		}
-		if _, err := waitFor(ctx, o, a, c.UUID, name, "UPDATE", func(c *clusters.Cluster) bool { return c.NodeCount == n }); err != nil {
+		if err := resizeAndWait(ctx, o, a, c, p.resizeTo); err != nil {
 			return changes, err
 		}
-		changes = append(changes, fmt.Sprintf("resized workers %d -> %d", from, n))
+		changes = append(changes, fmt.Sprintf("resized workers %d -> %d", c.NodeCount, p.resizeTo))
 	}
 	if p.bounds != nil {
-		if err := boundsStep(*p.bounds); err != nil {
+		if err := setBoundsAndWait(ctx, o, a, c, *p.bounds); err != nil {
 			return changes, err
 		}
 		changes = append(changes, fmt.Sprintf("set nodegroup default-worker bounds to %s", p.bounds))
 	}
 	if p.upgradeFrom != "" || c.ClusterTemplateID != ct.UUID {
-		o.Log.Info("upgrading cluster", "cluster", name, "from", p.upgradeFrom, "to", ct.Name)
-		_, err := clusters.Upgrade(ctx, a.sc, c.UUID, clusters.UpgradeOpts{ClusterTemplate: ct.UUID}).Extract()
-		if err != nil {
-			if statusOf(err) == http.StatusBadRequest {
-				return changes, fmt.Errorf("%w: %w; the cluster keeps template %s. To move to %s, create a new cluster from it (change cluster.name), move the platforms, then delete the old one; or revert the template change in the spec",
-					ErrNotConvergeable, a.explain(fmt.Sprintf("upgrading cluster %s to template %s", name, ct.Name), err), p.upgradeFrom, ct.Name)
-			}
-			return changes, a.explain(fmt.Sprintf("upgrading cluster %s to template %s", name, ct.Name), err)
-		}
-		if _, err := waitFor(ctx, o, a, c.UUID, name, "UPDATE", func(c *clusters.Cluster) bool { return c.ClusterTemplateID == ct.UUID }); err != nil {
+		if err := upgradeAndWait(ctx, o, a, c, p.upgradeFrom, ct); err != nil {
 			return changes, err
 		}
 		changes = append(changes, fmt.Sprintf("upgraded from template %s to %s", p.upgradeFrom, ct.Name))
 	}
 	return changes, nil
+}
+
+func setBoundsAndWait(ctx context.Context, o *Options, a *api, c *clusters.Cluster, b bounds) error {
+	o.Log.Info("setting nodegroup bounds", "cluster", c.Name, "nodegroup", "default-worker", "bounds", b.String())
+	if err := a.setBounds(ctx, c.UUID, b); err != nil {
+		return err
+	}
+	_, err := waitFor(ctx, o, a, c.UUID, c.Name, "UPDATE", func(*clusters.Cluster) bool {
+		ng, err := a.worker(ctx, c.UUID)
+		return err == nil && currentBounds(ng).equal(b)
+	})
+	return err
+}
+
+func resizeAndWait(ctx context.Context, o *Options, a *api, c *clusters.Cluster, n int) error {
+	o.Log.Info("resizing cluster", "cluster", c.Name, "from", c.NodeCount, "to", n)
+	if _, err := clusters.Resize(ctx, a.sc, c.UUID, clusters.ResizeOpts{NodeCount: &n}).Extract(); err != nil {
+		return a.explain(fmt.Sprintf("resizing cluster %s to %d workers", c.Name, n), err)
+	}
+	_, err := waitFor(ctx, o, a, c.UUID, c.Name, "UPDATE", func(c *clusters.Cluster) bool { return c.NodeCount == n })
+	return err
+}
+
+// upgradeAndWait moves the cluster from template from (a name) to ct. A
+// refusal by Magnum is ErrNotConvergeable, with the way out.
+func upgradeAndWait(ctx context.Context, o *Options, a *api, c *clusters.Cluster, from string, ct *clustertemplates.ClusterTemplate) error {
+	o.Log.Info("upgrading cluster", "cluster", c.Name, "from", from, "to", ct.Name)
+	if _, err := clusters.Upgrade(ctx, a.sc, c.UUID, clusters.UpgradeOpts{ClusterTemplate: ct.UUID}).Extract(); err != nil {
+		explained := a.explain(fmt.Sprintf("upgrading cluster %s to template %s", c.Name, ct.Name), err)
+		if statusOf(err) == http.StatusBadRequest {
+			return fmt.Errorf("%w: %w; the cluster keeps template %s. To move to %s, create a new cluster from it (change cluster.name), move the platforms, then delete the old one; or revert the template change in the spec",
+				ErrNotConvergeable, explained, from, ct.Name)
+		}
+		return explained
+	}
+	_, err := waitFor(ctx, o, a, c.UUID, c.Name, "UPDATE", func(c *clusters.Cluster) bool { return c.ClusterTemplateID == ct.UUID })
+	return err
 }
 
 func faultText(faults map[string]string) string {

@@ -84,42 +84,61 @@ func ensureKubeconfig(ctx context.Context, o *Options, a *api, c *clusters.Clust
 		o.Log.Info("kubeconfig is current: nothing to do", "path", o.Kubeconfig, "cluster", c.Name)
 		return false, nil
 	}
-	key, err := rsa.GenerateKey(rand.Reader, keyBits)
+	keyPEM, csr, err := newClientKey()
 	if err != nil {
-		return false, fmt.Errorf("generating the client key: %w", err)
+		return false, err
 	}
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}},
-	}, key)
-	if err != nil {
-		return false, fmt.Errorf("creating the certificate request: %w", err)
-	}
-	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
 	signed, err := certificates.Create(ctx, a.sc, certificates.CreateOpts{ClusterUUID: c.UUID, CSR: string(csr)}).Extract()
 	if err != nil {
 		return false, a.explain("having Magnum sign the client certificate for cluster "+c.Name, err)
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	kc := kubeconfig{APIVersion: "v1", Kind: "Config", CurrentContext: "default",
-		Clusters: make([]namedKubeCluster, 1), Users: make([]namedKubeUser, 1), Contexts: make([]namedKubeContext, 1)}
-	kc.Clusters[0].Name = c.Name
-	kc.Clusters[0].Cluster.Server = server
-	kc.Clusters[0].Cluster.CertificateAuthorityData = base64.StdEncoding.EncodeToString([]byte(ca.PEM))
-	kc.Users[0].Name = "admin"
-	kc.Users[0].User.ClientCertificateData = base64.StdEncoding.EncodeToString([]byte(signed.PEM))
-	kc.Users[0].User.ClientKeyData = base64.StdEncoding.EncodeToString(keyPEM)
-	kc.Contexts[0].Name = "default"
-	kc.Contexts[0].Context.Cluster = c.Name
-	kc.Contexts[0].Context.User = "admin"
-	data, err := yaml.Marshal(&kc)
+	data, err := kubeconfigFor(c.Name, server, ca.PEM, signed.PEM, keyPEM)
 	if err != nil {
-		return false, fmt.Errorf("encoding the kubeconfig: %w", err)
+		return false, err
 	}
 	if err := result.WriteAtomic(o.Kubeconfig, data, 0o600); err != nil {
 		return false, err
 	}
 	o.Log.Info("kubeconfig written", "path", o.Kubeconfig, "cluster", c.Name, "server", server)
 	return true, nil
+}
+
+// newClientKey makes the client's RSA key (PEM) and its certificate request
+// (PEM) for CN=admin, O=system:masters.
+func newClientKey() (keyPEM, csrPEM []byte, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, keyBits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating the client key: %w", err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}},
+	}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the certificate request: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), nil
+}
+
+// kubeconfigFor encodes the kubeconfig of cluster name at server: user
+// "admin" with the signed certificate and key, context "default".
+func kubeconfigFor(name, server, caPEM, certPEM string, keyPEM []byte) ([]byte, error) {
+	kc := kubeconfig{APIVersion: "v1", Kind: "Config", CurrentContext: "default",
+		Clusters: make([]namedKubeCluster, 1), Users: make([]namedKubeUser, 1), Contexts: make([]namedKubeContext, 1)}
+	kc.Clusters[0].Name = name
+	kc.Clusters[0].Cluster.Server = server
+	kc.Clusters[0].Cluster.CertificateAuthorityData = base64.StdEncoding.EncodeToString([]byte(caPEM))
+	kc.Users[0].Name = "admin"
+	kc.Users[0].User.ClientCertificateData = base64.StdEncoding.EncodeToString([]byte(certPEM))
+	kc.Users[0].User.ClientKeyData = base64.StdEncoding.EncodeToString(keyPEM)
+	kc.Contexts[0].Name = "default"
+	kc.Contexts[0].Context.Cluster = name
+	kc.Contexts[0].Context.User = "admin"
+	data, err := yaml.Marshal(&kc)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the kubeconfig: %w", err)
+	}
+	return data, nil
 }
 
 // current reports whether path holds a kubeconfig for server whose CA is
