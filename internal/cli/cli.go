@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -150,6 +151,15 @@ func Run(ctx context.Context, app *ucli.App, args []string) int {
 	}
 	printError(app.ErrWriter, app.Name, err, hasFlag(args, "--debug"))
 	return ExitCode(err)
+}
+
+// RunCaptured runs app with args as Run does, capturing what it writes to
+// stdout and stderr: how tests run a whole command line.
+func RunCaptured(ctx context.Context, app *ucli.App, args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errOut
+	code = Run(ctx, app, args)
+	return code, out.String(), errOut.String()
 }
 
 // Main is the whole body of a binary's main function.
