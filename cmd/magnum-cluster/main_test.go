@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -24,11 +23,7 @@ var testSpec = magnumtest.Spec
 func runCLI(e *magnumtest.Env, args ...string) (int, string, string) {
 	e.T.Helper()
 	e.SetOSEnv()
-	a := app()
-	var stdout, stderr bytes.Buffer
-	a.Writer, a.ErrWriter = &stdout, &stderr
-	code := cli.Run(context.Background(), a, append([]string{"magnum-cluster"}, args...))
-	return code, stdout.String(), stderr.String()
+	return cli.RunCaptured(context.Background(), app(), append([]string{"magnum-cluster"}, args...)...)
 }
 
 func TestCLIBadSpecsExitTwo(t *testing.T) {
