@@ -167,15 +167,23 @@ func imageFromFlags(cliContext *ucli.Context) (*buildimage.Image, error) {
 			return nil, cli.Usagef("--secret: %q is not ID=env:VAR or ID=file:PATH", spec)
 		}
 	}
+	im.Native, err = nativeFromFlags(cliContext)
+	return im, err
+}
+
+// nativeFromFlags is the native part of the image given by flags: nil
+// without --native, which the native flags need.
+func nativeFromFlags(cliContext *ucli.Context) (*buildimage.Native, error) {
 	if !cliContext.Bool("native") {
 		for _, n := range []string{"base", "add", "env", "entrypoint", "cmd", "user", "workdir"} {
 			if cliContext.IsSet(n) {
 				return nil, cli.Usagef("--%s is for native images: add --native", n)
 			}
 		}
-		return im, nil
+		return nil, nil
 	}
 	n := &buildimage.Native{Base: cliContext.String("base"), User: cliContext.String("user"), Workdir: cliContext.String("workdir")}
+	var err error
 	if n.Env, err = pairs("--env", cliContext.StringSlice("env")); err != nil {
 		return nil, err
 	}
@@ -192,8 +200,7 @@ func imageFromFlags(cliContext *ucli.Context) (*buildimage.Image, error) {
 	if n.Cmd, err = command("--cmd", cliContext.String("cmd")); err != nil {
 		return nil, err
 	}
-	im.Native = n
-	return im, nil
+	return n, nil
 }
 
 func pairs(flag string, list []string) (map[string]string, error) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/result"
@@ -153,6 +155,9 @@ func TestCLINative(t *testing.T) {
 	}
 	if len(res.Images) != 1 || res.Images[0].ManifestDigest != file.Images[0].ManifestDigest || res.Images[0].Name != "site" {
 		t.Errorf("stdout result %+v, file %+v", res.Images, file.Images)
+	}
+	if diff := cmp.Diff(file, res); diff != "" || !strings.HasPrefix(res.Tool, "build-image ") {
+		t.Errorf("stdout is not the result file (tool %q) (-file +stdout):\n%s", res.Tool, diff)
 	}
 	if strings.Contains(stdout, "level=") || !strings.Contains(stderr, "built image") {
 		t.Errorf("logs on the wrong stream: stdout %q, stderr %q", stdout, stderr)

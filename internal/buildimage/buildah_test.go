@@ -15,8 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
-	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // testLog sends build output to the test log.
@@ -250,8 +250,8 @@ func TestBuildahFailingRun(t *testing.T) {
 	if diff := cmp.Diff(want, se, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Err" }, cmp.Ignore())); diff != "" {
 		t.Errorf("StepError (-want +got):\n%s", diff)
 	}
-	if code := cli.ExitCode(err); code != cli.ExitFailed {
-		t.Errorf("exit code %d, want %d", code, cli.ExitFailed)
+	if usererr.Is(err) {
+		t.Errorf("a failed step is a user error (exit 2), want a failure (exit 1): %v", err)
 	}
 	for _, p := range []string{"build-result.json", "ok/index.json"} {
 		if data, _ := os.ReadFile(filepath.Join(o.OutputDir, p)); string(data) != "previous\n" {

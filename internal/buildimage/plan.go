@@ -58,7 +58,7 @@ type Planned struct {
 // PlanOptions are the inputs of Plan besides the file.
 type PlanOptions struct {
 	Zuul *zuul.Context
-	// Args override build args of every image (--build-arg).
+	// Args override build args of every image (the command line's).
 	Args map[string]string
 	// Epoch is SOURCE_DATE_EPOCH; nil means now.
 	Epoch *time.Time

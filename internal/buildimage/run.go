@@ -108,6 +108,11 @@ func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	return o.place(built, out, log)
+}
+
+// place moves the built layouts into out and describes them in the result.
+func (o *Options) place(built []*Built, out string, log *slog.Logger) (*result.BuildResult, error) {
 	res := &result.BuildResult{Zuul: o.Zuul.ResultRef()}
 	previous := previousDigests(o.PreviousResult)
 	for _, b := range built {
