@@ -12,8 +12,8 @@ import (
 // and hands data back to Zuul. Add them to a command's Flags.
 func ZuulFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.PathFlag{Name: "zuul-vars", Usage: "YAML/JSON file with a top-level `zuul` key (as the playbooks write it); without it ZUUL_* variables are read", EnvVars: []string{"SLIPWAY_ZUUL_VARS"}},
-		&ucli.PathFlag{Name: "zuul-return", Usage: "write the data for Ansible's zuul_return (artifacts for later jobs) to this JSON file", EnvVars: []string{"SLIPWAY_ZUUL_RETURN"}},
+		&ucli.PathFlag{Name: "zuul-vars", Usage: "YAML/JSON `FILE` with a top-level zuul key (as the playbooks write it); without it ZUUL_* variables are read", EnvVars: []string{"SLIPWAY_ZUUL_VARS"}},
+		&ucli.PathFlag{Name: "zuul-return", Usage: "write the data for Ansible's zuul_return (artifacts for later jobs) to this JSON `FILE`", EnvVars: []string{"SLIPWAY_ZUUL_RETURN"}},
 	}
 }
 
