@@ -13,11 +13,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/slipwayci/slipway/internal/config"
 )
 
 // Pos is where a configuration object starts.
@@ -31,34 +34,48 @@ func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
 // ErrConfig is wrapped by every error about the configuration's content.
 var ErrConfig = errors.New("zuul configuration error")
 
-func errAt(file string, n *yaml.Node, format string, args ...any) error {
-	line := 0
-	if n != nil {
-		line = n.Line
+// configError is a *config.Error in a Zuul file: errors.Is(err, ErrConfig)
+// and errors.As(err, **config.Error) both hold.
+type configError struct{ err error }
+
+func (e configError) Error() string   { return e.err.Error() }
+func (e configError) Unwrap() []error { return []error{e.err, ErrConfig} }
+
+// asConfig marks the decoder's errors as configuration errors.
+func asConfig(err error) error {
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return configError{err}
 	}
-	return fmt.Errorf("%s:%d: %w: %s", file, line, ErrConfig, fmt.Sprintf(format, args...))
+	return err
+}
+
+// errAt reports a problem on a line of file; field is the dotted path of
+// the value, or "".
+func errAt(file string, line int, field, format string, args ...any) error {
+	return configError{&config.Error{File: file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}}
 }
 
 // Playbook is one pre-run, run or post-run entry.
 type Playbook struct {
-	Name       string
-	Cleanup    bool
-	Semaphores []string
+	Name       string   `yaml:"name"`
+	Cleanup    bool     `yaml:"cleanup"`
+	Semaphores []string `yaml:"semaphores"`
 }
 
 // SecretUse is one entry of a job's secrets list.
 type SecretUse struct {
 	// Name is the Ansible variable the secret appears as.
-	Name string
+	Name string `yaml:"name"`
 	// Secret is the name of the secret object.
-	Secret       string
-	PassToParent bool
+	Secret       string `yaml:"secret"`
+	PassToParent bool   `yaml:"pass-to-parent"`
 }
 
 // Dependency is one entry of a job's dependencies list.
 type Dependency struct {
-	Name string
-	Soft bool
+	Name string `yaml:"name"`
+	Soft bool   `yaml:"soft"`
 }
 
 // Job is one job definition (a variant: several may share a name).
@@ -154,39 +171,6 @@ var Pipelines = map[string]bool{
 	"deploy": true, "periodic": true, "tag": true, "release": true,
 }
 
-// JobKeys are the attributes Zuul's JobParser accepts (ZUUL.md §1).
-var JobKeys = keySet("name parent description final protected abstract intermediate " +
-	"attribute-control success-message failure-message hold-following-changes voting " +
-	"semaphore semaphores tags provides requires secrets nodeset override-checkout " +
-	"override-branch pre-timeout timeout post-timeout attempts pre-run run post-run " +
-	"cleanup-run ansible-split-streams ansible-version roles required-projects vars " +
-	"extra-vars host-vars group-vars include-vars dependencies allowed-projects post-review " +
-	"branches files irrelevant-files match-on-config-updates deduplicate failure-output " +
-	"workspace-scheme workspace-checkout variant-description image-build-name failure-url success-url")
-
-var (
-	playbookKeys   = keySet("name semaphores cleanup")
-	secretUseKeys  = keySet("name secret pass-to-parent")
-	dependencyKeys = keySet("name soft")
-	nodesetKeys    = keySet("nodes groups alternatives")
-	nodeKeys       = keySet("name label")
-	groupKeys      = keySet("name nodes")
-	secretKeys     = keySet("name data")
-	semaphoreKeys  = keySet("name max")
-	queueKeys      = keySet("name per-branch allow-circular-dependencies dependencies-by-topic")
-	projectKeys    = keySet("name templates branches vars queue default-branch merge-mode description")
-	pipelineKeys   = keySet("jobs debug fail-fast")
-	topKeys        = keySet("job secret semaphore queue project nodeset project-template pragma")
-)
-
-func keySet(s string) map[string]bool {
-	m := map[string]bool{}
-	for _, k := range strings.Fields(s) {
-		m[k] = true
-	}
-	return m
-}
-
 // ansibleVarName is Zuul's ansible_var_name schema.
 var ansibleVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -225,23 +209,26 @@ func newConfig() *Config {
 }
 
 // Parse adds the objects of one configuration file read from r; name is the
-// file name used in errors.
+// file name used in errors. Each list item is decoded by slipway's one
+// strict decoder (internal/config) after Zuul's short forms are rewritten
+// into their long ones (see shapes.go); the errors of all items are joined.
 func (c *Config) Parse(r io.Reader, name string) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", name, err)
 	}
 	c.Files = append(c.Files, name)
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: %w: %v", name, ErrConfig, err)
+	// Zuul accepts a file with no objects (empty, or only comments).
+	var probe yaml.Node
+	if yaml.Unmarshal(data, &probe) == nil && len(probe.Content) == 0 {
+		return nil
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil // empty file
+	var top yaml.Node
+	if _, err := config.Decode(bytes.NewReader(data), name, &top); err != nil {
+		return asConfig(err)
 	}
-	top := doc.Content[0]
 	if top.Kind != yaml.SequenceNode {
-		return errAt(name, top, "the file must be a list of objects (- job: ..., - project: ...)")
+		return errAt(name, top.Line, "", "the file must be a list of objects (- job: ..., - project: ...)")
 	}
 	var errs []error
 	for _, item := range top.Content {
@@ -252,469 +239,345 @@ func (c *Config) Parse(r io.Reader, name string) error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) parseItem(file string, item *yaml.Node) error {
-	if item.Kind != yaml.MappingNode || len(item.Content) != 2 {
-		return errAt(file, item, "each list item must be a mapping with exactly one key (job, project, secret, semaphore, queue, nodeset)")
+// item is one list item of a file: a mapping of exactly one key, the kind
+// of object.
+type item struct {
+	Job       *jobDef       `yaml:"job"`
+	Secret    *secretDef    `yaml:"secret"`
+	Semaphore *semaphoreDef `yaml:"semaphore"`
+	Queue     *queueDef     `yaml:"queue"`
+	Project   *projectDef   `yaml:"project"`
+	// Accepted, not used by slipway.
+	Nodeset         map[string]any `yaml:"nodeset"`
+	ProjectTemplate map[string]any `yaml:"project-template"`
+	Pragma          map[string]any `yaml:"pragma"`
+}
+
+// jobDef is a job as Zuul's JobParser accepts it (ZUUL.md §1), after
+// jobShape. Attributes slipway does not use are accepted and dropped.
+type jobDef struct {
+	Name            string         `yaml:"name"`
+	Parent          *string        `yaml:"parent"` // null: a base job
+	Description     string         `yaml:"description"`
+	Abstract        bool           `yaml:"abstract"`
+	Final           bool           `yaml:"final"`
+	PostReview      *bool          `yaml:"post-review"`
+	Timeout         seconds        `yaml:"timeout"`
+	PreTimeout      seconds        `yaml:"pre-timeout"`
+	PostTimeout     seconds        `yaml:"post-timeout"`
+	Attempts        seconds        `yaml:"attempts"`
+	PreRun          []Playbook     `yaml:"pre-run"`
+	Run             []Playbook     `yaml:"run"`
+	PostRun         []Playbook     `yaml:"post-run"`
+	CleanupRun      []Playbook     `yaml:"cleanup-run"`
+	Vars            map[string]any `yaml:"vars"`
+	ExtraVars       map[string]any `yaml:"extra-vars"`
+	HostVars        map[string]any `yaml:"host-vars"`
+	GroupVars       map[string]any `yaml:"group-vars"`
+	Secrets         []SecretUse    `yaml:"secrets"`
+	Dependencies    []Dependency   `yaml:"dependencies"`
+	Semaphore       any            `yaml:"semaphore"` // deprecated: rejected
+	Semaphores      []string       `yaml:"semaphores"`
+	Branches        []string       `yaml:"branches"`
+	Provides        []string       `yaml:"provides"`
+	Requires        []string       `yaml:"requires"`
+	Files           []string       `yaml:"files"`
+	IrrelevantFiles []string       `yaml:"irrelevant-files"`
+	Tags            []string       `yaml:"tags"`
+	AllowedProjects []string       `yaml:"allowed-projects"`
+	Nodeset         *nodesetDef    `yaml:"nodeset"`
+	Protected       any            `yaml:"protected"`
+	Intermediate    any            `yaml:"intermediate"`
+	AttrControl     any            `yaml:"attribute-control"`
+	SuccessMessage  any            `yaml:"success-message"`
+	FailureMessage  any            `yaml:"failure-message"`
+	HoldFollowing   any            `yaml:"hold-following-changes"`
+	Voting          any            `yaml:"voting"`
+	OverrideCheck   any            `yaml:"override-checkout"`
+	OverrideBranch  any            `yaml:"override-branch"`
+	SplitStreams    any            `yaml:"ansible-split-streams"`
+	AnsibleVersion  any            `yaml:"ansible-version"`
+	Roles           any            `yaml:"roles"`
+	RequiredProj    any            `yaml:"required-projects"`
+	IncludeVars     any            `yaml:"include-vars"`
+	MatchOnConfig   any            `yaml:"match-on-config-updates"`
+	Deduplicate     any            `yaml:"deduplicate"`
+	FailureOutput   any            `yaml:"failure-output"`
+	WorkspaceScheme any            `yaml:"workspace-scheme"`
+	WorkspaceCheck  any            `yaml:"workspace-checkout"`
+	VariantDesc     any            `yaml:"variant-description"`
+	ImageBuildName  any            `yaml:"image-build-name"`
+	FailureURL      any            `yaml:"failure-url"`
+	SuccessURL      any            `yaml:"success-url"`
+}
+
+// jobKeys are the attributes a job may set (jobDef's yaml names).
+var jobKeys = yamlNames(reflect.TypeOf(jobDef{}))
+
+func yamlNames(t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		out = append(out, name)
 	}
-	kind, body := item.Content[0].Value, item.Content[1]
-	if !topKeys[kind] {
-		return errAt(file, item.Content[0], "unknown configuration object %q", kind)
+	return out
+}
+
+// seconds is a timeout in whole seconds.
+type seconds int
+
+func (s *seconds) UnmarshalYAML(n *yaml.Node) error {
+	var i int
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil || i < 0 {
+		return fmt.Errorf("must be a whole number of seconds, not %q", n.Value)
 	}
-	switch kind {
-	case "job":
-		j, err := parseJob(file, body, true)
+	*s = seconds(i)
+	return nil
+}
+
+type nodesetDef struct {
+	Nodes []struct {
+		Name  string `yaml:"name"`
+		Label string `yaml:"label"`
+	} `yaml:"nodes"`
+	Groups []struct {
+		Name  any `yaml:"name"`
+		Nodes any `yaml:"nodes"`
+	} `yaml:"groups"`
+	Alternatives any `yaml:"alternatives"`
+}
+
+type secretDef struct {
+	Name string    `yaml:"name"`
+	Data yaml.Node `yaml:"data"`
+}
+
+type semaphoreDef struct {
+	Name string `yaml:"name"`
+	Max  *int   `yaml:"max"`
+}
+
+type queueDef struct {
+	Name                string `yaml:"name"`
+	PerBranch           bool   `yaml:"per-branch"`
+	AllowCircular       any    `yaml:"allow-circular-dependencies"`
+	DependenciesByTopic any    `yaml:"dependencies-by-topic"`
+}
+
+// projectDef is a project stanza: its attributes and one section per
+// pipeline of the tenant (Pipelines; pipelines lists them again).
+type projectDef struct {
+	Name          string         `yaml:"name"`
+	Queue         string         `yaml:"queue"`
+	Vars          map[string]any `yaml:"vars"`
+	Templates     []string       `yaml:"templates"`
+	Branches      any            `yaml:"branches"`
+	DefaultBranch any            `yaml:"default-branch"`
+	MergeMode     any            `yaml:"merge-mode"`
+	Description   any            `yaml:"description"`
+	Check         *pipelineDef   `yaml:"check"`
+	Gate          *pipelineDef   `yaml:"gate"`
+	Post          *pipelineDef   `yaml:"post"`
+	Promote       *pipelineDef   `yaml:"promote"`
+	Deploy        *pipelineDef   `yaml:"deploy"`
+	Periodic      *pipelineDef   `yaml:"periodic"`
+	Tag           *pipelineDef   `yaml:"tag"`
+	Release       *pipelineDef   `yaml:"release"`
+}
+
+func (p *projectDef) pipelines() map[string]*pipelineDef {
+	return map[string]*pipelineDef{
+		"check": p.Check, "gate": p.Gate, "post": p.Post, "promote": p.Promote,
+		"deploy": p.Deploy, "periodic": p.Periodic, "tag": p.Tag, "release": p.Release,
+	}
+}
+
+type pipelineDef struct {
+	Jobs     []jobDef `yaml:"jobs"`
+	Debug    any      `yaml:"debug"`
+	FailFast any      `yaml:"fail-fast"`
+}
+
+func (c *Config) parseItem(file string, n *yaml.Node) error {
+	n = deref(n)
+	if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
+		return errAt(file, n.Line, "", "each list item must be a mapping with exactly one key (job, project, secret, semaphore, queue, nodeset)")
+	}
+	kind, body := n.Content[0].Value, deref(n.Content[1])
+	sh := &shaper{file: file}
+	n = sh.item(n)
+	if sh.err != nil {
+		return sh.err
+	}
+	var it item
+	doc, err := config.DecodeNode(file, n, &it)
+	if err != nil {
+		return asConfig(err)
+	}
+	if isNull(body) {
+		return errAt(file, body.Line, kind, "must be a mapping of fields, not empty")
+	}
+	pos := Pos{file, body.Line}
+	switch {
+	case it.Job != nil:
+		j, err := it.Job.job(doc, "job", pos, true)
 		if err != nil {
 			return err
 		}
 		c.Jobs = append(c.Jobs, j)
-	case "secret":
-		return c.parseSecret(file, body)
-	case "semaphore":
-		m, err := mapping(file, body, semaphoreKeys, "semaphore")
-		if err != nil {
+	case it.Secret != nil:
+		return c.addSecret(doc, it.Secret, pos)
+	case it.Semaphore != nil:
+		if err := required(doc, "semaphore.name"); err != nil {
 			return err
 		}
-		s := &Semaphore{Pos: Pos{file, body.Line}, Max: 1}
-		if s.Name, err = str(file, m, "name", true); err != nil {
-			return err
-		}
-		if n, ok := m["max"]; ok {
-			if err := n.Decode(&s.Max); err != nil || s.Max < 1 {
-				return errAt(file, n, "semaphore %s: max %q must be a positive integer", s.Name, n.Value)
+		s := &Semaphore{Pos: pos, Name: it.Semaphore.Name, Max: 1}
+		if m := it.Semaphore.Max; m != nil {
+			if *m < 1 {
+				return asConfig(doc.Errorf("semaphore.max", "must be a positive integer, not %d", *m))
 			}
+			s.Max = *m
 		}
 		if prev, dup := c.Semaphores[s.Name]; dup {
-			return errAt(file, body, "semaphore %s is already defined at %s", s.Name, prev.Pos)
+			return errAt(file, pos.Line, "", "semaphore %s is already defined at %s", s.Name, prev.Pos)
 		}
 		c.Semaphores[s.Name] = s
-	case "queue":
-		m, err := mapping(file, body, queueKeys, "queue")
-		if err != nil {
+	case it.Queue != nil:
+		if err := required(doc, "queue.name"); err != nil {
 			return err
 		}
-		q := &Queue{Pos: Pos{file, body.Line}}
-		if q.Name, err = str(file, m, "name", true); err != nil {
-			return err
-		}
-		if n, ok := m["per-branch"]; ok {
-			if err := n.Decode(&q.PerBranch); err != nil {
-				return errAt(file, n, "queue %s: per-branch %q is not a boolean", q.Name, n.Value)
-			}
-		}
+		q := &Queue{Pos: pos, Name: it.Queue.Name, PerBranch: it.Queue.PerBranch}
 		if prev, dup := c.Queues[q.Name]; dup {
-			return errAt(file, body, "queue %s is already defined at %s", q.Name, prev.Pos)
+			return errAt(file, pos.Line, "", "queue %s is already defined at %s", q.Name, prev.Pos)
 		}
 		c.Queues[q.Name] = q
-	case "project":
-		p, err := parseProject(file, body)
+	case it.Project != nil:
+		p, err := it.Project.project(doc, pos)
 		if err != nil {
 			return err
 		}
 		c.Projects = append(c.Projects, p)
-	default:
-		// nodeset, project-template, pragma: accepted, not used by slipway.
-		if body.Kind != yaml.MappingNode {
-			return errAt(file, body, "%s must be a mapping", kind)
+	}
+	return nil
+}
+
+// required reports the first path the file did not write.
+func required(doc *config.Doc, paths ...string) error {
+	for _, p := range paths {
+		if !doc.Has(p) {
+			return asConfig(doc.Errorf(p, "missing (a required key)"))
 		}
 	}
 	return nil
 }
 
-// mapping checks n is a mapping whose keys are all in allowed and returns
-// key -> value node.
-func mapping(file string, n *yaml.Node, allowed map[string]bool, what string) (map[string]*yaml.Node, error) {
-	if n.Kind != yaml.MappingNode {
-		return nil, errAt(file, n, "%s must be a mapping, not %s", what, kindName(n))
-	}
-	m := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i]
-		if allowed != nil && !allowed[k.Value] {
-			return nil, errAt(file, k, "%s: unknown key %q", what, k.Value)
-		}
-		if _, dup := m[k.Value]; dup {
-			return nil, errAt(file, k, "%s: key %q given twice", what, k.Value)
-		}
-		m[k.Value] = n.Content[i+1]
-	}
-	return m, nil
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("the scalar %q", n.Value)
-	case yaml.AliasNode:
-		return kindName(n.Alias)
-	}
-	return "empty"
-}
-
-func str(file string, m map[string]*yaml.Node, key string, required bool) (string, error) {
-	n, ok := m[key]
-	if !ok {
-		if required {
-			return "", fmt.Errorf("%s: %w: missing required key %q", file, ErrConfig, key)
-		}
-		return "", nil
-	}
-	n = deref(n)
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		return "", errAt(file, n, "%s must be a string, not %s", key, kindName(n))
-	}
-	return n.Value, nil
-}
-
-func deref(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-// strList accepts a string or a list of strings.
-func strList(file string, n *yaml.Node, key string) ([]string, error) {
-	n = deref(n)
-	if n.Kind == yaml.ScalarNode {
-		return []string{n.Value}, nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		return nil, errAt(file, n, "%s must be a string or a list of strings", key)
-	}
-	var out []string
-	for _, e := range n.Content {
-		e = deref(e)
-		if e.Kind != yaml.ScalarNode {
-			return nil, errAt(file, e, "%s: each entry must be a string, not %s", key, kindName(e))
-		}
-		out = append(out, e.Value)
-	}
-	return out, nil
-}
-
-func decodeMap(file string, n *yaml.Node, key string) (map[string]any, error) {
-	n = deref(n)
-	if n.Kind != yaml.MappingNode {
-		return nil, errAt(file, n, "%s must be a mapping, not %s", key, kindName(n))
-	}
-	var m map[string]any
-	if err := n.Decode(&m); err != nil {
-		return nil, errAt(file, n, "%s: %v", key, err)
-	}
-	return m, nil
-}
-
-func parseJob(file string, n *yaml.Node, needName bool) (*Job, error) {
-	m, err := mapping(file, n, JobKeys, "job")
-	if err != nil {
-		return nil, err
-	}
-	j := &Job{Pos: Pos{file, n.Line}, Keys: map[string]bool{}}
-	for k := range m {
-		j.Keys[k] = true
-	}
-	if j.Name, err = str(file, m, "name", needName); err != nil {
-		return nil, err
-	}
-	what := "job " + j.Name
-	wrap := func(err error) error {
-		if err == nil {
-			return nil
-		}
-		return fmt.Errorf("%s (in %s)", err, what)
-	}
-	if v, ok := m["parent"]; ok {
-		if deref(v).Tag == "!!null" {
-			j.HasParent = true // parent: null, a base job
-		} else if j.Parent, err = str(file, m, "parent", false); err != nil {
-			return nil, wrap(err)
-		} else {
-			j.HasParent = true
-		}
-	}
-	for key, dst := range map[string]*bool{"abstract": &j.Abstract, "final": &j.Final} {
-		if v, ok := m[key]; ok {
-			if err := v.Decode(dst); err != nil {
-				return nil, errAt(file, v, "%s: %s %q is not a boolean", what, key, v.Value)
-			}
-		}
-	}
-	if v, ok := m["post-review"]; ok {
-		var b bool
-		if err := v.Decode(&b); err != nil {
-			return nil, errAt(file, v, "%s: post-review %q is not a boolean", what, v.Value)
-		}
-		if !b {
-			return nil, errAt(file, v, "%s: post-review: false is not allowed (Zuul: once set, the post-review attribute may not be unset); remove the line", what)
-		}
-		j.PostReview = &b
-	}
-	if j.Description, err = str(file, m, "description", false); err != nil {
-		return nil, wrap(err)
-	}
-	for _, key := range []string{"timeout", "pre-timeout", "post-timeout", "attempts"} {
-		if v, ok := m[key]; ok {
-			var i int
-			if err := v.Decode(&i); err != nil || i < 0 {
-				return nil, errAt(file, v, "%s: %s %q must be a whole number of seconds", what, key, v.Value)
-			}
-			if key == "timeout" {
-				j.Timeout = i
-			}
-		}
-	}
-	for key, dst := range map[string]*[]Playbook{"pre-run": &j.PreRun, "run": &j.Run, "post-run": &j.PostRun, "cleanup-run": &j.CleanupRun} {
-		if v, ok := m[key]; ok {
-			if *dst, err = parsePlaybooks(file, v, what+" "+key); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for key, dst := range map[string]*map[string]any{"vars": &j.Vars, "extra-vars": &j.ExtraVars} {
-		if v, ok := m[key]; ok {
-			if *dst, err = decodeMap(file, v, what+" "+key); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, key := range []string{"host-vars", "group-vars"} {
-		if v, ok := m[key]; ok {
-			if _, err := decodeMap(file, v, what+" "+key); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if v, ok := m["secrets"]; ok {
-		if j.Secrets, err = parseSecretUses(file, v, what); err != nil {
+// job checks a job definition (at path of doc; top is false for a
+// project-pipeline variant, whose name the shaper filled in) and returns it.
+func (d *jobDef) job(doc *config.Doc, path string, pos Pos, top bool) (*Job, error) {
+	at := func(key string) string { return path + "." + key }
+	if top {
+		if err := required(doc, at("name")); err != nil {
 			return nil, err
 		}
 	}
-	if v, ok := m["dependencies"]; ok {
-		j.HasDeps = true
-		if j.Deps, err = parseDeps(file, v, what); err != nil {
-			return nil, err
-		}
+	if d.PostReview != nil && !*d.PostReview {
+		return nil, asConfig(doc.Errorf(at("post-review"), "false is not allowed (Zuul: once set, the post-review attribute may not be unset); remove the line"))
 	}
-	if _, ok := m["semaphore"]; ok {
-		return nil, errAt(file, m["semaphore"], "%s: semaphore is deprecated: use semaphores", what)
+	if doc.Has(at("semaphore")) {
+		return nil, asConfig(doc.Errorf(at("semaphore"), "deprecated: use semaphores"))
 	}
-	for key, dst := range map[string]*[]string{"semaphores": &j.Semaphores, "branches": &j.Branches, "provides": &j.Provides, "requires": &j.Requires} {
-		if v, ok := m[key]; ok {
-			if *dst, err = strList(file, v, what+" "+key); err != nil {
+	for key, pbs := range map[string][]Playbook{"pre-run": d.PreRun, "run": d.Run, "post-run": d.PostRun, "cleanup-run": d.CleanupRun} {
+		for i := range pbs {
+			if err := required(doc, fmt.Sprintf("%s[%d].name", at(key), i)); err != nil {
 				return nil, err
 			}
 		}
 	}
-	for _, key := range []string{"files", "irrelevant-files", "tags", "allowed-projects"} {
-		if v, ok := m[key]; ok {
-			if _, err := strList(file, v, what+" "+key); err != nil {
-				return nil, err
-			}
+	for i, u := range d.Secrets {
+		p := fmt.Sprintf("%s[%d]", at("secrets"), i)
+		if err := required(doc, p+".name", p+".secret"); err != nil {
+			return nil, err
+		}
+		if !ansibleVarName.MatchString(u.Name) {
+			return nil, asConfig(doc.Errorf(p+".name", "secret name %q is not a valid Ansible variable name (letters, digits, _)", u.Name))
 		}
 	}
-	if v, ok := m["nodeset"]; ok {
-		if j.Nodes, err = parseNodeset(file, v, what); err != nil {
+	for i := range d.Dependencies {
+		if err := required(doc, fmt.Sprintf("%s[%d].name", at("dependencies"), i)); err != nil {
 			return nil, err
+		}
+	}
+	j := &Job{
+		Pos: pos, Name: d.Name, Abstract: d.Abstract, Final: d.Final, Description: d.Description,
+		PreRun: d.PreRun, Run: d.Run, PostRun: d.PostRun, CleanupRun: d.CleanupRun,
+		Vars: d.Vars, ExtraVars: d.ExtraVars, Secrets: d.Secrets, Deps: d.Dependencies,
+		Semaphores: d.Semaphores, Branches: d.Branches, PostReview: d.PostReview,
+		Provides: d.Provides, Requires: d.Requires, Timeout: int(d.Timeout), Keys: map[string]bool{},
+	}
+	for _, k := range jobKeys {
+		if doc.Has(at(k)) {
+			j.Keys[k] = true
+		}
+	}
+	if !top {
+		delete(j.Keys, "name") // the shaper's
+	}
+	j.HasParent, j.HasDeps = j.Keys["parent"], j.Keys["dependencies"]
+	if d.Parent != nil {
+		j.Parent = *d.Parent
+	}
+	if d.Nodeset != nil {
+		for i, n := range d.Nodeset.Nodes {
+			p := fmt.Sprintf("%s.nodes[%d]", at("nodeset"), i)
+			if err := required(doc, p+".name", p+".label"); err != nil {
+				return nil, err
+			}
+			j.Nodes = append(j.Nodes, n.Name)
 		}
 	}
 	return j, nil
 }
 
-func parsePlaybooks(file string, n *yaml.Node, what string) ([]Playbook, error) {
-	n = deref(n)
-	var items []*yaml.Node
-	switch n.Kind {
-	case yaml.ScalarNode:
-		items = []*yaml.Node{n}
-	case yaml.SequenceNode:
-		items = n.Content
-	default:
-		return nil, errAt(file, n, "%s must be a playbook path or a list of them", what)
-	}
-	var out []Playbook
-	for _, it := range items {
-		it = deref(it)
-		if it.Kind == yaml.ScalarNode {
-			out = append(out, Playbook{Name: it.Value})
+func (d *projectDef) project(doc *config.Doc, pos Pos) (*Project, error) {
+	p := &Project{Pos: pos, Name: d.Name, Queue: d.Queue, Vars: d.Vars, Templates: d.Templates,
+		Pipelines: map[string]*ProjectPipeline{}}
+	for name, pd := range d.pipelines() {
+		path := "project." + name
+		if pd == nil {
+			if doc.Has(path) {
+				return nil, asConfig(doc.Errorf(path, "must be a mapping of fields, not empty"))
+			}
 			continue
 		}
-		m, err := mapping(file, it, playbookKeys, what+" entry")
-		if err != nil {
-			return nil, err
-		}
-		var pb Playbook
-		if pb.Name, err = str(file, m, "name", true); err != nil {
-			return nil, err
-		}
-		if v, ok := m["cleanup"]; ok {
-			if err := v.Decode(&pb.Cleanup); err != nil {
-				return nil, errAt(file, v, "%s: cleanup %q is not a boolean", what, v.Value)
-			}
-		}
-		if v, ok := m["semaphores"]; ok {
-			if pb.Semaphores, err = strList(file, v, what+" semaphores"); err != nil {
-				return nil, err
-			}
-		}
-		out = append(out, pb)
-	}
-	return out, nil
-}
-
-func parseSecretUses(file string, n *yaml.Node, what string) ([]SecretUse, error) {
-	n = deref(n)
-	if n.Kind == yaml.ScalarNode {
-		return []SecretUse{{Name: n.Value, Secret: n.Value}}, checkVarName(file, n, what, n.Value)
-	}
-	if n.Kind != yaml.SequenceNode {
-		return nil, errAt(file, n, "%s: secrets must be a list", what)
-	}
-	var out []SecretUse
-	for _, it := range n.Content {
-		it = deref(it)
-		if it.Kind == yaml.ScalarNode {
-			if err := checkVarName(file, it, what, it.Value); err != nil {
-				return nil, err
-			}
-			out = append(out, SecretUse{Name: it.Value, Secret: it.Value})
-			continue
-		}
-		m, err := mapping(file, it, secretUseKeys, what+" secrets entry")
-		if err != nil {
-			return nil, err
-		}
-		var u SecretUse
-		if u.Name, err = str(file, m, "name", true); err != nil {
-			return nil, err
-		}
-		if u.Secret, err = str(file, m, "secret", true); err != nil {
-			return nil, err
-		}
-		if v, ok := m["pass-to-parent"]; ok {
-			if err := v.Decode(&u.PassToParent); err != nil {
-				return nil, errAt(file, v, "%s: pass-to-parent %q is not a boolean", what, v.Value)
-			}
-		}
-		if err := checkVarName(file, m["name"], what, u.Name); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, nil
-}
-
-func checkVarName(file string, n *yaml.Node, what, name string) error {
-	if !ansibleVarName.MatchString(name) {
-		return errAt(file, n, "%s: secret name %q is not a valid Ansible variable name (letters, digits, _)", what, name)
-	}
-	return nil
-}
-
-func parseDeps(file string, n *yaml.Node, what string) ([]Dependency, error) {
-	n = deref(n)
-	if n.Kind == yaml.ScalarNode {
-		return []Dependency{{Name: n.Value}}, nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		return nil, errAt(file, n, "%s: dependencies must be a list", what)
-	}
-	var out []Dependency
-	for _, it := range n.Content {
-		it = deref(it)
-		if it.Kind == yaml.ScalarNode {
-			out = append(out, Dependency{Name: it.Value})
-			continue
-		}
-		m, err := mapping(file, it, dependencyKeys, what+" dependencies entry")
-		if err != nil {
-			return nil, err
-		}
-		var d Dependency
-		if d.Name, err = str(file, m, "name", true); err != nil {
-			return nil, err
-		}
-		if v, ok := m["soft"]; ok {
-			if err := v.Decode(&d.Soft); err != nil {
-				return nil, errAt(file, v, "%s: soft %q is not a boolean", what, v.Value)
-			}
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
-
-func parseNodeset(file string, n *yaml.Node, what string) ([]string, error) {
-	n = deref(n)
-	if n.Kind == yaml.ScalarNode {
-		return nil, nil // a named nodeset from the tenant
-	}
-	m, err := mapping(file, n, nodesetKeys, what+" nodeset")
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	if v, ok := m["nodes"]; ok {
-		v = deref(v)
-		if v.Kind != yaml.SequenceNode {
-			return nil, errAt(file, v, "%s: nodeset nodes must be a list", what)
-		}
-		for _, it := range v.Content {
-			nm, err := mapping(file, deref(it), nodeKeys, what+" node")
+		pp := &ProjectPipeline{Pos: Pos{pos.File, doc.Line(path)}}
+		for i := range pd.Jobs {
+			jp := fmt.Sprintf("%s.jobs[%d]", path, i)
+			j, err := pd.Jobs[i].job(doc, jp, Pos{pos.File, doc.Line(jp)}, false)
 			if err != nil {
 				return nil, err
 			}
-			name, err := str(file, nm, "name", true)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := str(file, nm, "label", true); err != nil {
-				return nil, err
-			}
-			names = append(names, name)
+			pp.Jobs = append(pp.Jobs, ProjectJob{Variant: j})
 		}
+		p.Pipelines[name] = pp
 	}
-	if v, ok := m["groups"]; ok {
-		v = deref(v)
-		if v.Kind != yaml.SequenceNode {
-			return nil, errAt(file, v, "%s: nodeset groups must be a list", what)
-		}
-		for _, it := range v.Content {
-			if _, err := mapping(file, deref(it), groupKeys, what+" group"); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return names, nil
+	return p, nil
 }
 
-func (c *Config) parseSecret(file string, body *yaml.Node) error {
-	m, err := mapping(file, body, secretKeys, "secret")
+func (c *Config) addSecret(doc *config.Doc, d *secretDef, pos Pos) error {
+	if err := required(doc, "secret.name", "secret.data"); err != nil {
+		return err
+	}
+	s := &Secret{Pos: pos, Name: d.Name}
+	if d.Data.Kind != yaml.MappingNode {
+		return asConfig(doc.Errorf("secret.data", "must be a mapping of key: value"))
+	}
+	data, err := secretValue(doc.File, &d.Data, "secret.data", s, map[*yaml.Node]bool{})
 	if err != nil {
 		return err
 	}
-	s := &Secret{Pos: Pos{file, body.Line}}
-	if s.Name, err = str(file, m, "name", true); err != nil {
-		return err
-	}
-	d, ok := m["data"]
-	if !ok {
-		return errAt(file, body, "secret %s: missing required key \"data\"", s.Name)
-	}
-	data, err := secretValue(file, d, "", s)
-	if err != nil {
-		return err
-	}
-	dm, ok := data.(map[string]any)
-	if !ok {
-		return errAt(file, d, "secret %s: data must be a mapping", s.Name)
-	}
-	s.Data = dm
+	s.Data = data.(map[string]any)
 	if prev, dup := c.Secrets[s.Name]; dup {
-		return errAt(file, body, "secret %s is already defined at %s", s.Name, prev.Pos)
+		return errAt(doc.File, pos.Line, "", "secret %s is already defined at %s", s.Name, prev.Pos)
 	}
 	c.Secrets[s.Name] = s
 	return nil
@@ -726,34 +589,46 @@ const EncryptedTag = "!encrypted/pkcs1-oaep"
 // Encrypted is an encrypted secret value: its ciphertext chunks.
 type Encrypted struct{ Chunks []string }
 
-func secretValue(file string, n *yaml.Node, path string, s *Secret) (any, error) {
+// secretValue decodes a secret's data by hand: the decoder would drop the
+// tags that mark encrypted values. path is the value's field path; s
+// collects the paths of encrypted values (relative to data); open holds the
+// mappings and lists being decoded, so an alias to one of them is an error.
+func secretValue(file string, n *yaml.Node, path string, s *Secret, open map[*yaml.Node]bool) (any, error) {
 	n = deref(n)
+	if open[n] {
+		return nil, errAt(file, n.Line, path, "the value contains itself (through an alias)")
+	}
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		open[n] = true
+		defer delete(open, n)
+	}
 	if n.Tag == EncryptedTag {
-		chunks, err := strList(file, n, "secret "+s.Name+" "+path)
-		if err != nil {
-			return nil, err
+		items := []*yaml.Node{n}
+		if n.Kind == yaml.SequenceNode {
+			items = n.Content
 		}
-		for _, ch := range chunks {
-			if strings.HasPrefix(ch, "PLACEHOLDER") {
+		var chunks []string
+		for _, e := range items {
+			if e = deref(e); e.Kind != yaml.ScalarNode {
+				return nil, errAt(file, e.Line, path, "an encrypted value must be a string or a list of strings")
+			}
+			chunks = append(chunks, e.Value)
+			if strings.HasPrefix(e.Value, "PLACEHOLDER") {
 				s.Placeholder = true
 			}
 		}
-		s.Encrypted = append(s.Encrypted, path)
+		s.Encrypted = append(s.Encrypted, strings.TrimPrefix(path, "secret.data."))
 		return Encrypted{Chunks: chunks}, nil
 	}
 	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
-		return nil, errAt(file, n, "secret %s: %s: unknown tag %s (want %s)", s.Name, path, n.Tag, EncryptedTag)
+		return nil, errAt(file, n.Line, path, "unknown tag %s (want %s)", n.Tag, EncryptedTag)
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		out := map[string]any{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i].Value
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			v, err := secretValue(file, n.Content[i+1], p, s)
+			v, err := secretValue(file, n.Content[i+1], path+"."+k, s, open)
 			if err != nil {
 				return nil, err
 			}
@@ -763,7 +638,7 @@ func secretValue(file string, n *yaml.Node, path string, s *Secret) (any, error)
 	case yaml.SequenceNode:
 		var out []any
 		for i, e := range n.Content {
-			v, err := secretValue(file, e, fmt.Sprintf("%s[%d]", path, i), s)
+			v, err := secretValue(file, e, fmt.Sprintf("%s[%d]", path, i), s, open)
 			if err != nil {
 				return nil, err
 			}
@@ -773,102 +648,8 @@ func secretValue(file string, n *yaml.Node, path string, s *Secret) (any, error)
 	default:
 		var v any
 		if err := n.Decode(&v); err != nil {
-			return nil, errAt(file, n, "secret %s: %s: %v", s.Name, path, err)
+			return nil, errAt(file, n.Line, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return v, nil
 	}
-}
-
-func parseProject(file string, body *yaml.Node) (*Project, error) {
-	if body.Kind != yaml.MappingNode {
-		return nil, errAt(file, body, "project must be a mapping")
-	}
-	p := &Project{Pos: Pos{file, body.Line}, Pipelines: map[string]*ProjectPipeline{}}
-	for i := 0; i+1 < len(body.Content); i += 2 {
-		k, v := body.Content[i], body.Content[i+1]
-		switch {
-		case projectKeys[k.Value]:
-			switch k.Value {
-			case "name":
-				p.Name = v.Value
-			case "queue":
-				p.Queue = v.Value
-			case "vars":
-				m, err := decodeMap(file, v, "project vars")
-				if err != nil {
-					return nil, err
-				}
-				p.Vars = m
-			case "templates":
-				t, err := strList(file, v, "project templates")
-				if err != nil {
-					return nil, err
-				}
-				p.Templates = t
-			}
-		case isPipeline(k.Value):
-			pp, err := parsePipeline(file, k.Value, v)
-			if err != nil {
-				return nil, err
-			}
-			p.Pipelines[k.Value] = pp
-		default:
-			return nil, errAt(file, k, "project: unknown key %q (not a project attribute nor one of the tenant's pipelines: %s)", k.Value, strings.Join(pipelineNames(), ", "))
-		}
-	}
-	return p, nil
-}
-
-func isPipeline(name string) bool { _, ok := Pipelines[name]; return ok }
-
-func pipelineNames() []string {
-	var names []string
-	for n := range Pipelines {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-func parsePipeline(file, name string, n *yaml.Node) (*ProjectPipeline, error) {
-	m, err := mapping(file, n, pipelineKeys, "project pipeline "+name)
-	if err != nil {
-		return nil, err
-	}
-	pp := &ProjectPipeline{Pos: Pos{file, n.Line}}
-	jobs, ok := m["jobs"]
-	if !ok {
-		return pp, nil
-	}
-	jobs = deref(jobs)
-	if jobs.Kind != yaml.SequenceNode {
-		return nil, errAt(file, jobs, "project pipeline %s: jobs must be a list", name)
-	}
-	for _, it := range jobs.Content {
-		it = deref(it)
-		if it.Kind == yaml.ScalarNode {
-			pp.Jobs = append(pp.Jobs, ProjectJob{Variant: &Job{Pos: Pos{file, it.Line}, Name: it.Value, Keys: map[string]bool{}}})
-			continue
-		}
-		if it.Kind != yaml.MappingNode || len(it.Content) != 2 {
-			return nil, errAt(file, it, "project pipeline %s: each job must be a name or a mapping of one name to attributes", name)
-		}
-		jname := it.Content[0].Value
-		body := deref(it.Content[1])
-		var j *Job
-		if body.Kind == yaml.ScalarNode && body.Tag == "!!null" {
-			j = &Job{Name: jname, Keys: map[string]bool{}}
-		} else {
-			if j, err = parseJob(file, body, false); err != nil {
-				return nil, err
-			}
-			if j.Name != "" && j.Name != jname {
-				return nil, errAt(file, body, "project pipeline %s: job %s: name %q differs", name, jname, j.Name)
-			}
-			j.Name = jname
-		}
-		j.Pos = Pos{file, it.Line}
-		pp.Jobs = append(pp.Jobs, ProjectJob{Variant: j})
-	}
-	return pp, nil
 }

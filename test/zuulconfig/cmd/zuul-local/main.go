@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/test/zuulconfig"
 )
 
@@ -115,17 +116,12 @@ func run(ctx context.Context, args []string) (int, error) {
 	return 0, nil
 }
 
+// readYAML decodes a variables file (Zuul's, site variables, local secret
+// values) with slipway's one strict decoder.
 func readYAML(path string, into any) error {
 	if path == "" {
 		return nil
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	if err := dec.Decode(into); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	_, err := config.DecodeFile(path, into)
+	return err
 }
