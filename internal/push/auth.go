@@ -4,16 +4,18 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"gopkg.in/yaml.v3"
 
+	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // Credential is a registry login. Password and Token never print.
@@ -107,17 +109,19 @@ func (a *Auth) load(regions []Region) error {
 func readDockerConfig(path string) (dockerConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return dockerConfig{}, badInput("auth file: %v", err)
+		return dockerConfig{}, usererr.Errorf("auth file: %w", err)
 	}
+	// docker and podman write this file and add keys of their own
+	// (credsStore, HttpHeaders...): it is read as they read it, not strictly.
 	var cfg dockerConfig
 	if err := json.Unmarshal(data, &cfg); err != nil {
-		return dockerConfig{}, badInput("auth file %s: not a docker config.json: %v", path, err)
+		return dockerConfig{}, usererr.Errorf("auth file %s: not a docker config.json: %w", path, err)
 	}
 	for host, e := range cfg.Auths {
 		if e.Auth != "" {
 			raw, err := base64.StdEncoding.DecodeString(e.Auth)
 			if err != nil || !bytes.Contains(raw, []byte(":")) {
-				return dockerConfig{}, badInput("auth file %s: auths[%q].auth is not base64 of user:password", path, host)
+				return dockerConfig{}, usererr.Errorf("auth file %s: auths[%q].auth is not base64 of user:password", path, host)
 			}
 			u, p, _ := strings.Cut(string(raw), ":")
 			e.Username, e.Password = u, p
@@ -129,44 +133,55 @@ func readDockerConfig(path string) (dockerConfig, error) {
 }
 
 func readSecrets(path string) (map[string]Credential, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, badInput("secrets file: %v", err)
+	var root yaml.Node
+	if _, err := config.DecodeFile(path, &root, secretsHint); err != nil {
+		return nil, err
 	}
-	return parseSecrets(bytes.NewReader(data), path)
+	return secretsFrom(path, &root)
 }
 
-// parseSecrets decodes the registry_credentials variable of a Zuul vars file.
-// Other top-level variables are allowed (it is a vars file); the credentials
-// themselves are decoded strictly.
-func parseSecrets(r io.Reader, path string) (map[string]Credential, error) {
-	var top map[string]yaml.Node
-	if err := yaml.NewDecoder(r).Decode(&top); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, badInput("secrets file %s: empty, want registry_credentials", path)
-		}
-		return nil, badInput("secrets file %s: %s", path, yamlErr(err))
+// parseSecrets decodes the registry_credentials variable of a Zuul vars file
+// read from r (file names it in errors); see secretsFrom.
+func parseSecrets(r io.Reader, file string) (map[string]Credential, error) {
+	var root yaml.Node
+	if _, err := config.Decode(r, file, &root, secretsHint); err != nil {
+		return nil, err
 	}
-	node, ok := top["registry_credentials"]
-	if !ok {
-		return nil, badInput("secrets file %s: no registry_credentials variable", path)
+	return secretsFrom(file, &root)
+}
+
+var secretsHint = config.EmptyHint("it needs registry_credentials")
+
+// secretsFile is the part of a Zuul secret vars file push-registry reads.
+type secretsFile struct {
+	RegistryCredentials map[string]Credential `yaml:"registry_credentials"`
+}
+
+// secretsFrom decodes the registry_credentials variable of a vars file.
+// Other top-level variables are left alone (it is a vars file); the
+// credentials themselves are decoded strictly. No error shows a value of the
+// file: any of them may be a secret.
+func secretsFrom(file string, root *yaml.Node) (map[string]Credential, error) {
+	section, err := credentialsSection(file, root)
+	if err != nil {
+		return nil, err
 	}
-	var out map[string]Credential
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	if err := enc.Encode(&node); err != nil {
-		return nil, badInput("secrets file %s: %s", path, yamlErr(err))
+	var sf secretsFile
+	doc, err := config.DecodeNode(file, section, &sf)
+	if err != nil {
+		return nil, err
 	}
-	dec := yaml.NewDecoder(&buf)
-	dec.KnownFields(true)
-	if err := dec.Decode(&out); err != nil {
-		// Line numbers from the re-encoded node are relative; name the variable.
-		return nil, badInput("secrets file %s: line %d: registry_credentials: %s", path, node.Line, scrubYAML(yamlErr(err)))
+	out := sf.RegistryCredentials
+	keys := make([]string, 0, len(out))
+	for k := range out {
+		keys = append(keys, k)
 	}
-	for k, c := range out {
+	sort.Strings(keys)
+	for _, k := range keys {
+		c := out[k]
 		logging.Register(c.Password.Reveal(), c.Token.Reveal())
 		if c.Username == "" && c.Token.Empty() {
-			return nil, badInput("secrets file %s: line %d: registry_credentials.%s: username is empty", path, node.Line, k)
+			return nil, doc.Errorf("registry_credentials."+k, "username is empty (give username and password, or a token)")
 		}
 		c.From = "secrets file"
 		out[k] = c
@@ -174,25 +189,43 @@ func parseSecrets(r io.Reader, path string) (map[string]Credential, error) {
 	return out, nil
 }
 
-// scrubYAML removes quoted values from yaml.v3 errors, which may echo a
-// password that was given where a mapping was expected.
-func scrubYAML(s string) string {
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "`")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
+// credentialsSection returns a document holding only the
+// registry_credentials variable of a vars file, once its shape is checked:
+// the decoder quotes a scalar found where a mapping belongs, and that scalar
+// may be a password.
+func credentialsSection(file string, root *yaml.Node) (*yaml.Node, error) {
+	shape := func(n *yaml.Node, field, want string) error {
+		if n.Kind == yaml.MappingNode {
+			return nil
 		}
-		j := strings.Index(s[i+1:], "`")
-		if j < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i])
-		b.WriteString("`…`")
-		s = s[i+1+j+1:]
+		return &config.Error{File: file, Line: n.Line, Field: field, Msg: "must be a mapping of " + want + " (the value is not shown: it may be a secret)"}
 	}
+	if err := shape(root, "", "variables"); err != nil {
+		return nil, err
+	}
+	var section *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if k.Value != "registry_credentials" {
+			continue
+		}
+		if section != nil {
+			return nil, &config.Error{File: file, Line: k.Line, Field: k.Value, Msg: "given twice"}
+		}
+		if err := shape(v, k.Value, "REGION or HOST: {username, password}"); err != nil {
+			return nil, err
+		}
+		for j := 0; j+1 < len(v.Content); j += 2 {
+			if err := shape(v.Content[j+1], k.Value+"."+v.Content[j].Value, "username, password or token"); err != nil {
+				return nil, err
+			}
+		}
+		section = &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column, Content: []*yaml.Node{k, v}}
+	}
+	if section == nil {
+		return nil, &config.Error{File: file, Msg: "no registry_credentials variable (want registry_credentials: {REGION or HOST: {username, password}})"}
+	}
+	return section, nil
 }
 
 func envPrefix(region string) string {
@@ -216,7 +249,7 @@ func (a *Auth) credential(r Region) (Credential, error) {
 		c := Credential{Username: u, Password: logging.Secret(pw), Token: logging.Secret(tok), From: "environment " + p + "*"}
 		if !c.empty() {
 			if c.Username == "" && c.Token.Empty() {
-				return Credential{}, badInput("region %s: %sPASSWORD is set but %sUSERNAME is not", r.Name, p, p)
+				return Credential{}, usererr.Errorf("region %s: %sPASSWORD is set but %sUSERNAME is not", r.Name, p, p)
 			}
 			return c, nil
 		}

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipwayci/slipway/internal/push/pushtest"
 	"github.com/slipwayci/slipway/internal/testenv"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // TestFaults puts a fault-injecting proxy in front of one real registry and
@@ -30,7 +32,7 @@ func TestFaults(t *testing.T) {
 		// behind is the registry the proxy fronts: "a" or "b".
 		behind string
 		// setup installs the fault; layer is the digest of the image's first layer.
-		setup func(fp *faultProxy, layer string) func()
+		setup func(fp *pushtest.FaultProxy, layer string) func()
 		// wantErr: substrings of the error, or nil when the push must succeed.
 		wantErr []string
 		// healthyLanded: the other region got every blob in the failed run.
@@ -40,17 +42,17 @@ func TestFaults(t *testing.T) {
 		layerSize int64
 	}
 	var n atomic.Int32
-	firstN := func(k int32, match func(*http.Request) bool, do func(w http.ResponseWriter, r *http.Request)) func(fp *faultProxy, layer string) func() {
-		return func(fp *faultProxy, _ string) func() {
+	firstN := func(k int32, match func(*http.Request) bool, do func(w http.ResponseWriter, r *http.Request)) func(fp *pushtest.FaultProxy, layer string) func() {
+		return func(fp *pushtest.FaultProxy, _ string) func() {
 			n.Store(0)
-			fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+			fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
 				if !match(r) || n.Add(1) > k {
 					return false
 				}
 				do(w, r)
 				return true
 			})
-			return func() { fp.set(nil) }
+			return func() { fp.Set(nil) }
 		}
 	}
 	status := func(code int) func(w http.ResponseWriter, r *http.Request) {
@@ -66,27 +68,27 @@ func TestFaults(t *testing.T) {
 	// stall takes the connection and never reads or answers again. Stall
 	// cases use a layer larger than the kernel's socket buffers, so the
 	// sender blocks mid-body.
-	var fpStall *faultProxy
+	var fpStall *pushtest.FaultProxy
 	stall := func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.CopyN(io.Discard, r.Body, 100_000)
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err != nil {
 			return
 		}
-		go func() { <-fpStall.closing; conn.Close() }()
+		go func() { <-fpStall.Closing; conn.Close() }()
 	}
 	anyReq := func(*http.Request) bool { return true }
 	cases := []fault{
 		{name: "5xx burst on every kind of request", behind: "b", setup: firstN(3, anyReq, status(http.StatusServiceUnavailable))},
-		{name: "5xx on blob uploads", behind: "b", setup: firstN(3, isBlobPut, status(http.StatusInternalServerError))},
+		{name: "5xx on blob uploads", behind: "b", setup: firstN(3, pushtest.IsBlobPut, status(http.StatusInternalServerError))},
 		{name: "429 then success", behind: "a", setup: firstN(2, anyReq, status(http.StatusTooManyRequests))},
-		{name: "connection dropped mid-blob, recovers", behind: "b", setup: firstN(2, isBlobPut, dropMidBlob)},
+		{name: "connection dropped mid-blob, recovers", behind: "b", setup: firstN(2, pushtest.IsBlobPut, dropMidBlob)},
 		{
 			name: "stalled upload, recovers", behind: "b", layerSize: 6 << 20,
-			setup: func(fp *faultProxy, layer string) func() {
+			setup: func(fp *pushtest.FaultProxy, layer string) func() {
 				var once atomic.Bool
-				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
-					if isBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) && once.CompareAndSwap(false, true) {
+				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
+					if pushtest.IsBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) && once.CompareAndSwap(false, true) {
 						stall(w, r)
 						return true
 					}
@@ -97,49 +99,49 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "connection dropped mid-blob on every try", behind: "b", attempts: 2,
-			setup: func(fp *faultProxy, layer string) func() {
-				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
-					if isBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) {
+			setup: func(fp *pushtest.FaultProxy, layer string) func() {
+				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
+					if pushtest.IsBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) {
 						dropMidBlob(w, r)
 						return true
 					}
 					return false
 				})
-				return func() { fp.set(nil) }
+				return func() { fp.Set(nil) }
 			},
 			wantErr: []string{"region b", "blob ", "uploading (attempt 2 of 2)", "no tag was moved in any region", "rerun"}, healthyLanded: true,
 		},
 		{
 			name: "stalled upload on every try", behind: "a", attempts: 2, layerSize: 6 << 20,
-			setup: func(fp *faultProxy, layer string) func() {
-				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
-					if isBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) {
+			setup: func(fp *pushtest.FaultProxy, layer string) func() {
+				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
+					if pushtest.IsBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) {
 						stall(w, r)
 						return true
 					}
 					return false
 				})
-				return func() { fp.set(nil) }
+				return func() { fp.Set(nil) }
 			},
 			wantErr: []string{"region a", "upload stalled: no progress for 1s", "no tag was moved in any region"}, healthyLanded: true,
 		},
 		{
 			name: "5xx that never ends", behind: "b", attempts: 2,
-			setup: func(fp *faultProxy, layer string) func() {
-				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
-					if isBlobPut(r) {
+			setup: func(fp *pushtest.FaultProxy, layer string) func() {
+				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
+					if pushtest.IsBlobPut(r) {
 						w.WriteHeader(http.StatusBadGateway)
 						return true
 					}
 					return false
 				})
-				return func() { fp.set(nil) }
+				return func() { fp.Set(nil) }
 			},
 			wantErr: []string{"region b", "502", "no tag was moved in any region"}, healthyLanded: true,
 		},
 		{
 			name: "region down", behind: "b",
-			setup: func(fp *faultProxy, _ string) func() {
+			setup: func(fp *pushtest.FaultProxy, _ string) func() {
 				fp.Listener.Close() // nothing listens: connection refused
 				return nil
 			},
@@ -147,21 +149,17 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "registry accepts a blob but stores zero bytes", behind: "a",
-			setup: func(fp *faultProxy, layer string) func() {
+			setup: func(fp *pushtest.FaultProxy, layer string) func() {
 				hex := strings.TrimPrefix(layer, "sha256:")
 				file := filepath.Join(dataA, "docker/registry/v2/blobs/sha256", hex[:2], hex, "data")
-				fp.mu.Lock()
-				fp.after = func(r *http.Request, status int) {
-					if isBlobPut(r) && status == http.StatusCreated && strings.Contains(r.URL.RawQuery, hex) {
+				fp.SetAfter(func(r *http.Request, status int) {
+					if pushtest.IsBlobPut(r) && status == http.StatusCreated && strings.Contains(r.URL.RawQuery, hex) {
 						_ = os.Truncate(file, 0)
 					}
-				}
-				fp.mu.Unlock()
+				})
 				// The operator's fix, per the error message: remove the object.
 				return func() {
-					fp.mu.Lock()
-					fp.after = nil
-					fp.mu.Unlock()
+					fp.SetAfter(nil)
 					if err := os.Remove(file); err != nil {
 						t.Errorf("removing the zero-byte object: %v", err)
 					}
@@ -176,21 +174,21 @@ func TestFaults(t *testing.T) {
 			if size == 0 {
 				size = 600_000
 			}
-			img := randomImage(t, 2, size)
-			dir := writeLayout(t, img)
+			img := pushtest.RandomImage(t, 2, size)
+			dir := pushtest.WriteLayout(t, img)
 			layers, _ := img.Layers()
 			ld, _ := layers[0].Digest()
-			repo := uniqueRepo(t)
+			repo := pushtest.UniqueRepo(t)
 			real := map[string]string{"a": a, "b": b}
-			fp := newFaultProxy(t, real[tc.behind])
+			fp := pushtest.NewFaultProxy(t, real[tc.behind])
 			fpStall = fp
 			regions := []Region{{Name: "a", Registry: a}, {Name: "b", Registry: b}}
 			healthy := 1
 			if tc.behind == "b" {
-				regions[1].Registry = fp.host()
+				regions[1].Registry = fp.Host()
 				healthy = 0
 			} else {
-				regions[0].Registry = fp.host()
+				regions[0].Registry = fp.Host()
 			}
 			undo := tc.setup(fp, ld.String())
 			if tc.name == "region down" {
@@ -204,14 +202,14 @@ func TestFaults(t *testing.T) {
 			if tc.attempts > 0 {
 				o.Attempts = tc.attempts
 			}
-			want := digestOf(t, img)
+			want := pushtest.Digest(t, img)
 			_, err := run(t, o)
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("push through a transient fault: %v", err)
 				}
 				for name, host := range real {
-					if got := tagDigest(t, host, repo, "v1"); got != want {
+					if got := pushtest.TagDigest(t, host, repo, "v1"); got != want {
 						t.Errorf("region %s: v1 = %q, want %s", name, got, want)
 					}
 				}
@@ -220,12 +218,12 @@ func TestFaults(t *testing.T) {
 			if err == nil {
 				t.Fatal("push succeeded through a lasting fault")
 			}
-			mustContain(t, err.Error(), tc.wantErr...)
-			if errors.Is(err, ErrBadInput) {
+			pushtest.MustContain(t, err.Error(), tc.wantErr...)
+			if usererr.Is(err) {
 				t.Errorf("a fault is reported as bad input (exit 2): %v", err)
 			}
 			for name, host := range real {
-				if got := tagDigest(t, host, repo, "v1"); got != "" {
+				if got := pushtest.TagDigest(t, host, repo, "v1"); got != "" {
 					t.Errorf("region %s: tag v1 moved to %s although the push failed", name, got)
 				}
 			}
@@ -241,7 +239,7 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("rerun after the fault: %v", err)
 			}
 			for name, host := range real {
-				if got := tagDigest(t, host, repo, "v1"); got != want {
+				if got := pushtest.TagDigest(t, host, repo, "v1"); got != want {
 					t.Errorf("rerun: region %s: v1 = %q, want %s", name, got, want)
 				}
 			}
@@ -261,10 +259,10 @@ func TestFaults(t *testing.T) {
 // open upload sessions are cancelled, and a rerun completes.
 func TestCancel(t *testing.T) {
 	a, b := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_A"), testenv.Get(t, "SLIPWAY_TEST_REGISTRY_B")
-	fp := newFaultProxy(t, b)
+	fp := pushtest.NewFaultProxy(t, b)
 	started := make(chan struct{}, 16)
-	fp.set(func(w http.ResponseWriter, r *http.Request) bool {
-		if isBlobPut(r) {
+	fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
+		if pushtest.IsBlobPut(r) {
 			started <- struct{}{}
 			// A slow link: the body trickles in.
 			buf := make([]byte, 4096)
@@ -277,10 +275,10 @@ func TestCancel(t *testing.T) {
 		}
 		return false
 	})
-	img := randomImage(t, 2, 1_000_000)
-	dir := writeLayout(t, img)
-	repo := uniqueRepo(t)
-	o := quietOpts([]Region{{Name: "a", Registry: a}, {Name: "b", Registry: fp.host()}})
+	img := pushtest.RandomImage(t, 2, 1_000_000)
+	dir := pushtest.WriteLayout(t, img)
+	repo := pushtest.UniqueRepo(t)
+	o := quietOpts([]Region{{Name: "a", Registry: a}, {Name: "b", Registry: fp.Host()}})
 	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1"}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -292,18 +290,18 @@ func TestCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
-	mustContain(t, err.Error(), "interrupted", "no tag was moved in any region")
-	if got := tagDigest(t, a, repo, "v1"); got != "" {
+	pushtest.MustContain(t, err.Error(), "interrupted", "no tag was moved in any region")
+	if got := pushtest.TagDigest(t, a, repo, "v1"); got != "" {
 		t.Errorf("region a: tag moved to %s after an interrupted push", got)
 	}
-	if fp.count("DELETE ") == 0 {
+	if fp.Count("DELETE ") == 0 {
 		t.Errorf("no upload session was cancelled on region b")
 	}
-	fp.set(nil)
+	fp.Set(nil)
 	if _, err := run(t, o); err != nil {
 		t.Fatalf("rerun: %v", err)
 	}
-	if got := tagDigest(t, b, repo, "v1"); got != digestOf(t, img) {
+	if got := pushtest.TagDigest(t, b, repo, "v1"); got != pushtest.Digest(t, img) {
 		t.Errorf("rerun: region b v1 = %q", got)
 	}
 }

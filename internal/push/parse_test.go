@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 func TestParseRegion(t *testing.T) {
@@ -24,7 +25,7 @@ func TestParseRegion(t *testing.T) {
 		{name: "host and port", in: "a=127.0.0.1:5000", want: Region{Name: "a", Registry: "127.0.0.1:5000"}},
 		{name: "namespace", in: "regionone=registry.a.example:5000/acme/prod", want: Region{Name: "regionone", Registry: "registry.a.example:5000", Namespace: "acme/prod"}},
 		{name: "trailing slash", in: "b=reg.example/acme/", want: Region{Name: "b", Registry: "reg.example", Namespace: "acme"}},
-		{name: "no name", in: "127.0.0.1:5000", wantErr: `--region "127.0.0.1:5000": want name=host`},
+		{name: "no name", in: "127.0.0.1:5000", wantErr: `"127.0.0.1:5000": want name=host`},
 		{name: "empty target", in: "a=", wantErr: "want name=host"},
 		{name: "scheme", in: "a=https://reg.example", wantErr: "without a scheme"},
 		{name: "bad name", in: "A B=reg.example", wantErr: `region name "A B"`},
@@ -35,7 +36,7 @@ func TestParseRegion(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParseRegion(tt.in)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrBadInput) {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !usererr.Is(err) {
 					t.Fatalf("err = %v, want bad input containing %q", err, tt.wantErr)
 				}
 				return
@@ -61,13 +62,13 @@ func TestParseTargets(t *testing.T) {
 			in:   "regions:\n  - name: a\n    registry: reg.a:5000\n    namespace: acme\n  - name: b\n    registry: reg.b:5000\n    insecure: true\n",
 			want: []Region{{Name: "a", Registry: "reg.a:5000", Namespace: "acme"}, {Name: "b", Registry: "reg.b:5000", Insecure: true}},
 		},
-		{name: "unknown field", in: "regions:\n  - name: a\n    registry: reg.a\n    pasword: x\n", wantErr: "targets.yaml: line 4: field pasword not found"},
-		{name: "bad region on its line", in: "regions:\n  - name: a\n    registry: reg.a\n  - name: b\n    registry: https://reg.b\n", wantErr: "targets.yaml:4: regions[1]: region b: registry \"https://reg.b\""},
-		{name: "duplicate", in: "regions:\n  - {name: a, registry: r1}\n  - {name: a, registry: r2}\n", wantErr: `targets.yaml:3: regions[1]: region name "a" is used twice`},
+		{name: "unknown field", in: "regions:\n  - name: a\n    registry: reg.a\n    pasword: x\n", wantErr: "targets.yaml:4: regions[0].pasword: unknown field"},
+		{name: "bad region on its line", in: "regions:\n  - name: a\n    registry: reg.a\n  - name: b\n    registry: https://reg.b\n", wantErr: "targets.yaml:5: regions[1].registry: registry \"https://reg.b\""},
+		{name: "duplicate", in: "regions:\n  - {name: a, registry: r1}\n  - {name: a, registry: r2}\n", wantErr: `targets.yaml:3: regions[1].name: region name "a" is used twice`},
 		{name: "empty", in: "", wantErr: "empty"},
 		{name: "no regions", in: "regions: []\n", wantErr: "no regions"},
-		{name: "not yaml", in: "regions: [\n", wantErr: "targets.yaml: line"},
-		{name: "wrong type", in: "regions:\n  - name: a\n    insecure: maybe\n", wantErr: "line 3"},
+		{name: "not yaml", in: "regions: [\n", wantErr: "targets.yaml:"},
+		{name: "wrong type", in: "regions:\n  - name: a\n    insecure: maybe\n", wantErr: "targets.yaml:3:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,7 +77,7 @@ func TestParseTargets(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
 				}
-				if !errors.Is(err, ErrBadInput) {
+				if !usererr.Is(err) {
 					t.Errorf("err is not bad input: %v", err)
 				}
 				return
@@ -86,6 +87,51 @@ func TestParseTargets(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestConfigErrorFormat: every problem in a file push-registry reads (a
+// targets file, a secrets vars file) reads FILE:LINE: field.path: what is
+// wrong (what is allowed).
+func TestConfigErrorFormat(t *testing.T) {
+	const targets = "regions:\n  - name: a\n    registry: reg.a:5000\n"
+	const secrets = "other: 1\nregistry_credentials:\n  a:\n    username: ci\n    password: pw-a-secret\n"
+	parseTargets := func(in string) error { _, err := ParseTargets(strings.NewReader(in), "targets.yaml"); return err }
+	parseSecrets := func(in string) error { _, err := parseSecrets(strings.NewReader(in), "secrets.yaml"); return err }
+	tests := []struct {
+		name  string
+		parse func(string) error
+		in    string
+		want  string
+	}{
+		{"targets: unknown key", parseTargets, targets + "    caFlie: a.pem\n",
+			"targets.yaml:4: regions[0].caFlie: unknown field (known: authFile, caFile, insecure, name, namespace, registry)"},
+		{"targets: wrong type", parseTargets, targets + "    insecure: maybe\n",
+			`targets.yaml:4: regions[0].insecure: must be true or false, not "maybe"`},
+		{"targets: bad value", parseTargets, targets + "    namespace: Acme\n",
+			`targets.yaml:4: regions[0].namespace: namespace "Acme" is not a valid repository path (lowercase letters and digits, separated by . _ - or /)`},
+		{"targets: repeated key", parseTargets, targets + "    registry: reg.b\n",
+			"targets.yaml:4: regions[0].registry: given twice"},
+		{"secrets: unknown key", parseSecrets, secrets + "    pasword: x\n",
+			"secrets.yaml:6: registry_credentials.a.pasword: unknown field (known: password, token, username)"},
+		{"secrets: wrong type", parseSecrets, secrets + "  b: [pw-a-secret]\n",
+			"secrets.yaml:6: registry_credentials.b: must be a mapping of username, password or token (the value is not shown: it may be a secret)"},
+		{"secrets: bad value", parseSecrets, secrets + "  b: {password: pw-a-secret}\n",
+			"secrets.yaml:6: registry_credentials.b: username is empty (give username and password, or a token)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.parse(tt.in)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if diff := cmp.Diff(tt.want, err.Error()); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if !usererr.Is(err) {
+				t.Errorf("not a user error: %v", err)
 			}
 		})
 	}
@@ -101,14 +147,14 @@ func FuzzParseTargets(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		regions, err := ParseTargets(strings.NewReader(in), "f.yaml")
 		if err != nil {
-			if !errors.Is(err, ErrBadInput) {
+			if !usererr.Is(err) {
 				t.Fatalf("error is not bad input: %v", err)
 			}
 			return
 		}
 		for _, r := range regions {
-			if err := r.validate(); err != nil {
-				t.Fatalf("accepted an invalid region: %v", err)
+			if field, msg := r.problem(); field != "" {
+				t.Fatalf("accepted an invalid region: %s: %s", field, msg)
 			}
 		}
 	})
@@ -120,6 +166,8 @@ func FuzzParseSecrets(f *testing.F) {
 	f.Add("registry_credentials:\n  a: {username: u, password: hunter2hunter2}\n")
 	f.Add("registry_credentials:\n  a: hunter2hunter2\n")
 	f.Add("registry_credentials: [hunter2hunter2]\n")
+	f.Add("registry_credentials: hunter2hunter2\n")
+	f.Add("hunter2hunter2\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		_, err := parseSecrets(strings.NewReader(in), "s.yaml")
 		if err != nil && strings.Contains(in, "hunter2hunter2") && strings.Contains(err.Error(), "hunter2hunter2") {
@@ -135,7 +183,7 @@ func TestParseSecrets(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "by region and host", in: "other_var: 1\nregistry_credentials:\n  a: {username: ci, password: pw-a-secret}\n  reg.b:5000: {username: cb, password: pw-b-secret}\n", want: map[string]string{"a": "ci", "reg.b:5000": "cb"}},
-		{name: "unknown field", in: "registry_credentials:\n  a: {user: ci, password: pw-a-secret}\n", wantErr: "field user not found"},
+		{name: "unknown field", in: "registry_credentials:\n  a: {user: ci, password: pw-a-secret}\n", wantErr: "registry_credentials.a.user: unknown field"},
 		{name: "scalar instead of mapping", in: "registry_credentials:\n  a: pw-a-secret\n", wantErr: "registry_credentials"},
 		{name: "missing variable", in: "x: 1\n", wantErr: "no registry_credentials"},
 		{name: "no username", in: "registry_credentials:\n  a: {password: pw-a-secret}\n", wantErr: "registry_credentials.a: username is empty"},

@@ -3,7 +3,6 @@ package push
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,8 +18,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/slipwayci/slipway/internal/push/pushtest"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // TestPushTwoRegions pushes a layout to region A (filesystem) and region B
@@ -30,17 +31,24 @@ import (
 func TestPushTwoRegions(t *testing.T) {
 	regions := regionsAB(t)
 	node := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_B_NODE")
-	img := randomImage(t, 3, 700_000)
-	want := digestOf(t, img)
-	dir := writeLayout(t, img)
-	repo := uniqueRepo(t)
+	img := pushtest.RandomImage(t, 3, 700_000)
+	want := pushtest.Digest(t, img)
+	dir := pushtest.WriteLayout(t, img)
+	repo := pushtest.UniqueRepo(t)
 	out := t.TempDir()
 
 	o := quietOpts(regions)
 	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1", "latest"}
-	o.ResultFile, o.ZuulReturnFile = filepath.Join(out, "push.json"), filepath.Join(out, "zuul.json")
 	res, err := run(t, o)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Written as the command writes them.
+	resultFile, zuulFile := filepath.Join(out, "push.json"), filepath.Join(out, "zuul.json")
+	if err := result.WriteFile(resultFile, res, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ZuulReturn(res).WriteFile(zuulFile); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{
@@ -54,7 +62,7 @@ func TestPushTwoRegions(t *testing.T) {
 		}
 	}
 	var onDisk result.PushResult
-	if err := result.ReadFile(o.ResultFile, &onDisk); err != nil {
+	if err := result.ReadFile(resultFile, &onDisk); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(res.Images, onDisk.Images); diff != "" {
@@ -82,7 +90,7 @@ func TestPushTwoRegions(t *testing.T) {
 			}
 		}
 	}
-	data, err := os.ReadFile(o.ZuulReturnFile)
+	data, err := os.ReadFile(zuulFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +120,7 @@ func TestPushIndex(t *testing.T) {
 	var ii v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	var children []v1.Image
 	for _, arch := range []string{"amd64", "arm64"} {
-		img := randomImage(t, 2, 200_000)
+		img := pushtest.RandomImage(t, 2, 200_000)
 		children = append(children, img)
 		ii = mutate.AppendManifests(ii, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
 	}
@@ -124,14 +132,14 @@ func TestPushIndex(t *testing.T) {
 	if err := p.AppendIndex(ii); err != nil {
 		t.Fatal(err)
 	}
-	repo := uniqueRepo(t)
+	repo := pushtest.UniqueRepo(t)
 	o := quietOpts(regions)
 	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"multi"}
 	res, err := run(t, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := digestOf(t, ii)
+	want := pushtest.Digest(t, ii)
 	if res.Images[0].Digest != want {
 		t.Errorf("result digest %s, want %s", res.Images[0].Digest, want)
 	}
@@ -140,7 +148,7 @@ func TestPushIndex(t *testing.T) {
 			t.Errorf("region %s: index digest %s, want %s", r.Name, got, want)
 		}
 		for _, c := range children {
-			d := digestOf(t, c)
+			d := pushtest.Digest(t, c)
 			if got := skopeoDigest(t, r.Registry+"/"+repo+"@"+d); got != d {
 				t.Errorf("region %s: child %s reads back as %s", r.Name, d, got)
 			}
@@ -155,9 +163,9 @@ func TestPushIndex(t *testing.T) {
 // layers, the second mounting them from the first's repository.
 func TestPushBuildResult(t *testing.T) {
 	regions := regionsAB(t)
-	base := randomImage(t, 2, 300_000)
+	base := pushtest.RandomImage(t, 2, 300_000)
 	extra := func() v1.Image {
-		layers, err := randomImage(t, 1, 50_000).Layers()
+		layers, err := pushtest.RandomImage(t, 1, 50_000).Layers()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +177,7 @@ func TestPushBuildResult(t *testing.T) {
 	}
 	imgs := []v1.Image{extra(), extra()}
 	dir := t.TempDir()
-	repoPrefix := uniqueRepo(t)
+	repoPrefix := pushtest.UniqueRepo(t)
 	br := result.BuildResult{}
 	for i, img := range imgs {
 		layoutDir := filepath.Join(dir, "layout", string(rune('a'+i)))
@@ -187,7 +195,7 @@ func TestPushBuildResult(t *testing.T) {
 			Name:           []string{"openedx", "mfe"}[i],
 			Repository:     repoPrefix + "/" + []string{"openedx", "mfe"}[i],
 			Tags:           []string{"main", "stable"},
-			ManifestDigest: digestOf(t, img),
+			ManifestDigest: pushtest.Digest(t, img),
 			Layout:         filepath.Join("layout", string(rune('a'+i))), // relative to the result file
 		})
 	}
@@ -235,7 +243,7 @@ func cut(repository string) (string, string, bool) {
 // TestPushDockerArchive pushes a docker save tarball.
 func TestPushDockerArchive(t *testing.T) {
 	regions := regionsAB(t)
-	img := randomImage(t, 2, 100_000)
+	img := pushtest.RandomImage(t, 2, 100_000)
 	tag, _ := name.NewTag("example.invalid/app:v1")
 	file := filepath.Join(t.TempDir(), "app.tar")
 	if err := tarball.WriteToFile(file, tag, img); err != nil {
@@ -245,8 +253,8 @@ func TestPushDockerArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := digestOf(t, srcImg)
-	repo := uniqueRepo(t)
+	want := pushtest.Digest(t, srcImg)
+	repo := pushtest.UniqueRepo(t)
 	o := quietOpts(regions)
 	o.Source, o.Repository, o.Tags = "docker-archive:"+file, repo, []string{"v1"}
 	if _, err := run(t, o); err != nil {
@@ -264,9 +272,9 @@ func TestPushDockerArchive(t *testing.T) {
 func TestPromote(t *testing.T) {
 	regions := regionsAB(t)
 	buildset := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_BUILDSET")
-	img := randomImage(t, 2, 200_000)
-	want := digestOf(t, img)
-	repo := uniqueRepo(t)
+	img := pushtest.RandomImage(t, 2, 200_000)
+	want := pushtest.Digest(t, img)
+	repo := pushtest.UniqueRepo(t)
 	src, _ := name.ParseReference(buildset + "/" + repo + ":gate")
 	if err := remote.Write(src, img); err != nil {
 		t.Fatal(err)
@@ -274,10 +282,10 @@ func TestPromote(t *testing.T) {
 
 	o := quietOpts(regions)
 	o.Source, o.RequireDigest, o.Tags = buildset+"/"+repo+":gate", true, []string{"post"}
-	if _, err := run(t, o); err == nil || !isBadInput(err) {
+	if _, err := run(t, o); err == nil || !usererr.Is(err) {
 		t.Fatalf("promote from a tag: err = %v, want a bad-input error", err)
 	}
-	if got := tagDigest(t, regions[0].Registry, repo, "post"); got != "" {
+	if got := pushtest.TagDigest(t, regions[0].Registry, repo, "post"); got != "" {
 		t.Fatalf("tag moved after a refused promote: %s", got)
 	}
 
@@ -311,16 +319,14 @@ func TestPromote(t *testing.T) {
 			t.Errorf("region %s: second promote uploaded %d present %d, want 0 and 3", r.Region, r.BlobsUploaded, r.BlobsPresent)
 		}
 		host, path, _ := cut(r.Repository)
-		if got := tagDigest(t, host, path, "rc"); got != want {
+		if got := pushtest.TagDigest(t, host, path, "rc"); got != want {
 			t.Errorf("region %s: rc = %q, want %s", r.Region, got, want)
 		}
-		if got := tagDigest(t, host, path, "post"); got != want {
+		if got := pushtest.TagDigest(t, host, path, "post"); got != want {
 			t.Errorf("region %s: post tag changed to %q (promote never deletes or moves other tags)", r.Region, got)
 		}
 	}
 }
-
-func isBadInput(err error) bool { return err != nil && errors.Is(err, ErrBadInput) }
 
 // TestVerifyResult checks a push result against the live registries, then
 // truncates a blob in region A's storage (the zero-byte object failure) and
@@ -328,18 +334,22 @@ func isBadInput(err error) bool { return err != nil && errors.Is(err, ErrBadInpu
 func TestVerifyResult(t *testing.T) {
 	regions := regionsAB(t)
 	data := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_DATA_A")
-	img := randomImage(t, 2, 150_000)
-	dir := writeLayout(t, img)
-	repo := uniqueRepo(t)
+	img := pushtest.RandomImage(t, 2, 150_000)
+	dir := pushtest.WriteLayout(t, img)
+	repo := pushtest.UniqueRepo(t)
 	o := quietOpts(regions)
 	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1"}
-	o.ResultFile = filepath.Join(t.TempDir(), "push.json")
-	if _, err := run(t, o); err != nil {
+	resultFile := filepath.Join(t.TempDir(), "push.json")
+	res, err := run(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := result.WriteFile(resultFile, res, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	vo := VerifyOptions{ResultFile: o.ResultFile, Retry: fastRetry()}
+	vo := VerifyOptions{ResultFile: resultFile, Retry: fastRetry()}
 	if err := Verify(ctx, vo); err != nil {
 		t.Fatalf("verify of a good push: %v", err)
 	}
@@ -349,12 +359,12 @@ func TestVerifyResult(t *testing.T) {
 	if err := os.Truncate(blobFile, 0); err != nil {
 		t.Fatal(err)
 	}
-	err := Verify(ctx, vo)
+	err = Verify(ctx, vo)
 	if err == nil {
 		t.Fatal("verify passed with a zero-byte blob in region a")
 	}
-	mustContain(t, err.Error(), "region a", repo, ld.String(), "0 bytes")
-	if errors.Is(err, ErrBadInput) {
+	pushtest.MustContain(t, err.Error(), "region a", repo, ld.String(), "0 bytes")
+	if usererr.Is(err) {
 		t.Errorf("verify failure is not bad input: %v", err)
 	}
 	// A push now refuses to move tags: the registry will not replace it.
@@ -363,15 +373,15 @@ func TestVerifyResult(t *testing.T) {
 	if err == nil {
 		t.Fatal("push over a zero-byte blob succeeded")
 	}
-	mustContain(t, err.Error(), "region a", ld.String(), "no tag was moved")
-	if got := tagDigest(t, regions[1].Registry, repo, "v2"); got != "" {
+	pushtest.MustContain(t, err.Error(), "region a", ld.String(), "no tag was moved")
+	if got := pushtest.TagDigest(t, regions[1].Registry, repo, "v2"); got != "" {
 		t.Errorf("region b got tag v2 while region a is broken")
 	}
 	// The operator removes the broken object; a rerun repairs and tags.
 	if err := os.Remove(blobFile); err != nil {
 		t.Fatal(err)
 	}
-	res, err := run(t, o)
+	res, err = run(t, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +391,7 @@ func TestVerifyResult(t *testing.T) {
 	if b := res.Images[0].Regions[1]; b.BytesUploaded != 0 {
 		t.Errorf("region b re-uploaded %d bytes", b.BytesUploaded)
 	}
-	if err := Verify(ctx, VerifyOptions{ResultFile: o.ResultFile, Retry: fastRetry()}); err != nil {
+	if err := Verify(ctx, VerifyOptions{ResultFile: resultFile, Retry: fastRetry()}); err != nil {
 		t.Fatalf("verify after repair: %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/slipwayci/slipway/internal/httpx"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // client talks the distribution API to one region's registry. It speaks
@@ -49,14 +50,14 @@ func baseTransport(r Region, retry httpx.RetryPolicy) (http.RoundTripper, error)
 	if r.CAFile != "" {
 		pem, err := os.ReadFile(r.CAFile)
 		if err != nil {
-			return nil, badInput("region %s: caFile: %v", r.Name, err)
+			return nil, usererr.Errorf("region %s: caFile: %w", r.Name, err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, badInput("region %s: caFile %s holds no PEM certificate", r.Name, r.CAFile)
+			return nil, usererr.Errorf("region %s: caFile %s holds no PEM certificate", r.Name, r.CAFile)
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
@@ -68,7 +69,7 @@ func baseTransport(r Region, retry httpx.RetryPolicy) (http.RoundTripper, error)
 func newClient(ctx context.Context, r Region, cred Credential, retry httpx.RetryPolicy, repos []string) (*client, error) {
 	reg, err := r.registry()
 	if err != nil {
-		return nil, badInput("region %s: %v", r.Name, err)
+		return nil, usererr.Errorf("region %s: %w", r.Name, err)
 	}
 	inner, err := baseTransport(r, retry)
 	if err != nil {
@@ -119,26 +120,21 @@ func (c *client) do(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// statusError reads a registry error response into an error naming the
-// status and the registry's error codes.
-func statusError(resp *http.Response) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > 300 {
-		msg = msg[:300] + "…"
+// registryError is nil when resp has one of the ok statuses, else the
+// registry's error, parsed by ggcr's transport.CheckError. The request URL
+// is left out of it (upload URLs carry session state; the caller names the
+// repository and blob) and the HTTP status kept in.
+func registryError(resp *http.Response, ok ...int) error {
+	err := transport.CheckError(resp, ok...)
+	var te *transport.Error
+	if errors.As(err, &te) {
+		te.Request = nil
+		if len(te.Errors) > 0 {
+			return fmt.Errorf("%s: %w", resp.Status, te)
+		}
 	}
-	if msg == "" {
-		return &httpError{Status: resp.StatusCode, Msg: resp.Status}
-	}
-	return &httpError{Status: resp.StatusCode, Msg: resp.Status + ": " + msg}
+	return err
 }
-
-type httpError struct {
-	Status int
-	Msg    string
-}
-
-func (e *httpError) Error() string { return e.Msg }
 
 // headBlob reports the size the registry has for a blob, or -1 if unknown.
 func (c *client) headBlob(ctx context.Context, repo string, d v1.Hash) (int64, error) {
@@ -157,7 +153,7 @@ func (c *client) headBlob(ctx context.Context, repo string, d v1.Hash) (int64, e
 	case http.StatusNotFound:
 		return -1, nil
 	}
-	return 0, statusError(resp)
+	return 0, registryError(resp)
 }
 
 // startUpload opens an upload session, trying a cross-repository mount from
@@ -184,7 +180,7 @@ func (c *client) startUpload(ctx context.Context, repo, from string, d v1.Hash) 
 		loc, err := c.resolve(req.URL, resp.Header.Get("Location"))
 		return loc, false, err
 	}
-	return "", false, statusError(resp)
+	return "", false, registryError(resp)
 }
 
 func (c *client) resolve(base *url.URL, loc string) (string, error) {
@@ -222,10 +218,7 @@ func (c *client) putBlob(ctx context.Context, location string, d v1.Hash, size i
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return statusError(resp)
-	}
-	return nil
+	return registryError(resp, http.StatusCreated)
 }
 
 // cancelUpload deletes an unfinished upload session so nothing half-done is
@@ -254,20 +247,23 @@ func (c *client) putManifest(ctx context.Context, repo, ref, mediaType string, r
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return statusError(resp)
+	return registryError(resp, http.StatusCreated)
+}
+
+// manifest sends a HEAD or GET for the manifest ref in repo, accepting
+// every manifest type push-registry copies.
+func (c *client) manifest(ctx context.Context, method, repo, ref string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.url(repo, "manifests", ref), nil)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	req.Header.Set("Accept", manifestAccepts)
+	return c.do(req)
 }
 
 // headManifest returns the digest ref resolves to, or "" if unknown.
 func (c *client) headManifest(ctx context.Context, repo, ref string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.url(repo, "manifests", ref), nil)
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Accept", manifestAccepts)
-	resp, err := c.do(req)
+	resp, err := c.manifest(ctx, http.MethodHead, repo, ref)
 	if err != nil {
 		return "", err
 	}
@@ -282,32 +278,27 @@ func (c *client) headManifest(ctx context.Context, repo, ref string) (string, er
 	case http.StatusNotFound:
 		return "", nil
 	}
-	return "", statusError(resp)
+	return "", registryError(resp)
 }
 
 // getManifest reads a manifest; nil if unknown.
-func (c *client) getManifest(ctx context.Context, repo, ref string) ([]byte, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(repo, "manifests", ref), nil)
+func (c *client) getManifest(ctx context.Context, repo, ref string) ([]byte, error) {
+	resp, err := c.manifest(ctx, http.MethodGet, repo, ref)
 	if err != nil {
-		return nil, "", err
-	}
-	req.Header.Set("Accept", manifestAccepts)
-	resp, err := c.do(req)
-	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 		raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 		if err != nil {
-			return nil, "", fmt.Errorf("reading manifest %s: %w", ref, err)
+			return nil, fmt.Errorf("reading manifest %s: %w", ref, err)
 		}
-		return raw, resp.Header.Get("Content-Type"), nil
+		return raw, nil
 	case http.StatusNotFound:
-		return nil, "", nil
+		return nil, nil
 	}
-	return nil, "", statusError(resp)
+	return nil, registryError(resp)
 }
 
 // sizeString formats an optional Content-Length.

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // blob is one content-addressed blob of an image (config or layer).
@@ -79,34 +80,48 @@ type image struct {
 	Root       *manifest
 }
 
+// describable is what an image and an index share.
+type describable interface {
+	RawManifest() ([]byte, error)
+	Digest() (v1.Hash, error)
+	MediaType() (types.MediaType, error)
+}
+
+// newManifest reads the manifest of x (what: "manifest" or "index").
+func newManifest(x describable, what string) (*manifest, error) {
+	raw, err := x.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	d, err := x.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("digesting %s: %w", what, err)
+	}
+	mt, err := x.MediaType()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s media type: %w", what, err)
+	}
+	return &manifest{Digest: d, MediaType: string(mt), Raw: raw}, nil
+}
+
 // fromImage builds the manifest tree of a single-platform image.
 func fromImage(img v1.Image) (*manifest, error) {
-	raw, err := img.RawManifest()
+	out, err := newManifest(img, "manifest")
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest: %w", err)
+		return nil, err
 	}
-	d, err := img.Digest()
+	m, err := v1.ParseManifest(bytes.NewReader(out.Raw))
 	if err != nil {
-		return nil, fmt.Errorf("digesting manifest: %w", err)
+		return nil, fmt.Errorf("parsing manifest %s: %w", out.Digest, err)
 	}
-	mt, err := img.MediaType()
-	if err != nil {
-		return nil, fmt.Errorf("reading media type: %w", err)
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("parsing manifest %s: %w", d, err)
-	}
-	out := &manifest{Digest: d, MediaType: string(mt), Raw: raw}
 	cfg, err := img.RawConfigFile()
 	if err != nil {
-		return nil, fmt.Errorf("reading config of %s: %w", d, err)
+		return nil, fmt.Errorf("reading config of %s: %w", out.Digest, err)
 	}
 	out.Blobs = append(out.Blobs, blob{Digest: m.Config.Digest, Size: m.Config.Size, open: func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(cfg)), nil
 	}})
-	for _, l := range m.Layers {
-		desc := l
+	for _, desc := range m.Layers {
 		out.Blobs = append(out.Blobs, blob{Digest: desc.Digest, Size: desc.Size, open: func() (io.ReadCloser, error) {
 			layer, err := img.LayerByDigest(desc.Digest)
 			if err != nil {
@@ -120,71 +135,93 @@ func fromImage(img v1.Image) (*manifest, error) {
 
 // fromIndex builds the tree of a multi-platform index, copied whole.
 func fromIndex(ii v1.ImageIndex) (*manifest, error) {
-	raw, err := ii.RawManifest()
+	out, err := newManifest(ii, "index")
 	if err != nil {
-		return nil, fmt.Errorf("reading index: %w", err)
+		return nil, err
 	}
-	d, err := ii.Digest()
+	im, err := v1.ParseIndexManifest(bytes.NewReader(out.Raw))
 	if err != nil {
-		return nil, fmt.Errorf("digesting index: %w", err)
+		return nil, fmt.Errorf("parsing index %s: %w", out.Digest, err)
 	}
-	mt, err := ii.MediaType()
-	if err != nil {
-		return nil, fmt.Errorf("reading index media type: %w", err)
-	}
-	im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("parsing index %s: %w", d, err)
-	}
-	out := &manifest{Digest: d, MediaType: string(mt), Raw: raw}
 	for _, desc := range im.Manifests {
-		var child *manifest
-		switch {
-		case desc.MediaType.IsIndex():
-			sub, err := ii.ImageIndex(desc.Digest)
-			if err != nil {
-				return nil, fmt.Errorf("reading index %s: %w", desc.Digest, err)
-			}
-			child, err = fromIndex(sub)
-			if err != nil {
-				return nil, err
-			}
-		case desc.MediaType.IsImage():
-			img, err := ii.Image(desc.Digest)
-			if err != nil {
-				return nil, fmt.Errorf("reading image %s: %w", desc.Digest, err)
-			}
-			child, err = fromImage(img)
-			if err != nil {
-				return nil, err
-			}
-		default:
-			return nil, fmt.Errorf("index %s: child %s has unsupported media type %q", d, desc.Digest, desc.MediaType)
+		c, err := fromChild(ii, desc)
+		if err != nil {
+			return nil, fmt.Errorf("index %s: %w", out.Digest, err)
 		}
-		out.Children = append(out.Children, child)
+		out.Children = append(out.Children, c)
 	}
 	return out, nil
 }
 
-// loadLayout opens the image in an OCI layout directory. ref selects one
-// manifest of index.json: a digest, or an org.opencontainers.image.ref.name;
-// empty means the only one.
+// fromChild builds the tree of the manifest desc of ii: an image or an index.
+func fromChild(ii v1.ImageIndex, desc v1.Descriptor) (*manifest, error) {
+	switch {
+	case desc.MediaType.IsIndex():
+		sub, err := ii.ImageIndex(desc.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("reading index %s: %w", desc.Digest, err)
+		}
+		return fromIndex(sub)
+	case desc.MediaType.IsImage():
+		img, err := ii.Image(desc.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("reading image %s: %w", desc.Digest, err)
+		}
+		return fromImage(img)
+	}
+	return nil, fmt.Errorf("manifest %s has unsupported media type %q", desc.Digest, desc.MediaType)
+}
+
+// loadLayout opens the image in an OCI layout directory and checks every
+// blob file is there with the size its manifest says, before anything is
+// pushed. ref selects one manifest of index.json: a digest, or an
+// org.opencontainers.image.ref.name; empty means the only one.
 func loadLayout(dir, ref string) (*manifest, error) {
+	m, err := readLayout(dir, ref)
+	if err != nil {
+		return nil, usererr.Errorf("OCI layout %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+func readLayout(dir, ref string) (*manifest, error) {
 	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		return nil, badInput("OCI layout %s: %v", dir, errors.Unwrap(err))
+		return nil, errors.Unwrap(err)
 	}
 	p, err := layout.FromPath(dir)
 	if err != nil {
-		return nil, badInput("OCI layout %s: %v", dir, err)
+		return nil, err
 	}
 	ii, err := p.ImageIndex()
 	if err != nil {
-		return nil, badInput("OCI layout %s: %v", dir, err)
+		return nil, err
 	}
 	im, err := ii.IndexManifest()
 	if err != nil {
-		return nil, badInput("OCI layout %s: index.json: %v", dir, err)
+		return nil, fmt.Errorf("index.json: %w", err)
 	}
+	d, err := pickManifest(dir, im, ref)
+	if err != nil {
+		return nil, err
+	}
+	m, err := fromChild(ii, d)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range m.allBlobs() {
+		st, err := os.Stat(filepath.Join(dir, "blobs", b.Digest.Algorithm, b.Digest.Hex))
+		if err != nil {
+			return nil, fmt.Errorf("blob %s is missing", b.Digest)
+		}
+		if st.Size() != b.Size {
+			return nil, fmt.Errorf("blob %s has %d bytes, the manifest says %d", b.Digest, st.Size(), b.Size)
+		}
+	}
+	return m, nil
+}
+
+// pickManifest selects the one manifest of index.json that ref names.
+func pickManifest(dir string, im *v1.IndexManifest, ref string) (v1.Descriptor, error) {
 	var found []v1.Descriptor
 	for _, d := range im.Manifests {
 		// Entries naming a digest already found are the same image under
@@ -192,80 +229,42 @@ func loadLayout(dir, ref string) (*manifest, error) {
 		if slices.ContainsFunc(found, func(f v1.Descriptor) bool { return f.Digest == d.Digest }) {
 			continue
 		}
-		switch {
-		case ref == "":
-			found = append(found, d)
-		case strings.HasPrefix(ref, "sha256:") && d.Digest.String() == ref:
-			found = append(found, d)
-		case d.Annotations["org.opencontainers.image.ref.name"] == ref:
+		if ref == "" || (strings.HasPrefix(ref, "sha256:") && d.Digest.String() == ref) || d.Annotations["org.opencontainers.image.ref.name"] == ref {
 			found = append(found, d)
 		}
 	}
 	switch {
 	case len(found) == 0 && ref != "":
-		return nil, badInput("OCI layout %s: no manifest %q in index.json", dir, ref)
+		return v1.Descriptor{}, fmt.Errorf("no manifest %q in index.json", ref)
 	case len(found) == 0:
-		return nil, badInput("OCI layout %s: index.json lists no manifest", dir)
+		return v1.Descriptor{}, errors.New("index.json lists no manifest")
 	case len(found) > 1:
-		return nil, badInput("OCI layout %s: index.json lists %d manifests: select one with oci:%s:REF or @sha256:...", dir, len(found), dir)
+		return v1.Descriptor{}, fmt.Errorf("index.json lists %d manifests: select one with oci:%s:REF or oci:%s@sha256:DIGEST", len(found), dir, dir)
 	}
-	d := found[0]
-	if d.MediaType.IsIndex() {
-		sub, err := ii.ImageIndex(d.Digest)
-		if err != nil {
-			return nil, badInput("OCI layout %s: index %s: %v", dir, d.Digest, err)
-		}
-		return checkedTree(fromIndex(sub))(dir)
-	}
-	img, err := ii.Image(d.Digest)
-	if err != nil {
-		return nil, badInput("OCI layout %s: image %s: %v", dir, d.Digest, err)
-	}
-	return checkedTree(fromImage(img))(dir)
-}
-
-// checkedTree turns a tree-building error into a bad-input error about the
-// layout, and checks every blob file is there with the size its manifest
-// says, before anything is pushed.
-func checkedTree(m *manifest, err error) func(string) (*manifest, error) {
-	return func(dir string) (*manifest, error) {
-		if err != nil {
-			return nil, badInput("OCI layout %s: %v", dir, err)
-		}
-		for _, b := range m.allBlobs() {
-			st, err := os.Stat(filepath.Join(dir, "blobs", b.Digest.Algorithm, b.Digest.Hex))
-			if err != nil {
-				return nil, badInput("OCI layout %s: blob %s is missing", dir, b.Digest)
-			}
-			if st.Size() != b.Size {
-				return nil, badInput("OCI layout %s: blob %s has %d bytes, the manifest says %d", dir, b.Digest, st.Size(), b.Size)
-			}
-		}
-		return m, nil
-	}
+	return found[0], nil
 }
 
 // loadArchive opens a docker-archive tarball (docker save). tag selects one
 // image when the archive holds several.
 func loadArchive(path, tag string) (*manifest, error) {
 	if _, err := os.Stat(path); err != nil {
-		return nil, badInput("docker archive: %v", err)
+		return nil, usererr.Errorf("docker archive: %w", err)
 	}
 	var t *name.Tag
 	if tag != "" {
 		tt, err := name.NewTag(tag)
 		if err != nil {
-			return nil, badInput("docker archive %s: tag %q: %v", path, tag, err)
+			return nil, usererr.Errorf("docker archive %s: tag %q: %w", path, tag, err)
 		}
 		t = &tt
 	}
 	img, err := tarball.ImageFromPath(path, t)
 	if err != nil {
-		return nil, badInput("docker archive %s: %v", path, err)
+		return nil, usererr.Errorf("docker archive %s: %w", path, err)
 	}
 	m, err := fromImage(img)
 	if err != nil {
-		return nil, badInput("docker archive %s: %v", path, err)
+		return nil, usererr.Errorf("docker archive %s: %w", path, err)
 	}
 	return m, nil
 }
@@ -285,7 +284,7 @@ func loadRemote(ctx context.Context, ref name.Reference, opts ...remote.Option) 
 		return fromIndex(ii)
 	}
 	if desc.MediaType == types.DockerManifestSchema1 || desc.MediaType == types.DockerManifestSchema1Signed {
-		return nil, badInput("source %s is a schema 1 manifest: not supported", ref)
+		return nil, usererr.Errorf("source %s is a schema 1 manifest: not supported", ref)
 	}
 	img, err := desc.Image()
 	if err != nil {
@@ -301,12 +300,12 @@ type sourceSpec struct {
 	Ref  string // layout ref / archive tag
 }
 
-// ParseSource parses a source: oci:DIR[:REF|@DIGEST], docker-archive:FILE[:TAG],
+// parseSource parses a source: oci:DIR[:REF|@DIGEST], docker-archive:FILE[:TAG],
 // docker://REFERENCE, or a plain registry reference.
 func parseSource(s string) (sourceSpec, error) {
 	switch {
 	case s == "":
-		return sourceSpec{}, badInput("--source is empty")
+		return sourceSpec{}, optionError("source", "empty (want oci:DIR, docker-archive:FILE or HOST/REPO:TAG|@sha256:...)")
 	case strings.HasPrefix(s, "oci:"):
 		rest := strings.TrimPrefix(s, "oci:")
 		if i := strings.Index(rest, "@sha256:"); i >= 0 {
@@ -323,7 +322,7 @@ func parseSource(s string) (sourceSpec, error) {
 	}
 	ref := strings.TrimPrefix(s, "docker://")
 	if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
-		return sourceSpec{}, badInput("--source %q: not an image reference (want oci:DIR, docker-archive:FILE or host/repo:tag|@sha256:...): %v", s, err)
+		return sourceSpec{}, optionError("source", "%q is not an image reference (want oci:DIR, docker-archive:FILE or HOST/REPO:TAG|@sha256:...): %v", s, err)
 	}
 	return sourceSpec{Kind: "docker", Path: ref}, nil
 }
@@ -332,21 +331,21 @@ func parseSource(s string) (sourceSpec, error) {
 func buildImages(path string) ([]image, error) {
 	var br result.BuildResult
 	if err := result.ReadFile(path, &br); err != nil {
-		return nil, badInput("build result: %v", err)
+		return nil, usererr.Errorf("build result: %w", err)
 	}
 	if len(br.Images) == 0 {
-		return nil, badInput("build result %s lists no images", path)
+		return nil, usererr.Errorf("build result %s lists no images", path)
 	}
 	var out []image
 	for i, bi := range br.Images {
 		if bi.Repository == "" {
-			return nil, badInput("build result %s: images[%d] (%s): repository is empty", path, i, bi.Name)
+			return nil, usererr.Errorf("build result %s: images[%d] (%s): repository is empty", path, i, bi.Name)
 		}
 		if _, err := name.NewRepository("example.invalid/"+bi.Repository, name.StrictValidation); err != nil {
-			return nil, badInput("build result %s: images[%d] (%s): repository %q is invalid", path, i, bi.Name, bi.Repository)
+			return nil, usererr.Errorf("build result %s: images[%d] (%s): repository %q is invalid", path, i, bi.Name, bi.Repository)
 		}
 		if bi.ManifestDigest == "" {
-			return nil, badInput("build result %s: images[%d] (%s): manifestDigest is empty", path, i, bi.Name)
+			return nil, usererr.Errorf("build result %s: images[%d] (%s): manifestDigest is empty", path, i, bi.Name)
 		}
 		dir := bi.Layout
 		if dir != "" && !filepath.IsAbs(dir) {

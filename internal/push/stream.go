@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/slipwayci/slipway/internal/fanout"
+	"github.com/slipwayci/slipway/internal/poll"
 )
 
 // chunkSize and queueDepth bound the memory of one blob's fan-out:
@@ -125,47 +128,31 @@ type uploadFunc func(ctx context.Context, body io.ReadCloser) error
 // upload (nil for success).
 func fanOut(ctx context.Context, b blob, stall, respTimeout time.Duration, uploads []uploadFunc, onBytes []func(int64)) []error {
 	targets := make([]*streamTarget, len(uploads))
-	var wg sync.WaitGroup
-	for i, up := range uploads {
+	for i := range uploads {
 		t := &streamTarget{ch: make(chan *chunk, queueDepth), done: make(chan struct{}), closing: make(chan struct{})}
 		if onBytes != nil {
 			t.onBytes = onBytes[i]
 		}
 		t.last.Store(time.Now().UnixNano())
 		targets[i] = t
-		tctx, cancel := context.WithCancelCause(ctx)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer cancel(nil)
-			stop := watchdog(tctx, t, stall, respTimeout, cancel)
-			t.err = up(tctx, t)
-			stop()
-			if t.err != nil && context.Cause(tctx) == errStalled {
-				if t.sentAll.Load() {
-					t.err = fmt.Errorf("%w: no response for %s after sending all %d bytes", errStalled, respTimeout, t.sent.Load())
-				} else {
-					t.err = fmt.Errorf("%w: no progress for %s after %d bytes", errStalled, stall, t.sent.Load())
-				}
-			}
-			close(t.done)
-			t.Close()
-			// Give back what was queued but never read.
-			for c := range t.ch {
-				c.release()
-			}
-		}()
 	}
-	srcErr := pump(ctx, b, targets)
-	for _, t := range targets {
-		if srcErr != nil {
-			t.end = srcErr
-		} else {
+	pumped := make(chan error, 1)
+	go func() {
+		err := pump(ctx, b, targets)
+		for _, t := range targets {
 			t.end = io.EOF
+			if err != nil {
+				t.end = err
+			}
+			close(t.ch)
 		}
-		close(t.ch)
-	}
-	wg.Wait()
+		pumped <- err
+	}()
+	_ = fanout.All(ctx, 0, targets, func(ctx context.Context, i int, t *streamTarget) error {
+		t.err = t.upload(ctx, uploads[i], stall, respTimeout)
+		return nil
+	})
+	srcErr := <-pumped
 	errs := make([]error, len(targets))
 	for i, t := range targets {
 		errs[i] = t.err
@@ -177,6 +164,29 @@ func fanOut(ctx context.Context, b blob, stall, respTimeout time.Duration, uploa
 		}
 	}
 	return errs
+}
+
+// upload runs up with the target as its body, under the stall watchdog,
+// then gives back what was queued but never read.
+func (t *streamTarget) upload(ctx context.Context, up uploadFunc, stall, respTimeout time.Duration) error {
+	tctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := watchdog(tctx, t, stall, respTimeout, cancel)
+	err := up(tctx, t)
+	stop()
+	if err != nil && context.Cause(tctx) == errStalled {
+		if t.sentAll.Load() {
+			err = fmt.Errorf("%w: no response for %s after sending all %d bytes", errStalled, respTimeout, t.sent.Load())
+		} else {
+			err = fmt.Errorf("%w: no progress for %s after %d bytes", errStalled, stall, t.sent.Load())
+		}
+	}
+	close(t.done)
+	t.Close()
+	for c := range t.ch {
+		c.release()
+	}
+	return err
 }
 
 // pump copies the source into every live target's queue and checks the
@@ -237,27 +247,19 @@ func watchdog(ctx context.Context, t *streamTarget, d, resp time.Duration, cance
 	if d <= 0 {
 		return func() {}
 	}
-	quit := make(chan struct{})
+	wctx, stop := context.WithCancel(ctx)
 	go func() {
-		tick := time.NewTicker(d / 4)
-		defer tick.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				limit := d
-				if t.sentAll.Load() {
-					limit = resp
-				}
-				if limit > 0 && time.Since(time.Unix(0, t.last.Load())) > limit {
-					cancel(errStalled)
-					return
-				}
+		_ = poll.Until(wctx, poll.Constant(d/4), func(context.Context) (bool, error) {
+			limit := d
+			if t.sentAll.Load() {
+				limit = resp
 			}
-		}
+			if limit > 0 && time.Since(time.Unix(0, t.last.Load())) > limit {
+				cancel(errStalled)
+				return true, nil
+			}
+			return false, nil
+		})
 	}()
-	return func() { close(quit) }
+	return stop
 }

@@ -1,8 +1,6 @@
 package push
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,18 +8,14 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"gopkg.in/yaml.v3"
+
+	"github.com/slipwayci/slipway/internal/config"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
-// ErrBadInput marks errors in what the user gave (flags, files): the CLI maps
-// it to exit code 2. Nothing has been pushed when it is returned.
-var ErrBadInput = errors.New("bad input")
-
-func badInput(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
-}
-
-// Region is one target registry: the registry of one region.
+// Region is one target registry: the registry of one region. Its fields are
+// those of a targets file entry; each is checked on its own (see problem),
+// so a new kind of target adds its fields and their checks.
 type Region struct {
 	// Name is the region's short name (e.g. "a", "regionone").
 	Name string `yaml:"name"`
@@ -59,44 +53,47 @@ func (r Region) registry() (name.Registry, error) {
 	return name.NewRegistry(r.Registry, opts...)
 }
 
-var regionName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+var (
+	regionName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	nsPath     = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+)
 
-// ParseRegion parses the --region flag form "name=host[:port][/namespace]".
+// problem returns the first field of r that is wrong (its yaml name) and
+// what is wrong with it; field is "" when r is valid.
+func (r Region) problem() (field, msg string) {
+	switch {
+	case !regionName.MatchString(r.Name):
+		return "name", fmt.Sprintf("region name %q is not valid (lowercase letters, digits, - and _; at most 63)", r.Name)
+	case r.Registry == "":
+		return "registry", "registry is empty (give host[:port] of the region's registry)"
+	case strings.Contains(r.Registry, "://"):
+		return "registry", fmt.Sprintf("registry %q: give host[:port] without a scheme (set insecure for plain http)", r.Registry)
+	}
+	if _, err := r.registry(); err != nil {
+		return "registry", fmt.Sprintf("registry %q is not a valid host[:port]", r.Registry)
+	}
+	if r.Namespace != "" && !nsPath.MatchString(r.Namespace) {
+		return "namespace", fmt.Sprintf("namespace %q is not a valid repository path (lowercase letters and digits, separated by . _ - or /)", r.Namespace)
+	}
+	return "", ""
+}
+
+// ParseRegion parses the short form of a region, NAME=HOST[:PORT][/NAMESPACE].
+// Errors name the value.
 func ParseRegion(s string) (Region, error) {
 	n, target, ok := strings.Cut(s, "=")
 	if !ok || n == "" || target == "" {
-		return Region{}, badInput("--region %q: want name=host[:port][/namespace], e.g. a=registry.a.example:5000/acme", s)
+		return Region{}, usererr.Errorf("%q: want name=host[:port][/namespace], e.g. a=registry.a.example:5000/acme", s)
 	}
 	if strings.Contains(target, "://") {
-		return Region{}, badInput("--region %q: give host[:port] without a scheme (use --insecure NAME for plain http)", s)
+		return Region{}, usererr.Errorf("%q: give host[:port] without a scheme (mark the region insecure for plain http)", s)
 	}
 	host, ns, _ := strings.Cut(target, "/")
 	r := Region{Name: n, Registry: host, Namespace: strings.TrimSuffix(ns, "/")}
-	if err := r.validate(); err != nil {
-		return Region{}, badInput("--region %q: %v", s, err)
+	if _, msg := r.problem(); msg != "" {
+		return Region{}, usererr.Errorf("%q: %s", s, msg)
 	}
 	return r, nil
-}
-
-var nsPath = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
-
-func (r Region) validate() error {
-	if !regionName.MatchString(r.Name) {
-		return fmt.Errorf("region name %q: use lowercase letters, digits, - and _", r.Name)
-	}
-	if r.Registry == "" {
-		return fmt.Errorf("region %s: registry is empty", r.Name)
-	}
-	if strings.Contains(r.Registry, "://") {
-		return fmt.Errorf("region %s: registry %q: give host[:port] without a scheme (set insecure for plain http)", r.Name, r.Registry)
-	}
-	if _, err := r.registry(); err != nil {
-		return fmt.Errorf("region %s: registry %q is not a valid host[:port]", r.Name, r.Registry)
-	}
-	if r.Namespace != "" && !nsPath.MatchString(r.Namespace) {
-		return fmt.Errorf("region %s: namespace %q is not a valid repository path", r.Name, r.Namespace)
-	}
-	return nil
 }
 
 // targetsFile is the YAML targets file:
@@ -110,99 +107,61 @@ type targetsFile struct {
 	Regions []Region `yaml:"regions"`
 }
 
-// ParseTargets decodes a targets file strictly; errors name file, line and field.
+// ParseTargets decodes a targets file (file names it in errors) through the
+// project's strict decoder; every error is a *config.Error.
 func ParseTargets(r io.Reader, file string) ([]Region, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, badInput("reading targets file %s: %v", file, err)
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, badInput("targets file %s: %v", file, yamlErr(err))
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var tf targetsFile
-	if err := dec.Decode(&tf); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, badInput("targets file %s: empty, want a `regions:` list", file)
-		}
-		return nil, badInput("targets file %s: %v", file, yamlErr(err))
+	doc, err := config.Decode(r, file, &tf, config.EmptyHint("it needs a `regions` list"))
+	if err != nil {
+		return nil, err
 	}
+	return checkTargets(doc, tf)
+}
+
+// LoadTargets reads a targets file from disk (see ParseTargets).
+func LoadTargets(path string) ([]Region, error) {
+	var tf targetsFile
+	doc, err := config.DecodeFile(path, &tf, config.EmptyHint("it needs a `regions` list"))
+	if err != nil {
+		return nil, err
+	}
+	return checkTargets(doc, tf)
+}
+
+func checkTargets(doc *config.Doc, tf targetsFile) ([]Region, error) {
 	if len(tf.Regions) == 0 {
-		return nil, badInput("targets file %s: no regions", file)
+		return nil, doc.Errorf("regions", "no regions (list at least one: name, registry)")
 	}
-	lines := regionLines(&doc)
 	seen := map[string]bool{}
 	for i, reg := range tf.Regions {
-		line := 0
-		if i < len(lines) {
-			line = lines[i]
-		}
-		if err := reg.validate(); err != nil {
-			return nil, badInput("%s:%d: regions[%d]: %v", file, line, i, err)
+		if field, msg := reg.problem(); field != "" {
+			return nil, doc.Errorf(fmt.Sprintf("regions[%d].%s", i, field), "%s", msg)
 		}
 		if seen[reg.Name] {
-			return nil, badInput("%s:%d: regions[%d]: region name %q is used twice", file, line, i, reg.Name)
+			return nil, doc.Errorf(fmt.Sprintf("regions[%d].name", i), "region name %q is used twice (each region once)", reg.Name)
 		}
 		seen[reg.Name] = true
 	}
 	return tf.Regions, nil
 }
 
-// yamlErr strips yaml.v3's "yaml: " prefix; its messages already carry
-// "line N: field x not found in type ...".
-func yamlErr(err error) string {
-	s := err.Error()
-	s = strings.TrimPrefix(s, "yaml: ")
-	s = strings.ReplaceAll(s, "unmarshal errors:\n  ", "")
-	return strings.ReplaceAll(s, "\n  ", "; ")
-}
-
-// regionLines returns the line of each item of the top-level regions list.
-func regionLines(doc *yaml.Node) []int {
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil
-	}
-	m := doc.Content[0]
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == "regions" && m.Content[i+1].Kind == yaml.SequenceNode {
-			var out []int
-			for _, it := range m.Content[i+1].Content {
-				out = append(out, it.Line)
-			}
-			return out
-		}
-	}
-	return nil
-}
-
-// LoadTargets reads a targets file from disk.
-func LoadTargets(path string) ([]Region, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, badInput("targets file: %v", err)
-	}
-	defer f.Close()
-	return ParseTargets(f, path)
-}
-
+// checkRegions checks the regions of a run, wherever they came from.
 func checkRegions(regions []Region) error {
 	if len(regions) == 0 {
-		return badInput("no regions: give --region name=host[:port][/namespace] (repeatable) or --targets FILE")
+		return ErrNoRegions
 	}
 	seen := map[string]bool{}
 	for _, r := range regions {
-		if err := r.validate(); err != nil {
-			return badInput("%v", err)
+		if field, msg := r.problem(); field != "" {
+			return usererr.Errorf("region %s: %s", r.Name, msg)
 		}
 		if seen[r.Name] {
-			return badInput("region name %q is given twice", r.Name)
+			return usererr.Errorf("region name %q is given twice", r.Name)
 		}
 		seen[r.Name] = true
 		if r.CAFile != "" {
 			if _, err := os.Stat(r.CAFile); err != nil {
-				return badInput("region %s: caFile: %v", r.Name, err)
+				return usererr.Errorf("region %s: caFile: %w", r.Name, err)
 			}
 		}
 	}

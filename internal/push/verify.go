@@ -10,13 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/slipwayci/slipway/internal/fanout"
 	"github.com/slipwayci/slipway/internal/httpx"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // ErrMismatch marks a verify failure: a manifest or blob in a region is
@@ -24,26 +25,18 @@ import (
 var ErrMismatch = errors.New("registry content does not match")
 
 // verifyAll reads back every manifest and HEADs every blob of every image
-// in every region, in parallel per region.
+// in every region, the regions in parallel.
 func (p *pusher) verifyAll(ctx context.Context, images []image) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(p.regions))
-	for i, r := range p.regions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, img := range images {
-				repo := r.Path(img.Repository)
-				if err := verifyTree(ctx, r.c, repo, img.Root.Digest.String()); err != nil {
-					errs[i] = fmt.Errorf("verifying region %s: repository %s: %w", r.Name, repo, err)
-					return
-				}
-				p.stats[img.Repository][r.Name].verified = true
+	return fanout.All(ctx, 0, p.regions, func(ctx context.Context, _ int, r *regionState) error {
+		for _, img := range images {
+			repo := r.Path(img.Repository)
+			if err := verifyTree(ctx, r.c, repo, img.Root.Digest.String()); err != nil {
+				return fmt.Errorf("verifying region %s: repository %s: %w", r.Name, repo, err)
 			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+			p.stats[img.Repository][r.Name].verified = true
+		}
+		return nil
+	})
 }
 
 type manifestDoc struct {
@@ -55,7 +48,7 @@ type manifestDoc struct {
 
 // verifyTree checks the manifest digest in repo and everything it refers to.
 func verifyTree(ctx context.Context, c *client, repo, digest string) error {
-	raw, _, err := c.getManifest(ctx, repo, digest)
+	raw, err := c.getManifest(ctx, repo, digest)
 	if err != nil {
 		return fmt.Errorf("reading manifest %s: %w", digest, err)
 	}
@@ -68,7 +61,7 @@ func verifyTree(ctx context.Context, c *client, repo, digest string) error {
 	}
 	var doc manifestDoc
 	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
-		return fmt.Errorf("%w: manifest %s: %v", ErrMismatch, digest, err)
+		return fmt.Errorf("%w: manifest %s: %w", ErrMismatch, digest, err)
 	}
 	for _, m := range doc.Manifests {
 		if err := verifyTree(ctx, c, repo, m.Digest.String()); err != nil {
@@ -79,29 +72,19 @@ func verifyTree(ctx context.Context, c *client, repo, digest string) error {
 	if doc.Config != nil {
 		blobs = append([]v1.Descriptor{*doc.Config}, blobs...)
 	}
-	sem := make(chan struct{}, 4)
-	errs := make([]error, len(blobs))
-	var wg sync.WaitGroup
-	for i, b := range blobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			size, err := c.headBlob(ctx, repo, b.Digest)
-			switch {
-			case err != nil:
-				errs[i] = fmt.Errorf("checking blob %s: %w", b.Digest, err)
-			case size < 0:
-				errs[i] = fmt.Errorf("%w: blob %s is missing", ErrMismatch, b.Digest)
-			case size != b.Size:
-				errs[i] = fmt.Errorf("%w: blob %s has %d bytes, want %d (a truncated object in the registry's storage: remove docker/registry/v2/blobs/%s/%s/%s/data there, then push again)",
-					ErrMismatch, b.Digest, size, b.Size, b.Digest.Algorithm, b.Digest.Hex[:2], b.Digest.Hex)
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return fanout.All(ctx, 4, blobs, func(ctx context.Context, _ int, b v1.Descriptor) error {
+		size, err := c.headBlob(ctx, repo, b.Digest)
+		switch {
+		case err != nil:
+			return fmt.Errorf("checking blob %s: %w", b.Digest, err)
+		case size < 0:
+			return fmt.Errorf("%w: blob %s is missing", ErrMismatch, b.Digest)
+		case size != b.Size:
+			return fmt.Errorf("%w: blob %s has %d bytes, want %d (a truncated object in the registry's storage: remove %s there, then push again)",
+				ErrMismatch, b.Digest, size, b.Size, storagePath(b.Digest))
+		}
+		return nil
+	})
 }
 
 // VerifyOptions configure Verify.
@@ -116,12 +99,20 @@ type VerifyOptions struct {
 	Log     *slog.Logger
 }
 
+// check is one image in one region of a push result.
+type check struct {
+	img  result.PushedImage
+	rp   result.RegionPushed
+	r    Region
+	repo string
+}
+
 // Verify checks a push result against the live registries: every image's
 // manifest digest, every blob's presence and size, and that every recorded
 // tag still points at the digest.
 func Verify(ctx context.Context, o VerifyOptions) error {
 	if o.ResultFile == "" {
-		return badInput("--result is required")
+		return usererr.New("no push result to verify")
 	}
 	if o.Log == nil {
 		o.Log = logging.Discard()
@@ -130,26 +121,39 @@ func Verify(ctx context.Context, o VerifyOptions) error {
 		r := httpx.DefaultRetry()
 		o.Retry = &r
 	}
+	checks, err := resultChecks(o)
+	if err != nil {
+		return err
+	}
+	if err := o.Auth.load(o.Regions); err != nil {
+		return err
+	}
+	return fanout.All(ctx, 0, checks, func(ctx context.Context, _ int, ch check) error {
+		if err := verifyCheck(ctx, &o, ch); err != nil {
+			return err
+		}
+		o.Log.Info("verified", "image", ch.img.Name, "region", ch.r.Name, "reference", ch.rp.Repository+"@"+ch.rp.Digest)
+		return nil
+	})
+}
+
+// resultChecks lists the checks of the push result, with each region's
+// connection settings.
+func resultChecks(o VerifyOptions) ([]check, error) {
 	var res result.PushResult
 	if err := result.ReadFile(o.ResultFile, &res); err != nil {
-		return badInput("push result: %v", err)
+		return nil, usererr.Errorf("push result: %w", err)
 	}
 	byName := map[string]Region{}
 	for _, r := range o.Regions {
 		byName[r.Name] = r
-	}
-	type check struct {
-		img  result.PushedImage
-		rp   result.RegionPushed
-		r    Region
-		repo string
 	}
 	var checks []check
 	for i, img := range res.Images {
 		for j, rp := range img.Regions {
 			host, repo, ok := strings.Cut(rp.Repository, "/")
 			if !ok || rp.Digest == "" {
-				return badInput("push result %s: images[%d].regions[%d]: repository %q / digest %q incomplete", o.ResultFile, i, j, rp.Repository, rp.Digest)
+				return nil, usererr.Errorf("push result %s: images[%d].regions[%d]: repository %q / digest %q incomplete", o.ResultFile, i, j, rp.Repository, rp.Digest)
 			}
 			r, known := byName[rp.Region]
 			if !known {
@@ -159,43 +163,30 @@ func Verify(ctx context.Context, o VerifyOptions) error {
 			checks = append(checks, check{img, rp, r, repo})
 		}
 	}
-	if err := o.Auth.load(o.Regions); err != nil {
+	return checks, nil
+}
+
+// verifyCheck checks one image in one region: its tree, then its tags.
+func verifyCheck(ctx context.Context, o *VerifyOptions, ch check) error {
+	cred, err := o.Auth.credential(ch.r)
+	if err != nil {
 		return err
 	}
-	errs := make([]error, len(checks))
-	var wg sync.WaitGroup
-	for i, ch := range checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cred, err := o.Auth.credential(ch.r)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			c, err := newClient(ctx, ch.r, cred, *o.Retry, []string{ch.repo})
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			if err := verifyTree(ctx, c, ch.repo, ch.rp.Digest); err != nil {
-				errs[i] = fmt.Errorf("region %s: repository %s: %w", ch.r.Name, ch.repo, err)
-				return
-			}
-			for _, tag := range ch.rp.Tags {
-				have, err := c.headManifest(ctx, ch.repo, tag)
-				if err != nil {
-					errs[i] = fmt.Errorf("region %s: tag %s:%s: %w", ch.r.Name, ch.repo, tag, err)
-					return
-				}
-				if have != ch.rp.Digest {
-					errs[i] = fmt.Errorf("region %s: %w: tag %s:%s points at %q, want %s", ch.r.Name, ErrMismatch, ch.repo, tag, have, ch.rp.Digest)
-					return
-				}
-			}
-			o.Log.Info("verified", "image", ch.img.Name, "region", ch.r.Name, "reference", ch.rp.Repository+"@"+ch.rp.Digest)
-		}()
+	c, err := newClient(ctx, ch.r, cred, *o.Retry, []string{ch.repo})
+	if err != nil {
+		return err
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	if err := verifyTree(ctx, c, ch.repo, ch.rp.Digest); err != nil {
+		return fmt.Errorf("region %s: repository %s: %w", ch.r.Name, ch.repo, err)
+	}
+	for _, tag := range ch.rp.Tags {
+		have, err := c.headManifest(ctx, ch.repo, tag)
+		if err != nil {
+			return fmt.Errorf("region %s: tag %s:%s: %w", ch.r.Name, ch.repo, tag, err)
+		}
+		if have != ch.rp.Digest {
+			return fmt.Errorf("region %s: %w: tag %s:%s points at %q, want %s", ch.r.Name, ErrMismatch, ch.repo, tag, have, ch.rp.Digest)
+		}
+	}
+	return nil
 }

@@ -1,16 +1,19 @@
-package push
+package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/push/pushtest"
+	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
@@ -22,22 +25,18 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
-	app := App()
-	var stdout, stderr bytes.Buffer
-	app.Writer, app.ErrWriter = &stdout, &stderr
-	code := cli.Run(context.Background(), app, append([]string{"push-registry"}, args...))
-	return code, stdout.String(), stderr.String()
+	return cli.RunCaptured(context.Background(), app(), append([]string{"push-registry"}, args...)...)
 }
 
 // TestCLIBadInput: every kind of bad input exits 2 with one line naming the
 // problem, and nothing reaches the registry.
 func TestCLIBadInput(t *testing.T) {
 	a := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_A")
-	img := randomImage(t, 1, 10_000)
-	dir := writeLayout(t, img)
+	img := pushtest.RandomImage(t, 1, 10_000)
+	dir := pushtest.WriteLayout(t, img)
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
-	repo := uniqueRepo(t)
+	repo := pushtest.UniqueRepo(t)
 	tmp := t.TempDir()
 	badTargets := filepath.Join(tmp, "targets.yaml")
 	os.WriteFile(badTargets, []byte("regions:\n  - name: a\n    registry: "+a+"\n    regsitry: x\n"), 0o644)
@@ -56,9 +55,9 @@ func TestCLIBadInput(t *testing.T) {
 		{"missing layout", []string{"push", "--region", "a=" + a, "--source", "oci:" + filepath.Join(tmp, "nope"), "--repository", repo}, "OCI layout " + filepath.Join(tmp, "nope")},
 		{"unreadable auth file", append([]string{"push", "--region", "a=" + a, "--auth-file", filepath.Join(tmp, "missing.json")}, ok...), "auth file: open " + filepath.Join(tmp, "missing.json")},
 		{"auth file not json", append([]string{"push", "--region", "a=" + a, "--auth-file", notJSON}, ok...), "not a docker config.json"},
-		{"bad targets file", append([]string{"push", "--targets", badTargets}, ok...), badTargets + ": line 4: field regsitry not found"},
-		{"bad tag", []string{"push", "--region", "a=" + a, "--source", "oci:" + dir, "--repository", repo, "--tag", "v1:x"}, `--tag "v1:x"`},
-		{"bad repository", []string{"push", "--region", "a=" + a, "--source", "oci:" + dir, "--repository", "Acme/App"}, `--repository "Acme/App"`},
+		{"bad targets file", append([]string{"push", "--targets", badTargets}, ok...), badTargets + ":4: regions[0].regsitry: unknown field"},
+		{"bad tag", []string{"push", "--region", "a=" + a, "--source", "oci:" + dir, "--repository", repo, "--tag", "v1:x"}, `--tag: "v1:x" is not a valid tag`},
+		{"bad repository", []string{"push", "--region", "a=" + a, "--source", "oci:" + dir, "--repository", "Acme/App"}, `--repository: "Acme/App" is not a valid repository path`},
 		{"two sources", append([]string{"push", "--region", "a=" + a, "--build-result", "x.json"}, ok...), "exclude each other"},
 		{"missing build result", []string{"push", "--region", "a=" + a, "--build-result", filepath.Join(tmp, "build.json")}, "build result: reading result file"},
 		{"promote from a tag", []string{"promote", "--region", "a=" + a, "--source", a + "/" + repo + ":gate"}, "not pinned by digest"},
@@ -84,7 +83,7 @@ func TestCLIBadInput(t *testing.T) {
 			}
 		})
 	}
-	if got := tagDigest(t, a, repo, "v1"); got != "" {
+	if got := pushtest.TagDigest(t, a, repo, "v1"); got != "" {
 		t.Errorf("bad input pushed a tag: %s", got)
 	}
 	resp, err := http.Head("http://" + a + "/v2/" + repo + "/blobs/" + ld.String())
@@ -105,8 +104,8 @@ func TestCLISecrets(t *testing.T) {
 	a := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_A")
 	const user, password = "ci-bot", "pw-Zq81-very-secret"
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
-	fp := newFaultProxy(t, a)
-	fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+	fp := pushtest.NewFaultProxy(t, a)
+	fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Header.Get("Authorization") != want {
 			w.Header().Set("WWW-Authenticate", `Basic realm="slipway-test"`)
 			w.WriteHeader(http.StatusUnauthorized)
@@ -115,15 +114,15 @@ func TestCLISecrets(t *testing.T) {
 		}
 		return false
 	})
-	img := randomImage(t, 1, 20_000)
-	dir := writeLayout(t, img)
+	img := pushtest.RandomImage(t, 1, 20_000)
+	dir := pushtest.WriteLayout(t, img)
 	tmp := t.TempDir()
 	secrets := filepath.Join(tmp, "secrets.yaml")
 	os.WriteFile(secrets, []byte("registry_credentials:\n  a:\n    username: "+user+"\n    password: "+password+"\n"), 0o600)
 	authFile := filepath.Join(tmp, "config.json")
-	os.WriteFile(authFile, []byte(`{"auths":{"`+fp.host()+`":{"auth":"`+base64.StdEncoding.EncodeToString([]byte(user+":"+password))+`"}}}`), 0o600)
+	os.WriteFile(authFile, []byte(`{"auths":{"`+fp.Host()+`":{"auth":"`+base64.StdEncoding.EncodeToString([]byte(user+":"+password))+`"}}}`), 0o600)
 	wrongAuth := filepath.Join(tmp, "wrong.json")
-	os.WriteFile(wrongAuth, []byte(`{"auths":{"`+fp.host()+`":{"auth":"`+base64.StdEncoding.EncodeToString([]byte(user+":"+password+"-wrong"))+`"}}}`), 0o600)
+	os.WriteFile(wrongAuth, []byte(`{"auths":{"`+fp.Host()+`":{"auth":"`+base64.StdEncoding.EncodeToString([]byte(user+":"+password+"-wrong"))+`"}}}`), 0o600)
 
 	tests := []struct {
 		name     string
@@ -139,9 +138,9 @@ func TestCLISecrets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			repo := uniqueRepo(t)
+			repo := pushtest.UniqueRepo(t)
 			out := t.TempDir()
-			args := append([]string{"--debug", "--log-format", "json", "push", "--region", "a=" + fp.host(), "--source", "oci:" + dir, "--repository", repo, "--tag", "v1",
+			args := append([]string{"--debug", "--log-format", "json", "push", "--region", "a=" + fp.Host(), "--source", "oci:" + dir, "--repository", repo, "--tag", "v1",
 				"--result", filepath.Join(out, "push.json"), "--zuul-return", filepath.Join(out, "zuul.json")}, tt.args...)
 			code, stdout, stderr := func() (int, string, string) {
 				// runCLI clears the environment first; set ours after.
@@ -149,19 +148,16 @@ func TestCLISecrets(t *testing.T) {
 				for k, v := range tt.env {
 					t.Setenv(k, v)
 				}
-				app := App()
-				var so, se bytes.Buffer
-				app.Writer, app.ErrWriter = &so, &se
-				return cli.Run(context.Background(), app, append([]string{"push-registry"}, args...)), so.String(), se.String()
+				return cli.RunCaptured(context.Background(), app(), append([]string{"push-registry"}, args...)...)
 			}()
 			if code != tt.wantCode {
 				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tt.wantCode, stderr)
 			}
-			if tt.wantCode == 0 && !strings.Contains(stdout, fp.host()+"/"+repo+"@"+digestOf(t, img)) {
+			if tt.wantCode == 0 && !strings.Contains(stdout, fp.Host()+"/"+repo+"@"+pushtest.Digest(t, img)) {
 				t.Errorf("stdout = %q", stdout)
 			}
 			if tt.wantCode != 0 {
-				mustContain(t, stderr, "region a", "401")
+				pushtest.MustContain(t, stderr, "region a", "401")
 			}
 			files, _ := filepath.Glob(filepath.Join(out, "*"))
 			texts := map[string]string{"stdout": stdout, "stderr": stderr}
@@ -177,5 +173,50 @@ func TestCLISecrets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCLIOutputs pushes to both regions and checks what the command hands
+// on: one REPOSITORY@DIGEST line per region on stdout, the result file, the
+// zuul_return data; then verify reads that result back.
+func TestCLIOutputs(t *testing.T) {
+	a, b := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_A"), testenv.Get(t, "SLIPWAY_TEST_REGISTRY_B")
+	img := pushtest.RandomImage(t, 1, 20_000)
+	digest := pushtest.Digest(t, img)
+	repo := pushtest.UniqueRepo(t)
+	out := t.TempDir()
+	resultFile, zuulFile := filepath.Join(out, "push.json"), filepath.Join(out, "zuul.json")
+	code, stdout, stderr := runCLI(t, "push", "--region", "a="+a, "--region", "b="+b, "--source", "oci:"+pushtest.WriteLayout(t, img),
+		"--repository", repo, "--tag", "v1", "--result", resultFile, "--zuul-return", zuulFile)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
+	}
+	want := a + "/" + repo + "@" + digest + "\n" + b + "/" + repo + "@" + digest + "\n"
+	if diff := cmp.Diff(want, stdout); diff != "" {
+		t.Errorf("stdout (-want +got):\n%s", diff)
+	}
+	var res result.PushResult
+	if err := result.ReadFile(resultFile, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(res.Tool, "push-registry ") || len(res.Images) != 1 || res.Images[0].Digest != digest {
+		t.Errorf("result: tool %q, images %+v", res.Tool, res.Images)
+	}
+	var zr struct {
+		Zuul struct{ Artifacts []struct{ Name, URL string } }
+	}
+	data, err := os.ReadFile(zuulFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &zr); err != nil {
+		t.Fatal(err)
+	}
+	if len(zr.Zuul.Artifacts) != 2 || zr.Zuul.Artifacts[0].URL != "docker://"+a+"/"+repo+"@"+digest {
+		t.Errorf("zuul_return artifacts = %+v", zr.Zuul.Artifacts)
+	}
+	code, stdout, stderr = runCLI(t, "verify", "--result", resultFile)
+	if code != 0 || stdout != "verified\n" {
+		t.Errorf("verify: exit code %d, stdout %q; stderr:\n%s", code, stdout, stderr)
 	}
 }

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/push"
+)
+
+func verifyCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "verify",
+		Usage:     "check a push result against the live registries (manifests, blob sizes, tags)",
+		UsageText: "push-registry verify --result push.json [--targets regions.yaml]",
+		Flags: append([]ucli.Flag{
+			&ucli.StringFlag{Name: "result", Usage: "push result `FILE` to check", EnvVars: []string{"SLIPWAY_PUSH_RESULT"}},
+			cli.TimeoutFlag(0),
+		}, regionFlags()...),
+		Action: cli.Action(bindVerify, runVerify),
+	}
+}
+
+// bindVerify reads the flags of verify; --region and --targets are optional
+// there (they give TLS and login settings by region name).
+func bindVerify(cliContext *ucli.Context) (push.VerifyOptions, error) {
+	o := push.VerifyOptions{
+		ResultFile: cliContext.String("result"),
+		Auth:       bindAuth(cliContext),
+		Log:        slog.Default(),
+	}
+	if o.ResultFile == "" {
+		return o, cli.Usagef("--result is required: the push result FILE to check")
+	}
+	if cliContext.IsSet("region") || cliContext.IsSet("targets") {
+		r, err := bindRegions(cliContext)
+		if err != nil {
+			return o, err
+		}
+		o.Regions = r
+	}
+	return o, nil
+}
+
+func runVerify(ctx context.Context, cliContext *ucli.Context, o push.VerifyOptions) error {
+	if err := push.Verify(ctx, o); err != nil {
+		return explain(err)
+	}
+	return cli.Emit(cliContext, cli.Output{Print: func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, "verified")
+		return err
+	}})
+}
