@@ -14,7 +14,6 @@ import (
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/usererr"
 	"github.com/slipwayci/slipway/internal/version"
-	"github.com/slipwayci/slipway/internal/zuul"
 )
 
 func testApp(action ucli.ActionFunc) (*ucli.App, *bytes.Buffer, *bytes.Buffer) {
@@ -130,7 +129,10 @@ func TestZuulContext(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, n := range zuulEnvNames() {
-				t.Setenv(n, tt.env[n])
+				t.Setenv(n, "")
+			}
+			for n, v := range tt.env {
+				t.Setenv(n, v)
 			}
 			var got string
 			app := New(App{Name: "demo", Commands: []*ucli.Command{{
@@ -157,7 +159,17 @@ func TestZuulContext(t *testing.T) {
 	}
 }
 
-func zuulEnvNames() []string { return zuul.EnvNames() }
+// zuulEnvNames lists the ZUUL_* variables of the test's environment, which
+// each case clears so only its own reach ZuulContext.
+func zuulEnvNames() []string {
+	var names []string
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "ZUUL_") {
+			names = append(names, name)
+		}
+	}
+	return names
+}
 
 func TestStartArguments(t *testing.T) {
 	tests := []struct {

@@ -34,14 +34,3 @@ func (r Return) WriteFile(path string) error {
 	}
 	return result.WriteAtomic(path, append(data, '\n'), 0o644)
 }
-
-// FindArtifact returns the newest artifact named name, if a parent job
-// returned one.
-func (c *Context) FindArtifact(name string) (Artifact, bool) {
-	for i := len(c.Artifacts) - 1; i >= 0; i-- {
-		if c.Artifacts[i].Name == name {
-			return c.Artifacts[i], true
-		}
-	}
-	return Artifact{}, false
-}

@@ -109,7 +109,7 @@ func (c *Context) ShortSHA() string {
 	return r
 }
 
-// Ref is the slice of the context recorded in result files.
+// ResultRef is the slice of the context recorded in result files.
 func (c *Context) ResultRef() *result.ZuulRef {
 	if c.Kind() == KindNone {
 		return nil
@@ -173,15 +173,6 @@ var envNames = map[string]func(*Context) *string{
 	"ZUUL_BUILD":      func(c *Context) *string { return &c.Build },
 	"ZUUL_JOB":        func(c *Context) *string { return &c.Job },
 	"ZUUL_REF":        func(c *Context) *string { return &c.Ref },
-}
-
-// EnvNames lists the environment variables FromEnv reads.
-func EnvNames() []string {
-	names := make([]string, 0, len(envNames))
-	for n := range envNames {
-		names = append(names, n)
-	}
-	return names
 }
 
 // FromEnv builds a context from ZUUL_* variables looked up with lookup
