@@ -143,12 +143,4 @@ func TestUserAgentAndRedact(t *testing.T) {
 	if strings.Contains(got, "pw") || strings.Contains(got, "abcdef") || !strings.Contains(got, "temp_url_expires=1") {
 		t.Errorf("Redact() = %q", got)
 	}
-	h := http.Header{"Authorization": {"Bearer tok"}, "X-Auth-Token": {"tok2"}, "Accept": {"a"}}
-	r := RedactHeaders(h)
-	if r.Get("Authorization") != "[redacted]" || r.Get("X-Auth-Token") != "[redacted]" || r.Get("Accept") != "a" {
-		t.Errorf("RedactHeaders() = %v", r)
-	}
-	if h.Get("Authorization") != "Bearer tok" {
-		t.Error("RedactHeaders changed its input")
-	}
 }

@@ -1,24 +1,9 @@
 package httpx
 
 import (
-	"net/http"
 	"net/url"
 	"strings"
 )
-
-// sensitiveHeaders never appear in logs.
-var sensitiveHeaders = []string{"Authorization", "X-Auth-Token", "X-Subject-Token", "X-Auth-Key", "Cookie", "Set-Cookie", "Proxy-Authorization", "X-Amz-Security-Token"}
-
-// RedactHeaders returns a copy of h with credentials replaced.
-func RedactHeaders(h http.Header) http.Header {
-	out := h.Clone()
-	for _, k := range sensitiveHeaders {
-		if out.Get(k) != "" {
-			out.Set(k, "[redacted]")
-		}
-	}
-	return out
-}
 
 // sensitiveParams are query parameters that carry credentials (Swift temp
 // URLs, S3 presigned URLs, registry tokens).

@@ -53,19 +53,6 @@ func (a Admin) ExpireTokens(ctx context.Context, project string) error {
 	return a.post(ctx, "/tokens/expire", map[string]string{"project": project}, nil)
 }
 
-// ClearFaults removes the project's faults.
-func (a Admin) ClearFaults(ctx context.Context, project string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, a.URL+"/faults?project="+project, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	return resp.Body.Close()
-}
-
 // Faults lists the project's faults that have not fired yet.
 func (a Admin) Faults(ctx context.Context, project string) ([]Fault, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+"/faults?project="+project, nil)

@@ -116,9 +116,6 @@ func (t *Task) Done(format string, args ...any) {
 	delete(t.p.tasks, t.name)
 }
 
-// Elapsed is the time since the task started.
-func (t *Task) Elapsed() time.Duration { return t.p.now().Sub(t.start) }
-
 func (p *Printer) update(t *Task, force bool) {
 	now := p.now()
 	if p.tty {
