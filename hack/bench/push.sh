@@ -68,6 +68,16 @@ push() {
     || { cat "$work/$name.log" >&2; die "push $name failed"; }
   secs "$t0" "$(now)"
 }
+# skopeo_pair NAME LAYOUT HOST...: times sequential `skopeo copy` runs of
+# LAYOUT to repository bench/RUN/NAME on each HOST, the baseline of a push.
+skopeo_pair() {
+  local name=$1 layout=$2 host t0; shift 2
+  t0=$(now)
+  for host in "$@"; do
+    TMPDIR=$work skopeo copy -q --dest-tls-verify=false "oci:$layout" "docker://$host/bench/$run_id/$name:v1" >/dev/null
+  done
+  secs "$t0" "$(now)"
+}
 uploaded() { grep -o '"bytesUploaded": [0-9]*' "$work/$1.json" | awk '{s+=$2} END{print s+0}'; }
 rss_mb() { awk '{printf "%.0f", $1/1024}' "$work/$1.rss"; }
 
@@ -79,19 +89,11 @@ for rep in $(seq 1 "$REPS"); do
   log "rep $rep/$REPS: single region B"; tb+=("$(push "single-b-$rep" "$img" --region b="$B")")
   log "rep $rep/$REPS: dual A + B";      tab+=("$(push "dual-$rep" "$img" --region a="$A" --region b="$B")")
   log "rep $rep/$REPS: two skopeo copies"
-  t0=$(now)
-  for host in "$A" "$B"; do
-    TMPDIR=$work skopeo copy -q --dest-tls-verify=false "oci:$img" "docker://$host/bench/$run_id/skopeo-$rep:v1" >/dev/null
-  done
-  tsk+=("$(secs "$t0" "$(now)")")
+  tsk+=("$(skopeo_pair "skopeo-$rep" "$img" "$A" "$B")")
   if [ -n "$BS" ]; then
     log "rep $rep/$REPS: balanced pair A + BUILDSET (both filesystem), ours and skopeo"
     tabs+=("$(push "dual-fs-$rep" "$img" --region a="$A" --region c="$BS")")
-    t0=$(now)
-    for host in "$A" "$BS"; do
-      TMPDIR=$work skopeo copy -q --dest-tls-verify=false "oci:$img" "docker://$host/bench/$run_id/skopeo-fs-$rep:v1" >/dev/null
-    done
-    tskfs+=("$(secs "$t0" "$(now)")")
+    tskfs+=("$(skopeo_pair "skopeo-fs-$rep" "$img" "$A" "$BS")")
   fi
 done
 t_a=$(echo "${ta[*]}" | minof) t_b=$(echo "${tb[*]}" | minof) t_ab=$(echo "${tab[*]}" | minof) t_sk=$(echo "${tsk[*]}" | minof)
@@ -120,11 +122,7 @@ if [ -n "$BS" ]; then
     log "rep $rep/$REPS: remote regions (${WAN_MIB} MiB/s links): single, dual, two skopeo copies"
     wa+=("$(push "wan-a-$rep" "$img" --region a="$LA")")
     wab+=("$(push "wan-ac-$rep" "$img" --region a="$LA" --region c="$LC")")
-    t0=$(now)
-    for host in "$LA" "$LC"; do
-      TMPDIR=$work skopeo copy -q --dest-tls-verify=false "oci:$img" "docker://$host/bench/$run_id/wan-skopeo-$rep:v1" >/dev/null
-    done
-    wsk+=("$(secs "$t0" "$(now)")")
+    wsk+=("$(skopeo_pair "wan-skopeo-$rep" "$img" "$LA" "$LC")")
   done
   t_wa=$(echo "${wa[*]}" | minof) t_wab=$(echo "${wab[*]}" | minof) t_wsk=$(echo "${wsk[*]}" | minof)
 fi

@@ -55,29 +55,11 @@ memcache_servers = 127.0.0.1:$mc
 use = egg:swift#s3api
 location = us-east-1
 dns_compliant_bucket_names = false
-[filter:catch_errors]
-use = egg:swift#catch_errors
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-[filter:healthcheck]
-use = egg:swift#healthcheck
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-[filter:listing_formats]
-use = egg:swift#listing_formats
-[filter:bulk]
-use = egg:swift#bulk
-[filter:tempurl]
-use = egg:swift#tempurl
-[filter:copy]
-use = egg:swift#copy
-[filter:slo]
-use = egg:swift#slo
-[filter:dlo]
-use = egg:swift#dlo
-[filter:versioned_writes]
-use = egg:swift#versioned_writes
 CONF
+# The filters that take no settings: each is its egg's entry point.
+for f in catch_errors gatekeeper healthcheck proxy-logging listing_formats bulk tempurl copy slo dlo versioned_writes; do
+  printf '[filter:%s]\nuse = egg:swift#%s\n' "$f" "${f//-/_}"
+done >>"$root/etc/proxy-server.conf"
 cp /etc/mime.types "$root/etc/mime.types" 2>/dev/null || true
 
 # Rings name the ports, so they are rebuilt for every start (one Python process).
