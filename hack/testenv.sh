@@ -15,8 +15,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 # Start order matters: swift before the registries that store into it, kube
-# before the OpenStack emulator whose clusters point at it.
-ORDER=(swift registries baseimages kube openstack mariadb mongo s3)
+# before the node that joins it and the OpenStack emulator whose clusters
+# point at it.
+ORDER=(swift registries baseimages kube node openstack mariadb mongo s3)
 ALL_SERVERS=()
 for s in "${ORDER[@]}"; do [ -x "$SLIPWAY_ROOT/hack/servers/$s.sh" ] && ALL_SERVERS+=("$s"); done
 
@@ -56,7 +57,12 @@ case "$cmd" in
       sleep 0.1
     done
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    rm -rf "$dir/pids" "$dir/env.d" "$dir/env" "$dir/ports"
+    # A server that leaves more than its processes (the node: containers,
+    # cgroups, a bridge) puts its undo script in DIR/down.d.
+    for f in "$dir"/down.d/*; do
+      if [ -x "$f" ]; then "$f" || log "$f failed"; fi
+    done
+    rm -rf "$dir/pids" "$dir/env.d" "$dir/env" "$dir/ports" "$dir/down.d"
     ;;
   *) usage ;;
 esac
