@@ -41,12 +41,14 @@ func TestFaults(t *testing.T) {
 		// layerSize of the image's 2 layers (default 600 kB).
 		layerSize int64
 	}
+	// answer makes do answer the first k requests that match (k 0: every
+	// one); layer is the digest of the image's first layer.
 	var n atomic.Int32
-	firstN := func(k int32, match func(*http.Request) bool, do func(w http.ResponseWriter, r *http.Request)) func(fp *pushtest.FaultProxy, layer string) func() {
-		return func(fp *pushtest.FaultProxy, _ string) func() {
+	answer := func(k int32, match func(r *http.Request, layer string) bool, do func(w http.ResponseWriter, r *http.Request)) func(fp *pushtest.FaultProxy, layer string) func() {
+		return func(fp *pushtest.FaultProxy, layer string) func() {
 			n.Store(0)
 			fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
-				if !match(r) || n.Add(1) > k {
+				if !match(r, layer) || (k > 0 && n.Add(1) > k) {
 					return false
 				}
 				do(w, r)
@@ -54,6 +56,11 @@ func TestFaults(t *testing.T) {
 			})
 			return func() { fp.Set(nil) }
 		}
+	}
+	anyReq := func(*http.Request, string) bool { return true }
+	blobPut := func(r *http.Request, _ string) bool { return pushtest.IsBlobPut(r) }
+	layerPut := func(r *http.Request, layer string) bool {
+		return pushtest.IsBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:"))
 	}
 	status := func(code int) func(w http.ResponseWriter, r *http.Request) {
 		return func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(code) }
@@ -77,66 +84,22 @@ func TestFaults(t *testing.T) {
 		}
 		go func() { <-fpStall.Closing; conn.Close() }()
 	}
-	anyReq := func(*http.Request) bool { return true }
 	cases := []fault{
-		{name: "5xx burst on every kind of request", behind: "b", setup: firstN(3, anyReq, status(http.StatusServiceUnavailable))},
-		{name: "5xx on blob uploads", behind: "b", setup: firstN(3, pushtest.IsBlobPut, status(http.StatusInternalServerError))},
-		{name: "429 then success", behind: "a", setup: firstN(2, anyReq, status(http.StatusTooManyRequests))},
-		{name: "connection dropped mid-blob, recovers", behind: "b", setup: firstN(2, pushtest.IsBlobPut, dropMidBlob)},
+		{name: "5xx burst on every kind of request", behind: "b", setup: answer(3, anyReq, status(http.StatusServiceUnavailable))},
+		{name: "5xx on blob uploads", behind: "b", setup: answer(3, blobPut, status(http.StatusInternalServerError))},
+		{name: "429 then success", behind: "a", setup: answer(2, anyReq, status(http.StatusTooManyRequests))},
+		{name: "connection dropped mid-blob, recovers", behind: "b", setup: answer(2, blobPut, dropMidBlob)},
+		{name: "stalled upload, recovers", behind: "b", layerSize: 6 << 20, setup: answer(1, layerPut, stall)},
 		{
-			name: "stalled upload, recovers", behind: "b", layerSize: 6 << 20,
-			setup: func(fp *pushtest.FaultProxy, layer string) func() {
-				var once atomic.Bool
-				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
-					if pushtest.IsBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) && once.CompareAndSwap(false, true) {
-						stall(w, r)
-						return true
-					}
-					return false
-				})
-				return nil
-			},
-		},
-		{
-			name: "connection dropped mid-blob on every try", behind: "b", attempts: 2,
-			setup: func(fp *pushtest.FaultProxy, layer string) func() {
-				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
-					if pushtest.IsBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) {
-						dropMidBlob(w, r)
-						return true
-					}
-					return false
-				})
-				return func() { fp.Set(nil) }
-			},
+			name: "connection dropped mid-blob on every try", behind: "b", attempts: 2, setup: answer(0, layerPut, dropMidBlob),
 			wantErr: []string{"region b", "blob ", "uploading (attempt 2 of 2)", "no tag was moved in any region", "rerun"}, healthyLanded: true,
 		},
 		{
-			name: "stalled upload on every try", behind: "a", attempts: 2, layerSize: 6 << 20,
-			setup: func(fp *pushtest.FaultProxy, layer string) func() {
-				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
-					if pushtest.IsBlobPut(r) && strings.Contains(r.URL.RawQuery, strings.TrimPrefix(layer, "sha256:")) {
-						stall(w, r)
-						return true
-					}
-					return false
-				})
-				return func() { fp.Set(nil) }
-			},
+			name: "stalled upload on every try", behind: "a", attempts: 2, layerSize: 6 << 20, setup: answer(0, layerPut, stall),
 			wantErr: []string{"region a", "upload stalled: no progress for 1s", "no tag was moved in any region"}, healthyLanded: true,
 		},
 		{
-			name: "5xx that never ends", behind: "b", attempts: 2,
-			setup: func(fp *pushtest.FaultProxy, layer string) func() {
-				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
-					if pushtest.IsBlobPut(r) {
-						w.WriteHeader(http.StatusBadGateway)
-						return true
-					}
-					return false
-				})
-				return func() { fp.Set(nil) }
-			},
+			name: "5xx that never ends", behind: "b", attempts: 2, setup: answer(0, blobPut, status(http.StatusBadGateway)),
 			wantErr: []string{"region b", "502", "no tag was moved in any region"}, healthyLanded: true,
 		},
 		{
@@ -175,7 +138,6 @@ func TestFaults(t *testing.T) {
 				size = 600_000
 			}
 			img := pushtest.RandomImage(t, 2, size)
-			dir := pushtest.WriteLayout(t, img)
 			layers, _ := img.Layers()
 			ld, _ := layers[0].Digest()
 			repo := pushtest.UniqueRepo(t)
@@ -195,8 +157,7 @@ func TestFaults(t *testing.T) {
 				// Keep a proxy address that refuses connections.
 				regions[1].Registry = fp.Listener.Addr().String()
 			}
-			o := quietOpts(regions)
-			o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1"}
+			o := layoutOpts(t, regions, img, repo, "v1")
 			o.StallTimeout, o.ResponseTimeout = time.Second, 15*time.Second
 			o.Log = slog.New(slog.NewTextHandler(tWriter{t}, nil))
 			if tc.attempts > 0 {
@@ -276,10 +237,8 @@ func TestCancel(t *testing.T) {
 		return false
 	})
 	img := pushtest.RandomImage(t, 2, 1_000_000)
-	dir := pushtest.WriteLayout(t, img)
 	repo := pushtest.UniqueRepo(t)
-	o := quietOpts([]Region{{Name: "a", Registry: a}, {Name: "b", Registry: fp.Host()}})
-	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1"}
+	o := layoutOpts(t, []Region{{Name: "a", Registry: a}, {Name: "b", Registry: fp.Host()}}, img, repo, "v1")
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-started

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/slipwayci/slipway/internal/httpx"
+	"github.com/slipwayci/slipway/internal/push/pushtest"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
@@ -49,6 +51,16 @@ func regionsAB(t *testing.T) []Region {
 
 func quietOpts(regions []Region) Options {
 	return Options{Regions: regions, Retry: fastRetry(), StallTimeout: 5 * time.Second, ResponseTimeout: 30 * time.Second}
+}
+
+// layoutOpts are quietOpts pushing img (an image or an index), from a layout
+// of its own, to repo with tags.
+func layoutOpts(t *testing.T, regions []Region, img interface {
+	MediaType() (types.MediaType, error)
+}, repo string, tags ...string) Options {
+	o := quietOpts(regions)
+	o.Source, o.Repository, o.Tags = "oci:"+pushtest.WriteLayout(t, img), repo, tags
+	return o
 }
 
 func run(t *testing.T, o Options) (*result.PushResult, error) {

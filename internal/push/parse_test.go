@@ -16,6 +16,24 @@ import (
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
+// wantError checks err against want, a part of the message ("": no
+// error), and that a bad input is a user error; it reports whether the
+// test goes on to check the result.
+func wantError(t *testing.T, err error, want string) bool {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatal(err)
+	case want == "":
+		return true
+	case err == nil || !strings.Contains(err.Error(), want):
+		t.Fatalf("err = %v, want it to contain %q", err, want)
+	case !usererr.Is(err):
+		t.Errorf("err is not bad input: %v", err)
+	}
+	return false
+}
+
 func TestParseRegion(t *testing.T) {
 	tests := []struct {
 		name, in string
@@ -35,14 +53,8 @@ func TestParseRegion(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParseRegion(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !usererr.Is(err) {
-					t.Fatalf("err = %v, want bad input containing %q", err, tt.wantErr)
-				}
+			if !wantError(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
@@ -73,17 +85,8 @@ func TestParseTargets(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParseTargets(strings.NewReader(tt.in), "targets.yaml")
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
-				}
-				if !usererr.Is(err) {
-					t.Errorf("err is not bad input: %v", err)
-				}
+			if !wantError(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
@@ -191,17 +194,11 @@ func TestParseSecrets(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseSecrets(strings.NewReader(tt.in), "secrets.yaml")
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				if strings.Contains(err.Error(), "pw-a-secret") {
-					t.Errorf("error shows the password: %v", err)
-				}
-				return
+			if err != nil && strings.Contains(err.Error(), "pw-a-secret") {
+				t.Errorf("error shows the password: %v", err)
 			}
-			if err != nil {
-				t.Fatal(err)
+			if !wantError(t, err, tt.wantErr) {
+				return
 			}
 			users := map[string]string{}
 			for k, c := range got {
@@ -236,14 +233,8 @@ func TestParseSource(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := parseSource(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
+			if !wantError(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)

@@ -33,12 +33,10 @@ func TestPushTwoRegions(t *testing.T) {
 	node := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_B_NODE")
 	img := pushtest.RandomImage(t, 3, 700_000)
 	want := pushtest.Digest(t, img)
-	dir := pushtest.WriteLayout(t, img)
 	repo := pushtest.UniqueRepo(t)
 	out := t.TempDir()
 
-	o := quietOpts(regions)
-	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1", "latest"}
+	o := layoutOpts(t, regions, img, repo, "v1", "latest")
 	res, err := run(t, o)
 	if err != nil {
 		t.Fatal(err)
@@ -124,17 +122,8 @@ func TestPushIndex(t *testing.T) {
 		children = append(children, img)
 		ii = mutate.AppendManifests(ii, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
 	}
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendIndex(ii); err != nil {
-		t.Fatal(err)
-	}
 	repo := pushtest.UniqueRepo(t)
-	o := quietOpts(regions)
-	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"multi"}
+	o := layoutOpts(t, regions, ii, repo, "multi")
 	res, err := run(t, o)
 	if err != nil {
 		t.Fatal(err)
@@ -335,10 +324,8 @@ func TestVerifyResult(t *testing.T) {
 	regions := regionsAB(t)
 	data := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_DATA_A")
 	img := pushtest.RandomImage(t, 2, 150_000)
-	dir := pushtest.WriteLayout(t, img)
 	repo := pushtest.UniqueRepo(t)
-	o := quietOpts(regions)
-	o.Source, o.Repository, o.Tags = "oci:"+dir, repo, []string{"v1"}
+	o := layoutOpts(t, regions, img, repo, "v1")
 	resultFile := filepath.Join(t.TempDir(), "push.json")
 	res, err := run(t, o)
 	if err != nil {

@@ -54,15 +54,29 @@ func RandomImage(t testing.TB, layers int, size int64) v1.Image {
 	return img
 }
 
-// WriteLayout writes img to a fresh OCI layout and returns its directory.
-func WriteLayout(t testing.TB, img v1.Image) string {
+// Content is an image or an index.
+type Content interface {
+	MediaType() (types.MediaType, error)
+}
+
+// WriteLayout writes an image or an index to a fresh OCI layout and
+// returns its directory.
+func WriteLayout(t testing.TB, x Content) string {
 	t.Helper()
 	dir := t.TempDir()
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.AppendImage(img); err != nil {
+	switch x := x.(type) {
+	case v1.ImageIndex:
+		err = p.AppendIndex(x)
+	case v1.Image:
+		err = p.AppendImage(x)
+	default:
+		t.Fatalf("WriteLayout: %T is neither an image nor an index", x)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -13,8 +13,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/slipwayci/slipway/internal/push/pushtest"
 )
 
 func main() {
@@ -40,21 +41,8 @@ func write(dir string, layers int, size int64, index int) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	img := func() (v1.Image, error) {
-		img := empty.Image
-		for i := 0; i < layers; i++ {
-			l, err := random.Layer(size, types.OCILayer)
-			if err != nil {
-				return nil, err
-			}
-			if img, err = mutate.AppendLayers(img, l); err != nil {
-				return nil, err
-			}
-		}
-		return mutate.MediaType(mutate.ConfigMediaType(img, types.OCIConfigJSON), types.OCIManifestSchema1), nil
-	}
 	if index <= 0 {
-		im, err := img()
+		im, err := pushtest.NewImage(layers, size)
 		if err != nil {
 			return v1.Hash{}, err
 		}
@@ -65,7 +53,7 @@ func write(dir string, layers int, size int64, index int) (v1.Hash, error) {
 	}
 	var ii v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for i := 0; i < index; i++ {
-		im, err := img()
+		im, err := pushtest.NewImage(layers, size)
 		if err != nil {
 			return v1.Hash{}, err
 		}
