@@ -43,10 +43,7 @@ type retryTransport struct {
 // backoff and full jitter, honouring Retry-After. A request whose body cannot
 // be replayed (no GetBody) is never retried after the body was sent.
 func Retry(next http.RoundTripper, policy RetryPolicy) http.RoundTripper {
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	return &retryTransport{next: next, policy: policy}
+	return &retryTransport{next: orDefault(next), policy: policy}
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -137,21 +134,24 @@ func Retryable(resp *http.Response, err error) (string, bool) {
 	return "", false
 }
 
-type userAgent struct {
-	next http.RoundTripper
-	ua   string
-}
-
 // UserAgent sets "slipway-<stage>/<version>" on every request.
 func UserAgent(next http.RoundTripper, stage string) http.RoundTripper {
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	return &userAgent{next: next, ua: "slipway-" + stage + "/" + version.Version}
+	next, ua := orDefault(next), version.UserAgent(stage)
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		r := req.Clone(req.Context())
+		r.Header.Set("User-Agent", ua)
+		return next.RoundTrip(r)
+	})
 }
 
-func (u *userAgent) RoundTrip(req *http.Request) (*http.Response, error) {
-	r := req.Clone(req.Context())
-	r.Header.Set("User-Agent", u.ua)
-	return u.next.RoundTrip(r)
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// orDefault is next, or http.DefaultTransport when next is nil.
+func orDefault(next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		return http.DefaultTransport
+	}
+	return next
 }

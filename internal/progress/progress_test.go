@@ -12,10 +12,15 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
-func TestPlainModePrintsPeriodically(t *testing.T) {
+// printer is a Printer on a fake clock that writes into buf.
+func printer(tty bool, opts ...Option) (*Printer, *bytes.Buffer, *clock) {
 	var buf bytes.Buffer
 	c := &clock{t: time.Unix(0, 0)}
-	p := New(&buf, WithTTY(false), WithInterval(10*time.Second), WithClock(c.now))
+	return New(&buf, append([]Option{WithTTY(tty), WithClock(c.now)}, opts...)...), &buf, c
+}
+
+func TestPlainModePrintsPeriodically(t *testing.T) {
+	p, buf, c := printer(false, WithInterval(10*time.Second))
 	task := p.Start("region a", 100<<20)
 	for i := 0; i < 100; i++ { // 100 writes over 5 s: no line yet
 		c.advance(50 * time.Millisecond)
@@ -38,9 +43,7 @@ func TestPlainModePrintsPeriodically(t *testing.T) {
 }
 
 func TestStatusChangePrintsAtOnce(t *testing.T) {
-	var buf bytes.Buffer
-	c := &clock{t: time.Unix(0, 0)}
-	p := New(&buf, WithTTY(false), WithClock(c.now))
+	p, buf, c := printer(false)
 	w := p.Start("cluster acme", 0)
 	w.Status("CREATE_IN_PROGRESS")
 	c.advance(time.Second)
@@ -54,9 +57,7 @@ func TestStatusChangePrintsAtOnce(t *testing.T) {
 }
 
 func TestTTYRedraws(t *testing.T) {
-	var buf bytes.Buffer
-	c := &clock{t: time.Unix(0, 0)}
-	p := New(&buf, WithTTY(true), WithClock(c.now))
+	p, buf, c := printer(true)
 	a := p.Start("a", 10)
 	b := p.Start("b", 10)
 	c.advance(time.Second)

@@ -80,15 +80,21 @@ func TestParseErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parse(t, tt.src)
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error does not wrap ErrConfig: %v", err)
-			}
-			if !regexp.MustCompile(tt.want).MatchString(err.Error()) {
-				t.Errorf("error does not match %q:\n%v", tt.want, err)
-			}
+			wantConfigError(t, err, tt.want)
 		})
+	}
+}
+
+// wantConfigError checks err is a configuration error matching the regexp want.
+func wantConfigError(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("the broken configuration was accepted")
+	}
+	if !errors.Is(err, ErrConfig) {
+		t.Errorf("error does not wrap ErrConfig: %v", err)
+	}
+	if !regexp.MustCompile(want).MatchString(err.Error()) {
+		t.Errorf("error does not match %q:\n%v", want, err)
 	}
 }
