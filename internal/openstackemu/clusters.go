@@ -325,8 +325,7 @@ func (e *Emulator) createCluster(q *request) *apiError {
 		}
 	})
 	q.region.clusters = append(q.region.clusters, c)
-	writeJSON(q.w, http.StatusAccepted, map[string]any{"uuid": c.uuid})
-	return nil
+	return accepted(q, c)
 }
 
 func copyLabels(in map[string]string) map[string]string {
@@ -363,22 +362,34 @@ func validateCounts(ng *nodegroup) *apiError {
 }
 
 func (e *Emulator) findCluster(q *request, ident string) (*cluster, *apiError) {
-	var found []*cluster
+	var own []*cluster
 	for _, c := range q.region.clusters {
-		if c.projectID != q.projectID() {
-			continue
-		}
-		if c.uuid == ident || !uuidRE.MatchString(ident) && c.name == ident {
-			found = append(found, c)
+		if c.projectID == q.projectID() {
+			own = append(own, c)
 		}
 	}
+	return findOne("Cluster", ident, own, func(c *cluster) (string, string) { return c.uuid, c.name })
+}
+
+// findOne returns the one of items ident names: its uuid, or a name when
+// ident is not a uuid; Magnum's errors when none or several do. kind is
+// the object's API name (Cluster, ClusterTemplate).
+func findOne[T any](kind, ident string, items []T, key func(T) (uuid, name string)) (T, *apiError) {
+	var found []T
+	for _, it := range items {
+		if uuid, name := key(it); uuid == ident || !uuidRE.MatchString(ident) && name == ident {
+			found = append(found, it)
+		}
+	}
+	var none T
 	switch len(found) {
 	case 0:
-		return nil, errorf(http.StatusNotFound, "Cluster %s could not be found.", ident)
+		return none, errorf(http.StatusNotFound, "%s %s could not be found.", kind, ident)
 	case 1:
 		return found[0], nil
 	}
-	return nil, errorf(http.StatusConflict, "Multiple clusters exist with same name. Please use the cluster uuid instead.")
+	lower := strings.ToLower(kind)
+	return none, errorf(http.StatusConflict, "Multiple %ss exist with same name. Please use the %s uuid instead.", lower, lower)
 }
 
 var clusterSummary = []string{"uuid", "name", "cluster_template_id", "keypair", "docker_volume_size", "labels",
@@ -467,6 +478,20 @@ func (e *Emulator) listClusters(q *request, detail bool) *apiError {
 	return nil
 }
 
+// checkNodeCount rejects a cluster of no workers before microversion 1.10.
+func checkNodeCount(q *request, n int) *apiError {
+	if n == 0 && q.version.less(microversion{1, 10}) {
+		return errorf(http.StatusBadRequest, "Node count should be greater than 0 for this API version.")
+	}
+	return nil
+}
+
+// accepted answers a cluster action: 202 with the cluster's uuid.
+func accepted(q *request, c *cluster) *apiError {
+	writeJSON(q.w, http.StatusAccepted, map[string]any{"uuid": c.uuid})
+	return nil
+}
+
 func checkUpdatable(c *cluster, verb string, also ...string) *apiError {
 	if updatable[c.status] {
 		return nil
@@ -504,8 +529,8 @@ func (e *Emulator) patchCluster(q *request, ident string) *apiError {
 	if len(bad) > 0 {
 		return errorf(http.StatusBadRequest, "cannot change cluster property(ies) %s.", strings.Join(bad, ", "))
 	}
-	if nodeCount == 0 && q.version.less(microversion{1, 10}) {
-		return errorf(http.StatusBadRequest, "Node count should be greater than 0 for this API version.")
+	if err := checkNodeCount(q, nodeCount); err != nil {
+		return err
 	}
 	if err := checkUpdatable(c, "Updating"); err != nil {
 		return err
@@ -514,8 +539,7 @@ func (e *Emulator) patchCluster(q *request, ident string) *apiError {
 		w.nodeCount = nodeCount
 		e.begin(c, "UPDATE", e.opts.UpdateDuration, []*nodegroup{w}, nil)
 	}
-	writeJSON(q.w, http.StatusAccepted, map[string]any{"uuid": c.uuid})
-	return nil
+	return accepted(q, c)
 }
 
 func (e *Emulator) resizeCluster(q *request, ident string) *apiError {
@@ -537,8 +561,8 @@ func (e *Emulator) resizeCluster(q *request, ident string) *apiError {
 	if req.NodeCount == nil || *req.NodeCount < 0 {
 		return errorf(http.StatusBadRequest, "Invalid input for field/attribute node_count. Mandatory field missing.")
 	}
-	if *req.NodeCount == 0 && q.version.less(microversion{1, 10}) {
-		return errorf(http.StatusBadRequest, "Node count should be greater than 0 for this API version.")
+	if err := checkNodeCount(q, *req.NodeCount); err != nil {
+		return err
 	}
 	ng := c.worker()
 	if req.Nodegroup != "" {
@@ -562,8 +586,7 @@ func (e *Emulator) resizeCluster(q *request, ident string) *apiError {
 	}
 	ng.nodeCount = n
 	e.begin(c, "UPDATE", e.opts.UpdateDuration, []*nodegroup{ng}, nil)
-	writeJSON(q.w, http.StatusAccepted, map[string]any{"uuid": c.uuid})
-	return nil
+	return accepted(q, c)
 }
 
 func (e *Emulator) upgradeCluster(q *request, ident string) *apiError {
@@ -615,8 +638,7 @@ func (e *Emulator) upgradeCluster(q *request, ident string) *apiError {
 			ng.imageID, _ = ct.attrs["image_id"].(string)
 		}
 	})
-	writeJSON(q.w, http.StatusAccepted, map[string]any{"uuid": c.uuid})
-	return nil
+	return accepted(q, c)
 }
 
 // versionLess compares v1.21.10-style tags numerically; unparsable tags never

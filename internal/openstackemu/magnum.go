@@ -279,8 +279,7 @@ func (e *Emulator) route(q *request, segs []string) *apiError {
 			if err != nil {
 				return err
 			}
-			writeJSON(q.w, http.StatusAccepted, map[string]any{"uuid": c.uuid})
-			return nil
+			return accepted(q, c)
 		}
 	}
 	return errorf(http.StatusNotFound, "The resource could not be found.")

@@ -176,19 +176,7 @@ func (e *Emulator) visibleTemplates(q *request) []*clusterTemplate {
 }
 
 func (e *Emulator) findTemplate(q *request, ident string) (*clusterTemplate, *apiError) {
-	var found []*clusterTemplate
-	for _, ct := range e.visibleTemplates(q) {
-		if ct.uuid == ident || !uuidRE.MatchString(ident) && ct.name() == ident {
-			found = append(found, ct)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, errorf(http.StatusNotFound, "ClusterTemplate %s could not be found.", ident)
-	case 1:
-		return found[0], nil
-	}
-	return nil, errorf(http.StatusConflict, "Multiple clustertemplates exist with same name. Please use the clustertemplate uuid instead.")
+	return findOne("ClusterTemplate", ident, e.visibleTemplates(q), func(ct *clusterTemplate) (string, string) { return ct.uuid, ct.name() })
 }
 
 var templateSummary = []string{"uuid", "name", "tags", "hidden"}
