@@ -11,7 +11,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/slipwayci/slipway/internal/httpx"
 	"github.com/slipwayci/slipway/internal/push/pushtest"
@@ -55,9 +54,7 @@ func quietOpts(regions []Region) Options {
 
 // layoutOpts are quietOpts pushing img (an image or an index), from a layout
 // of its own, to repo with tags.
-func layoutOpts(t *testing.T, regions []Region, img interface {
-	MediaType() (types.MediaType, error)
-}, repo string, tags ...string) Options {
+func layoutOpts(t *testing.T, regions []Region, img pushtest.Content, repo string, tags ...string) Options {
 	o := quietOpts(regions)
 	o.Source, o.Repository, o.Tags = "oci:"+pushtest.WriteLayout(t, img), repo, tags
 	return o
