@@ -20,9 +20,6 @@ type BackupResult struct {
 	Seconds float64  `json:"seconds"`
 }
 
-// ResultHeader implements Document.
-func (r *BackupResult) ResultHeader() *Header { return &r.Header }
-
 // ResultKind implements Document.
 func (r *BackupResult) ResultKind() string { return "BackupResult" }
 

@@ -8,9 +8,6 @@ type BuildResult struct {
 	Images []BuiltImage `json:"images"`
 }
 
-// ResultHeader implements Document.
-func (r *BuildResult) ResultHeader() *Header { return &r.Header }
-
 // ResultKind implements Document.
 func (r *BuildResult) ResultKind() string { return "BuildResult" }
 

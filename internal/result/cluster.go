@@ -18,9 +18,6 @@ type ClusterResult struct {
 	Changes []string `json:"changes"`
 }
 
-// ResultHeader implements Document.
-func (r *ClusterResult) ResultHeader() *Header { return &r.Header }
-
 // ResultKind implements Document.
 func (r *ClusterResult) ResultKind() string { return "ClusterResult" }
 

@@ -27,9 +27,6 @@ type DeployResult struct {
 	Unchanged  int `json:"unchanged"`
 }
 
-// ResultHeader implements Document.
-func (r *DeployResult) ResultHeader() *Header { return &r.Header }
-
 // ResultKind implements Document.
 func (r *DeployResult) ResultKind() string { return "DeployResult" }
 

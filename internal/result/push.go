@@ -10,9 +10,6 @@ type PushResult struct {
 	Images []PushedImage `json:"images"`
 }
 
-// ResultHeader implements Document.
-func (r *PushResult) ResultHeader() *Header { return &r.Header }
-
 // ResultKind implements Document.
 func (r *PushResult) ResultKind() string { return "PushResult" }
 

@@ -25,8 +25,12 @@ type Header struct {
 	Tool string `json:"tool,omitempty"`
 }
 
+// ResultHeader exposes the header for stamping and checking; every result
+// type embeds Header and so has it.
+func (h *Header) ResultHeader() *Header { return h }
+
 // Document is implemented by every result type: it names its kind and
-// exposes its header for stamping and checking.
+// exposes its header (embedding Header gives ResultHeader).
 type Document interface {
 	ResultHeader() *Header
 	ResultKind() string
