@@ -80,7 +80,7 @@ func (e *Emulator) serveMagnum(w http.ResponseWriter, r *http.Request) {
 	regionName, rest, _ := strings.Cut(rest, "/")
 	reg, ok := e.regions[regionName]
 	if !ok {
-		writeMagnumError(w, errorf(http.StatusNotFound, "The resource could not be found."))
+		writeMagnumError(w, errNoResource())
 		return
 	}
 	base := baseURL(r) + "/magnum/" + regionName
@@ -97,7 +97,7 @@ func (e *Emulator) serveMagnum(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(segs) == 0 || segs[0] != "v1" {
-		writeMagnumError(w, errorf(http.StatusNotFound, "The resource could not be found."))
+		writeMagnumError(w, errNoResource())
 		return
 	}
 	t := e.validToken(r.Header.Get("X-Auth-Token"))
@@ -197,44 +197,17 @@ func (e *Emulator) route(q *request, segs []string) *apiError {
 	e.advance(q.region)
 	switch segs[0] {
 	case "clustertemplates":
-		switch {
-		case len(segs) == 1 && m == http.MethodGet:
-			return e.listTemplates(q, false)
-		case len(segs) == 2 && segs[1] == "detail" && m == http.MethodGet:
-			return e.listTemplates(q, true)
-		case len(segs) == 1 && m == http.MethodPost:
-			return e.createTemplate(q)
-		case len(segs) == 2 && m == http.MethodGet:
-			ct, err := e.findTemplate(q, segs[1])
-			if err != nil {
-				return err
-			}
-			writeJSON(q.w, http.StatusOK, ct.view(q))
-			return nil
-		case len(segs) == 2 && m == http.MethodPatch:
-			return e.patchTemplate(q, segs[1])
-		case len(segs) == 2 && m == http.MethodDelete:
-			return e.deleteTemplate(q, segs[1])
-		}
+		return collection{
+			list: e.listTemplates, create: e.createTemplate, get: e.getTemplate,
+			patch: e.patchTemplate, del: e.deleteTemplate,
+		}.route(q, segs)
 	case "clusters":
 		switch {
-		case len(segs) == 1 && m == http.MethodGet:
-			return e.listClusters(q, false)
-		case len(segs) == 2 && segs[1] == "detail" && m == http.MethodGet:
-			return e.listClusters(q, true)
-		case len(segs) == 1 && m == http.MethodPost:
-			return e.createCluster(q)
-		case len(segs) == 2 && m == http.MethodGet:
-			c, err := e.findCluster(q, segs[1])
-			if err != nil {
-				return err
-			}
-			writeJSON(q.w, http.StatusOK, c.view(q, e, true, true))
-			return nil
-		case len(segs) == 2 && m == http.MethodPatch:
-			return e.patchCluster(q, segs[1])
-		case len(segs) == 2 && m == http.MethodDelete:
-			return e.deleteCluster(q, segs[1])
+		case len(segs) <= 2:
+			return collection{
+				list: e.listClusters, create: e.createCluster, get: e.getCluster,
+				patch: e.patchCluster, del: e.deleteCluster,
+			}.route(q, segs)
 		case len(segs) == 4 && segs[2] == "actions" && segs[3] == "resize" && m == http.MethodPost:
 			return e.resizeCluster(q, segs[1])
 		case len(segs) == 4 && segs[2] == "actions" && segs[3] == "upgrade" && m == http.MethodPost:
@@ -282,7 +255,57 @@ func (e *Emulator) route(q *request, segs []string) *apiError {
 			return accepted(q, c)
 		}
 	}
+	return errNoResource()
+}
+
+func errNoResource() *apiError {
 	return errorf(http.StatusNotFound, "The resource could not be found.")
+}
+
+// collection routes the requests every Magnum collection answers: list,
+// list with details, create, get, patch and delete.
+type collection struct {
+	list            func(q *request, detail bool) *apiError
+	create          func(q *request) *apiError
+	get, patch, del func(q *request, ident string) *apiError
+}
+
+// route answers segs, the collection's name and at most one more segment.
+func (c collection) route(q *request, segs []string) *apiError {
+	m := q.r.Method
+	switch {
+	case len(segs) == 1 && m == http.MethodGet:
+		return c.list(q, false)
+	case len(segs) == 2 && segs[1] == "detail" && m == http.MethodGet:
+		return c.list(q, true)
+	case len(segs) == 1 && m == http.MethodPost:
+		return c.create(q)
+	case len(segs) == 2 && m == http.MethodGet:
+		return c.get(q, segs[1])
+	case len(segs) == 2 && m == http.MethodPatch:
+		return c.patch(q, segs[1])
+	case len(segs) == 2 && m == http.MethodDelete:
+		return c.del(q, segs[1])
+	}
+	return errNoResource()
+}
+
+func (e *Emulator) getTemplate(q *request, ident string) *apiError {
+	ct, err := e.findTemplate(q, ident)
+	if err != nil {
+		return err
+	}
+	writeJSON(q.w, http.StatusOK, ct.view(q))
+	return nil
+}
+
+func (e *Emulator) getCluster(q *request, ident string) *apiError {
+	c, err := e.findCluster(q, ident)
+	if err != nil {
+		return err
+	}
+	writeJSON(q.w, http.StatusOK, c.view(q, e, true, true))
+	return nil
 }
 
 // decodeBody decodes a JSON body into v, rejecting unknown attributes the way
