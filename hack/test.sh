@@ -22,7 +22,8 @@ unformatted=$(git ls-files -z '*.go' | xargs -0 -r gofmt -l)
 [ -z "$unformatted" ] || die "gofmt would change: $unformatted"
 go vet ./...
 staticcheck ./...
-shellcheck -x hack/*.sh hack/*/*.sh .ci/run
+shopt -s globstar
+shellcheck -x hack/**/*.sh .ci/run
 
 envdir=$(mktemp -d "${TMPDIR:-/tmp}/slipway-test.XXXXXX")
 cleanup() { hack/testenv.sh down "$envdir" || true; rm -rf "$envdir"; }
