@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -19,12 +18,7 @@ import (
 
 // runCLI runs deploy-k8s with args and returns exit code, stdout and stderr.
 func runCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	a := app()
-	var stdout, stderr bytes.Buffer
-	a.Writer, a.ErrWriter = &stdout, &stderr
-	code := cli.Run(context.Background(), a, append([]string{"deploy-k8s"}, args...))
-	return code, stdout.String(), stderr.String()
+	return cli.RunCaptured(context.Background(), app(), append([]string{"deploy-k8s"}, args...)...)
 }
 
 // commonArgs deploy the example tree with the push result push.

@@ -114,6 +114,8 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 	t.log.Info("job started", "job", name, "template", template.GetName(), "namespace", t.ns)
 
 	w := &jobWatch{t: t, name: name, logs: &jobLog{out: out, prefix: name + ": "}, streamed: map[string]bool{}}
+	w.follow, w.stop = context.WithCancel(ctx)
+	defer w.stop()
 	var failure string
 	err := poll.Until(ctx, poll.Constant(pollInterval), func(ctx context.Context) (bool, error) {
 		pods, err := w.streamPods(ctx, true)
@@ -133,7 +135,7 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 	})
 	// A pod that finished between two looks has not been read yet.
 	_, _ = w.streamPods(context.WithoutCancel(ctx), false)
-	w.wg.Wait()
+	w.wait(streamGrace)
 	jr.Succeeded = err == nil && failure == ""
 	if cleanup == CleanupAlways || (cleanup == CleanupOnSuccess && jr.Succeeded) {
 		jr.Deleted = t.deleteJob(ctx, name)
@@ -173,6 +175,10 @@ func (t *target) deleteJob(ctx context.Context, name string) bool {
 	return true
 }
 
+// streamGrace is how long the log streams of a finished Job may take to
+// end on their own before they are stopped.
+const streamGrace = 3 * time.Second
+
 // jobWatch streams the logs of a one-off Job's pods, each pod once.
 type jobWatch struct {
 	t        *target
@@ -180,11 +186,14 @@ type jobWatch struct {
 	logs     *jobLog
 	streamed map[string]bool
 	wg       sync.WaitGroup
+	// follow bounds the streams started while the Job runs; stop ends them.
+	follow context.Context
+	stop   context.CancelFunc
 }
 
 // streamPods lists the Job's pods and starts streaming the log of each
-// started pod not streamed yet: followed while it runs when follow is set,
-// otherwise only what is there.
+// started pod not streamed yet: while the Job runs (follow set) following a
+// running pod, afterwards reading only what is there.
 func (w *jobWatch) streamPods(ctx context.Context, follow bool) ([]corev1.Pod, error) {
 	pods, err := w.t.c.core.CoreV1().Pods(w.t.ns).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + w.name})
 	if err != nil {
@@ -196,13 +205,37 @@ func (w *jobWatch) streamPods(ctx context.Context, follow bool) ([]corev1.Pod, e
 			continue
 		}
 		w.streamed[p.Name] = true
+		sctx := w.follow
+		if !follow {
+			sctx = ctx
+		}
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			w.t.streamLog(ctx, p, follow && p.Status.Phase == corev1.PodRunning, w.logs)
+			w.t.streamLog(sctx, p, follow && p.Status.Phase == corev1.PodRunning, w.logs)
 		}()
 	}
 	return pods.Items, nil
+}
+
+// wait waits for the streams; one still following a pod of the finished
+// Job after grace (a node that does not close it) is stopped.
+func (w *jobWatch) wait(grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		w.wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	w.t.log.Warn("log stream still open after the job finished; stopping it", "job", w.name)
+	w.stop()
+	<-done
 }
 
 // streamLog copies the pod's log (following it when follow is set) to logs.
