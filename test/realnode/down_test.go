@@ -1,0 +1,294 @@
+package realnode
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipwayci/slipway/internal/testenv"
+)
+
+// hostPaths are fixed paths containerd, runc, CNI and the kubelet write by
+// default; the node keeps them in its own mount namespace or under the env
+// dir, so none may appear on the host.
+var hostPaths = []string{"/run/containerd", "/var/lib/containerd", "/opt/containerd", "/var/lib/kubelet",
+	"/var/log/pods", "/var/log/containers", "/etc/cni", "/var/lib/cni", "/run/netns",
+	"/usr/libexec/kubernetes"}
+
+// hostSettings are kernel settings the kubelet or the CNI bridge would
+// change on a node; the test node must leave them alone.
+var hostSettings = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward"}
+
+// TestDownLeavesNothing starts a private env with a node, runs a container
+// on it, stops the env with `hack/testenv.sh down` and checks that no process,
+// container, cgroup, mount, network device or listening port of it is left,
+// and that the host's fixed paths, kernel settings and iptables never
+// changed.
+func TestDownLeavesNothing(t *testing.T) {
+	for _, tool := range []string{"containerd", "runc", "docker-registry", "memcached", "unshare", "ip"} {
+		testenv.Tool(t, tool)
+	}
+	if os.Getuid() != 0 {
+		if testenv.Strict() {
+			t.Fatal("the test node needs root")
+		}
+		t.Skip("the test node needs root")
+	}
+	script := filepath.Join(repoRoot(), "hack", "testenv.sh")
+	dir := t.TempDir()
+	before := hostState(t)
+	downDone := false
+	down := func() {
+		downDone = true
+		if out, err := exec.Command(script, "down", dir).CombinedOutput(); err != nil {
+			t.Errorf("testenv.sh down: %v\n%s", err, out)
+		}
+	}
+	t.Cleanup(func() {
+		if !downDone {
+			down()
+		}
+	})
+	start := time.Now()
+	if out, err := exec.Command(script, "up", dir, "swift", "registries", "baseimages", "kube", "node").CombinedOutput(); err != nil {
+		t.Fatalf("testenv.sh up: %v\n%s", err, out)
+	}
+	t.Logf("private env with a node up in %s", time.Since(start).Round(100*time.Millisecond))
+	env := readEnv(t, filepath.Join(dir, "env"))
+	st := readEnv(t, filepath.Join(dir, "node", "state"))
+	bridge, cgroup, mntns := st["bridge"], st["cgroup"], strings.Trim(st["mntns"], "'")
+	if bridge == "" || cgroup == "" || mntns == "" {
+		t.Fatalf("node state %v lacks bridge, cgroup or mntns", st)
+	}
+
+	// A container on the node: the pause image, from the node registry.
+	n := &node{Kubeconfig: env["SLIPWAY_TEST_KUBECONFIG"], Kubectl: env["SLIPWAY_TEST_KUBECTL"]}
+	pod := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper", "namespace": "default"},
+	  "spec": {"nodeSelector": {"kubernetes.io/hostname": "` + env["SLIPWAY_TEST_NODE"] + `"},
+	    "tolerations": [{"key": "` + env["SLIPWAY_TEST_NODE_TAINT"] + `", "operator": "Exists"}],
+	    "containers": [{"name": "sleeper", "image": "` + env["SLIPWAY_TEST_NODE_REGISTRY_NAME"] + `/slipway/pause:1"}]}}`
+	f := filepath.Join(t.TempDir(), "pod.json")
+	if err := os.WriteFile(f, []byte(pod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, n, "apply", "-f", f); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	if out, err := kubectl(t, n, "wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"); err != nil {
+		t.Fatalf("pod sleeper not ready: %v\n%s", err, out)
+	}
+
+	// What the env runs now.
+	pids := envPIDs(t, dir)
+	nodePIDs := nsAndCgroupPIDs(mntns, cgroup)
+	if len(nodePIDs) < 4 {
+		t.Errorf("only %d processes in the node's namespace and cgroups (want containerd, kubelet, shim, containers)", len(nodePIDs))
+	}
+	veths := linksOf(t, bridge)
+	if len(veths) == 0 {
+		t.Errorf("no pod veth on bridge %s", bridge)
+	}
+	ports, _ := filepath.Glob(filepath.Join(dir, "ports", "*"))
+	if during := hostState(t); during != before {
+		t.Errorf("the host changed while the node ran:\nbefore: %s\nduring: %s", before, during)
+	}
+
+	down()
+
+	for _, p := range append(pids, nodePIDs...) {
+		if alive(p) {
+			t.Errorf("process %d (%s) still runs after down", p, cmdline(p))
+		}
+	}
+	if left := nsAndCgroupPIDs(mntns, cgroup); len(left) > 0 {
+		t.Errorf("processes left in the node's namespace or cgroups: %v", left)
+	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroup); len(left) > 0 {
+		t.Errorf("cgroups left: %v", left)
+	}
+	for _, l := range append(veths, bridge) {
+		if err := exec.Command("ip", "link", "show", l).Run(); err == nil {
+			t.Errorf("network device %s left", l)
+		}
+	}
+	if m := mountsUnder(t, dir); len(m) > 0 {
+		t.Errorf("mounts left under %s: %v", dir, m)
+	}
+	for _, p := range ports {
+		addr := "127.0.0.1:" + filepath.Base(p)
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after down", addr)
+		}
+	}
+	if p := processesNaming(dir); len(p) > 0 {
+		t.Errorf("processes naming %s left: %v", dir, p)
+	}
+	if after := hostState(t); after != before {
+		t.Errorf("the host changed:\nbefore: %s\nafter:  %s", before, after)
+	}
+}
+
+// hostState describes the host's fixed paths the node must not create, its
+// kernel settings and its iptables KUBE- chains.
+func hostState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, p := range hostPaths {
+		if _, err := os.Lstat(p); err == nil {
+			b.WriteString(p + " exists; ")
+		}
+	}
+	for _, s := range hostSettings {
+		v, err := os.ReadFile("/proc/sys/" + s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(s + "=" + strings.TrimSpace(string(v)) + "; ")
+	}
+	for _, save := range []string{"iptables-save", "iptables-legacy-save"} {
+		if out, err := exec.Command(save).Output(); err == nil {
+			b.WriteString(save + " KUBE- lines: " + strconv.Itoa(bytes.Count(out, []byte("KUBE-"))) + "; ")
+		}
+	}
+	return b.String()
+}
+
+func readEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	s := bufio.NewScanner(bytes.NewReader(data))
+	for s.Scan() {
+		line := strings.TrimPrefix(s.Text(), "export ")
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// envPIDs are the processes testenv.sh recorded for dir.
+func envPIDs(t *testing.T, dir string) []int {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "pids", "*.pid"))
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		pids = append(pids, p)
+	}
+	return pids
+}
+
+// nsAndCgroupPIDs are the live processes in mount namespace mntns or in the
+// pids cgroup tree named cgroup.
+func nsAndCgroupPIDs(mntns, cgroup string) []int {
+	seen := map[int]bool{}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if ns, _ := os.Readlink(p + "/ns/mnt"); ns == mntns {
+			pid, _ := strconv.Atoi(filepath.Base(p))
+			seen[pid] = true
+		}
+	}
+	_ = filepath.WalkDir("/sys/fs/cgroup/pids/"+cgroup, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "cgroup.procs" {
+			b, _ := os.ReadFile(path)
+			for _, f := range strings.Fields(string(b)) {
+				pid, _ := strconv.Atoi(f)
+				seen[pid] = true
+			}
+		}
+		return nil
+	})
+	var pids []int
+	for p := range seen {
+		if alive(p) {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+// alive reports whether pid runs; a zombie nobody reaped (PID 1 here may
+// not reap) does not count.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+func cmdline(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}
+
+// linksOf lists the network devices attached to bridge.
+func linksOf(t *testing.T, bridge string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show", "master", bridge).Output()
+	if err != nil {
+		t.Fatalf("ip link show master %s: %v", bridge, err)
+	}
+	var links []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			links = append(links, name)
+		}
+	}
+	return links
+}
+
+// mountsUnder lists the host's mount points under dir.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			m = append(m, f[4])
+		}
+	}
+	return m
+}
+
+// processesNaming lists live processes whose command line names dir.
+func processesNaming(dir string) []string {
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if pid == os.Getpid() || !alive(pid) {
+			continue
+		}
+		if c := cmdline(pid); strings.Contains(c, dir) {
+			found = append(found, strconv.Itoa(pid)+" "+c)
+		}
+	}
+	return found
+}

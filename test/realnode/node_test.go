@@ -1,0 +1,203 @@
+package realnode
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/slipwayci/slipway/internal/poll"
+)
+
+// onePod returns the only pod of namespace ns.
+func onePod(t *testing.T, n *node, ns string) *corev1.Pod {
+	t.Helper()
+	pods, err := n.Core.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 {
+		t.Fatalf("%d pods in %s, want 1", len(pods.Items), ns)
+	}
+	return &pods.Items[0]
+}
+
+// TestPushedImageRunsOnNode: an image pushed to region A runs on node-a0,
+// pulled by digest through the node registry, whether the manifests name it
+// localhost:5000 (as on Magnum) or the CI registry's own address (as the
+// local pipeline's push results do); its container's log is its own output.
+func TestPushedImageRunsOnNode(t *testing.T) {
+	n := requireNode(t)
+	im := pushImage(t, n, "hello")
+	for _, c := range []struct{ name, pushResult, registry string }{
+		{"localhost:5000", im.NodePushResult, n.RegistryName},
+		{"CI registry address", im.PushResult, n.RegistryA},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			d := deploy(t, n, workload{Name: "hello", Image: im.Repo}, c.pushResult)
+			if d.Err != nil {
+				t.Fatalf("deploy-k8s deploy: %v\n%s", d.Err, d.Stderr)
+			}
+			pod := onePod(t, n, d.Namespace)
+			want := c.registry + "/" + im.Repo + "@" + im.Digest
+			if pod.Spec.NodeName != n.Name {
+				t.Errorf("pod %s on node %q, want %s", pod.Name, pod.Spec.NodeName, n.Name)
+			}
+			if pod.Status.Phase != corev1.PodRunning || !podReady(pod) {
+				t.Errorf("pod %s is %s, ready %v; want Running and Ready", pod.Name, pod.Status.Phase, podReady(pod))
+			}
+			if len(pod.Status.ContainerStatuses) != 1 {
+				t.Fatalf("pod %s has %d container statuses", pod.Name, len(pod.Status.ContainerStatuses))
+			}
+			if got := pod.Spec.Containers[0].Image; got != want {
+				t.Errorf("image %q, want %q", got, want)
+			}
+			// containerd reports the image by the first name it was pulled
+			// under: either subtest's registry name, always this digest.
+			if id := pod.Status.ContainerStatuses[0].ImageID; !strings.HasSuffix(id, "/"+im.Repo+"@"+im.Digest) {
+				t.Errorf("imageID %q, want the pushed %s@%s", id, im.Repo, im.Digest)
+			}
+			// The line may reach the log file a moment after the pod is ready.
+			var logs string
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := poll.Until(ctx, poll.Constant(250*time.Millisecond), func(context.Context) (bool, error) {
+				var err error
+				logs, err = kubectl(t, n, "-n", d.Namespace, "logs", pod.Name)
+				return err == nil && logs == im.Marker, nil
+			})
+			if err != nil {
+				t.Errorf("kubectl logs %s = %q; want the container's own line %q", pod.Name, logs, im.Marker)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		// The node registry served the manifest by digest to containerd.
+		log, err := os.ReadFile(filepath.Join(n.EnvDir, "logs", "node-registry.log"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		req := regexp.MustCompile(`"GET /v2/` + regexp.QuoteMeta(im.Repo) + `/manifests/` + im.Digest + `[ ?][^"]*" 200 .*"containerd/`)
+		if !req.Match(log) {
+			t.Errorf("the node registry's log has no containerd GET of %s@%s", im.Repo, im.Digest)
+		}
+	})
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// TestDeployDiagnosesFailures: for rollouts that fail on a real node,
+// deploy-k8s's error names the workload, the pod, the container, the cause
+// in the kubelet's or the registry's words, and the next step.
+func TestDeployDiagnosesFailures(t *testing.T) {
+	n := requireNode(t)
+	im := pushImage(t, n, "app")
+	gone := pushImage(t, n, "gone")
+	deleteManifest(t, n, gone)
+
+	type want struct {
+		// cause: every pattern must match (the failure in the kubelet's,
+		// containerd's or the registry's words).
+		cause []string
+		// next: the next step, a pattern that must match.
+		next string
+	}
+	for _, c := range []struct {
+		name       string
+		w          workload
+		pushResult string
+		want       want
+	}{{
+		name:       "digest missing in the region",
+		w:          workload{Name: "gone", Image: gone.Repo},
+		pushResult: gone.NodePushResult,
+		want: want{
+			cause: []string{`ErrImagePull|ImagePullBackOff`, regexp.QuoteMeta(n.RegistryName + "/" + gone.Repo + "@" + gone.Digest), `not found`},
+			// The fix is in the registry, not the manifests: push the
+			// image to region a again (or verify the push).
+			next: `(?i)push-registry|push .*region a|region a.*push`,
+		},
+	}, {
+		name: "crash loop",
+		w: workload{Name: "crash", Image: im.Repo, MinReady: 5, Container: `        command: [/bin/sh, -c, "echo reading /etc/app.conf; echo 'fatal: /etc/app.conf: no such file' >&2; exit 3"]
+`},
+		pushResult: im.NodePushResult,
+		want: want{
+			cause: []string{`CrashLoopBackOff`, `fatal: /etc/app.conf: no such file`, `(?i)exit(ed)?( code)?:? 3\b`},
+			next:  `(?i)roll back|deploy again`,
+		},
+	}, {
+		name: "out of memory",
+		w: workload{Name: "oom", Image: im.Repo, MinReady: 5, Container: `        command: [/bin/sh, -c, "echo allocating 64 MiB; exec dd if=/dev/zero of=/dev/null bs=64M count=1"]
+        resources: {limits: {memory: 16Mi}}
+`},
+		pushResult: im.NodePushResult,
+		want: want{
+			cause: []string{`OOMKilled`},
+			next:  `(?i)memory`,
+		},
+	}, {
+		name: "readiness probe fails",
+		w: workload{Name: "unready", Image: im.Repo, Container: `        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+`},
+		pushResult: im.NodePushResult,
+		want: want{
+			cause: []string{`Ready=False`, `Readiness probe failed`, `connection refused`},
+			next:  `(?i)roll back|deploy again`,
+		},
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			d := deploy(t, n, c.w, c.pushResult)
+			if d.Err == nil {
+				t.Fatalf("deploy-k8s deploy succeeded; want a failed rollout\n%s", d.Stderr)
+			}
+			msg := lastLine(d.Stderr)
+			if !strings.HasPrefix(msg, "deploy-k8s: ") {
+				t.Fatalf("no error line from deploy-k8s:\n%s", d.Stderr)
+			}
+			pod := onePod(t, n, d.Namespace)
+			names := map[string]string{
+				"the workload":  "Deployment.apps/" + c.w.Name,
+				"the pod":       pod.Name,
+				"the container": c.w.Name + "-main",
+			}
+			for what, s := range names {
+				if !strings.Contains(msg, s) {
+					t.Errorf("the error does not name %s (%s)", what, s)
+				}
+			}
+			for _, p := range c.want.cause {
+				if !regexp.MustCompile(p).MatchString(msg) {
+					t.Errorf("the error does not give the cause: no match for %s", p)
+				}
+			}
+			if !regexp.MustCompile(c.want.next).MatchString(msg) {
+				t.Errorf("the error does not give the next step: no match for %s", c.want.next)
+			}
+			if t.Failed() {
+				t.Logf("deploy-k8s error:\n%s", msg)
+			}
+		})
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
