@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# kube.sh DIR: a real Kubernetes control plane without a kubelet: etcd,
-# kube-apiserver, kube-controller-manager, kube-scheduler (v1.33.13) and kwok
-# faking one Node (kwok-node-0) and its pods. Built by hack/tools/kube.sh.
+# kube.sh DIR: a real Kubernetes control plane: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler (v1.33.13) and kwok faking one Node
+# (kwok-node-0) and its pods. Built by hack/tools/kube.sh. A real kubelet node
+# (node-a0, tainted: only pods that tolerate it go there) joins it from
+# hack/servers/node.sh.
 #
 # kwok stages: pods run and become Ready at once, Job pods complete, and
 #   annotation test.kwok/never-ready  -> pod Running with Ready=False forever

@@ -198,6 +198,8 @@ type workload struct {
 	// MinReady is spec.minReadySeconds: a container that crashes right after
 	// it starts then never counts as available.
 	MinReady int
+	// Extra is more manifest YAML after the Deployment (from "---").
+	Extra string
 }
 
 func (w workload) manifest(n *node) string {
@@ -218,7 +220,7 @@ spec:
       containers:
       - name: %[1]s-main
         image: %[5]s
-%[6]s`, w.Name, w.MinReady, n.Name, n.Taint, w.Image, w.Container)
+%[6]s%[7]s`, w.Name, w.MinReady, n.Name, n.Taint, w.Image, w.Container, w.Extra)
 }
 
 // deployed is what one deploy-k8s deploy left.

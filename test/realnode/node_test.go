@@ -2,7 +2,10 @@ package realnode
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -200,4 +203,62 @@ func TestDeployDiagnosesFailures(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestRunJobOnNode: `deploy-k8s run-job` runs a real container to completion
+// on node-a0 and streams its log; a failing job exits 1 with its last lines.
+func TestRunJobOnNode(t *testing.T) {
+	n := requireNode(t)
+	im := pushImage(t, n, "job")
+	job := func(name, script string) string {
+		return fmt.Sprintf(`---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: %[1]s
+  labels: {slipway.dev/job-template: "true"}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      nodeSelector: {kubernetes.io/hostname: %[2]s}
+      tolerations: [{key: %[3]s, operator: Exists, effect: NoSchedule}]
+      containers:
+      - name: %[1]s
+        image: %[4]s
+        command: [/bin/sh, -c, %[5]q]
+`, name, n.Name, n.Taint, im.Repo, script)
+	}
+	w := workload{Name: "web", Image: im.Repo}
+	w.Extra = job("migrate", "for i in 1 2 3; do echo migration step $i on $(hostname); done") +
+		job("broken", "echo checking schema; echo 'schema version 7 unknown' >&2; exit 4")
+	d := deploy(t, n, w, im.NodePushResult)
+	if d.Err != nil {
+		t.Fatalf("deploy-k8s deploy: %v\n%s", d.Err, d.Stderr)
+	}
+	runJob := func(name string) (string, error) {
+		_, stderr, err := run(t, t.TempDir(), bin(t, "deploy-k8s"), "run-job", "--branch", "platform/"+d.Namespace,
+			"--job", name, "--kubeconfig", n.Kubeconfig, "--timeout", "2m")
+		return stderr, err
+	}
+	stderr, err := runJob("migrate")
+	if err != nil {
+		t.Fatalf("run-job migrate: %v\n%s", err, stderr)
+	}
+	for i := 1; i <= 3; i++ {
+		if line := fmt.Sprintf("migration step %d on migrate-", i); !strings.Contains(stderr, line) {
+			t.Errorf("run-job's output lacks the container's line %q:\n%s", line, stderr)
+		}
+	}
+	stderr, err = runJob("broken")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("run-job broken: %v, want exit code 1\n%s", err, stderr)
+	}
+	msg := lastLine(stderr)
+	for _, s := range []string{"broken", "schema version 7 unknown"} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("run-job's error does not name %q:\n%s", s, msg)
+		}
+	}
 }
