@@ -96,20 +96,7 @@ type runFunc func(ctx context.Context, cliContext *ucli.Context, o options) erro
 
 // action is the prelude of every command that reaches S3: cli.Start, then
 // the shared flag groups bound into the options, then run.
-func action(run runFunc) ucli.ActionFunc {
-	return func(cliContext *ucli.Context) error {
-		ctx, cancel, err := cli.Start(cliContext)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		o, err := bind(cliContext)
-		if err != nil {
-			return err
-		}
-		return run(ctx, cliContext, o)
-	}
-}
+func action(run runFunc) ucli.ActionFunc { return cli.Action(bind, run) }
 
 // bind reads the shared flag groups, their secrets and a command's backup ID
 // argument into the options.

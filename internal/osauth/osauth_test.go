@@ -38,6 +38,17 @@ func containerInfra(t *testing.T, s *Session) *gophercloud.ServiceClient {
 }
 
 // freshProject makes a user in its own project on the shared emulator.
+// freshSession authenticates into a fresh project and opens its Magnum client.
+func freshSession(t *testing.T) (*Session, *gophercloud.ServiceClient, openstackemu.Admin, string) {
+	t.Helper()
+	opts, admin, project := freshProject(t)
+	s, err := Authenticate(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, containerInfra(t, s), admin, project
+}
+
 func freshProject(t *testing.T) (Options, openstackemu.Admin, string) {
 	t.Helper()
 	env := testenv.Require(t, "SLIPWAY_TEST_OS_AUTH_URL", "SLIPWAY_TEST_OS_EMULATOR_ADMIN")
@@ -167,13 +178,8 @@ func TestUnknownRegionNamesTheCatalogRegions(t *testing.T) {
 }
 
 func TestReauthenticatesWhenTheTokenExpires(t *testing.T) {
-	opts, admin, project := freshProject(t)
+	s, sc, admin, project := freshSession(t)
 	ctx := context.Background()
-	s, err := Authenticate(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := containerInfra(t, s)
 	before := s.Provider.Token()
 	if err := admin.ExpireTokens(ctx, project); err != nil {
 		t.Fatal(err)
@@ -187,13 +193,8 @@ func TestReauthenticatesWhenTheTokenExpires(t *testing.T) {
 }
 
 func TestRetriesOnlyIdempotentRequests(t *testing.T) {
-	opts, admin, project := freshProject(t)
+	_, sc, admin, project := freshSession(t)
 	ctx := context.Background()
-	s, err := Authenticate(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := containerInfra(t, s)
 	if err := admin.Inject(ctx, openstackemu.Fault{Kind: openstackemu.FaultHTTPError, Project: project, Method: "GET", Status: 503, Count: 2}); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestRetriesOnlyIdempotentRequests(t *testing.T) {
 	if err := admin.Inject(ctx, openstackemu.Fault{Kind: openstackemu.FaultHTTPError, Project: project, Method: "POST", Status: 503}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = clustertemplates.Create(ctx, sc, clustertemplates.CreateOpts{Name: "t", COE: "kubernetes", ImageID: "fcos"}).Extract()
+	_, err := clustertemplates.Create(ctx, sc, clustertemplates.CreateOpts{Name: "t", COE: "kubernetes", ImageID: "fcos"}).Extract()
 	if !gophercloud.ResponseCodeIs(err, http.StatusServiceUnavailable) {
 		t.Fatalf("POST with an injected 503: err = %v, want the 503 (no retry)", err)
 	}
