@@ -44,6 +44,8 @@ kube_bin=$(dirname "$SLIPWAY_TEST_KUBECTL")
 if [ -x "$kube_bin/kubelet" ]; then bin=$kube_bin; else bin=$("$SLIPWAY_ROOT/hack/tools/kube.sh" | tail -n 1); fi
 [ -x "$bin/kubelet" ] || die "$bin/kubelet missing: run hack/tools/kube.sh"
 
+# A start that failed half-way is undone first (its processes may still run).
+[ -f "$root/state" ] && "$here/down.sh" "$dir"
 rm -rf "$root"; mkdir -p "$root"/{containerd,cni/net.d,cni/ipam,certs.d,kubelet,pki,pod-logs,volume-plugins,tmp} "$dir/down.d"
 # The undo script is in place before anything needs undoing.
 printf '#!/bin/sh\nexec %q %q\n' "$here/down.sh" "$dir" >"$dir/down.d/node"
@@ -212,9 +214,14 @@ evictionHard: {}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 localStorageCapacityIsolation: false
-# No iptables chains, no DNS for pods, no global paths.
+# No iptables chains, no global paths. Pods get the cluster DNS address of
+# a real cluster (no route leads there, so a lookup fails at once) instead of
+# a MissingClusterDNS warning event on every pod, which would crowd out the
+# events deploy-k8s reports.
 makeIPTablesUtilChains: false
 resolvConf: ""
+clusterDNS: [10.0.0.10]
+clusterDomain: cluster.local
 podLogsDir: $root/pod-logs
 volumePluginDir: $root/volume-plugins
 serializeImagePulls: false

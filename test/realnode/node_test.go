@@ -141,7 +141,9 @@ func TestDeployDiagnosesFailures(t *testing.T) {
 `},
 		pushResult: im.NodePushResult,
 		want: want{
-			cause: []string{`CrashLoopBackOff`, `fatal: /etc/app.conf: no such file`, `(?i)exit(ed)?( code)?:? 3\b`},
+			// The container is either waiting in CrashLoopBackOff or has just
+			// exited again: both must show the exit code.
+			cause: []string{`CrashLoopBackOff|Back-off restarting failed container`, `fatal: /etc/app.conf: no such file`, `(?i)exit(ed)?( code)?:? 3\b`},
 			next:  `(?i)roll back|deploy again`,
 		},
 	}, {
@@ -151,7 +153,7 @@ func TestDeployDiagnosesFailures(t *testing.T) {
 `},
 		pushResult: im.NodePushResult,
 		want: want{
-			cause: []string{`OOMKilled`},
+			cause: []string{`OOMKilled`, `allocating 64 MiB`},
 			next:  `(?i)memory`,
 		},
 	}, {
