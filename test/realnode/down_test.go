@@ -33,6 +33,7 @@ var hostSettings = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/p
 // and that the host's fixed paths, kernel settings and iptables never
 // changed.
 func TestDownLeavesNothing(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"containerd", "runc", "docker-registry", "memcached", "unshare", "ip"} {
 		testenv.Tool(t, tool)
 	}

@@ -36,6 +36,7 @@ func onePod(t *testing.T, n *node, ns string) *corev1.Pod {
 // localhost:5000 (as on Magnum) or the CI registry's own address (as the
 // local pipeline's push results do); its container's log is its own output.
 func TestPushedImageRunsOnNode(t *testing.T) {
+	t.Parallel()
 	n := requireNode(t)
 	im := pushImage(t, n, "hello")
 	for _, c := range []struct{ name, pushResult, registry string }{
@@ -108,6 +109,7 @@ func podReady(p *corev1.Pod) bool {
 // deploy-k8s's error names the workload, the pod, the container, the cause
 // in the kubelet's or the registry's words, and the next step.
 func TestDeployDiagnosesFailures(t *testing.T) {
+	t.Parallel()
 	n := requireNode(t)
 	im := pushImage(t, n, "app")
 	gone := pushImage(t, n, "gone")
@@ -210,6 +212,7 @@ func lastLine(s string) string {
 // TestRunJobOnNode: `deploy-k8s run-job` runs a real container to completion
 // on node-a0 and streams its log; a failing job exits 1 with its last lines.
 func TestRunJobOnNode(t *testing.T) {
+	t.Parallel()
 	n := requireNode(t)
 	im := pushImage(t, n, "job")
 	job := func(name, script string) string {
