@@ -301,6 +301,7 @@ func describePod(p *corev1.Pod) string {
 			s += fmt.Sprintf(", condition PodScheduled=%s (%s: %s)", c.Status, c.Reason, c.Message)
 		}
 	}
+	var hints []string
 	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 		switch {
 		case cs.State.Waiting != nil:
@@ -308,8 +309,40 @@ func describePod(p *corev1.Pod) string {
 		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0:
 			s += fmt.Sprintf(", container %s exited %d (%s)", cs.Name, cs.State.Terminated.ExitCode, cs.State.Terminated.Reason)
 		}
+		// A container in CrashLoopBackOff keeps why it died only in its
+		// last termination: without it the cause (exit code, OOMKilled) is lost.
+		if last := cs.LastTerminationState.Terminated; last != nil && cs.State.Terminated == nil {
+			s += fmt.Sprintf(", container %s last exited %d (%s) after %d restarts", cs.Name, last.ExitCode, last.Reason, cs.RestartCount)
+		}
+		if h := containerHint(p, cs); h != "" {
+			hints = append(hints, h)
+		}
+	}
+	if len(hints) > 0 {
+		s += "; " + strings.Join(hints, "; ")
 	}
 	return s
+}
+
+// containerHint is the next step for a container's failure, when its cause
+// says what to fix; "" leaves the generic advice (fix and deploy again, or
+// roll back).
+func containerHint(p *corev1.Pod, cs corev1.ContainerStatus) string {
+	if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+		return fmt.Sprintf("the node cannot pull %s: push it to this region again (push-registry push, then push-registry verify) before deploying", cs.Image)
+	}
+	for _, t := range []*corev1.ContainerStateTerminated{cs.State.Terminated, cs.LastTerminationState.Terminated} {
+		if t != nil && t.Reason == "OOMKilled" {
+			limit := "none"
+			for _, c := range p.Spec.Containers {
+				if q, ok := c.Resources.Limits[corev1.ResourceMemory]; c.Name == cs.Name && ok {
+					limit = q.String()
+				}
+			}
+			return fmt.Sprintf("container %s ran out of memory: raise its resources.limits.memory (now %s) or make it use less", cs.Name, limit)
+		}
+	}
+	return ""
 }
 
 // podLog returns the last n lines of the pod's first container's log, or
