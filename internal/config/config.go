@@ -441,6 +441,3 @@ func describe(n *yaml.Node) string {
 	}
 	return strconv.Quote(n.Value)
 }
-
-// OneOf formats the allowed values of an enumeration: "one of a, b, c".
-func OneOf(allowed ...string) string { return "one of " + strings.Join(allowed, ", ") }
