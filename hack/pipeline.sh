@@ -149,7 +149,8 @@ slipway_build_args:
   BASE_IMAGE: "$SLIPWAY_TEST_BASE_IMAGE"
 slipway_cluster_spec: examples/cluster/local.yaml
 slipway_cluster_poll_interval: 1s
-slipway_manifests: examples/platform
+slipway_manifests: examples/local
+slipway_deploy_jobs: [static-check]
 slipway_deploy_timeout: 5m
 slipway_namespace_prefix: "${SLIPWAY_PIPELINE_NAMESPACE_PREFIX:-}"
 slipway_backup_mongo_no_index_restore: true
