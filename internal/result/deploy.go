@@ -16,11 +16,15 @@ type DeployResult struct {
 	// RolledBackTo is the revision a rollback re-applied.
 	RolledBackTo int `json:"rolledBackTo,omitempty"`
 	// ManifestHash is the sha256 of the rendered, digest-pinned manifests.
-	ManifestHash string           `json:"manifestHash"`
-	Images       []DeployedImage  `json:"images"`
-	Objects      []DeployedObject `json:"objects"`
-	Pruned       []DeployedObject `json:"pruned"`
-	Jobs         []DeployedJob    `json:"jobs,omitempty"`
+	ManifestHash string `json:"manifestHash"`
+	// PullAddress says which registry address the images are pinned to:
+	// "node" (the address the region's nodes pull, e.g. localhost:5000) or
+	// "ci" (the address CI pushed to).
+	PullAddress string           `json:"pullAddress,omitempty"`
+	Images      []DeployedImage  `json:"images"`
+	Objects     []DeployedObject `json:"objects"`
+	Pruned      []DeployedObject `json:"pruned"`
+	Jobs        []DeployedJob    `json:"jobs,omitempty"`
 	// Counts of Objects by Action.
 	Created    int `json:"created"`
 	Configured int `json:"configured"`
