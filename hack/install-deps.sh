@@ -11,8 +11,10 @@ PACKAGES=(
   docker-registry skopeo buildah runc busybox-static umoci
   # the real Kubernetes node (hack/servers/node.sh): containerd, runc, CNI plugins
   containerd containernetworking-plugins
-  # OpenStack Swift SAIO (registry storage, s3api)
+  # OpenStack Swift SAIO (registry storage) behind the emulator's Keystone;
+  # jq reads Keystone's answers in hack/servers/swift.sh
   swift swift-proxy swift-object swift-container swift-account memcached python3-swiftclient
+  python3-keystonemiddleware jq
   # databases
   mariadb-server mariadb-client
   # Zuul playbooks and config checks

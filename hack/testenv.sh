@@ -14,10 +14,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-# Start order matters: swift before the registries that store into it, kube
-# before the node that joins it and the OpenStack emulator whose clusters
-# point at it.
-ORDER=(swift registries baseimages kube node openstack mariadb mongo s3)
+# Start order matters: kube before the OpenStack emulator whose clusters
+# point at it, the emulator before Swift (its Keystone validates Swift's
+# tokens), Swift before the registries that store into it, and kube and the
+# registries before the node that joins one and pulls from the other.
+ORDER=(kube openstack swift registries baseimages node mariadb mongo s3)
 ALL_SERVERS=()
 for s in "${ORDER[@]}"; do [ -x "$SLIPWAY_ROOT/hack/servers/$s.sh" ] && ALL_SERVERS+=("$s"); done
 

@@ -1,16 +1,95 @@
 #!/usr/bin/env bash
-# swift.sh DIR: a one-node OpenStack Swift (SAIO) with tempauth and s3api,
-# plus the memcached it keeps tokens in. Exports SLIPWAY_TEST_SWIFT_*.
+# swift.sh DIR: a one-node OpenStack Swift (SAIO) behind Keystone, as the
+# operators' radosgw runs it: the proxy validates every token with
+# keystonemiddleware's auth_token against the OpenStack emulator's Keystone
+# (start openstack.sh first) and authorizes with keystoneauth. Also the
+# memcached auth_token caches validated tokens in. Details, verified settings
+# and traps: docs/testenv-swift.md.
+#
+# In Keystone it creates Swift's service user (project service, roles admin
+# and service), registers the object-store service with endpoints in every
+# emulator region (all on this proxy, account AUTH_<project id>), and creates
+# the registry user (project registry, role member) with one container per
+# region: region A (RegionOne) and region B (RegionTwo).
+#
+# Exports SLIPWAY_TEST_SWIFT_URL (the proxy) and SLIPWAY_TEST_SWIFT_KEYSTONE_*:
+# AUTH_URL (Keystone v3), USER, PASSWORD, DOMAIN (of the user and the
+# project), PROJECT, PROJECT_ID, ACCOUNT (AUTH_<project id>), REGION_A/_B,
+# CONTAINER_A/_B, and the same credentials in a 0600 OpenStack clouds.yaml
+# (CLIENT_CONFIG_FILE, clouds swift-a and swift-b).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 [ $# -eq 1 ] || usage
 dir=$1; root="$dir/swift"
-mkdir -p "$root/etc" "$root/srv/node/d1" "$root/run"
 [ -f /etc/swift/swift.conf ] || die "/etc/swift/swift.conf missing: install the swift package (hack/install-deps.sh)"
+/usr/bin/python3 -c 'import keystonemiddleware.auth_token' 2>/dev/null ||
+  die "keystonemiddleware missing: install python3-keystonemiddleware (hack/install-deps.sh)"
+command -v jq >/dev/null || die "jq missing: run hack/install-deps.sh"
+[ -f "$dir/env.d/openstack.env" ] || die "swift needs the OpenStack emulator's Keystone first: hack/testenv.sh up DIR openstack swift"
+# shellcheck source=/dev/null # written by hack/servers/openstack.sh
+. "$dir/env.d/openstack.env"
+keystone=$SLIPWAY_TEST_OS_AUTH_URL admin=$SLIPWAY_TEST_OS_EMULATOR_ADMIN
+IFS=, read -r region_a region_b _ <<<"$SLIPWAY_TEST_OS_REGIONS"
+[ -n "${region_b:-}" ] || die "the emulator has one region ($SLIPWAY_TEST_OS_REGIONS); swift needs two"
+container_a=docker_registry_a container_b=docker_registry_b
+
+mkdir -p "$root/etc" "$root/srv/node/d1" "$root/run"
+chmod 700 "$root"
+
+# --- Keystone: the service user and the registry user -------------------------
+# Passwords survive a rerun after a failed start: the users already exist then.
+creds="$root/keystone-users"
+if [ ! -f "$creds" ]; then
+  (umask 077; printf 'service_password=%s\nregistry_password=%s\n' \
+    "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$creds")
+fi
+service_password=$(sed -n 's/^service_password=//p' "$creds")
+registry_password=$(sed -n 's/^registry_password=//p' "$creds")
+add_user() { # name password project roles-json
+  local out
+  out=$(jq -n --arg n "$1" --arg p "$2" --arg pr "$3" --argjson r "$4" '{name: $n, password: $p, project: $pr, roles: $r}' |
+    curl -sS -H 'Content-Type: application/json' --data-binary @- "$admin/users") || die "emulator admin API at $admin: no answer"
+  jq -e '.user_id' <<<"$out" >/dev/null || grep -q 'already exists' <<<"$out" || die "creating Keystone user $1: $out"
+}
+add_user swift "$service_password" service '["admin", "service"]'
+add_user registry "$registry_password" registry '["member", "reader"]'
+
+# token USER PASSWORD PROJECT prints a project-scoped token; with a 4th
+# argument it prints the token's JSON body instead.
+token() {
+  local body hdrs out
+  body=$(jq -n --arg u "$1" --arg p "$2" --arg pr "$3" '{auth: {
+      identity: {methods: ["password"], password: {user: {name: $u, domain: {id: "default"}, password: $p}}},
+      scope: {project: {name: $pr, domain: {id: "default"}}}}}')
+  hdrs=$(mktemp)
+  out=$(curl -fsS -D "$hdrs" -H 'Content-Type: application/json' --data-binary @- "$keystone/auth/tokens" <<<"$body") || { rm -f "$hdrs"; return 1; }
+  if [ $# -eq 4 ]; then echo "$out"; else tr -d '\r' <"$hdrs" | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}'; fi
+  rm -f "$hdrs"
+}
 
 mc=$(free_port); obj=$(free_port); con=$(free_port); acc=$(free_port); proxy=$(free_port)
 me=$(id -un)
 
+# --- Keystone: the object-store service and its endpoints ---------------------
+# As `openstack service create` / `openstack endpoint create` would; a rerun
+# replaces what an earlier start registered (Keystone deletes a service's
+# endpoints with it).
+svc_token=$(token swift "$service_password" service) || die "the Swift service user cannot log in to $keystone"
+ks() { # METHOD PATH [JSON]
+  curl -fsS -X "$1" -H "X-Auth-Token: $svc_token" -H 'Content-Type: application/json' ${3:+--data-binary "$3"} "$keystone$2"
+}
+for id in $(ks GET '/services?type=object-store' | jq -r '.services[].id'); do ks DELETE "/services/$id" >/dev/null; done
+svc_id=$(ks POST /services '{"service": {"type": "object-store", "name": "swift", "description": "Swift SAIO (hack/servers/swift.sh)"}}' | jq -r .service.id)
+for r in "$region_a" "$region_b"; do
+  for iface in public internal admin; do
+    url="http://127.0.0.1:$proxy/v1/AUTH_\$(project_id)s"
+    [ "$iface" = admin ] && url="http://127.0.0.1:$proxy"
+    ks POST /endpoints "$(jq -n --arg s "$svc_id" --arg i "$iface" --arg r "$r" --arg u "$url" \
+      '{endpoint: {service_id: $s, interface: $i, region_id: $r, url: $u}}')" >/dev/null
+  done
+done
+
+# --- Swift ---------------------------------------------------------------------
 server_conf() { # name port
   cat >"$root/etc/$1-server.conf" <<CONF
 [DEFAULT]
@@ -31,7 +110,7 @@ use = egg:swift#healthcheck
 CONF
 }
 server_conf object "$obj"; server_conf container "$con"; server_conf account "$acc"
-cat >"$root/etc/proxy-server.conf" <<CONF
+(umask 077; cat >"$root/etc/proxy-server.conf" <<CONF
 [DEFAULT]
 bind_ip = 127.0.0.1
 bind_port = $proxy
@@ -40,22 +119,39 @@ user = $me
 swift_dir = $root/etc
 log_level = WARNING
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl s3api tempauth copy slo dlo versioned_writes proxy-logging proxy-server
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl authtoken keystoneauth copy slo dlo versioned_writes proxy-logging proxy-server
 [app:proxy-server]
 use = egg:swift#proxy
 account_autocreate = true
-[filter:tempauth]
-use = egg:swift#tempauth
-user_test_tester = testing .admin
-user_admin_admin = admin .admin .reseller_admin
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:$mc
-[filter:s3api]
-use = egg:swift#s3api
-location = us-east-1
-dns_compliant_bucket_names = false
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = $keystone
+auth_url = $keystone
+auth_type = password
+username = swift
+password = $service_password
+project_name = service
+user_domain_id = default
+project_domain_id = default
+region_name = $region_a
+interface = internal
+delay_auth_decision = false
+include_service_catalog = false
+cache = swift.cache
+token_cache_time = 300
+http_connect_timeout = 5
+http_request_max_retries = 2
+service_token_roles_required = true
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = AUTH_
+operator_roles = admin, member
+reseller_admin_role = ResellerAdmin
 CONF
+)
 # The filters that take no settings: each is its egg's entry point.
 for f in catch_errors gatekeeper healthcheck proxy-logging listing_formats bulk tempurl copy slo dlo versioned_writes; do
   printf '[filter:%s]\nuse = egg:swift#%s\n' "$f" "${f//-/_}"
@@ -81,16 +177,57 @@ done
 for p in "$obj" "$con" "$acc" "$proxy"; do
   wait_for "swift on port $p" 180 curl -fsS "http://127.0.0.1:$p/healthcheck"
 done
-auth_ok() {
-  tok=$(curl -fsS -D - -o /dev/null -H 'X-Auth-User: test:tester' -H 'X-Auth-Key: testing' \
-    "http://127.0.0.1:$proxy/auth/v1.0" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-auth-token"{print $2}')
-  [ -n "$tok" ] && curl -fsS -o /dev/null -I -H "X-Auth-Token: $tok" "http://127.0.0.1:$proxy/v1/AUTH_test"
-}
-wait_for "swift auth" 120 auth_ok
+
+# --- ready: a registry-user token from Keystone opens its account through the
+# catalog's object-store URL (auth_token validated it with the service user),
+# and both regions' containers exist.
+tok_json=$(token registry "$registry_password" registry json) || die "the registry user cannot log in to $keystone"
+project_id=$(jq -r .token.project.id <<<"$tok_json")
+for r in "$region_a" "$region_b"; do
+  url=$(jq -r --arg r "$r" '.token.catalog[] | select(.type == "object-store") | .endpoints[] |
+    select(.interface == "public" and .region_id == $r) | .url' <<<"$tok_json")
+  [ "$url" = "http://127.0.0.1:$proxy/v1/AUTH_$project_id" ] || die "object-store endpoint of $r in the catalog is '$url'"
+done
+account_url="http://127.0.0.1:$proxy/v1/AUTH_$project_id"
+reg_token=$(token registry "$registry_password" registry)
+wait_for "swift account through Keystone" 60 curl -fsS -o /dev/null -I -H "X-Auth-Token: $reg_token" "$account_url"
+for c in "$container_a" "$container_b"; do
+  curl -fsS -o /dev/null -X PUT -H "X-Auth-Token: $reg_token" "$account_url/$c" || die "creating container $c"
+done
+curl -fsS -H "X-Auth-Token: $reg_token" "$account_url" | grep -qx "$container_b" || die "container $container_b not listed in $account_url"
+
+(umask 077; cat >"$root/clouds.yaml" <<YAML
+clouds:
+  swift-a: &swift
+    auth_type: password
+    auth:
+      auth_url: $keystone
+      username: registry
+      password: $registry_password
+      project_name: registry
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: $region_a
+    interface: public
+    identity_api_version: 3
+  swift-b:
+    <<: *swift
+    region_name: $region_b
+YAML
+)
 
 cat >"$dir/env.d/swift.env" <<ENV
-export SLIPWAY_TEST_SWIFT_AUTH_URL=http://127.0.0.1:$proxy/auth/v1.0
 export SLIPWAY_TEST_SWIFT_URL=http://127.0.0.1:$proxy
-export SLIPWAY_TEST_SWIFT_USER=test:tester
-export SLIPWAY_TEST_SWIFT_KEY=testing
+export SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL=$keystone
+export SLIPWAY_TEST_SWIFT_KEYSTONE_USER=registry
+export SLIPWAY_TEST_SWIFT_KEYSTONE_PASSWORD=$registry_password
+export SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN=Default
+export SLIPWAY_TEST_SWIFT_KEYSTONE_PROJECT=registry
+export SLIPWAY_TEST_SWIFT_KEYSTONE_PROJECT_ID=$project_id
+export SLIPWAY_TEST_SWIFT_KEYSTONE_ACCOUNT=AUTH_$project_id
+export SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A=$region_a
+export SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B=$region_b
+export SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A=$container_a
+export SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B=$container_b
+export SLIPWAY_TEST_SWIFT_KEYSTONE_CLIENT_CONFIG_FILE=$root/clouds.yaml
 ENV

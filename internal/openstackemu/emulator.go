@@ -55,14 +55,19 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// User is a Keystone user with its project and, optionally, an application
-// credential.
+// User is a Keystone user with its project, its roles on that project and,
+// optionally, an application credential.
 type User struct {
 	Name     string `json:"name"`
 	Password string `json:"password"`
 	Project  string `json:"project"`
 	// Domain of the user and the project. Default "Default".
 	Domain string `json:"domain,omitempty"`
+	// Roles the user has on its project. Default member and reader. "admin"
+	// may manage the catalog and, like "service" (a service user such as
+	// the one Swift's auth_token middleware logs in with), validate any
+	// user's token.
+	Roles []string `json:"roles,omitempty"`
 	// AppCredID, AppCredName and AppCredSecret define an application
 	// credential of this user, scoped to its project.
 	AppCredID     string `json:"application_credential_id,omitempty"`
@@ -85,6 +90,8 @@ type Emulator struct {
 	regions map[string]*region
 	faults  []*Fault
 	seq     int
+	// services is the service catalog, in the order it is listed.
+	services []*service
 }
 
 type token struct {
@@ -151,6 +158,7 @@ func New(opts Options) (*Emulator, error) {
 	for _, r := range opts.Regions {
 		e.regions[r] = &region{name: r}
 	}
+	e.services = builtinServices(opts.Regions)
 	for _, u := range opts.Users {
 		if _, err := e.AddUser(u); err != nil {
 			return nil, err
@@ -167,6 +175,9 @@ func (e *Emulator) AddUser(u User) (User, error) {
 	if u.Domain == "" {
 		u.Domain = "Default"
 	}
+	if len(u.Roles) == 0 {
+		u.Roles = []string{"member", "reader"}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, o := range e.users {
@@ -178,6 +189,18 @@ func (e *Emulator) AddUser(u User) (User, error) {
 	u.projectID = projectID(u.Project)
 	e.users = append(e.users, &u)
 	return u, nil
+}
+
+func (u *User) hasRole(name string) bool { return contains(u.Roles, name) }
+
+// roleRefs lists the user's roles as a token shows them; a role's id is
+// derived from its name, so it is the same in every token.
+func (u *User) roleRefs() []any {
+	refs := make([]any, len(u.Roles))
+	for i, name := range u.Roles {
+		refs[i] = map[string]any{"id": projectID("role:" + name), "name": name}
+	}
+	return refs
 }
 
 // CA returns the certificate that signs cluster certificates.

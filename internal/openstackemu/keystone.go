@@ -74,20 +74,78 @@ func (e *Emulator) serveKeystone(w http.ResponseWriter, r *http.Request) {
 	case path == "/v3/auth/tokens" && r.Method == http.MethodPost:
 		e.issueToken(w, r)
 	case path == "/v3/auth/tokens" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
-		if t := e.validToken(r.Header.Get("X-Subject-Token")); t != nil && e.validToken(r.Header.Get("X-Auth-Token")) != nil {
-			w.Header().Set("X-Subject-Token", r.Header.Get("X-Subject-Token"))
-			writeJSON(w, http.StatusOK, map[string]any{"token": e.tokenBody(r, t)})
+		e.validateToken(w, r)
+	case path == "/v3/auth/tokens" && r.Method == http.MethodDelete:
+		if e.validToken(r.Header.Get("X-Auth-Token")) == nil {
+			unauthorized(w)
 			return
 		}
-		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token.")
-	case path == "/v3/auth/tokens" && r.Method == http.MethodDelete:
 		e.mu.Lock()
+		_, ok := e.tokens[r.Header.Get("X-Subject-Token")]
 		delete(e.tokens, r.Header.Get("X-Subject-Token"))
 		e.mu.Unlock()
+		if !ok {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token.")
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
+	case path == "/v3/auth/catalog" && r.Method == http.MethodGet:
+		t := e.validToken(r.Header.Get("X-Auth-Token"))
+		if t == nil {
+			unauthorized(w)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"catalog": e.catalog(r, t.user), "links": selfLinks(r)})
+	case strings.HasPrefix(path, "/v3/services") || strings.HasPrefix(path, "/v3/endpoints"):
+		e.serveCatalogAdmin(w, r, strings.TrimPrefix(path, "/v3/"))
 	default:
 		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
 	}
+}
+
+// validateToken answers GET and HEAD /v3/auth/tokens. As Keystone's default
+// policy (identity:validate_token) has it, a token may check itself, and a
+// token with the admin or service role (auth_token's service user) may check
+// any token. allow_expired returns a token that ran out but was not revoked;
+// nocatalog leaves the catalog out.
+func (e *Emulator) validateToken(w http.ResponseWriter, r *http.Request) {
+	caller := e.validToken(r.Header.Get("X-Auth-Token"))
+	if caller == nil {
+		unauthorized(w)
+		return
+	}
+	subjectID := r.Header.Get("X-Subject-Token")
+	e.mu.Lock()
+	subject, ok := e.tokens[subjectID]
+	e.mu.Unlock()
+	if ok && !e.opts.Now().Before(subject.expires) && !queryTrue(r, "allow_expired") {
+		ok = false
+	}
+	if !ok {
+		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token: "+subjectID+".")
+		return
+	}
+	if caller.user != subject.user && !caller.user.hasRole("admin") && !caller.user.hasRole("service") {
+		keystoneError(w, http.StatusForbidden, "Forbidden", "You are not authorized to perform the requested action: identity:validate_token.")
+		return
+	}
+	w.Header().Set("X-Subject-Token", subjectID)
+	body := e.tokenBody(r, subject)
+	if _, no := r.URL.Query()["nocatalog"]; no {
+		delete(body, "catalog")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"token": body})
+}
+
+// queryTrue reports whether the query parameter name is set to a true value,
+// the way Keystone reads boolean query parameters ("", "0", "false" are false).
+func queryTrue(r *http.Request, name string) bool {
+	v, ok := r.URL.Query()[name]
+	if !ok {
+		return false
+	}
+	s := strings.ToLower(v[0])
+	return s != "0" && s != "false" && s != "no" && s != "off"
 }
 
 func (e *Emulator) keystoneVersion(r *http.Request) map[string]any {
@@ -187,24 +245,6 @@ func (e *Emulator) tokenBody(r *http.Request, t *token) map[string]any {
 	if u.Domain == "Default" {
 		domain["id"] = "default"
 	}
-	var catalog []any
-	var idEndpoints, magnumEndpoints []any
-	for _, name := range e.opts.Regions {
-		idEndpoints = append(idEndpoints, map[string]any{
-			"id": randomHex(16), "interface": "public", "region": name, "region_id": name,
-			"url": baseURL(r) + "/identity/v3",
-		})
-		for _, iface := range []string{"public", "internal", "admin"} {
-			magnumEndpoints = append(magnumEndpoints, map[string]any{
-				"id": randomHex(16), "interface": iface, "region": name, "region_id": name,
-				"url": baseURL(r) + "/magnum/" + name + "/v1",
-			})
-		}
-	}
-	catalog = append(catalog,
-		map[string]any{"id": randomHex(16), "type": "identity", "name": "keystone", "endpoints": idEndpoints},
-		map[string]any{"id": randomHex(16), "type": "container-infra", "name": "magnum", "endpoints": magnumEndpoints},
-	)
 	body := map[string]any{
 		"methods":    []string{t.method},
 		"user":       map[string]any{"id": u.id, "name": u.Name, "domain": domain, "password_expires_at": nil},
@@ -213,8 +253,8 @@ func (e *Emulator) tokenBody(r *http.Request, t *token) map[string]any {
 		"issued_at":  t.expires.Add(-e.opts.TokenTTL).UTC().Format(keystoneTime),
 		"project":    map[string]any{"id": u.projectID, "name": u.Project, "domain": domain},
 		"is_domain":  false,
-		"roles":      []any{map[string]any{"id": randomHex(16), "name": "member"}, map[string]any{"id": randomHex(16), "name": "reader"}},
-		"catalog":    catalog,
+		"roles":      u.roleRefs(),
+		"catalog":    e.catalog(r, u),
 	}
 	if t.appCredID != "" {
 		body["application_credential"] = map[string]any{"id": t.appCredID, "name": u.AppCredName, "restricted": true}
