@@ -31,7 +31,7 @@ func TestScriptsStartAndStop(t *testing.T) {
 		}
 	}
 	t.Cleanup(down)
-	if out, err := exec.Command(script, "up", dir, "swift", "registries").CombinedOutput(); err != nil {
+	if out, err := exec.Command(script, "up", dir, "openstack", "swift", "registries").CombinedOutput(); err != nil {
 		t.Fatalf("testenv.sh up: %v\n%s", err, out)
 	}
 	env := readEnv(t, filepath.Join(dir, "env"))
@@ -45,7 +45,7 @@ func TestScriptsStartAndStop(t *testing.T) {
 		}
 		pids = append(pids, pid)
 	}
-	if len(pids) < 9 { // memcached, 4 swift servers, 4 registries
+	if len(pids) < 10 { // the emulator, memcached, 4 swift servers, 4 registries
 		t.Fatalf("only %d processes recorded: %v", len(pids), matches)
 	}
 	var addrs []string
@@ -67,7 +67,7 @@ func TestScriptsStartAndStop(t *testing.T) {
 	if len(unique(addrs)) != len(addrs) {
 		t.Errorf("ports collide: %v", addrs)
 	}
-	resp, err := http.Get(strings.TrimSuffix(env["SLIPWAY_TEST_SWIFT_AUTH_URL"], "/auth/v1.0") + "/healthcheck")
+	resp, err := http.Get(env["SLIPWAY_TEST_SWIFT_URL"] + "/healthcheck")
 	if err != nil {
 		t.Fatal(err)
 	}
