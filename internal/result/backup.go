@@ -14,6 +14,9 @@ type BackupResult struct {
 	Backup *BackupRef `json:"backup,omitempty"`
 	// Restored lists the databases swapped in by a restore ("mysql app").
 	Restored []string `json:"restored,omitempty"`
+	// Unchanged lists the databases a restore left alone because they
+	// already held the backup.
+	Unchanged []string `json:"unchanged,omitempty"`
 	// Deleted lists the backups a prune removed (or would, with DryRun).
 	Deleted []string `json:"deleted,omitempty"`
 	DryRun  bool     `json:"dryRun,omitempty"`
