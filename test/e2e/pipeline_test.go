@@ -178,6 +178,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if pinned == 0 {
 		t.Error("no container runs an image from region A")
 	}
+	checkRealNode(t, kc, "e2e-demo", state, &push)
 
 	// Backup: the DR site now holds the primary's data.
 	var restore result.BackupResult
