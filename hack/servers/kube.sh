@@ -15,9 +15,20 @@
 # Exports SLIPWAY_TEST_KUBECONFIG (admin, O=system:masters), SLIPWAY_TEST_KUBE_SERVER,
 # SLIPWAY_TEST_KUBE_CA_CERT / _CA_KEY (the cluster CA: sign client certs with it),
 # SLIPWAY_TEST_KUBECTL, SLIPWAY_TEST_KUBE_NODE, SLIPWAY_TEST_KUBE_POD_LOG.
+#
+# SLIPWAY_KUBE_SITE=b (hack/servers/kube-b.sh) starts region B's control plane
+# instead: its own etcd, CA and kwok node kwok-b-node-0, under DIR/kube-b,
+# exporting the same variables as SLIPWAY_TEST_KUBE_B_* (kubeconfig:
+# SLIPWAY_TEST_KUBE_B_KUBECONFIG).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-dir=$1; root="$dir/kube"
+site=${SLIPWAY_KUBE_SITE:-}
+case $site in
+  "") sfx=""; var=SLIPWAY_TEST_KUBE; kcvar=SLIPWAY_TEST_KUBECONFIG; nodename="kwok-node-0"; cidr=10.244.0.1/16 ;;
+  b) sfx=-b; var=SLIPWAY_TEST_KUBE_B; kcvar=SLIPWAY_TEST_KUBE_B_KUBECONFIG; nodename="kwok-b-node-0"; cidr=10.245.0.1/16 ;;
+  *) die "SLIPWAY_KUBE_SITE=$site: only b is known" ;;
+esac
+dir=$1; root="$dir/kube$sfx"
 rm -rf "$root"; mkdir -p "$root/pki" "$root/home" "$root/certs" "$root/kube-cache"
 mkdir -m 700 "$root/etcd"
 command -v openssl >/dev/null || die "openssl missing: run hack/install-deps.sh"
@@ -36,9 +47,9 @@ etcd_c=$(free_port); etcd_p=$(free_port); api=$(free_port); kcm=$(free_port); sc
 
 # --- PKI ---------------------------------------------------------------------
 pki="$root/pki"
-ossl() { openssl "$@" 2>>"$dir/logs/kube-pki.log"; }
+ossl() { openssl "$@" 2>>"$dir/logs/kube$sfx-pki.log"; }
 ossl genrsa -out "$pki/ca.key" 2048
-ossl req -x509 -new -key "$pki/ca.key" -subj /CN=kube-test-ca -days 3650 -out "$pki/ca.crt"
+ossl req -x509 -new -key "$pki/ca.key" -subj "/CN=kube-test-ca$sfx" -days 3650 -out "$pki/ca.crt"
 sign() { # name subject extfile-lines
   ossl genrsa -out "$pki/$1.key" 2048
   ossl req -new -key "$pki/$1.key" -subj "$2" -out "$pki/$1.csr"
@@ -71,7 +82,7 @@ KC
 chmod 600 "$kc"
 
 # --- etcd --------------------------------------------------------------------
-start_bg kube-etcd "$dir" "$bin/etcd" --name=default --data-dir="$root/etcd" \
+start_bg kube-etcd$sfx "$dir" "$bin/etcd" --name=default --data-dir="$root/etcd" \
   --listen-client-urls="http://127.0.0.1:$etcd_c" --advertise-client-urls="http://127.0.0.1:$etcd_c" \
   --listen-peer-urls="http://127.0.0.1:$etcd_p" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_p" \
   --initial-cluster="default=http://127.0.0.1:$etcd_p" \
@@ -79,7 +90,7 @@ start_bg kube-etcd "$dir" "$bin/etcd" --name=default --data-dir="$root/etcd" \
 wait_for etcd 30 sh -c "curl -fsS http://127.0.0.1:$etcd_c/health | grep -q '\"health\":\"true\"'"
 
 # --- kube-apiserver ----------------------------------------------------------
-start_bg kube-apiserver "$dir" "$bin/kube-apiserver" \
+start_bg kube-apiserver$sfx "$dir" "$bin/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$etcd_c" \
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api" \
   --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
@@ -93,7 +104,7 @@ start_bg kube-apiserver "$dir" "$bin/kube-apiserver" \
 wait_for kube-apiserver 60 sh -c "curl -fsS --cacert '$pki/ca.crt' --cert '$pki/admin.crt' --key '$pki/admin.key' https://127.0.0.1:$api/readyz | grep -qx ok"
 
 # --- controller-manager, scheduler -------------------------------------------
-start_bg kube-controller-manager "$dir" "$bin/kube-controller-manager" \
+start_bg kube-controller-manager$sfx "$dir" "$bin/kube-controller-manager" \
   --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
   --bind-address=127.0.0.1 --secure-port="$kcm" --cert-dir="$root/certs/kcm" --leader-elect=false \
   --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
@@ -105,7 +116,7 @@ start_bg kube-controller-manager "$dir" "$bin/kube-controller-manager" \
 # past the default 50 s, and the node-lifecycle controller would then mark every
 # pod NotReady and stall rollouts that have nothing wrong with them. (The
 # controller must still run: it removes the node's initial not-ready taint.)
-start_bg kube-scheduler "$dir" "$bin/kube-scheduler" \
+start_bg kube-scheduler$sfx "$dir" "$bin/kube-scheduler" \
   --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
   --bind-address=127.0.0.1 --secure-port="$sched" --cert-dir="$root/certs/scheduler" --leader-elect=false \
   --kube-api-qps=200 --kube-api-burst=400
@@ -128,9 +139,9 @@ spec:
   - logsFile: $podlog
     follow: false
 LOGS
-start_bg kube-kwok "$dir" env HOME="$root/home" "$bin/kwok" --kubeconfig="$kc" --config="$root/kwok.yaml" \
+start_bg kube-kwok$sfx "$dir" env HOME="$root/home" "$bin/kwok" --kubeconfig="$kc" --config="$root/kwok.yaml" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-  --cidr=10.244.0.1/16 --node-ip=127.0.0.1 --node-port="$kwok" --server-address="127.0.0.1:$kwok" \
+  --cidr=$cidr --node-ip=127.0.0.1 --node-port="$kwok" --server-address="127.0.0.1:$kwok" \
   --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key"
 
 wait_for kube-controller-manager 60 sh -c "curl -fsSk https://127.0.0.1:$kcm/healthz | grep -qx ok"
@@ -142,26 +153,26 @@ k apply -f - >/dev/null <<NODE
 apiVersion: v1
 kind: Node
 metadata:
-  name: kwok-node-0
+  name: $nodename
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
-  labels: {kubernetes.io/hostname: kwok-node-0, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
+  labels: {kubernetes.io/hostname: $nodename, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
 status:
   allocatable: {cpu: "64", memory: 512Gi, pods: "2000"}
   capacity: {cpu: "64", memory: 512Gi, pods: "2000"}
 NODE
-wait_for "node kwok-node-0" 60 k wait --for=condition=Ready node/kwok-node-0 --timeout=1s
+wait_for "node $nodename" 60 k wait --for=condition=Ready "node/$nodename" --timeout=1s
 # The scheduler places nothing until the node-lifecycle controller has removed
 # the node's initial not-ready taint.
-no_taints() { [ -z "$(k get node kwok-node-0 -o 'jsonpath={.spec.taints}')" ]; }
-wait_for "node kwok-node-0 untainted" 60 no_taints
+no_taints() { [ -z "$(k get node "$nodename" -o 'jsonpath={.spec.taints}')" ]; }
+wait_for "node $nodename untainted" 60 no_taints
 wait_for "default ServiceAccount" 60 k -n default get serviceaccount default
 
-cat >"$dir/env.d/kube.env" <<ENV
-export SLIPWAY_TEST_KUBECONFIG=$kc
-export SLIPWAY_TEST_KUBE_SERVER=https://127.0.0.1:$api
-export SLIPWAY_TEST_KUBE_CA_CERT=$pki/ca.crt
-export SLIPWAY_TEST_KUBE_CA_KEY=$pki/ca.key
+cat >"$dir/env.d/kube$sfx.env" <<ENV
+export $kcvar=$kc
+export ${var}_SERVER=https://127.0.0.1:$api
+export ${var}_CA_CERT=$pki/ca.crt
+export ${var}_CA_KEY=$pki/ca.key
 export SLIPWAY_TEST_KUBECTL=$bin/kubectl
-export SLIPWAY_TEST_KUBE_NODE=kwok-node-0
-export SLIPWAY_TEST_KUBE_POD_LOG=$podlog
+export ${var}_NODE=$nodename
+export ${var}_POD_LOG=$podlog
 ENV
