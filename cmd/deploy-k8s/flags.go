@@ -39,6 +39,7 @@ func renderFlags() []ucli.Flag {
 		&ucli.PathFlag{Name: "manifests", Usage: "kustomize `DIR` (Tutor's env/), directory of manifests, or one file", EnvVars: []string{"SLIPWAY_MANIFESTS"}},
 		&ucli.PathFlag{Name: "push-result", Usage: "push-registry result `FILE`: every image is pinned to its digest", EnvVars: []string{"SLIPWAY_PUSH_RESULT"}},
 		&ucli.StringFlag{Name: "region", Usage: "`REGION` whose registry the cluster pulls from", EnvVars: []string{"SLIPWAY_REGION", "OS_REGION_NAME"}},
+		&ucli.StringFlag{Name: "pull-address", Value: deploy.PullNode, Usage: "registry address images are pinned to: node (where the region's nodes pull, e.g. localhost:5000) or ci (where CI pushed, for clusters on a shared registry)", EnvVars: []string{"SLIPWAY_PULL_ADDRESS"}},
 		&ucli.StringSliceFlag{Name: "allow-image", Usage: "repository `GLOB` deployed as written, not from the push result (repeatable)", EnvVars: []string{"SLIPWAY_ALLOW_IMAGES"}},
 		&ucli.BoolFlag{Name: "allow-cluster-scoped", Usage: "let the manifests create cluster-scoped objects"},
 	}
@@ -97,6 +98,7 @@ func bind(cliContext *ucli.Context) (deploy.Options, error) {
 		Manifests:          cliContext.Path("manifests"),
 		PushResult:         cliContext.Path("push-result"),
 		Region:             cliContext.String("region"),
+		PullAddress:        cliContext.String("pull-address"),
 		AllowImages:        cliContext.StringSlice("allow-image"),
 		AllowClusterScoped: cliContext.Bool("allow-cluster-scoped"),
 		NoPrune:            cliContext.Bool("no-prune"),
@@ -133,6 +135,7 @@ var optionFlags = map[string]string{
 	"AdoptNamespace":     "pass --adopt-namespace to take it over",
 	"Manifests":          "set --manifests",
 	"Region":             "choose the region with --region",
+	"PullAddress":        "set --pull-address",
 	"AllowImages":        "see --allow-image",
 	"AllowClusterScoped": "pass --allow-cluster-scoped",
 	"Jobs":               "set --job",

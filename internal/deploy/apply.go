@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/fanout"
 	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/result"
@@ -62,7 +63,9 @@ func (t *target) checkNamespace(ctx context.Context, branch string, adopt bool) 
 	return true, nil
 }
 
-// ensureNamespace creates the namespace, or marks it as owned by branch.
+// ensureNamespace creates the namespace, or marks it as owned by branch,
+// then waits for its default ServiceAccount (also when a killed run created
+// the namespace just before).
 func (t *target) ensureNamespace(ctx context.Context, branch string, exists bool) error {
 	if !exists {
 		_, err := t.c.core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
@@ -82,7 +85,7 @@ func (t *target) ensureNamespace(ctx context.Context, branch string, exists bool
 	if _, err := t.c.core.CoreV1().Namespaces().Patch(ctx, t.ns, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
 		return fmt.Errorf("marking namespace %s as owned by %s: %w", t.ns, branch, ctxErr(ctx, err))
 	}
-	return nil
+	return t.waitServiceAccount(ctx)
 }
 
 // waitServiceAccount waits for the namespace's default ServiceAccount: until
@@ -225,6 +228,9 @@ func (t *target) apply(ctx context.Context, objs []*unstructured.Unstructured, p
 		if err := t.applyGroup(ctx, objs[start:end], results[start:end], p); err != nil {
 			return nil, err
 		}
+		if !p.dryRun {
+			crashpoint.Hit("deploy.apply")
+		}
 		start = end
 	}
 	return results, nil
@@ -302,6 +308,7 @@ func (t *target) prune(ctx context.Context, live map[string]member, keep map[str
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return pruned, fmt.Errorf("pruning %s from %s: %w", objectID(u), t.ns, ctxErr(ctx, err))
 		}
+		crashpoint.Hit("deploy.prune")
 		t.log.Info("pruned", "object", objectID(u), "namespace", t.ns)
 		pruned = append(pruned, result.DeployedObject{Group: u.GroupVersionKind().Group, Kind: u.GetKind(), Name: u.GetName(), Action: "pruned"})
 	}

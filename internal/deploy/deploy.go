@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/progress"
 	"github.com/slipwayci/slipway/internal/result"
@@ -47,6 +49,10 @@ type Options struct {
 	// PushResult is push-registry's result file; Region picks the registry.
 	PushResult string
 	Region     string
+	// PullAddress picks the registry address images are pinned to: PullNode
+	// (default: where the region's nodes pull, e.g. localhost:5000) or PullCI
+	// (where CI pushed, for clusters that pull from a shared registry).
+	PullAddress string
 	// AllowImages are path.Match patterns of repositories that may be
 	// deployed without being in the push result.
 	AllowImages []string
@@ -110,6 +116,9 @@ func (o *Options) defaults() error {
 	default:
 		return optionErrorf("JobCleanup", "job clean-up %q: want always, on-success or never", o.JobCleanup)
 	}
+	if o.PullAddress == "" {
+		o.PullAddress = PullNode
+	}
 	if o.KeepRevisions <= 0 {
 		o.KeepRevisions = DefaultKeepRevisions
 	}
@@ -143,7 +152,14 @@ type plan struct {
 	templates []*unstructured.Unstructured
 	mappings  map[*unstructured.Unstructured]*meta.RESTMapping
 	images    []result.DeployedImage
-	hash      string
+	// pullAddress is the address images are pinned to (empty: no push result).
+	pullAddress string
+	hash        string
+}
+
+// state is what a revision of p records besides its manifests.
+func (p *plan) state(branch string) revisionState {
+	return revisionState{Branch: branch, ManifestHash: p.hash, Images: p.images, PullAddress: p.pullAddress}
 }
 
 // all returns applied objects and templates, as a revision records them.
@@ -179,13 +195,16 @@ func render(opts *Options) ([]*unstructured.Unstructured, []result.DeployedImage
 			return nil, nil, optionErrorf("Region", "no region given: say which region's registry of the push result the cluster pulls from")
 		}
 	}
-	pinner, err := NewPinner(push, opts.Region, opts.AllowImages)
+	pinner, err := NewPinner(push, opts.Region, opts.PullAddress, opts.AllowImages)
 	if err != nil {
 		return nil, nil, err
 	}
 	images, err := pinner.Pin(objs)
 	if err != nil {
 		return nil, nil, err
+	}
+	for _, img := range images {
+		opts.Log.Info("pinned", "image", img.Reference, "to", img.Pinned, "address", opts.PullAddress)
 	}
 	registerSecrets(objs)
 	return objs, images, nil
@@ -272,6 +291,9 @@ func prepare(ctx context.Context, opts *Options) (*target, *plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if opts.PushResult != "" {
+		p.pullAddress = opts.PullAddress
+	}
 	return t, p, nil
 }
 
@@ -318,7 +340,13 @@ func (t *target) history(ctx context.Context) (history, error) {
 	return h, err
 }
 
-// run applies plan p: everything after rendering and validation.
+// run applies plan p: everything after rendering and validation. Each step
+// can be cut short (kill -9 included) and the same command run again
+// finishes the job: the namespace and ApplySet parent are written
+// idempotently, the revision is on record as deploying before the first
+// object is sent (the rerun resumes it), objects are applied and pruned by
+// server-side apply and UID preconditions, and jobs a killed run started are
+// taken over, not started twice.
 func (t *target) run(ctx context.Context, p *plan, opts *Options, action string, rolledBackTo int) (*result.DeployResult, error) {
 	exists, err := t.checkNamespace(ctx, opts.Branch, opts.AdoptNamespace)
 	if err != nil {
@@ -333,25 +361,37 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 	if err := t.ensureNamespace(ctx, opts.Branch, exists); err != nil {
 		return nil, err
 	}
+	crashpoint.Hit("deploy.namespace")
 	res := &result.DeployResult{Action: action, Branch: opts.Branch, Namespace: t.ns, Zuul: opts.Zuul,
-		ManifestHash: p.hash, Images: p.images, RolledBackTo: rolledBackTo,
+		ManifestHash: p.hash, Images: p.images, PullAddress: p.pullAddress, RolledBackTo: rolledBackTo,
 		Objects: []result.DeployedObject{}, Pruned: []result.DeployedObject{}}
 	if res.Images == nil {
 		res.Images = []result.DeployedImage{}
 	}
-	live, keep, err := t.applyAll(ctx, p, h, !exists, res)
+	pass, err := t.check(ctx, p, h, !exists)
 	if err != nil {
 		return nil, err
 	}
-	if !opts.NoPrune {
-		pruned, err := t.prune(ctx, live, keep)
+	rev, err := t.begin(ctx, p, opts, h, rolledBackTo)
+	if err != nil {
+		return nil, err
+	}
+	keep, err := t.applyAll(ctx, p, pass, res)
+	if err == nil && !opts.NoPrune {
+		var pruned []result.DeployedObject
+		pruned, err = t.prune(ctx, pass.live, keep)
 		res.Pruned = append(res.Pruned, pruned...)
-		if err != nil {
-			return res, err
+		if err == nil {
+			err = t.setParent(ctx, keysOf(p.kinds()))
+			crashpoint.Hit("deploy.inventory")
 		}
-		if err := t.setParent(ctx, keysOf(p.kinds())); err != nil {
-			return res, err
+	}
+	if err != nil {
+		if rev != nil {
+			res.Revision = rev.Number
+			err = fmt.Errorf("%w (revision %d stays on record as deploying: run the same deploy again to finish it)", err, rev.Number)
 		}
+		return res, err
 	}
 	res.Changed = res.Created+res.Configured+len(res.Pruned) > 0
 	opts.Log.Info("applied", "namespace", t.ns, "created", res.Created, "configured", res.Configured, "unchanged", res.Unchanged, "pruned", len(res.Pruned))
@@ -359,30 +399,32 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 	var deployErr error
 	if !opts.NoWait {
 		deployErr = t.waitRollout(ctx, p.apply, p.mappings, opts.Progress)
+		crashpoint.Hit("deploy.rollout")
 	}
 	if deployErr == nil {
 		deployErr = t.runJobs(ctx, p.templates, opts, res)
 	}
-	if err := t.recordRun(ctx, p, opts, h, keep, res, deployErr); err != nil {
+	if err := t.recordRun(ctx, p, opts, h, rev, keep, res, deployErr); err != nil {
 		return res, err
 	}
 	opts.Log.Info("deployed", "namespace", t.ns, "revision", res.Revision, "changed", res.Changed)
 	return res, nil
 }
 
-// applyAll checks every object with a server-side dry run, lists the union
-// of the old and new kinds in the ApplySet parent, then applies and records
-// in res what each object did. It returns the members found live before
-// (what prune looks at) and the objects applied. created says the run made
-// the namespace, which a refused dry run removes again.
-func (t *target) applyAll(ctx context.Context, p *plan, h history, created bool, res *result.DeployResult) (map[string]member, map[string]bool, error) {
+// check has the server check every object with a dry run, then lists the
+// union of the old and new kinds in the ApplySet parent, so that a deploy
+// cut short after this still knows every kind it may have to prune. It
+// returns the apply pass, with the members found live before (what prune
+// looks at). created says the run made the namespace, which a refused dry
+// run removes again.
+func (t *target) check(ctx context.Context, p *plan, h history, created bool) (*applyPass, error) {
 	union := p.kinds()
 	for _, gk := range h.kinds {
 		union[gk] = true
 	}
 	live, err := t.listMembers(ctx, keysOf(union))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	pass := &applyPass{mappings: p.mappings, live: live, recorded: h.current().state().ResourceVersions}
 	// Everything that will be sent is first checked by the server (schema,
@@ -392,17 +434,56 @@ func (t *target) applyAll(ctx context.Context, p *plan, h history, created bool,
 		if created {
 			t.deleteNamespace(ctx)
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	pass.dryRun = false
-	// The parent lists the union before anything is applied, so an
-	// interrupted deploy still knows every kind it may have to prune.
 	if err := t.setParent(ctx, keysOf(union)); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	crashpoint.Hit("deploy.parent")
+	return pass, nil
+}
+
+// begin puts the revision this run deploys on record, as deploying, before
+// anything is applied. It returns nil when the current revision is good and
+// already holds these manifests (nothing new to record unless the run
+// fails). The current revision still deploying with the same manifests is
+// what a killed run of this deploy left: it is resumed. One deploying other
+// manifests was cut short and is superseded: it is recorded as failed.
+func (t *target) begin(ctx context.Context, p *plan, opts *Options, h history, rolledBackTo int) (*Revision, error) {
+	cur := h.current()
+	n := 1
+	if cur != nil {
+		n = cur.Number + 1
+		switch {
+		case cur.Status == statusGood && cur.ManifestHash == p.hash:
+			return nil, nil
+		case cur.Status == statusDeploying && cur.ManifestHash == p.hash && cur.RolledBackTo == rolledBackTo:
+			opts.Log.Info("resuming the interrupted deploy of a revision", "namespace", t.ns, "revision", cur.Number)
+			return cur, nil
+		case cur.Status == statusDeploying:
+			if err := t.rewrite(ctx, cur, statusFailed, cur.state()); err != nil {
+				return nil, err
+			}
+			opts.Log.Warn("the deploy of a revision was interrupted; recorded it as failed", "namespace", t.ns, "revision", cur.Number)
+			crashpoint.Hit("deploy.supersede")
+		}
+	}
+	st := p.state(opts.Branch)
+	rev, err := t.record(ctx, n, statusDeploying, opts.Change, rolledBackTo, p.all(), st)
+	if err != nil {
+		return nil, err
+	}
+	crashpoint.Hit("deploy.begin")
+	return rev, nil
+}
+
+// applyAll applies the plan and records in res what each object did. It
+// returns the objects applied.
+func (t *target) applyAll(ctx context.Context, p *plan, pass *applyPass, res *result.DeployResult) (map[string]bool, error) {
 	applied, err := t.apply(ctx, p.apply, pass)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	keep := map[string]bool{}
 	for i, r := range applied {
@@ -418,18 +499,19 @@ func (t *target) applyAll(ctx context.Context, p *plan, h history, created bool,
 			res.Unchanged++
 		}
 	}
-	return live, keep, nil
+	return keep, nil
 }
 
-// recordRun records the run: a new revision when the desired state changed
-// (or the last one failed, or this run failed); otherwise it refreshes the
-// current one's object versions. It returns deployErr, the run's failure,
-// saying how it was recorded.
-func (t *target) recordRun(ctx context.Context, p *plan, opts *Options, h history, keep map[string]bool, res *result.DeployResult, deployErr error) error {
+// recordRun finishes the run's record: rev (begun by begin) becomes good or
+// failed. Without rev, the current revision held the same manifests: its
+// object versions are refreshed, or, when this run failed, a new failed
+// revision is recorded. It returns deployErr, the run's failure, saying how
+// it was recorded.
+func (t *target) recordRun(ctx context.Context, p *plan, opts *Options, h history, rev *Revision, keep map[string]bool, res *result.DeployResult, deployErr error) error {
 	// Recorded even when ctx ended: the record says what is in the namespace.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	st := revisionState{Branch: opts.Branch, ManifestHash: p.hash, Images: p.images}
+	st := p.state(opts.Branch)
 	if after, err := t.listMembers(rctx, keysOf(p.kinds())); err == nil {
 		st.ResourceVersions = map[string]string{}
 		for id, m := range after {
@@ -438,29 +520,44 @@ func (t *target) recordRun(ctx context.Context, p *plan, opts *Options, h histor
 			}
 		}
 	}
-	current := h.current()
-	if current != nil && current.ManifestHash == p.hash && current.Status == statusGood && deployErr == nil && res.Action != "rollback" {
-		res.Revision = current.Number
-		if !res.Changed {
-			return nil
-		}
-		return t.updateState(rctx, current, st)
-	}
-	status, n := statusGood, 1
+	status := statusGood
 	if deployErr != nil {
 		status = statusFailed
 	}
-	if current != nil {
-		n = current.Number + 1
+	revs := h.revs
+	switch cur := h.current(); {
+	case rev == nil && deployErr == nil:
+		res.Revision = cur.Number
+		// A drifted object re-applied (or one a killed run re-applied) has a
+		// new version; recording it saves re-sending it next time.
+		if st.ResourceVersions != nil && !maps.Equal(st.ResourceVersions, cur.state().ResourceVersions) {
+			if err := t.rewrite(rctx, cur, cur.Status, st); err != nil {
+				return err
+			}
+		}
+	case rev == nil:
+		var err error
+		if rev, err = t.record(rctx, cur.Number+1, statusFailed, opts.Change, res.RolledBackTo, p.all(), st); err != nil {
+			return errors.Join(deployErr, err)
+		}
+		revs = append([]Revision{*rev}, revs...)
+	default:
+		if err := t.rewrite(rctx, rev, status, st); err != nil {
+			return errors.Join(deployErr, err)
+		}
+		if cur == nil || cur.Number != rev.Number {
+			revs = append([]Revision{*rev}, revs...)
+		}
 	}
-	if err := t.record(rctx, n, status, opts.Change, res.RolledBackTo, p.all(), st); err != nil {
-		return errors.Join(deployErr, err)
+	crashpoint.Hit("deploy.record")
+	t.trimRevisions(rctx, revs, opts.KeepRevisions)
+	if rev == nil {
+		return nil
 	}
-	res.Revision = n
+	res.Revision = rev.Number
 	res.Changed = true
-	t.trimRevisions(rctx, append([]Revision{{Number: n}}, h.revs...), opts.KeepRevisions)
 	if deployErr != nil {
-		return fmt.Errorf("%w (revision %d recorded as failed; fix and deploy again, or roll back to the previous good revision)", deployErr, n)
+		return fmt.Errorf("%w (revision %d recorded as failed; fix and deploy again, or roll back to the previous good revision)", deployErr, rev.Number)
 	}
 	return nil
 }
@@ -508,15 +605,20 @@ func Rollback(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.pullAddress = st.PullAddress
 	opts.Log.Info("rolling back", "namespace", t.ns, "from", revs[0].Number, "to", to.Number)
 	return t.run(ctx, p, &opts, "rollback", to.Number)
 }
 
 // pickRollback chooses the revision to return to: want, or the newest good
-// revision older than the current one.
+// revision older than the current one. A rollback a killed run left
+// deploying is resumed: its target is chosen again.
 func pickRollback(revs []Revision, want int) (*Revision, error) {
 	if len(revs) == 0 {
 		return nil, usererr.New("no deploy revisions recorded: nothing to roll back to")
+	}
+	if cur := revs[0]; cur.Status == statusDeploying && cur.RolledBackTo > 0 && (want == 0 || want == cur.RolledBackTo) {
+		want = cur.RolledBackTo
 	}
 	for i := range revs {
 		r := &revs[i]
@@ -558,6 +660,10 @@ func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	if len(revs) == 0 {
 		return nil, usererr.Errorf("namespace %s has no deploy revision: deploy branch %s first", t.ns, opts.Branch)
 	}
+	if revs[0].Status == statusDeploying {
+		return nil, fmt.Errorf("revision %d in %s is being deployed, or its deploy was cut short: wait for that deploy, or run it again to finish it, then run the job", revs[0].Number, t.ns)
+	}
+	st := revs[0].state()
 	objs, err := revs[0].manifests()
 	if err != nil {
 		return nil, err
@@ -572,7 +678,7 @@ func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
 		return nil, err
 	}
 	res := &result.DeployResult{Action: "run-job", Branch: opts.Branch, Namespace: t.ns, Zuul: opts.Zuul,
-		Revision: revs[0].Number, ManifestHash: revs[0].ManifestHash, Images: revs[0].state().Images,
+		Revision: revs[0].Number, ManifestHash: revs[0].ManifestHash, Images: st.Images, PullAddress: st.PullAddress,
 		Objects: []result.DeployedObject{}, Pruned: []result.DeployedObject{}}
 	return res, t.runJobs(ctx, templates, &opts, res)
 }

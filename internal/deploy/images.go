@@ -71,6 +71,17 @@ func (r ImageRef) Path() string {
 	return r.Repository
 }
 
+// Pull addresses: the registry address a deploy pins images to.
+const (
+	// PullNode pins the address the region's nodes pull from (Magnum's
+	// localhost:5000 on every node, the push result's node repository),
+	// or the CI address where the push result records none.
+	PullNode = "node"
+	// PullCI pins the address CI pushed to, for clusters that pull from a
+	// shared registry.
+	PullCI = "ci"
+)
+
 // Pinner maps image references in manifests to the digests push-registry
 // recorded for one region.
 type Pinner struct {
@@ -87,10 +98,19 @@ type pinned struct {
 	name   string
 }
 
-// NewPinner indexes push for region. allow lists glob patterns (path.Match,
-// on the repository) of images that were not pushed by this pipeline and may
-// be deployed as written (e.g. "docker.io/library/mysql").
-func NewPinner(push *result.PushResult, region string, allow []string) (*Pinner, error) {
+// NewPinner indexes push for region, pinning to address (PullNode or
+// PullCI; empty means PullNode). A manifest may name a pushed image by its
+// CI or node repository, either without its host, or its build name. allow
+// lists glob patterns (path.Match, on the repository) of images that were
+// not pushed by this pipeline and may be deployed as written (e.g.
+// "docker.io/library/mysql").
+func NewPinner(push *result.PushResult, region, address string, allow []string) (*Pinner, error) {
+	if address == "" {
+		address = PullNode
+	}
+	if address != PullNode && address != PullCI {
+		return nil, optionErrorf("PullAddress", "pull address %q: want %s (the address the region's nodes pull) or %s (the address CI pushed to)", address, PullNode, PullCI)
+	}
 	p := &Pinner{region: region, byKey: map[string]pinned{}, allow: allow}
 	for _, pat := range allow {
 		if _, err := path.Match(pat, ""); err != nil {
@@ -101,20 +121,30 @@ func NewPinner(push *result.PushResult, region string, allow []string) (*Pinner,
 		return p, nil
 	}
 	for _, img := range push.Images {
-		ref, err := img.Reference(region)
+		in, err := img.In(region)
 		if err != nil {
 			return nil, &OptionError{Option: "Region", Err: usererr.Errorf("push result: %w", err)}
 		}
-		repo, digest, _ := strings.Cut(ref, "@")
-		if digest == "" {
+		if in.Digest == "" {
 			return nil, usererr.Errorf("push result: image %s has no digest in region %s", img.Name, region)
 		}
-		parsed, err := ParseImageRef(repo)
-		if err != nil {
-			return nil, usererr.Errorf("push result: image %s: %w", img.Name, err)
+		ref, _ := img.Reference(region)
+		if address == PullNode {
+			ref, _ = img.NodeReference(region)
 		}
-		v := pinned{ref: ref, digest: digest, name: img.Name}
-		for _, k := range []string{repo, parsed.Path(), img.Name} {
+		keys := []string{img.Name}
+		for _, repo := range []string{in.Repository, in.NodeRepository} {
+			if repo == "" {
+				continue
+			}
+			parsed, err := ParseImageRef(repo)
+			if err != nil {
+				return nil, usererr.Errorf("push result: image %s: %w", img.Name, err)
+			}
+			keys = append(keys, repo, parsed.Path())
+		}
+		v := pinned{ref: ref, digest: in.Digest, name: img.Name}
+		for _, k := range keys {
 			if k == "" {
 				continue
 			}

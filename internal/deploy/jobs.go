@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/usererr"
@@ -29,6 +30,16 @@ const (
 )
 
 var jobsGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+
+// A one-off Job records which template it runs (labelTemplateName), the
+// hash of that template (so a rerun knows it runs the same thing) and its
+// clean-up policy (so a rerun knows whether a finished Job was kept on
+// purpose or left by a run that was killed).
+const (
+	labelTemplateName = labelJobTemplate + "-name"
+	annTemplateHash   = "slipway.dev/template-hash"
+	annJobCleanup     = "slipway.dev/job-cleanup"
+)
 
 // findTemplate returns the Job template called name.
 func findTemplate(templates []*unstructured.Unstructured, name string) (*unstructured.Unstructured, error) {
@@ -72,7 +83,11 @@ func (t *target) runJobs(ctx context.Context, templates []*unstructured.Unstruct
 
 // oneOff is the Job that runs template once: a unique name, no ApplySet
 // membership, and no retries unless the template asks for them.
-func (t *target) oneOff(template *unstructured.Unstructured) *unstructured.Unstructured {
+func (t *target) oneOff(template *unstructured.Unstructured, cleanup string) (*unstructured.Unstructured, error) {
+	hash, err := hashObject(template)
+	if err != nil {
+		return nil, err
+	}
 	u := template.DeepCopy()
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
@@ -88,36 +103,78 @@ func (t *target) oneOff(template *unstructured.Unstructured) *unstructured.Unstr
 	if lbl == nil {
 		lbl = map[string]string{}
 	}
-	lbl[labelJobTemplate+"-name"] = template.GetName()
+	lbl[labelTemplateName] = template.GetName()
 	lbl[labelManagedBy] = fieldManager
 	u.SetLabels(lbl)
 	ann := u.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
 	delete(ann, annHash)
+	ann[annTemplateHash] = hash
+	ann[annJobCleanup] = cleanup
 	u.SetAnnotations(ann)
 	// A one-off job's result is its first run unless the template asks for retries.
 	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "backoffLimit"); !found {
 		_ = unstructured.SetNestedField(u.Object, int64(0), "spec", "backoffLimit")
 	}
-	return u
+	return u, nil
+}
+
+// startJob creates the one-off Job u, unless a run of the same template
+// that was cut short (killed) left one behind: a Job still running is taken
+// over rather than run twice at once, as is one that succeeded but was not
+// cleaned up as its policy says; a failed one that should have been deleted
+// is deleted. It returns the name of the Job to follow.
+func (t *target) startJob(ctx context.Context, u *unstructured.Unstructured, template string) (string, error) {
+	jobs := t.c.dyn.Resource(jobsGVR).Namespace(t.ns)
+	left, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: labelTemplateName + "=" + template + "," + labelManagedBy + "=" + fieldManager})
+	if err != nil {
+		return "", fmt.Errorf("listing jobs of template %s in %s: %w", template, t.ns, ctxErr(ctx, err))
+	}
+	for i := range left.Items {
+		j := &left.Items[i]
+		ann := j.GetAnnotations()
+		if ann[annTemplateHash] != u.GetAnnotations()[annTemplateHash] || j.GetDeletionTimestamp() != nil {
+			continue
+		}
+		done, failed := jobDone(j)
+		switch {
+		case failed == "" && (!done || ann[annJobCleanup] != CleanupNever):
+			t.log.Info("taking over a job an interrupted run started", "job", j.GetName(), "template", template, "namespace", t.ns)
+			return j.GetName(), nil
+		case failed != "" && ann[annJobCleanup] == CleanupAlways:
+			t.deleteJob(ctx, j.GetName())
+		}
+	}
+	if _, err := jobs.Create(ctx, u, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
+		return "", fmt.Errorf("creating job %s from template %s: %w", u.GetName(), template, ctxErr(ctx, err))
+	}
+	t.log.Info("job started", "job", u.GetName(), "template", template, "namespace", t.ns)
+	return u.GetName(), nil
 }
 
 // runJob creates a Job from template under a unique name, streams its pod's
 // log to out, waits for it to finish and cleans it up per policy.
 func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured, cleanup string, out io.Writer) (result.DeployedJob, error) {
-	u := t.oneOff(template)
-	name := u.GetName()
-	jr := result.DeployedJob{Template: template.GetName(), Name: name}
-	jobs := t.c.dyn.Resource(jobsGVR).Namespace(t.ns)
-	if _, err := jobs.Create(ctx, u, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
-		return jr, fmt.Errorf("creating job %s from template %s: %w", name, template.GetName(), ctxErr(ctx, err))
+	jr := result.DeployedJob{Template: template.GetName()}
+	u, err := t.oneOff(template, cleanup)
+	if err != nil {
+		return jr, err
 	}
-	t.log.Info("job started", "job", name, "template", template.GetName(), "namespace", t.ns)
+	name, err := t.startJob(ctx, u, template.GetName())
+	if err != nil {
+		return jr, err
+	}
+	jr.Name = name
+	crashpoint.Hit("deploy.job-started")
+	jobs := t.c.dyn.Resource(jobsGVR).Namespace(t.ns)
 
 	w := &jobWatch{t: t, name: name, logs: &jobLog{out: out, prefix: name + ": "}, streamed: map[string]bool{}}
 	w.follow, w.stop = context.WithCancel(ctx)
 	defer w.stop()
 	var failure string
-	err := poll.Until(ctx, poll.Constant(pollInterval), func(ctx context.Context) (bool, error) {
+	err = poll.Until(ctx, poll.Constant(pollInterval), func(ctx context.Context) (bool, error) {
 		pods, err := w.streamPods(ctx, true)
 		if err != nil {
 			return false, err
@@ -137,6 +194,7 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 	_, _ = w.streamPods(context.WithoutCancel(ctx), false)
 	w.wait(streamGrace)
 	jr.Succeeded = err == nil && failure == ""
+	crashpoint.Hit("deploy.job-finished")
 	if cleanup == CleanupAlways || (cleanup == CleanupOnSuccess && jr.Succeeded) {
 		jr.Deleted = t.deleteJob(ctx, name)
 	}

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/result"
 )
 
@@ -31,6 +33,11 @@ const (
 	keyState        = "state.json"
 	statusGood      = "good"
 	statusFailed    = "failed"
+	// statusDeploying marks the revision a deploy is applying: it is on
+	// record before the first object is sent, so a deploy killed half-way
+	// leaves history that says so. The same deploy run again resumes it; any
+	// other deploy first records it as failed.
+	statusDeploying = "deploying"
 )
 
 // DefaultKeepRevisions is how many revision records a namespace keeps.
@@ -52,6 +59,8 @@ type revisionState struct {
 	Branch       string                 `json:"branch"`
 	ManifestHash string                 `json:"manifestHash"`
 	Images       []result.DeployedImage `json:"images"`
+	// PullAddress is the registry address the images are pinned to.
+	PullAddress string `json:"pullAddress,omitempty"`
 	// ResourceVersions of every applied object after the deploy finished,
 	// keyed by objectID: an object still at its version was not touched since.
 	ResourceVersions map[string]string `json:"resourceVersions"`
@@ -67,19 +76,25 @@ func (t *target) revisions(ctx context.Context) ([]Revision, error) {
 	}
 	out := make([]Revision, 0, len(list.Items))
 	for i := range list.Items {
-		s := &list.Items[i]
-		n, err := strconv.Atoi(s.Annotations[annRevision])
-		if err != nil {
-			continue
+		if r, ok := revisionOf(&list.Items[i]); ok {
+			out = append(out, r)
 		}
-		back, _ := strconv.Atoi(s.Annotations[annRolledBackTo])
-		var st revisionState
-		_ = json.Unmarshal(s.Data[keyState], &st)
-		out = append(out, Revision{Number: n, Status: s.Annotations[annStatus], ManifestHash: st.ManifestHash,
-			Created: s.CreationTimestamp.Time, RolledBackTo: back, Change: s.Annotations[annChange], secret: s})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Number > out[j].Number })
 	return out, nil
+}
+
+// revisionOf reads a record Secret; ok is false for one without a number.
+func revisionOf(s *corev1.Secret) (Revision, bool) {
+	n, err := strconv.Atoi(s.Annotations[annRevision])
+	if err != nil {
+		return Revision{}, false
+	}
+	back, _ := strconv.Atoi(s.Annotations[annRolledBackTo])
+	var st revisionState
+	_ = json.Unmarshal(s.Data[keyState], &st)
+	return Revision{Number: n, Status: s.Annotations[annStatus], ManifestHash: st.ManifestHash,
+		Created: s.CreationTimestamp.Time, RolledBackTo: back, Change: s.Annotations[annChange], secret: s}, true
 }
 
 func (r *Revision) state() revisionState {
@@ -111,15 +126,18 @@ func (r *Revision) manifests() ([]*unstructured.Unstructured, error) {
 	return objs, nil
 }
 
-// record writes revision n with its manifests and state.
-func (t *target) record(ctx context.Context, n int, status, change string, rolledBackTo int, objs []*unstructured.Unstructured, st revisionState) error {
+// record writes revision n with its manifests and state. A record of that
+// number written meanwhile for the same deploy (same manifests, same
+// rollback) is adopted; one for another deploy means a second deploy runs
+// into the namespace.
+func (t *target) record(ctx context.Context, n int, status, change string, rolledBackTo int, objs []*unstructured.Unstructured, st revisionState) (*Revision, error) {
 	raw := make([]map[string]any, len(objs))
 	for i, u := range objs {
 		raw[i] = u.Object
 	}
 	data, err := json.Marshal(raw)
 	if err != nil {
-		return fmt.Errorf("encoding revision %d: %w", n, err)
+		return nil, fmt.Errorf("encoding revision %d: %w", n, err)
 	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -127,7 +145,7 @@ func (t *target) record(ctx context.Context, n int, status, change string, rolle
 	zw.Close()
 	state, err := json.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("encoding revision %d: %w", n, err)
+		return nil, fmt.Errorf("encoding revision %d: %w", n, err)
 	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
@@ -143,32 +161,54 @@ func (t *target) record(ctx context.Context, n int, status, change string, rolle
 	if rolledBackTo > 0 {
 		s.Annotations[annRolledBackTo] = strconv.Itoa(rolledBackTo)
 	}
-	if _, err := t.c.core.CoreV1().Secrets(t.ns).Create(ctx, s, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
-		return fmt.Errorf("recording revision %d in %s: %w", n, t.ns, ctxErr(ctx, err))
+	secrets := t.c.core.CoreV1().Secrets(t.ns)
+	got, err := secrets.Create(ctx, s, metav1.CreateOptions{FieldManager: fieldManager})
+	if apierrors.IsAlreadyExists(err) {
+		if got, err = secrets.Get(ctx, s.Name, metav1.GetOptions{}); err == nil {
+			r, _ := revisionOf(got)
+			if r.ManifestHash != st.ManifestHash || r.RolledBackTo != rolledBackTo {
+				return nil, fmt.Errorf("recording revision %d in %s: another deploy recorded revision %d meanwhile (manifest hash %s): only one deploy may run into a namespace at a time; when it has ended, deploy again", n, t.ns, n, r.ManifestHash)
+			}
+			t.log.Info("adopting the record of revision written by an earlier run of this deploy", "revision", n, "namespace", t.ns)
+			return &r, nil
+		}
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("recording revision %d in %s: %w", n, t.ns, ctxErr(ctx, err))
+	}
+	r, _ := revisionOf(got)
+	return &r, nil
 }
 
-// updateState rewrites the state of an existing revision (after a no-change
-// deploy re-applied drifted objects, so their new versions are known).
-func (t *target) updateState(ctx context.Context, r *Revision, st revisionState) error {
+// rewrite sets the status and state of an existing revision: when its
+// deploy ends, or when a no-change deploy re-applied drifted objects (so
+// their new versions are known). The update is conditional on the record
+// being as read, so two deploys cannot both finish one revision.
+func (t *target) rewrite(ctx context.Context, r *Revision, status string, st revisionState) error {
 	state, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encoding revision %d: %w", r.Number, err)
 	}
 	s := r.secret.DeepCopy()
 	s.Data[keyState] = state
-	if _, err := t.c.core.CoreV1().Secrets(t.ns).Update(ctx, s, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
+	s.Annotations[annStatus] = status
+	got, err := t.c.core.CoreV1().Secrets(t.ns).Update(ctx, s, metav1.UpdateOptions{FieldManager: fieldManager})
+	if err != nil {
 		return fmt.Errorf("updating revision %d in %s: %w", r.Number, t.ns, ctxErr(ctx, err))
 	}
+	*r, _ = revisionOf(got)
 	return nil
 }
 
-// trimRevisions deletes records beyond the newest keep.
+// trimRevisions deletes records beyond the newest keep (oldest first, so
+// an interrupted trim never leaves a gap in the history it keeps).
 func (t *target) trimRevisions(ctx context.Context, revs []Revision, keep int) {
-	for i := keep; i < len(revs); i++ {
-		if err := t.c.core.CoreV1().Secrets(t.ns).Delete(ctx, revs[i].secret.Name, metav1.DeleteOptions{}); err != nil {
+	for i := len(revs) - 1; i >= keep; i-- {
+		err := t.c.core.CoreV1().Secrets(t.ns).Delete(ctx, revs[i].secret.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
 			t.log.Warn("deleting old revision record", "revision", revs[i].Number, "err", err)
+			continue
 		}
+		crashpoint.Hit("deploy.trim")
 	}
 }

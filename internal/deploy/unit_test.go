@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
+	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
@@ -132,9 +133,13 @@ func TestPin(t *testing.T) {
 	dOpenedx := "sha256:" + strings.Repeat("1", 64)
 	dMFE := "sha256:" + strings.Repeat("2", 64)
 	push := deploytest.PushResult(map[string]string{"overhangio/openedx": dOpenedx, "overhangio/openedx-mfe": dMFE})
+	nodePush := deploytest.PushResult(map[string]string{"overhangio/openedx": dOpenedx, "overhangio/openedx-mfe": dMFE})
+	deploytest.NodeRegistry(nodePush, "A", "localhost:5000")
 	tests := []struct {
 		name    string
+		push    *result.PushResult
 		region  string
+		address string
 		allow   []string
 		images  []string
 		want    []string
@@ -149,11 +154,23 @@ func TestPin(t *testing.T) {
 		{name: "unpushed image", region: "A", images: []string{"docker.io/redis:7"}, wantErr: `Deployment.apps/web container "c0": image "docker.io/redis:7" was not pushed`},
 		{name: "wrong pinned digest", region: "A", images: []string{"overhangio/openedx@" + dMFE}, wantErr: "but push-registry pushed"},
 		{name: "unknown region", region: "C", images: []string{"overhangio/openedx"}, wantErr: `not pushed to region "C"`},
+		{name: "node address by default", push: nodePush, region: "A", images: []string{"docker.io/overhangio/openedx:18.0.0", "registry-a.example:5000/overhangio/openedx-mfe"},
+			want: []string{"localhost:5000/overhangio/openedx@" + dOpenedx, "localhost:5000/overhangio/openedx-mfe@" + dMFE}},
+		{name: "node address named in the manifests", push: nodePush, region: "A", address: PullNode, images: []string{"localhost:5000/overhangio/openedx:18.0.0"},
+			want: []string{"localhost:5000/overhangio/openedx@" + dOpenedx}},
+		{name: "CI address chosen", push: nodePush, region: "A", address: PullCI, images: []string{"localhost:5000/overhangio/openedx", "overhangio/openedx-mfe"},
+			want: []string{"registry-a.example:5000/overhangio/openedx@" + dOpenedx, "registry-a.example:5000/overhangio/openedx-mfe@" + dMFE}},
+		{name: "no node address in the region", push: nodePush, region: "B", images: []string{"overhangio/openedx"},
+			want: []string{"registry-b.example:5000/overhangio/openedx@" + dOpenedx}},
+		{name: "unknown pull address", region: "A", address: "nodes", images: []string{"overhangio/openedx"}, wantErr: `pull address "nodes": want node`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			obj := deploymentWith("web", tt.images...)
-			p, err := NewPinner(push, tt.region, tt.allow)
+			if tt.push == nil {
+				tt.push = push
+			}
+			p, err := NewPinner(tt.push, tt.region, tt.address, tt.allow)
 			if err == nil {
 				_, err = p.Pin([]*unstructured.Unstructured{obj})
 			}

@@ -88,12 +88,37 @@ func PushResult(images map[string]string) *result.PushResult {
 	return pr
 }
 
+// NodeRegistry gives every image of pr in region the node repository a
+// Magnum node pulls (host/path, e.g. localhost:5000/overhangio/openedx).
+func NodeRegistry(pr *result.PushResult, region, host string) {
+	for i := range pr.Images {
+		for j := range pr.Images[i].Regions {
+			if r := &pr.Images[i].Regions[j]; r.Region == region {
+				r.NodeRepository = host + "/" + pr.Images[i].Name
+			}
+		}
+	}
+}
+
+// WritePushNode is WritePush with region A's nodes pulling from
+// localhost:5000, as Magnum's do.
+func WritePushNode(t *testing.T, seed string) (string, string) {
+	t.Helper()
+	return writePush(t, seed, func(pr *result.PushResult) { NodeRegistry(pr, "A", "localhost:5000") })
+}
+
 // WritePush writes a push result for the example's two images with digests
 // derived from seed, and returns its path and the openedx digest.
 func WritePush(t *testing.T, seed string) (string, string) {
 	t.Helper()
+	return writePush(t, seed, func(*result.PushResult) {})
+}
+
+func writePush(t *testing.T, seed string, edit func(*result.PushResult)) (string, string) {
+	t.Helper()
 	dOpenedx, dMFE := DigestOf(seed+"openedx"), DigestOf(seed+"mfe")
 	pr := PushResult(map[string]string{"overhangio/openedx": dOpenedx, "overhangio/openedx-mfe": dMFE})
+	edit(pr)
 	p := filepath.Join(t.TempDir(), "push.json")
 	if err := result.WriteFile(p, pr, 0o644); err != nil {
 		t.Fatal(err)
