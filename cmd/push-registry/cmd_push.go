@@ -25,8 +25,8 @@ func pushCommand(name, usage string, promote bool) *ucli.Command {
 		&ucli.IntFlag{Name: "jobs", Value: 4, Usage: "blobs copied at once", EnvVars: []string{"SLIPWAY_PUSH_JOBS"}},
 		&ucli.DurationFlag{Name: "stall-timeout", Value: 60 * time.Second, Usage: "abort and retry an upload with no progress for this long", EnvVars: []string{"SLIPWAY_PUSH_STALL_TIMEOUT"}},
 		&ucli.DurationFlag{Name: "response-timeout", Value: 5 * time.Minute, Usage: "abort and retry an upload whose registry has not answered this long after the last byte", EnvVars: []string{"SLIPWAY_PUSH_RESPONSE_TIMEOUT"}},
-		&ucli.IntFlag{Name: "attempts", Value: 4, Usage: "tries per blob and region", EnvVars: []string{"SLIPWAY_PUSH_ATTEMPTS"}},
-		&ucli.BoolFlag{Name: "no-verify", Usage: "do not read everything back before moving tags"},
+		&ucli.IntFlag{Name: "attempts", Value: 4, Usage: "tries per request, and per blob and region", EnvVars: []string{"SLIPWAY_PUSH_ATTEMPTS"}},
+		&ucli.BoolFlag{Name: "no-verify", Usage: "do not read back blobs a region already had, nor everything before moving tags"},
 		cli.TimeoutFlag(0),
 		cli.ResultFlag("push", "SLIPWAY_PUSH_RESULT"),
 	}
@@ -64,6 +64,7 @@ func bindPush(cliContext *ucli.Context, promote bool) (push.Options, error) {
 		ResponseTimeout: cliContext.Duration("response-timeout"),
 		Attempts:        cliContext.Int("attempts"),
 		NoVerify:        cliContext.Bool("no-verify"),
+		Conn:            bindConn(cliContext),
 		Log:             slog.Default(),
 		Progress:        progress.New(cliContext.App.ErrWriter),
 	}

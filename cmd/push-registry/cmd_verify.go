@@ -15,10 +15,13 @@ import (
 func verifyCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "verify",
-		Usage:     "check a push result against the live registries (manifests, blob sizes, tags)",
-		UsageText: "push-registry verify --result push.json [--targets regions.yaml]",
+		Usage:     "check a push result against the live registries (manifests, blob sizes or --deep contents, tags)",
+		UsageText: "push-registry verify --result push.json [--targets regions.yaml] [--deep [--repair]]",
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "result", Usage: "push result `FILE` to check", EnvVars: []string{"SLIPWAY_PUSH_RESULT"}},
+			&ucli.BoolFlag{Name: "deep", Usage: "read every blob back in full (size and sha256), not only its size"},
+			&ucli.BoolFlag{Name: "repair", Usage: "with --deep: repair damaged blobs of swift regions (delete their Swift objects, copy again from a region that has them whole)"},
+			&ucli.IntFlag{Name: "jobs", Value: 4, Usage: "blobs read at once per image and region", EnvVars: []string{"SLIPWAY_PUSH_JOBS"}},
 			cli.TimeoutFlag(0),
 		}, regionFlags()...),
 		Action: cli.Action(bindVerify, runVerify),
@@ -31,10 +34,17 @@ func bindVerify(cliContext *ucli.Context) (push.VerifyOptions, error) {
 	o := push.VerifyOptions{
 		ResultFile: cliContext.String("result"),
 		Auth:       bindAuth(cliContext),
+		Deep:       cliContext.Bool("deep"),
+		Repair:     cliContext.Bool("repair"),
+		Jobs:       cliContext.Int("jobs"),
+		Conn:       bindConn(cliContext),
 		Log:        slog.Default(),
 	}
 	if o.ResultFile == "" {
 		return o, cli.Usagef("--result is required: the push result FILE to check")
+	}
+	if o.Repair && !o.Deep {
+		return o, cli.Usagef("--repair needs --deep (damage is found by reading every blob back)")
 	}
 	if cliContext.IsSet("region") || cliContext.IsSet("targets") {
 		r, err := bindRegions(cliContext)

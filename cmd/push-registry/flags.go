@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -21,7 +22,19 @@ func regionFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "insecure", Usage: "use plain http for region `NAME` (loopback registries always do)"},
 		&ucli.StringFlag{Name: "auth-file", Usage: "docker config.json `FILE` with registry logins", EnvVars: []string{"REGISTRY_AUTH_FILE"}},
 		&ucli.StringFlag{Name: "docker-config", Usage: "docker config `DIR` (its config.json is used when --auth-file is not given)", EnvVars: []string{"DOCKER_CONFIG"}},
-		&ucli.StringFlag{Name: "secrets-file", Usage: "Zuul secret vars `FILE` with registry_credentials: {REGION|HOST: {username, password}}", EnvVars: []string{"SLIPWAY_REGISTRY_SECRETS"}},
+		&ucli.StringFlag{Name: "secrets-file", Usage: "Zuul secret vars `FILE` with registry_credentials: {REGION|HOST: {username, password}} and swift_credentials: {REGION: {username, password, trustid}}", EnvVars: []string{"SLIPWAY_REGISTRY_SECRETS"}},
+		&ucli.DurationFlag{Name: "request-timeout", Value: 30 * time.Second, Usage: "fail (and retry) a registry request with no answer for this long", EnvVars: []string{"SLIPWAY_PUSH_REQUEST_TIMEOUT"}},
+		&ucli.StringFlag{Name: "registry-binary", Value: push.DefaultRegistryBinary, Usage: "distribution 2.8 `BINARY` run on the Swift storage of swift regions", EnvVars: []string{"SLIPWAY_REGISTRY_BINARY"}},
+		&ucli.StringFlag{Name: "state-dir", Value: push.DefaultStateDir(), Usage: "`DIR` for the state of those registries (a rerun stops what a killed run left there)", EnvVars: []string{"SLIPWAY_PUSH_STATE_DIR"}},
+	}
+}
+
+// bindConn reads how the regions are reached.
+func bindConn(cliContext *ucli.Context) push.Conn {
+	return push.Conn{
+		RequestTimeout: cliContext.Duration("request-timeout"),
+		RegistryBinary: cliContext.String("registry-binary"),
+		StateDir:       cliContext.String("state-dir"),
 	}
 }
 

@@ -61,6 +61,7 @@ type Auth struct {
 
 	files   map[string]dockerConfig
 	secrets map[string]Credential
+	swift   map[string]SwiftCredential
 }
 
 type dockerConfig struct {
@@ -97,11 +98,11 @@ func (a *Auth) load(regions []Region) error {
 		a.files[p] = cfg
 	}
 	if a.SecretsFile != "" {
-		s, err := readSecrets(a.SecretsFile)
+		sf, err := readSecrets(a.SecretsFile)
 		if err != nil {
 			return err
 		}
-		a.secrets = s
+		a.secrets, a.swift = sf.RegistryCredentials, sf.SwiftCredentials
 	}
 	return nil
 }
@@ -132,7 +133,7 @@ func readDockerConfig(path string) (dockerConfig, error) {
 	return cfg, nil
 }
 
-func readSecrets(path string) (map[string]Credential, error) {
+func readSecrets(path string) (*secretsFile, error) {
 	var root yaml.Node
 	if _, err := config.DecodeFile(path, &root, secretsHint); err != nil {
 		return nil, err
@@ -140,9 +141,9 @@ func readSecrets(path string) (map[string]Credential, error) {
 	return secretsFrom(path, &root)
 }
 
-// parseSecrets decodes the registry_credentials variable of a Zuul vars file
-// read from r (file names it in errors); see secretsFrom.
-func parseSecrets(r io.Reader, file string) (map[string]Credential, error) {
+// parseSecrets decodes the credential variables of a Zuul vars file read
+// from r (file names it in errors); see secretsFrom.
+func parseSecrets(r io.Reader, file string) (*secretsFile, error) {
 	var root yaml.Node
 	if _, err := config.Decode(r, file, &root, secretsHint); err != nil {
 		return nil, err
@@ -150,18 +151,27 @@ func parseSecrets(r io.Reader, file string) (map[string]Credential, error) {
 	return secretsFrom(file, &root)
 }
 
-var secretsHint = config.EmptyHint("it needs registry_credentials")
+var secretsHint = config.EmptyHint("it needs registry_credentials or swift_credentials")
 
-// secretsFile is the part of a Zuul secret vars file push-registry reads.
+// secretsFile is the part of a Zuul secret vars file push-registry reads:
+// registry logins, and the Keystone logins of storage-backed regions.
 type secretsFile struct {
-	RegistryCredentials map[string]Credential `yaml:"registry_credentials"`
+	RegistryCredentials map[string]Credential      `yaml:"registry_credentials"`
+	SwiftCredentials    map[string]SwiftCredential `yaml:"swift_credentials"`
 }
 
-// secretsFrom decodes the registry_credentials variable of a vars file.
-// Other top-level variables are left alone (it is a vars file); the
-// credentials themselves are decoded strictly. No error shows a value of the
-// file: any of them may be a secret.
-func secretsFrom(file string, root *yaml.Node) (map[string]Credential, error) {
+// secretVars are the variables secretsFrom reads, with the shape of one
+// entry for errors.
+var secretVars = map[string]string{
+	"registry_credentials": "username, password or token",
+	"swift_credentials":    "username, password, trustid",
+}
+
+// secretsFrom decodes the credential variables of a vars file. Other
+// top-level variables are left alone (it is a vars file); the credentials
+// themselves are decoded strictly. No error shows a value of the file: any
+// of them may be a secret.
+func secretsFrom(file string, root *yaml.Node) (*secretsFile, error) {
 	section, err := credentialsSection(file, root)
 	if err != nil {
 		return nil, err
@@ -171,26 +181,38 @@ func secretsFrom(file string, root *yaml.Node) (map[string]Credential, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := sf.RegistryCredentials
-	keys := make([]string, 0, len(out))
-	for k := range out {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		c := out[k]
+	for _, k := range sortedKeys(sf.RegistryCredentials) {
+		c := sf.RegistryCredentials[k]
 		logging.Register(c.Password.Reveal(), c.Token.Reveal())
 		if c.Username == "" && c.Token.Empty() {
 			return nil, doc.Errorf("registry_credentials."+k, "username is empty (give username and password, or a token)")
 		}
 		c.From = "secrets file"
-		out[k] = c
+		sf.RegistryCredentials[k] = c
 	}
-	return out, nil
+	for _, k := range sortedKeys(sf.SwiftCredentials) {
+		c := sf.SwiftCredentials[k]
+		logging.Register(c.Password.Reveal(), c.TrustID.Reveal())
+		if c.Password.Empty() {
+			return nil, doc.Errorf("swift_credentials."+k, "password is empty (give username, password and, for a Magnum trustee, trustid)")
+		}
+		c.From = "secrets file"
+		sf.SwiftCredentials[k] = c
+	}
+	return &sf, nil
 }
 
-// credentialsSection returns a document holding only the
-// registry_credentials variable of a vars file, once its shape is checked:
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// credentialsSection returns a document holding only the credential
+// variables (secretVars) of a vars file, once their shape is checked:
 // the decoder quotes a scalar found where a mapping belongs, and that scalar
 // may be a password.
 func credentialsSection(file string, root *yaml.Node) (*yaml.Node, error) {
@@ -203,27 +225,30 @@ func credentialsSection(file string, root *yaml.Node) (*yaml.Node, error) {
 	if err := shape(root, "", "variables"); err != nil {
 		return nil, err
 	}
-	var section *yaml.Node
+	section := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column}
+	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
-		if k.Value != "registry_credentials" {
+		entry, ok := secretVars[k.Value]
+		if !ok {
 			continue
 		}
-		if section != nil {
+		if seen[k.Value] {
 			return nil, &config.Error{File: file, Line: k.Line, Field: k.Value, Msg: "given twice"}
 		}
-		if err := shape(v, k.Value, "REGION or HOST: {username, password}"); err != nil {
+		seen[k.Value] = true
+		if err := shape(v, k.Value, "REGION or HOST: {"+entry+"}"); err != nil {
 			return nil, err
 		}
 		for j := 0; j+1 < len(v.Content); j += 2 {
-			if err := shape(v.Content[j+1], k.Value+"."+v.Content[j].Value, "username, password or token"); err != nil {
+			if err := shape(v.Content[j+1], k.Value+"."+v.Content[j].Value, entry); err != nil {
 				return nil, err
 			}
 		}
-		section = &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column, Content: []*yaml.Node{k, v}}
+		section.Content = append(section.Content, k, v)
 	}
-	if section == nil {
-		return nil, &config.Error{File: file, Msg: "no registry_credentials variable (want registry_credentials: {REGION or HOST: {username, password}})"}
+	if len(section.Content) == 0 {
+		return nil, &config.Error{File: file, Msg: "no registry_credentials or swift_credentials variable (want registry_credentials: {REGION or HOST: {username, password}} or swift_credentials: {REGION: {username, password, trustid}})"}
 	}
 	return section, nil
 }

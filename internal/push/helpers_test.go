@@ -49,7 +49,7 @@ func regionsAB(t *testing.T) []Region {
 }
 
 func quietOpts(regions []Region) Options {
-	return Options{Regions: regions, Retry: fastRetry(), StallTimeout: 5 * time.Second, ResponseTimeout: 30 * time.Second}
+	return Options{Regions: regions, Conn: Conn{Retry: fastRetry()}, StallTimeout: 5 * time.Second, ResponseTimeout: 30 * time.Second}
 }
 
 // layoutOpts are quietOpts pushing img (an image or an index), from a layout

@@ -53,10 +53,10 @@ type Options struct {
 	// Attempts is how many times one blob upload is tried per region
 	// (default 4); HTTP requests are also retried by Retry.
 	Attempts int
-	// Retry is the per-request retry policy (default httpx.DefaultRetry).
-	Retry *httpx.RetryPolicy
 	// NoVerify skips reading everything back before tags move.
 	NoVerify bool
+
+	Conn
 
 	// Zuul identifies the change or ref, recorded in the result.
 	Zuul *result.ZuulRef
@@ -78,15 +78,58 @@ func (o *Options) defaults() {
 	if o.Attempts <= 0 {
 		o.Attempts = 4
 	}
+
 	if o.Retry == nil {
+		// A request is tried as often as a blob upload: a region that
+		// never answers fails within about Attempts request timeouts.
 		r := httpx.DefaultRetry()
+		r.Attempts = o.Attempts
 		o.Retry = &r
 	}
+	o.Conn.defaults()
 	if o.Log == nil {
 		o.Log = logging.Discard()
 	}
 	if o.Progress == nil {
 		o.Progress = progress.Discard()
+	}
+}
+
+// Conn says how push-registry reaches the regions, for every command.
+type Conn struct {
+	// Retry is the per-request retry policy (default httpx.DefaultRetry).
+	Retry *httpx.RetryPolicy
+	// RequestTimeout bounds every registry request but blob upload bodies
+	// (those have a stall timeout): a registry that accepts connections and
+	// never answers fails the request, and a response body that stops
+	// coming for this long fails its read (default 30s).
+	RequestTimeout time.Duration
+	// RegistryBinary is the distribution 2.8 binary run for storage-backed
+	// regions (default DefaultRegistryBinary).
+	RegistryBinary string
+	// StateDir holds the state of those registries (default
+	// DefaultStateDir()).
+	StateDir string
+	// StartTimeout bounds a registry's start (default 30s).
+	StartTimeout time.Duration
+}
+
+func (c *Conn) defaults() {
+	if c.Retry == nil {
+		r := httpx.DefaultRetry()
+		c.Retry = &r
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.RegistryBinary == "" {
+		c.RegistryBinary = DefaultRegistryBinary
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir()
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 30 * time.Second
 	}
 }
 
@@ -206,7 +249,7 @@ func loadFromRegistry(ctx context.Context, o *Options, img *image, ref string) (
 	if err != nil {
 		return nil, err
 	}
-	inner, err := baseTransport(src, *o.Retry)
+	inner, err := baseTransport(src, &o.Conn)
 	if err != nil {
 		return nil, err
 	}

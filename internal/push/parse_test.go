@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
@@ -56,7 +57,7 @@ func TestParseRegion(t *testing.T) {
 			if !wantError(t, err, tt.wantErr) {
 				return
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreUnexported(Region{})); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -81,6 +82,15 @@ func TestParseTargets(t *testing.T) {
 		{name: "no regions", in: "regions: []\n", wantErr: "no regions"},
 		{name: "not yaml", in: "regions: [\n", wantErr: "targets.yaml:"},
 		{name: "wrong type", in: "regions:\n  - name: a\n    insecure: maybe\n", wantErr: "targets.yaml:3:"},
+		{
+			name: "storage-backed region as Magnum writes it",
+			in: "regions:\n  - name: a\n    registry: reg.a:5000\n  - name: b\n    namespace: acme\n    swift:\n      authurl: https://keystone.b:5000/v3\n      region: RegionTwo\n" +
+				"      container: docker_registry\n      username: trustee\n      domainid: d0\n      chunksize: 5242880\n      insecureskipverify: true\n",
+			want: []Region{{Name: "a", Registry: "reg.a:5000"}, {Name: "b", Namespace: "acme", Swift: &Swift{
+				AuthURL: "https://keystone.b:5000/v3", Region: "RegionTwo", Container: "docker_registry", Username: "trustee", DomainID: "d0", ChunkSize: 5242880, InsecureSkipVerify: true}}},
+		},
+		{name: "node registry", in: "regions:\n  - {name: a, registry: reg.a:5000, nodeRegistry: 'reg-a.internal:5000'}\n",
+			want: []Region{{Name: "a", Registry: "reg.a:5000", NodeRegistry: "reg-a.internal:5000"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,7 +98,7 @@ func TestParseTargets(t *testing.T) {
 			if !wantError(t, err, tt.wantErr) {
 				return
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreUnexported(Region{})); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -100,6 +110,7 @@ func TestParseTargets(t *testing.T) {
 // wrong (what is allowed).
 func TestConfigErrorFormat(t *testing.T) {
 	const targets = "regions:\n  - name: a\n    registry: reg.a:5000\n"
+	const swiftRegion = "regions:\n  - name: a\n    swift:\n"
 	const secrets = "other: 1\nregistry_credentials:\n  a:\n    username: ci\n    password: pw-a-secret\n"
 	parseTargets := func(in string) error { _, err := ParseTargets(strings.NewReader(in), "targets.yaml"); return err }
 	parseSecrets := func(in string) error { _, err := parseSecrets(strings.NewReader(in), "secrets.yaml"); return err }
@@ -110,7 +121,25 @@ func TestConfigErrorFormat(t *testing.T) {
 		want  string
 	}{
 		{"targets: unknown key", parseTargets, targets + "    caFlie: a.pem\n",
-			"targets.yaml:4: regions[0].caFlie: unknown field (known: authFile, caFile, insecure, name, namespace, registry)"},
+			"targets.yaml:4: regions[0].caFlie: unknown field (known: authFile, caFile, insecure, name, namespace, nodeRegistry, registry, swift)"},
+		{"targets: registry and swift", parseTargets, targets + "    swift: {authurl: 'https://ks:5000/v3', container: c}\n",
+			"targets.yaml:4: regions[0].swift: a region gives registry (a registry to push to) or swift (the storage of its node registries), not both"},
+		{"targets: swift without auth URL", parseTargets, swiftRegion + "      container: docker_registry\n",
+			"targets.yaml:3: regions[0].swift.authurl: the Keystone auth URL is empty (give e.g. https://keystone.example:5000/v3)"},
+		{"targets: swift unknown key", parseTargets, swiftRegion + "      authurl: https://ks:5000/v3\n      contianer: c\n",
+			"targets.yaml:5: regions[0].swift.contianer: unknown field (known: authurl, authversion, cafile, chunksize, container, domain, domainid, insecureskipverify, password, prefix, region, tenant, tenantdomain, tenantdomainid, tenantid, trustid, username)"},
+		{"targets: swift password", parseTargets, swiftRegion + "      authurl: https://ks:5000/v3\n      container: c\n      password: pw-a-secret\n",
+			"targets.yaml:6: regions[0].swift.password: a credential is not read from the targets file (give it as swift_credentials.a.password in the secrets file, or SLIPWAY_SWIFT_A_PASSWORD)"},
+		{"targets: swift small chunks", parseTargets, swiftRegion + "      authurl: https://ks:5000/v3\n      container: c\n      chunksize: 1000\n",
+			"targets.yaml:6: regions[0].swift.chunksize: 1000 is below 1048576, the smallest segment distribution accepts"},
+		{"targets: swift with insecure", parseTargets, swiftRegion + "      authurl: https://ks:5000/v3\n      container: c\n    insecure: true\n",
+			"targets.yaml:6: regions[0].insecure: insecure applies to a registry region; the registry of a swift region is push-registry's own (for Swift's TLS give swift.cafile or swift.insecureskipverify)"},
+		{"targets: bad node registry", parseTargets, targets + "    nodeRegistry: 'http://localhost:5000'\n",
+			`targets.yaml:4: regions[0].nodeRegistry: nodeRegistry "http://localhost:5000" is not a valid host[:port] (e.g. localhost:5000)`},
+		{"secrets: swift unknown key", parseSecrets, "swift_credentials:\n  b:\n    username: u\n    passwd: pw-a-secret\n",
+			"secrets.yaml:4: swift_credentials.b.passwd: unknown field (known: password, trustid, username)"},
+		{"secrets: swift without password", parseSecrets, "swift_credentials:\n  b: {username: u, trustid: pw-a-secret}\n",
+			"secrets.yaml:2: swift_credentials.b: password is empty (give username, password and, for a Magnum trustee, trustid)"},
 		{"targets: wrong type", parseTargets, targets + "    insecure: maybe\n",
 			`targets.yaml:4: regions[0].insecure: must be true or false, not "maybe"`},
 		{"targets: bad value", parseTargets, targets + "    namespace: Acme\n",
@@ -190,6 +219,8 @@ func TestParseSecrets(t *testing.T) {
 		{name: "scalar instead of mapping", in: "registry_credentials:\n  a: pw-a-secret\n", wantErr: "registry_credentials"},
 		{name: "missing variable", in: "x: 1\n", wantErr: "no registry_credentials"},
 		{name: "no username", in: "registry_credentials:\n  a: {password: pw-a-secret}\n", wantErr: "registry_credentials.a: username is empty"},
+		{name: "swift only", in: "swift_credentials:\n  b: {username: trustee, password: pw-a-secret, trustid: pw-trust}\n", want: map[string]string{}},
+		{name: "swift scalar", in: "swift_credentials:\n  b: pw-a-secret\n", wantErr: "swift_credentials.b: must be a mapping of username, password, trustid (the value is not shown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,7 +232,7 @@ func TestParseSecrets(t *testing.T) {
 				return
 			}
 			users := map[string]string{}
-			for k, c := range got {
+			for k, c := range got.RegistryCredentials {
 				users[k] = c.Username
 				if s := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(s, "pw-") {
 					t.Errorf("formatting a credential shows its password: %s", s)

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/fanout"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/poll"
@@ -32,6 +33,9 @@ import (
 type regionState struct {
 	Region
 	c *client
+	// st is the storage of a storage-backed region (nil for a registry
+	// region): damaged blobs there are repaired.
+	st *storage
 	// landed maps a blob digest to a repository where it is known to be
 	// complete in this region: later images mount from there.
 	mu     sync.Mutex
@@ -80,12 +84,21 @@ func Run(ctx context.Context, opts Options) (*result.PushResult, error) {
 	if err := opts.Auth.load(opts.Regions); err != nil {
 		return nil, err
 	}
+	logins, err := swiftLogins(opts.Regions, &opts.Auth)
+	if err != nil {
+		return nil, err
+	}
 	images, err := resolve(ctx, &opts)
 	if err != nil {
 		return nil, err
 	}
+	regions, stores, stop, err := openStorage(ctx, &opts.Conn, opts.Log, opts.Regions, logins)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
 	p := &pusher{opts: &opts}
-	if err := p.connect(ctx, images); err != nil {
+	if err := p.connect(ctx, images, regions, stores); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -113,11 +126,13 @@ func (p *pusher) push(ctx context.Context, images []image) error {
 	}()
 	// Phase 1: blobs and manifests by digest, everywhere.
 	for _, img := range images {
+		crashpoint.Hit("push.image")
 		if err := p.pushImage(ctx, img); err != nil {
 			status = "failed"
 			return p.phase1Error(ctx, err)
 		}
 	}
+	crashpoint.Hit("push.phase1-done")
 	// Read everything back before any tag moves.
 	if !p.opts.NoVerify {
 		if err := p.verifyAll(ctx, images); err != nil {
@@ -125,6 +140,7 @@ func (p *pusher) push(ctx context.Context, images []image) error {
 			return fmt.Errorf("%w; no tag was moved in any region", err)
 		}
 	}
+	crashpoint.Hit("push.verified")
 	// Phase 2: every region has every manifest: move the tags.
 	if err := p.moveTags(ctx, images); err != nil {
 		status = "tagging failed"
@@ -151,23 +167,19 @@ func (p *pusher) phase1Error(ctx context.Context, err error) error {
 
 // connect opens a client per region, in parallel. A region that is down
 // stops the run before anything is pushed anywhere.
-func (p *pusher) connect(ctx context.Context, images []image) error {
-	p.regions = make([]*regionState, len(p.opts.Regions))
-	err := fanout.All(ctx, 0, p.opts.Regions, func(ctx context.Context, i int, r Region) error {
-		cred, err := p.opts.Auth.credential(r)
-		if err != nil {
-			return err
-		}
+func (p *pusher) connect(ctx context.Context, images []image, regions []Region, stores map[string]*storage) error {
+	p.regions = make([]*regionState, len(regions))
+	err := fanout.All(ctx, 0, regions, func(ctx context.Context, i int, r Region) error {
 		var repos []string
 		for _, img := range images {
 			repos = append(repos, r.Path(img.Repository))
 		}
-		c, err := newClient(ctx, r, cred, *p.opts.Retry, repos)
+		c, cred, err := dial(ctx, &p.opts.Auth, &p.opts.Conn, r, stores[r.Name], repos)
 		if err != nil {
 			return err
 		}
 		p.opts.Log.Debug("connected", "region", r.Name, "registry", r.Registry, "auth", cred.String())
-		p.regions[i] = &regionState{Region: r, c: c, landed: map[v1.Hash]string{}}
+		p.regions[i] = &regionState{Region: r, c: c, st: stores[r.Name], landed: map[v1.Hash]string{}}
 		return nil
 	})
 	if err != nil {
@@ -227,6 +239,7 @@ func putManifestOnce(ctx context.Context, c *client, repo string, m *manifest) e
 	if err := c.putManifest(ctx, repo, m.Digest.String(), m.MediaType, m.Raw); err != nil {
 		return fmt.Errorf("putting manifest %s: %w", m.Digest, err)
 	}
+	crashpoint.Hit("push.manifest")
 	return nil
 }
 
@@ -312,6 +325,7 @@ func (p *pusher) upload(ctx context.Context, img image, b blob, need []pending, 
 	for i, n := range need {
 		repo := n.r.Path(img.Repository)
 		if errs[i] == nil {
+			crashpoint.Hit("push.blob-uploaded")
 			p.count(n.r, p.stats[img.Repository][n.r.Name], b, "uploaded")
 			n.r.mu.Lock()
 			n.r.landed[b.Digest] = repo
@@ -348,19 +362,32 @@ func (p *pusher) prepare(ctx context.Context, r *regionState, repo string, b blo
 	if err != nil {
 		return "", false, fmt.Errorf("checking: %w", err)
 	}
-	if size == b.Size {
+	damage := ""
+	switch {
+	case size == b.Size && !p.opts.NoVerify:
+		// The registry did not get these bytes from this run: read them
+		// back before trusting them (the storage may hold a damaged copy).
+		if damage, err = checkBlob(ctx, r.c, repo, b.Digest, b.Size); err != nil {
+			return "", false, fmt.Errorf("reading back: %w", err)
+		}
+	case size >= 0 && size != b.Size:
+		damage = fmt.Sprintf("the registry has it with %d bytes, want %d", size, b.Size)
+	}
+	if size == b.Size && damage == "" {
 		p.count(r, st, b, "present")
 		r.mu.Lock()
 		r.landed[b.Digest] = repo
 		r.mu.Unlock()
 		return "", true, nil
 	}
-	if size >= 0 {
-		// Distribution never replaces a blob it believes it has: a
-		// zero-byte object left by a failed Swift/Ceph upload must be
-		// removed from storage by an operator.
-		return "", false, fmt.Errorf("the registry has it with %s bytes, want %d (a truncated object in the registry's storage): remove %s from the region's storage, then rerun",
-			sizeString(size), b.Size, storagePath(b.Digest))
+	if damage != "" {
+		// Distribution never replaces a blob it believes it has: the
+		// damaged copy must leave the storage first.
+		if err := repairStorage(ctx, r.Region, r.st, b.Digest, damage); err != nil {
+			return "", false, err
+		}
+		p.opts.Log.Warn("repairing a damaged blob", "region", r.Name, "repository", repo, "blob", b.Digest.String(), "damage", damage)
+		known = false
 	}
 	if !known {
 		from = ""
@@ -443,6 +470,7 @@ func (p *pusher) tagImage(ctx context.Context, r *regionState, img image) error 
 	st := p.stats[img.Repository][r.Name]
 	repo := r.Path(img.Repository)
 	for _, tag := range img.Tags {
+		crashpoint.Hit("push.tag")
 		moved, err := moveTag(ctx, r.c, repo, tag, img.Root)
 		if err != nil {
 			return fmt.Errorf("region %s: moving tag %s:%s: %w", r.Name, repo, tag, err)
@@ -503,15 +531,16 @@ func (p *pusher) result(images []image) *result.PushResult {
 				tags = []string{}
 			}
 			pi.Regions = append(pi.Regions, result.RegionPushed{
-				Region:        r.Name,
-				Repository:    r.Repository(img.Repository),
-				Tags:          tags,
-				Digest:        img.Root.Digest.String(),
-				BlobsUploaded: st.uploaded,
-				BlobsMounted:  st.mounted,
-				BlobsPresent:  st.present,
-				BytesUploaded: st.bytes,
-				Verified:      st.verified,
+				Region:         r.Name,
+				Repository:     r.Repository(img.Repository),
+				NodeRepository: r.NodeRepository(img.Repository),
+				Tags:           tags,
+				Digest:         img.Root.Digest.String(),
+				BlobsUploaded:  st.uploaded,
+				BlobsMounted:   st.mounted,
+				BlobsPresent:   st.present,
+				BytesUploaded:  st.bytes,
+				Verified:       st.verified,
 			})
 		}
 		res.Images = append(res.Images, pi)
@@ -520,22 +549,25 @@ func (p *pusher) result(images []image) *result.PushResult {
 }
 
 // ZuulReturn is the zuul_return data for a push: one artifact per image and
-// region, so later jobs of the buildset find the pinned references.
+// region, so later jobs of the buildset find the pinned references. The
+// artifact's URL is the reference the region's nodes pull (the CI address
+// of a storage-backed region lived only as long as the push).
 func ZuulReturn(res *result.PushResult) zuul.Return {
 	var z zuul.Return
 	for _, img := range res.Images {
 		for _, r := range img.Regions {
-			z.Artifacts = append(z.Artifacts, zuul.Artifact{
-				Name: img.Name + " (" + r.Region + ")",
-				URL:  "docker://" + r.Repository + "@" + r.Digest,
-				Metadata: map[string]any{
-					"type":       "container_image",
-					"region":     r.Region,
-					"repository": r.Repository,
-					"digest":     r.Digest,
-					"tags":       r.Tags,
-				},
-			})
+			ref, _ := img.NodeReference(r.Region)
+			md := map[string]any{
+				"type":       "container_image",
+				"region":     r.Region,
+				"repository": r.Repository,
+				"digest":     r.Digest,
+				"tags":       r.Tags,
+			}
+			if r.NodeRepository != "" {
+				md["nodeRepository"] = r.NodeRepository
+			}
+			z.Artifacts = append(z.Artifacts, zuul.Artifact{Name: img.Name + " (" + r.Region + ")", URL: "docker://" + ref, Metadata: md})
 		}
 	}
 	return z

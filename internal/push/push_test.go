@@ -336,7 +336,7 @@ func TestVerifyResult(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	vo := VerifyOptions{ResultFile: resultFile, Retry: fastRetry()}
+	vo := VerifyOptions{ResultFile: resultFile, Conn: Conn{Retry: fastRetry()}}
 	if err := Verify(ctx, vo); err != nil {
 		t.Fatalf("verify of a good push: %v", err)
 	}
@@ -378,7 +378,7 @@ func TestVerifyResult(t *testing.T) {
 	if b := res.Images[0].Regions[1]; b.BytesUploaded != 0 {
 		t.Errorf("region b re-uploaded %d bytes", b.BytesUploaded)
 	}
-	if err := Verify(ctx, VerifyOptions{ResultFile: resultFile, Retry: fastRetry()}); err != nil {
+	if err := Verify(ctx, VerifyOptions{ResultFile: resultFile, Conn: Conn{Retry: fastRetry()}}); err != nil {
 		t.Fatalf("verify after repair: %v", err)
 	}
 }

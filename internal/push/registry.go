@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,7 +41,7 @@ var manifestAccepts = strings.Join([]string{
 
 // baseTransport builds the TLS-aware transport for a region; retries and the
 // user agent wrap it.
-func baseTransport(r Region, retry httpx.RetryPolicy) (http.RoundTripper, error) {
+func baseTransport(r Region, conn *Conn) (http.RoundTripper, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 32
 	t.ResponseHeaderTimeout = 0
@@ -61,17 +60,76 @@ func baseTransport(r Region, retry httpx.RetryPolicy) (http.RoundTripper, error)
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return httpx.UserAgent(httpx.Retry(t, retry), "push-registry"), nil
+	return httpx.UserAgent(httpx.Retry(deadline(t, conn.RequestTimeout), *conn.Retry), "push-registry"), nil
+}
+
+// deadline gives every try of a request d to get its response headers,
+// and its response body d between reads: a registry that accepts
+// connections but never answers (a frozen process, a hung Swift proxy)
+// fails the try, which Retry may repeat. Streamed request bodies (blob
+// uploads, which cannot be replayed) are left to the upload watchdog.
+func deadline(next http.RoundTripper, d time.Duration) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		if d <= 0 || (req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
+			return next.RoundTrip(req)
+		}
+		ctx, cancel := context.WithCancelCause(req.Context())
+		errTimeout := fmt.Errorf("%w: no answer for %s (request timeout)", context.DeadlineExceeded, d)
+		timer := time.AfterFunc(d, func() { cancel(errTimeout) })
+		resp, err := next.RoundTrip(req.WithContext(ctx))
+		if err != nil {
+			timer.Stop()
+			if context.Cause(ctx) == errTimeout {
+				err = errTimeout
+			}
+			cancel(nil)
+			return nil, err
+		}
+		timer.Reset(d)
+		resp.Body = &idleBody{ReadCloser: resp.Body, timer: timer, d: d, cancel: cancel, ctx: ctx, errTimeout: errTimeout}
+		return resp, nil
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// idleBody restarts the request's timer on every read and releases it on
+// Close.
+type idleBody struct {
+	io.ReadCloser
+	timer      *time.Timer
+	d          time.Duration
+	cancel     context.CancelCauseFunc
+	ctx        context.Context
+	errTimeout error
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.timer.Reset(b.d)
+	if err != nil && err != io.EOF && context.Cause(b.ctx) == b.errTimeout {
+		err = b.errTimeout
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
 }
 
 // newClient pings the registry and sets up its auth (basic or bearer token)
 // for the given repositories.
-func newClient(ctx context.Context, r Region, cred Credential, retry httpx.RetryPolicy, repos []string) (*client, error) {
+func newClient(ctx context.Context, r Region, cred Credential, conn *Conn, repos []string) (*client, error) {
 	reg, err := r.registry()
 	if err != nil {
 		return nil, usererr.Errorf("region %s: %w", r.Name, err)
 	}
-	inner, err := baseTransport(r, retry)
+	inner, err := baseTransport(r, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -301,10 +359,19 @@ func (c *client) getManifest(ctx context.Context, repo, ref string) ([]byte, err
 	return nil, registryError(resp)
 }
 
-// sizeString formats an optional Content-Length.
-func sizeString(n int64) string {
-	if n < 0 {
-		return "unknown"
+// openBlob GETs a blob's content; the caller closes it.
+func (c *client) openBlob(ctx context.Context, repo string, d v1.Hash) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(repo, "blobs", d.String()), nil)
+	if err != nil {
+		return nil, err
 	}
-	return strconv.FormatInt(n, 10)
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := registryError(resp, http.StatusOK); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp.Body, nil
 }

@@ -8,13 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/slipwayci/slipway/internal/fanout"
-	"github.com/slipwayci/slipway/internal/httpx"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/usererr"
@@ -30,7 +33,7 @@ func (p *pusher) verifyAll(ctx context.Context, images []image) error {
 	return fanout.All(ctx, 0, p.regions, func(ctx context.Context, _ int, r *regionState) error {
 		for _, img := range images {
 			repo := r.Path(img.Repository)
-			if err := verifyTree(ctx, r.c, repo, img.Root.Digest.String()); err != nil {
+			if err := verifyTree(ctx, r.c, repo, img.Root.Digest.String(), treeCheck{jobs: p.opts.Jobs}); err != nil {
 				return fmt.Errorf("verifying region %s: repository %s: %w", r.Name, repo, err)
 			}
 			p.stats[img.Repository][r.Name].verified = true
@@ -46,8 +49,19 @@ type manifestDoc struct {
 	Manifests []v1.Descriptor `json:"manifests"`
 }
 
-// verifyTree checks the manifest digest in repo and everything it refers to.
-func verifyTree(ctx context.Context, c *client, repo, digest string) error {
+// treeCheck says how verifyTree checks blobs: HEAD for the size, or (deep)
+// GET for the size and digest, jobs at a time; damaged (may be nil) hears
+// of every damaged blob, good of every good one (deep only).
+type treeCheck struct {
+	deep    bool
+	jobs    int
+	damaged func(b v1.Descriptor, damage string)
+	good    func(b v1.Descriptor)
+}
+
+// verifyTree checks the manifest digest in repo and everything it refers
+// to. Every bad blob is reported (errors joined), not only the first.
+func verifyTree(ctx context.Context, c *client, repo, digest string, tc treeCheck) error {
 	raw, err := c.getManifest(ctx, repo, digest)
 	if err != nil {
 		return fmt.Errorf("reading manifest %s: %w", digest, err)
@@ -63,40 +77,74 @@ func verifyTree(ctx context.Context, c *client, repo, digest string) error {
 	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
 		return fmt.Errorf("%w: manifest %s: %w", ErrMismatch, digest, err)
 	}
+	var errs []error
 	for _, m := range doc.Manifests {
-		if err := verifyTree(ctx, c, repo, m.Digest.String()); err != nil {
-			return err
-		}
+		errs = append(errs, verifyTree(ctx, c, repo, m.Digest.String(), tc))
 	}
 	blobs := doc.Layers
 	if doc.Config != nil {
 		blobs = append([]v1.Descriptor{*doc.Config}, blobs...)
 	}
-	return fanout.All(ctx, 4, blobs, func(ctx context.Context, _ int, b v1.Descriptor) error {
-		size, err := c.headBlob(ctx, repo, b.Digest)
-		switch {
-		case err != nil:
+	errs = append(errs, fanout.All(ctx, max(tc.jobs, 1), blobs, func(ctx context.Context, _ int, b v1.Descriptor) error {
+		damage, err := tc.blob(ctx, c, repo, b)
+		if err != nil {
 			return fmt.Errorf("checking blob %s: %w", b.Digest, err)
-		case size < 0:
-			return fmt.Errorf("%w: blob %s is missing", ErrMismatch, b.Digest)
-		case size != b.Size:
-			return fmt.Errorf("%w: blob %s has %d bytes, want %d (a truncated object in the registry's storage: remove %s there, then push again)",
-				ErrMismatch, b.Digest, size, b.Size, storagePath(b.Digest))
 		}
-		return nil
-	})
+		if damage == "" {
+			if tc.good != nil {
+				tc.good(b)
+			}
+			return nil
+		}
+		if tc.damaged != nil {
+			tc.damaged(b, damage)
+		}
+		return fmt.Errorf("%w: blob %s: %s", ErrMismatch, b.Digest, damage)
+	}))
+	return errors.Join(errs...)
+}
+
+// blob checks one blob as tc says; damage is "" when it is good.
+func (tc treeCheck) blob(ctx context.Context, c *client, repo string, b v1.Descriptor) (damage string, err error) {
+	if tc.deep {
+		return checkBlob(ctx, c, repo, b.Digest, b.Size)
+	}
+	size, err := c.headBlob(ctx, repo, b.Digest)
+	switch {
+	case err != nil:
+		return "", err
+	case size < 0:
+		return "it is missing", nil
+	case size != b.Size:
+		return fmt.Sprintf("the registry has it with %d bytes, want %d (a truncated object in the storage: a storage-backed region is repaired by a rerun of push; for a registry region remove %s from its storage, then push again)",
+			size, b.Size, blobDir(b.Digest)), nil
+	}
+	return "", nil
 }
 
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
 	// ResultFile is the push result to check.
 	ResultFile string
-	// Regions gives connection settings (insecure, CA file, auth file) by
-	// region name; regions of the result not listed use defaults.
+	// Regions gives connection settings (insecure, CA file, auth file; the
+	// Swift storage of a storage-backed region) by region name; regions of
+	// the result not listed use defaults.
 	Regions []Region
 	Auth    Auth
-	Retry   *httpx.RetryPolicy
-	Log     *slog.Logger
+	// Deep reads every manifest and blob back in full (GET: size and
+	// sha256) instead of HEADing the blobs.
+	Deep bool
+	// Repair, with Deep, repairs the damaged blobs of storage-backed
+	// regions: their Swift objects are deleted and the blob copied again
+	// from a region that holds it whole. No tag is moved.
+	Repair bool
+	// Jobs is how many blobs are read at once per image and region
+	// (default 4).
+	Jobs int
+	// StallTimeout is that of a repair's upload (default 60s).
+	StallTimeout time.Duration
+	Conn
+	Log *slog.Logger
 }
 
 // check is one image in one region of a push result.
@@ -105,22 +153,37 @@ type check struct {
 	rp   result.RegionPushed
 	r    Region
 	repo string
+	st   *storage
+	c    *client
+}
+
+// damagedBlob is a blob verify found damaged in one region.
+type damagedBlob struct {
+	ch     *check
+	b      v1.Descriptor
+	damage string
 }
 
 // Verify checks a push result against the live registries: every image's
-// manifest digest, every blob's presence and size, and that every recorded
-// tag still points at the digest.
+// manifest digest, every blob's presence and size (Deep: its full content),
+// and that every recorded tag still points at the digest.
 func Verify(ctx context.Context, o VerifyOptions) error {
 	if o.ResultFile == "" {
 		return usererr.New("no push result to verify")
 	}
+	if o.Repair && !o.Deep {
+		return usererr.New("repair needs a deep verify (every blob read back)")
+	}
 	if o.Log == nil {
 		o.Log = logging.Discard()
 	}
-	if o.Retry == nil {
-		r := httpx.DefaultRetry()
-		o.Retry = &r
+	if o.Jobs <= 0 {
+		o.Jobs = 4
 	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = 60 * time.Second
+	}
+	o.Conn.defaults()
 	checks, err := resultChecks(o)
 	if err != nil {
 		return err
@@ -128,13 +191,151 @@ func Verify(ctx context.Context, o VerifyOptions) error {
 	if err := o.Auth.load(o.Regions); err != nil {
 		return err
 	}
-	return fanout.All(ctx, 0, checks, func(ctx context.Context, _ int, ch check) error {
-		if err := verifyCheck(ctx, &o, ch); err != nil {
+	var used []Region
+	seen := map[string]bool{}
+	for _, ch := range checks {
+		if !seen[ch.r.Name] {
+			seen[ch.r.Name] = true
+			used = append(used, ch.r)
+		}
+	}
+	logins, err := swiftLogins(used, &o.Auth)
+	if err != nil {
+		return err
+	}
+	opened, stores, stop, err := openStorage(ctx, &o.Conn, o.Log, used, logins)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	for i := range checks {
+		if st := stores[checks[i].r.Name]; st != nil {
+			checks[i].st = st
+			checks[i].r.Registry = opened[slices.IndexFunc(opened, func(r Region) bool { return r.Name == checks[i].r.Name })].Registry
+		}
+	}
+	var (
+		mu      sync.Mutex
+		damaged []damagedBlob
+		good    = map[string][]*check{} // blob digest → checks holding it whole
+	)
+	err = fanout.All(ctx, 0, checks, func(ctx context.Context, i int, _ check) error {
+		ch := &checks[i]
+		tc := treeCheck{deep: o.Deep, jobs: o.Jobs,
+			damaged: func(b v1.Descriptor, damage string) {
+				mu.Lock()
+				defer mu.Unlock()
+				damaged = append(damaged, damagedBlob{ch, b, damage})
+			},
+			good: func(b v1.Descriptor) {
+				mu.Lock()
+				defer mu.Unlock()
+				good[b.Digest.String()] = append(good[b.Digest.String()], ch)
+			},
+		}
+		if err := verifyCheck(ctx, &o, ch, tc); err != nil {
 			return err
 		}
-		o.Log.Info("verified", "image", ch.img.Name, "region", ch.r.Name, "reference", ch.rp.Repository+"@"+ch.rp.Digest)
+		o.Log.Info("verified", "image", ch.img.Name, "region", ch.r.Name, "reference", ch.rp.Repository+"@"+ch.rp.Digest, "deep", o.Deep)
 		return nil
 	})
+	if err == nil || !o.Repair || len(damaged) == 0 {
+		return err
+	}
+	return repairAll(ctx, &o, damaged, good)
+}
+
+// repairAll repairs every damaged blob of a storage-backed region from a
+// whole copy in another region, then reads it back. err is what the deep
+// verify found; the result names what is still wrong.
+func repairAll(ctx context.Context, o *VerifyOptions, damaged []damagedBlob, good map[string][]*check) error {
+	source := func(d damagedBlob) *check {
+		for _, ch := range good[d.b.Digest.String()] {
+			if ch.r.Name != d.ch.r.Name {
+				return ch
+			}
+		}
+		return nil
+	}
+	// One repair per region and blob: its repositories share the data.
+	seen := map[string]bool{}
+	damaged = slices.DeleteFunc(damaged, func(d damagedBlob) bool {
+		k := d.ch.r.Name + " " + d.b.Digest.String()
+		dup := seen[k]
+		seen[k] = true
+		return dup
+	})
+	repairable := 0
+	for _, d := range damaged {
+		if d.ch.st != nil && source(d) != nil {
+			repairable++
+		}
+	}
+	if repairable != len(damaged) {
+		var errs []error
+		for _, d := range damaged {
+			switch {
+			case d.ch.st == nil:
+				errs = append(errs, fmt.Errorf("region %s: repository %s: blob %s: %w", d.ch.r.Name, d.ch.repo, d.b.Digest, repairStorage(ctx, d.ch.r, nil, d.b.Digest, d.damage)))
+			case source(d) == nil:
+				errs = append(errs, fmt.Errorf("region %s: repository %s: blob %s: %w: %s; no region holds a whole copy: push the image again from its source (push repairs it)", d.ch.r.Name, d.ch.repo, d.b.Digest, ErrDamaged, d.damage))
+			}
+		}
+		return fmt.Errorf("%w; nothing was repaired", errors.Join(errs...))
+	}
+	err := fanout.All(ctx, o.Jobs, damaged, func(ctx context.Context, _ int, d damagedBlob) error {
+		if err := repairFrom(ctx, o, d, source(d)); err != nil {
+			return fmt.Errorf("region %s: repository %s: blob %s: %w", d.ch.r.Name, d.ch.repo, d.b.Digest, err)
+		}
+		o.Log.Warn("repaired a damaged blob", "region", d.ch.r.Name, "repository", d.ch.repo, "blob", d.b.Digest.String(), "damage", d.damage)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("repairing: %w; rerun verify --deep --repair", err)
+	}
+	// Read back what was damaged, tags included, now it is whole.
+	var again []*check
+	for _, d := range damaged {
+		if !slices.Contains(again, d.ch) {
+			again = append(again, d.ch)
+		}
+	}
+	return fanout.All(ctx, 0, again, func(ctx context.Context, _ int, ch *check) error {
+		return verifyCheck(ctx, o, ch, treeCheck{deep: true, jobs: o.Jobs})
+	})
+}
+
+// repairFrom deletes the damaged copy of d.b and copies it again from the
+// region of src, streaming (the copy is checked against its digest on the
+// way), then reads it back.
+func repairFrom(ctx context.Context, o *VerifyOptions, d damagedBlob, src *check) error {
+	if err := repairStorage(ctx, d.ch.r, d.ch.st, d.b.Digest, d.damage); err != nil {
+		return err
+	}
+	b := blob{Digest: d.b.Digest, Size: d.b.Size, open: func() (io.ReadCloser, error) {
+		return src.c.openBlob(ctx, src.repo, d.b.Digest)
+	}}
+	loc, mounted, err := d.ch.c.startUpload(ctx, d.ch.repo, "", d.b.Digest)
+	if err != nil {
+		return fmt.Errorf("starting upload: %w", err)
+	}
+	if !mounted {
+		errs := fanOut(ctx, b, o.StallTimeout, 5*time.Minute, []uploadFunc{func(ctx context.Context, body io.ReadCloser) error {
+			return d.ch.c.putBlob(ctx, loc, d.b.Digest, d.b.Size, body)
+		}}, nil)
+		if errs[0] != nil {
+			d.ch.c.cancelUpload(loc)
+			return fmt.Errorf("copying from region %s: %w", src.r.Name, errs[0])
+		}
+	}
+	damage, err := checkBlob(ctx, d.ch.c, d.ch.repo, d.b.Digest, d.b.Size)
+	if err != nil {
+		return fmt.Errorf("reading back the repaired blob: %w", err)
+	}
+	if damage != "" {
+		return fmt.Errorf("%w: after the repair %s", ErrDamaged, damage)
+	}
+	return nil
 }
 
 // resultChecks lists the checks of the push result, with each region's
@@ -159,24 +360,26 @@ func resultChecks(o VerifyOptions) ([]check, error) {
 			if !known {
 				r = Region{Name: rp.Region}
 			}
-			r.Registry, r.Namespace = host, ""
-			checks = append(checks, check{img, rp, r, repo})
+			// A storage-backed region's registry is the one verify runs:
+			// the result's host was that of the push's own, gone since.
+			if !r.storage() {
+				r.Registry = host
+			}
+			r.Namespace = ""
+			checks = append(checks, check{img: img, rp: rp, r: r, repo: repo})
 		}
 	}
 	return checks, nil
 }
 
 // verifyCheck checks one image in one region: its tree, then its tags.
-func verifyCheck(ctx context.Context, o *VerifyOptions, ch check) error {
-	cred, err := o.Auth.credential(ch.r)
+func verifyCheck(ctx context.Context, o *VerifyOptions, ch *check, tc treeCheck) error {
+	c, _, err := dial(ctx, &o.Auth, &o.Conn, ch.r, ch.st, []string{ch.repo})
 	if err != nil {
 		return err
 	}
-	c, err := newClient(ctx, ch.r, cred, *o.Retry, []string{ch.repo})
-	if err != nil {
-		return err
-	}
-	if err := verifyTree(ctx, c, ch.repo, ch.rp.Digest); err != nil {
+	ch.c = c
+	if err := verifyTree(ctx, c, ch.repo, ch.rp.Digest, tc); err != nil {
 		return fmt.Errorf("region %s: repository %s: %w", ch.r.Name, ch.repo, err)
 	}
 	for _, tag := range ch.rp.Tags {
