@@ -58,8 +58,36 @@ type Runner struct {
 	AnsiblePlaybook string
 	// Log receives one line per job and playbook.
 	Log io.Writer
-	// Env is the environment of ansible-playbook (default os.Environ()).
+	// Env is the environment of ansible-playbook (default: ExecutorEnv of
+	// os.Environ()).
 	Env []string
+}
+
+// executorEnv are the variables a Zuul executor's ansible-playbook keeps of
+// its caller's environment (the Go ones let base/pre.yaml build the
+// binaries); everything else a job's processes see comes from the job.
+var executorEnv = map[string]bool{
+	"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true, "TERM": true,
+	"LANG": true, "LANGUAGE": true, "TZ": true, "TMPDIR": true,
+	"GOCACHE": true, "GOMODCACHE": true, "GOPATH": true, "GOFLAGS": true, "GOPROXY": true,
+	"GONOSUMDB": true, "GOTOOLCHAIN": true,
+}
+
+// ExecutorEnv returns the part of environ a job starts with, as on a Zuul
+// executor: no variable of the caller reaches the job unless it is a
+// locale, a path or a Go setting. So the test runner's SLIPWAY_TEST_*
+// secrets (hack/pipeline.sh runs under it) are in no job process, and a
+// secret in a job process's environment can only have come from the job:
+// from a playbook's `environment:`, which is a leak.
+func ExecutorEnv(environ []string) []string {
+	var out []string
+	for _, e := range environ {
+		name, _, _ := strings.Cut(e, "=")
+		if executorEnv[name] || strings.HasPrefix(name, "LC_") {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // JobResult is what one job did.
@@ -496,7 +524,7 @@ func (r *Runner) playbook(ctx context.Context, j *FrozenJob, pb FrozenPlaybook, 
 	cmd.Dir = r.Root
 	env := r.Env
 	if env == nil {
-		env = os.Environ()
+		env = ExecutorEnv(os.Environ())
 	}
 	cmd.Env = append(append([]string{}, env...),
 		"ANSIBLE_CONFIG="+filepath.Join(r.StateDir, "ansible", "ansible.cfg"),

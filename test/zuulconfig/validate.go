@@ -19,7 +19,9 @@ var ExternalJobs = map[string]bool{"base": true}
 // Validate checks cfg against the repository at root: everything Zuul would
 // reject when loading it or when freezing a job of a project pipeline, plus
 // slipway's own rules (anchored branch matchers, explicit post-review on jobs
-// with secrets, defined semaphores and queues). It returns every problem.
+// with secrets, defined semaphores and queues, no secret in an Ansible
+// `environment:` or command line: CheckSecretEnvironment). It returns every
+// problem.
 func Validate(root string, cfg *Config) error {
 	v := &validator{root: root, cfg: cfg, byName: map[string][]*Job{}}
 	for _, j := range cfg.Jobs {
@@ -32,6 +34,7 @@ func Validate(root string, cfg *Config) error {
 	for _, p := range cfg.Projects {
 		v.project(p)
 	}
+	v.errs = append(v.errs, CheckSecretEnvironment(root, cfg))
 	return errors.Join(v.errs...)
 }
 
