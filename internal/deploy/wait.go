@@ -260,10 +260,10 @@ func (t *target) diagnose(ctx context.Context, u *unstructured.Unstructured, why
 	}
 	werr.Reason += "; " + describePod(&pod)
 	werr.stuck = !podReady(&pod) && (pod.Status.Phase == corev1.PodRunning || pod.Status.Phase == corev1.PodFailed)
-	if evs, err := t.c.core.CoreV1().Events(t.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name}); err == nil && len(evs.Items) > 0 {
-		sort.Slice(evs.Items, func(i, j int) bool { return evs.Items[i].LastTimestamp.Before(&evs.Items[j].LastTimestamp) })
-		ev := evs.Items[len(evs.Items)-1]
-		werr.Reason += fmt.Sprintf("; last event: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+	if evs, err := t.c.core.CoreV1().Events(t.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name}); err == nil {
+		if ev := telling(evs.Items); ev != nil {
+			werr.Reason += fmt.Sprintf("; last event: %s %s: %s", ev.Type, ev.Reason, ev.Message)
+		}
 	}
 	werr.Log = t.podLog(ctx, &pod, 10)
 	t.log.Error("workload not ready", "object", werr.Object, "namespace", t.ns, "pod", pod.Name, "reason", werr.Reason)
@@ -271,6 +271,40 @@ func (t *target) diagnose(ctx context.Context, u *unstructured.Unstructured, why
 		t.log.Info("log", "pod", pod.Name, "line", l)
 	}
 	return werr
+}
+
+// telling picks the event that explains a pod best: the newest Warning (a
+// failed pull, probe or mount), else the newest event of any type; a
+// Normal "Pulled" or "Started" after a Warning says nothing of the cause.
+func telling(evs []corev1.Event) *corev1.Event {
+	var last, warning *corev1.Event
+	for i := range evs {
+		ev := &evs[i]
+		if last == nil || eventTime(ev).After(eventTime(last)) {
+			last = ev
+		}
+		if ev.Type == corev1.EventTypeWarning && (warning == nil || eventTime(ev).After(eventTime(warning))) {
+			warning = ev
+		}
+	}
+	if warning != nil {
+		return warning
+	}
+	return last
+}
+
+// eventTime is when ev last happened, in either the old or the new events
+// API's fields.
+func eventTime(ev *corev1.Event) time.Time {
+	switch {
+	case !ev.LastTimestamp.IsZero():
+		return ev.LastTimestamp.Time
+	case ev.Series != nil && !ev.Series.LastObservedTime.IsZero():
+		return ev.Series.LastObservedTime.Time
+	case !ev.EventTime.IsZero():
+		return ev.EventTime.Time
+	}
+	return ev.CreationTimestamp.Time
 }
 
 func podReady(p *corev1.Pod) bool {
