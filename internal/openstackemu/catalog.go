@@ -192,7 +192,7 @@ func (e *Emulator) serveCatalogAdmin(w http.ResponseWriter, r *http.Request, pat
 		case in.URL == "":
 			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid input for field 'url': an endpoint needs a URL.")
 			return
-		case e.regions[in.RegionID] == nil:
+		case in.RegionID != "" && e.regions[in.RegionID] == nil:
 			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find region: "+in.RegionID+".")
 			return
 		}
