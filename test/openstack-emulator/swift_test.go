@@ -40,8 +40,8 @@ import (
 // swiftEnv is what swift.sh exports for Keystone-authenticated Swift.
 type swiftEnv struct {
 	url, authURL, user, password, domain, project, account string
-	regionA, regionB, containerA, containerB                string
-	admin                                                   openstackemu.Admin
+	regionA, regionB, containerA, containerB               string
+	admin                                                  openstackemu.Admin
 }
 
 func swiftFromEnv(t *testing.T) swiftEnv {
