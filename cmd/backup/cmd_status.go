@@ -22,7 +22,7 @@ func runStatus(ctx context.Context, cliContext *ucli.Context, o options) error {
 	default:
 		return cli.Usagef("--format %q is not json or prometheus", f)
 	}
-	st, err := backup.GetStatus(ctx, backup.StatusOptions{Common: o.Common, MaxAge: cliContext.Duration("max-age")})
+	st, err := backup.GetStatus(ctx, backup.StatusOptions{Common: o.Common, MaxAge: cliContext.Duration("max-age"), MySQL: o.MySQL, Mongo: o.Mongo})
 	if st == nil {
 		return err
 	}
@@ -34,8 +34,8 @@ func runStatus(ctx context.Context, cliContext *ucli.Context, o options) error {
 
 func statusCommand() *ucli.Command {
 	return &ucli.Command{Name: "status", Usage: "age of the newest complete backup; exit 1 when older than --max-age",
-		UsageText: "backup status --s3-bucket B --max-age 26h [--format prometheus]",
-		Flags: concat(s3Flags(), []ucli.Flag{
+		UsageText: "backup status --s3-bucket B --max-age 26h [--format prometheus] [--mysql-host H --mongo-uri-file F: at the DR site, also stale while a restore's swap is unfinished]",
+		Flags: concat(s3Flags(), databaseFlags(), []ucli.Flag{
 			&ucli.DurationFlag{Name: "max-age", Value: 26 * time.Hour, Usage: "stale above this age", EnvVars: []string{"SLIPWAY_BACKUP_MAX_AGE"}},
 			&ucli.StringFlag{Name: "format", Value: "json", Usage: "json or prometheus (text exposition format)"},
 		}),

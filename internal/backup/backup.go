@@ -28,15 +28,31 @@ type Source interface {
 	Dump(ctx context.Context, w io.Writer) error
 }
 
-// Target restores one database: Stage loads a dump beside the live data,
-// Swap puts it in place (returning an undo), Commit removes what the swap
-// left over, Discard removes a staged copy that is not wanted.
+// Target restores one database. Recover finishes or drops what a killed
+// restore left; Stage loads a dump beside the live data and Staged records
+// that it matched the manifest; Prepare journals the swap, Swap makes it
+// (returning an undo), Commit removes what the swap left over, Discard
+// removes a staged copy that is not wanted.
 type Target interface {
 	Name() string
+	Recover(ctx context.Context, backup string, fresh bool) (Recovery, error)
 	Stage(ctx context.Context, r io.Reader) error
+	Staged(ctx context.Context) error
+	Prepare(ctx context.Context) error
 	Swap(ctx context.Context) (undo func(context.Context) error, err error)
 	Commit(ctx context.Context) error
 	Discard(ctx context.Context) error
+}
+
+// Recovery is what a target's journal said when a restore started.
+type Recovery struct {
+	// Finished: a swap a killed run had begun was completed.
+	Finished bool
+	// Restored is the backup the live database holds ("" when unknown).
+	Restored string
+	// Resume: staging holds part of the backup being restored, which the
+	// load continues.
+	Resume bool
 }
 
 // faultHook lets tests fail a restore in the middle of a swap, to exercise

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
@@ -47,7 +49,7 @@ func (c MongoConfig) validate(n Names) error {
 }
 
 func checkMongoName(db string) error {
-	if db == "" || len(db) > 60 || strings.ContainsAny(db, "/\\. \"$*<>:|?\x00") || db == "admin" || db == "local" || db == "config" {
+	if db == "" || len(db) > 60 || db == journalDB || strings.ContainsAny(db, "/\\. \"$*<>:|?\x00") || db == "admin" || db == "local" || db == "config" {
 		return fmt.Errorf("MongoDB database name %q is empty, too long, a system database or holds a forbidden character", db)
 	}
 	return nil
@@ -103,17 +105,36 @@ func (s *mongoSource) Dump(ctx context.Context, w io.Writer) error {
 
 // mongoTarget restores into slipway_new__<collection> inside the live
 // database (FerretDB and sharded MongoDB cannot rename across databases),
-// then renames collections into place.
+// then renames collections into place, journalling each step in the
+// server's slipway_restore.journal collection.
 type mongoTarget struct {
-	cfg    MongoConfig
-	bin    string
-	client *mongo.Client
-	db     string
+	cfg     MongoConfig
+	bin     string
+	client  *mongo.Client
+	db      string
+	backup  string
+	journal mongoJournal
+	// restored is the backup in place before this run (journal).
+	restored string
+	moves    []mongoMove
+	// prepared: this run journalled the swap; dirty: it started it and
+	// did not roll it back.
+	prepared, dirty bool
 }
 
 var _ Target = (*mongoTarget)(nil)
 
+// mongoMove is one collection rename of a swap.
+type mongoMove struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
 func (t *mongoTarget) Name() string { return KindMongo + " " + t.db }
+
+func (t *mongoTarget) entry(state string) journalEntry {
+	return journalEntry{Database: t.db, State: state, Backup: t.backup, Restored: t.restored}
+}
 
 func (t *mongoTarget) collections(ctx context.Context) ([]string, error) {
 	names, err := t.client.Database(t.db).ListCollectionNames(ctx, bson.D{})
@@ -140,10 +161,60 @@ func (t *mongoTarget) dropPrefixed(ctx context.Context, prefixes ...string) erro
 	return nil
 }
 
+// Recover finishes the renames of an interrupted swap from the journal and
+// drops any other staging a killed run left (a MongoDB load is not resumed:
+// mongorestore has no record of what it finished).
+func (t *mongoTarget) Recover(ctx context.Context, _ string, _ bool) (Recovery, error) {
+	e, err := t.journal.get(ctx, t.db)
+	if err != nil || e == nil {
+		return Recovery{}, err
+	}
+	t.restored = e.Restored
+	switch e.State {
+	case stateSwapping:
+		var moves []mongoMove
+		if err := json.Unmarshal([]byte(e.Plan), &moves); err != nil {
+			return Recovery{}, fmt.Errorf("reading the swap plan of MongoDB database %s from the journal: %w", t.db, err)
+		}
+		names, err := t.collections(ctx)
+		if err != nil {
+			return Recovery{}, err
+		}
+		have := map[string]bool{}
+		for _, n := range names {
+			have[n] = true
+		}
+		// A move is done when its source is gone; renames are atomic.
+		for _, m := range moves {
+			if !have[m.From] || have[m.To] {
+				continue
+			}
+			if err := t.rename(ctx, m.From, m.To); err != nil {
+				return Recovery{}, err
+			}
+			delete(have, m.From)
+			have[m.To] = true
+		}
+		if err := t.commit(ctx, e.Backup); err != nil {
+			return Recovery{}, err
+		}
+		return Recovery{Finished: true, Restored: e.Backup}, nil
+	case stateLoading, stateStaged:
+		if err := t.Discard(ctx); err != nil {
+			return Recovery{}, err
+		}
+	}
+	return Recovery{Restored: e.Restored}, nil
+}
+
 func (t *mongoTarget) Stage(ctx context.Context, r io.Reader) error {
+	if err := t.journal.put(ctx, t.entry(stateLoading)); err != nil {
+		return err
+	}
 	if err := t.dropPrefixed(ctx, mongoNewPrefix); err != nil {
 		return err
 	}
+	crashpoint.Hit("backup.restore.load")
 	return t.cfg.withToolConfig(func(conf string) error {
 		args := []string{"--config=" + conf, "--archive", "--quiet", "--drop",
 			"--nsInclude=" + t.db + ".*",
@@ -158,6 +229,11 @@ func (t *mongoTarget) Stage(ctx context.Context, r io.Reader) error {
 	})
 }
 
+// Staged records that the staging collections hold the whole backup.
+func (t *mongoTarget) Staged(ctx context.Context) error {
+	return t.journal.put(ctx, t.entry(stateStaged))
+}
+
 func (t *mongoTarget) rename(ctx context.Context, from, to string) error {
 	cmd := bson.D{{Key: "renameCollection", Value: t.db + "." + from}, {Key: "to", Value: t.db + "." + to}}
 	if err := t.client.Database("admin").RunCommand(ctx, cmd).Err(); err != nil {
@@ -166,15 +242,15 @@ func (t *mongoTarget) rename(ctx context.Context, from, to string) error {
 	return nil
 }
 
-// Swap renames every live collection to slipway_old__<name> and every staged
-// one to its name; on error it renames everything back.
-func (t *mongoTarget) Swap(ctx context.Context) (func(context.Context) error, error) {
+// Prepare plans the renames (every live collection to slipway_old__<name>,
+// then every staged one to its name) and journals them.
+func (t *mongoTarget) Prepare(ctx context.Context) error {
 	if err := t.dropPrefixed(ctx, mongoOldPrefix); err != nil {
-		return nil, err
+		return err
 	}
 	names, err := t.collections(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var live, staged []string
 	for _, n := range names {
@@ -186,31 +262,48 @@ func (t *mongoTarget) Swap(ctx context.Context) (func(context.Context) error, er
 			live = append(live, n)
 		}
 	}
-	type move struct{ from, to string }
-	var done []move
+	t.moves = nil
+	for _, n := range live {
+		t.moves = append(t.moves, mongoMove{n, mongoOldPrefix + n})
+	}
+	for _, n := range staged {
+		t.moves = append(t.moves, mongoMove{mongoNewPrefix + n, n})
+	}
+	plan, err := json.Marshal(t.moves)
+	if err != nil {
+		return err
+	}
+	e := t.entry(stateSwapping)
+	e.Plan = string(plan)
+	if err := t.journal.put(ctx, e); err != nil {
+		return err
+	}
+	t.prepared = true
+	return nil
+}
+
+// Swap makes the planned renames; on error it renames everything back.
+func (t *mongoTarget) Swap(ctx context.Context) (func(context.Context) error, error) {
+	var done []mongoMove
+	t.dirty = true
 	undo := func(ctx context.Context) error {
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
-			errs = append(errs, t.rename(ctx, done[i].to, done[i].from))
+			errs = append(errs, t.rename(ctx, done[i].To, done[i].From))
 		}
 		done = nil
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("rolling back MongoDB database %s: %w", t.db, err)
 		}
-		return nil
+		t.dirty = false
+		return t.journal.put(ctx, t.entry(stateStaged))
 	}
-	var moves []move
-	for _, n := range live {
-		moves = append(moves, move{n, mongoOldPrefix + n})
-	}
-	for _, n := range staged {
-		moves = append(moves, move{mongoNewPrefix + n, n})
-	}
-	for _, m := range moves {
-		if err := t.rename(ctx, m.from, m.to); err != nil {
+	for _, m := range t.moves {
+		if err := t.rename(ctx, m.From, m.To); err != nil {
 			return nil, errors.Join(fmt.Errorf("swapping staged collections into %s: %w", t.db, err), undo(context.WithoutCancel(ctx)))
 		}
 		done = append(done, m)
+		crashpoint.Hit("backup.restore.mongo.rename")
 		if err := faultHook("mongo swap " + t.db); err != nil {
 			return nil, errors.Join(fmt.Errorf("swapping staged collections into %s: %w", t.db, err), undo(context.WithoutCancel(ctx)))
 		}
@@ -218,12 +311,33 @@ func (t *mongoTarget) Swap(ctx context.Context) (func(context.Context) error, er
 	return undo, nil
 }
 
-func (t *mongoTarget) Commit(ctx context.Context) error {
-	return t.dropPrefixed(ctx, mongoOldPrefix, mongoNewPrefix)
+func (t *mongoTarget) Commit(ctx context.Context) error { return t.commit(ctx, t.backup) }
+
+func (t *mongoTarget) commit(ctx context.Context, backup string) error {
+	if err := t.dropPrefixed(ctx, mongoOldPrefix, mongoNewPrefix); err != nil {
+		return err
+	}
+	crashpoint.Hit("backup.restore.commit")
+	t.restored = backup
+	return t.journal.put(ctx, journalEntry{Database: t.db, State: stateIdle, Restored: backup})
 }
 
+// Discard drops the staging collections, unless a swap is under way (the
+// next run finishes it and needs them).
 func (t *mongoTarget) Discard(ctx context.Context) error {
-	return t.dropPrefixed(ctx, mongoNewPrefix, mongoOldPrefix)
+	e, err := t.journal.get(ctx, t.db)
+	if err != nil {
+		return err
+	}
+	// A swap this run planned but never started (or rolled back) left the
+	// live data alone.
+	if e != nil && e.State == stateSwapping && (!t.prepared || t.dirty) {
+		return fmt.Errorf("MongoDB database %s: the swap of backup %s is under way, not dropping its staging collections (the next restore finishes it)", t.db, e.Backup)
+	}
+	if err := t.dropPrefixed(ctx, mongoNewPrefix, mongoOldPrefix); err != nil {
+		return err
+	}
+	return t.journal.put(ctx, journalEntry{Database: t.db, State: stateIdle, Restored: t.restored})
 }
 
 func connectMongo(ctx context.Context, cfg MongoConfig) (*mongo.Client, error) {

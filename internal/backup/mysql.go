@@ -3,15 +3,19 @@ package backup
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
@@ -48,7 +52,7 @@ func (c MySQLConfig) validate(n Names) error {
 }
 
 func checkMySQLName(db string) error {
-	if db == "" || len(db)+len(mysqlNewSuffix) > 64 || strings.ContainsAny(db, "`/\\.\x00") {
+	if db == "" || len(db)+len(mysqlNewSuffix) > 64 || db == journalDB || strings.ContainsAny(db, "`/\\.\x00") {
 		return fmt.Errorf("MySQL database name %q is empty, longer than %d characters or holds a backquote, slash, backslash or dot", db, 64-len(mysqlNewSuffix))
 	}
 	return nil
@@ -108,6 +112,7 @@ func (c MySQLConfig) open() (*sql.DB, error) {
 		cfg.Net, cfg.Addr = "tcp", fmt.Sprintf("%s:%d", c.Host, port)
 	}
 	cfg.Collation = "utf8mb4_unicode_ci"
+	cfg.ParseTime = true
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("configuring MySQL connection: %w", err)
@@ -145,26 +150,152 @@ func (s *mysqlSource) Dump(ctx context.Context, w io.Writer) error {
 }
 
 // mysqlTarget loads a dump into <db>_slipway_new, then swaps its tables and
-// objects into <db> in one RENAME TABLE.
+// objects into <db> in one RENAME TABLE, journalling each step in the
+// server's slipway_restore database.
 type mysqlTarget struct {
-	cfg    MySQLConfig
-	client string
-	sqldb  *sql.DB
-	db     string
+	cfg     MySQLConfig
+	client  string
+	sqldb   *sql.DB
+	lock    *sql.Conn // holds the database's restore lock
+	journal mysqlJournal
+	db      string
+	backup  string
+	jobs    int
+	logger  *slog.Logger
+	// restored is the backup in place before this run (journal).
+	restored string
+	resume   bool
+	swap     *mysqlSwap
+	// prepared: this run journalled the swap; dirty: it started it and
+	// did not roll it back.
+	prepared, dirty bool
 }
 
 var _ Target = (*mysqlTarget)(nil)
 
+// newMySQLTarget connects, takes the database's restore lock (two restores
+// of one database must not interleave; the server drops the lock when a
+// killed run's connection goes) and makes sure the journal exists.
+func newMySQLTarget(ctx context.Context, cfg MySQLConfig, client, db, backup string, jobs int, logger *slog.Logger) (_ *mysqlTarget, err error) {
+	sqldb, err := cfg.open()
+	if err != nil {
+		return nil, err
+	}
+	sqldb.SetMaxOpenConns(4)
+	defer func() {
+		if err != nil {
+			sqldb.Close()
+		}
+	}()
+	lock, err := sqldb.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to MySQL: %w", err)
+	}
+	var got sql.NullInt64
+	if err := lock.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", "slipway:"+db).Scan(&got); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("locking MySQL database %s for the restore: %w", db, err)
+	}
+	if got.Int64 != 1 {
+		lock.Close()
+		return nil, fmt.Errorf("another restore of MySQL database %s is running (it holds the lock slipway:%s): let it finish, then rerun", db, db)
+	}
+	t := &mysqlTarget{cfg: cfg, client: client, sqldb: sqldb, lock: lock, journal: mysqlJournal{sqldb}, db: db, backup: backup, jobs: jobs, logger: logger}
+	if err := t.journal.init(ctx); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *mysqlTarget) close() {
+	if t.swap != nil {
+		t.swap.conn.Close()
+	}
+	t.lock.Close()
+	t.sqldb.Close()
+}
+
 func (t *mysqlTarget) staging() string { return t.db + mysqlNewSuffix }
 func (t *mysqlTarget) old() string     { return t.db + mysqlOldSuffix }
 
+func (t *mysqlTarget) entry(state string) journalEntry {
+	return journalEntry{Database: t.db, State: state, Backup: t.backup, Restored: t.restored}
+}
+
+// Recover reads the journal: a swap that had begun is finished from its
+// plan; staging of this backup is resumed unless fresh; other staging is
+// dropped.
+func (t *mysqlTarget) Recover(ctx context.Context, backup string, fresh bool) (Recovery, error) {
+	e, err := t.journal.get(ctx, t.db)
+	if err != nil || e == nil {
+		return Recovery{}, err
+	}
+	t.restored = e.Restored
+	switch e.State {
+	case stateSwapping:
+		var plan mysqlPlan
+		if err := json.Unmarshal([]byte(e.Plan), &plan); err != nil {
+			return Recovery{}, fmt.Errorf("reading the swap plan of MySQL database %s from the journal: %w", t.db, err)
+		}
+		s, err := t.newSwap(ctx)
+		if err != nil {
+			return Recovery{}, err
+		}
+		defer s.conn.Close()
+		s.mysqlPlan = plan
+		if err := s.run(ctx, true); err != nil {
+			return Recovery{}, err
+		}
+		if err := t.commit(ctx, e.Backup); err != nil {
+			return Recovery{}, err
+		}
+		return Recovery{Finished: true, Restored: e.Backup}, nil
+	case stateLoading, stateStaged:
+		if e.Backup == backup && !fresh {
+			ok, err := t.stagingExists(ctx)
+			if err != nil {
+				return Recovery{}, err
+			}
+			if ok {
+				t.resume = true
+				return Recovery{Restored: e.Restored, Resume: true}, nil
+			}
+		}
+		t.logger.Info("dropping staging data an interrupted restore left", "database", t.db, "backup", e.Backup)
+		if err := t.Discard(ctx); err != nil {
+			return Recovery{}, err
+		}
+	}
+	return Recovery{Restored: e.Restored}, nil
+}
+
+func (t *mysqlTarget) stagingExists(ctx context.Context) (bool, error) {
+	var n int
+	err := t.sqldb.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", t.staging()).Scan(&n)
+	return n > 0, err
+}
+
+// Stage loads the dump into the staging database: from scratch, or on top
+// of the tables a killed run of the same backup finished.
 func (t *mysqlTarget) Stage(ctx context.Context, r io.Reader) error {
-	if _, err := t.sqldb.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteID(t.staging())); err != nil {
-		return fmt.Errorf("dropping old staging database %s: %w", t.staging(), err)
+	// The serial load cannot continue a killed one: it starts over.
+	{
+		// The journal first: a staging database is never left unrecorded.
+		if err := t.journal.put(ctx, t.entry(stateLoading)); err != nil {
+			return err
+		}
+		if err := t.journal.clearLoaded(ctx, t.db); err != nil {
+			return err
+		}
+		if _, err := t.sqldb.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteID(t.staging())); err != nil {
+			return fmt.Errorf("dropping old staging database %s: %w", t.staging(), err)
+		}
+		if _, err := t.sqldb.ExecContext(ctx, "CREATE DATABASE "+quoteID(t.staging())+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+			return fmt.Errorf("creating staging database %s: %w", t.staging(), err)
+		}
 	}
-	if _, err := t.sqldb.ExecContext(ctx, "CREATE DATABASE "+quoteID(t.staging())+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
-		return fmt.Errorf("creating staging database %s: %w", t.staging(), err)
-	}
+	crashpoint.Hit("backup.restore.load")
 	args := append(t.cfg.connArgs(), "--max-allowed-packet=1G", "--batch", "--", t.staging())
 	if err := (tool{path: t.client, args: args, env: t.cfg.env()}).run(ctx, r, io.Discard); err != nil {
 		return fmt.Errorf("loading into staging database %s: %w", t.staging(), err)
@@ -172,18 +303,113 @@ func (t *mysqlTarget) Stage(ctx context.Context, r io.Reader) error {
 	return nil
 }
 
-func (t *mysqlTarget) Discard(ctx context.Context) error {
+// Staged records that staging holds the whole backup, checked.
+func (t *mysqlTarget) Staged(ctx context.Context) error {
+	return t.journal.put(ctx, t.entry(stateStaged))
+}
+
+func (t *mysqlTarget) newSwap(ctx context.Context) (*mysqlSwap, error) {
+	conn, err := t.sqldb.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to MySQL: %w", err)
+	}
+	return &mysqlSwap{conn: conn, live: t.db, stage: t.staging(), old: t.old()}, nil
+}
+
+// Prepare reads what the staging and the live database hold and journals
+// the swap: from here on, a killed run is finished by the next one.
+func (t *mysqlTarget) Prepare(ctx context.Context) error {
+	s, err := t.newSwap(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.load(ctx); err != nil {
+		s.conn.Close()
+		return err
+	}
+	plan, err := json.Marshal(s.mysqlPlan)
+	if err != nil {
+		s.conn.Close()
+		return err
+	}
+	e := t.entry(stateSwapping)
+	e.Plan = string(plan)
+	if err := t.journal.put(ctx, e); err != nil {
+		s.conn.Close()
+		return err
+	}
+	t.swap, t.prepared = s, true
+	return nil
+}
+
+// Swap moves the staged tables into the live database in one atomic
+// RENAME TABLE (the live ones go to <db>_slipway_old), then recreates the
+// staged views, triggers, routines and events there. Triggers and views
+// cannot move between databases, hence the drop-and-recreate. Any error
+// rolls the live database back to what it was.
+func (t *mysqlTarget) Swap(ctx context.Context) (undo func(context.Context) error, err error) {
+	s := t.swap
+	rollback := func(ctx context.Context) error {
+		if err := s.rollback(ctx); err != nil {
+			return err
+		}
+		t.dirty = false
+		// Rolled back; staging lost its triggers and views to the swap,
+		// which a resumed load recreates.
+		return t.journal.put(ctx, t.entry(stateLoading))
+	}
+	t.dirty = true
+	if err := s.run(ctx, false); err != nil {
+		return nil, errors.Join(err, rollback(context.WithoutCancel(ctx)))
+	}
+	return rollback, nil
+}
+
+// Commit drops the staging and old databases after every swap succeeded.
+func (t *mysqlTarget) Commit(ctx context.Context) error { return t.commit(ctx, t.backup) }
+
+func (t *mysqlTarget) commit(ctx context.Context, backup string) error {
+	if err := t.dropCopies(ctx); err != nil {
+		return err
+	}
+	crashpoint.Hit("backup.restore.commit")
+	t.restored = backup
+	return t.journal.put(ctx, journalEntry{Database: t.db, State: stateIdle, Restored: backup})
+}
+
+func (t *mysqlTarget) dropCopies(ctx context.Context) error {
 	for _, db := range []string{t.staging(), t.old()} {
 		if _, err := t.sqldb.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteID(db)); err != nil {
 			return fmt.Errorf("dropping %s: %w", db, err)
 		}
 	}
-	return nil
+	return t.journal.clearLoaded(ctx, t.db)
+}
+
+// Discard drops the staging data, unless the journal says a swap is under
+// way: the next run finishes that one, and needs both copies.
+func (t *mysqlTarget) Discard(ctx context.Context) error {
+	e, err := t.journal.get(ctx, t.db)
+	if err != nil {
+		return err
+	}
+	// A swap this run planned but never started (or rolled back) left the
+	// live data alone.
+	if e != nil && e.State == stateSwapping && (!t.prepared || t.dirty) {
+		return fmt.Errorf("MySQL database %s: the swap of backup %s is under way, not dropping its staging copy (the next restore finishes it)", t.db, e.Backup)
+	}
+	if err := t.dropCopies(ctx); err != nil {
+		return err
+	}
+	return t.journal.put(ctx, journalEntry{Database: t.db, State: stateIdle, Restored: t.restored})
 }
 
 // sqlObject is a view, trigger, routine or event and how to recreate it.
 type sqlObject struct {
-	kind, name, sqlMode, create string
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`
+	SQLMode string `json:"sqlMode"`
+	Create  string `json:"create"`
 }
 
 func quoteID(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
@@ -272,7 +498,7 @@ func objects(ctx context.Context, conn *sql.Conn, db string) ([]sqlObject, error
 			if err != nil {
 				return fmt.Errorf("reading %s %s.%s: %w", strings.ToLower(kind), db, n, err)
 			}
-			out = append(out, sqlObject{kind: kind, name: n, sqlMode: mode, create: create})
+			out = append(out, sqlObject{Kind: kind, Name: n, SQLMode: mode, Create: create})
 		}
 		return nil
 	}
@@ -297,11 +523,11 @@ func dropObjects(ctx context.Context, conn *sql.Conn, db string, objs []sqlObjec
 		want[k] = true
 	}
 	for _, o := range objs {
-		if !want[o.kind] {
+		if !want[o.Kind] {
 			continue
 		}
-		if _, err := conn.ExecContext(ctx, "DROP "+o.kind+" IF EXISTS "+quoteID(db)+"."+quoteID(o.name)); err != nil {
-			return fmt.Errorf("dropping %s %s.%s: %w", strings.ToLower(o.kind), db, o.name, err)
+		if _, err := conn.ExecContext(ctx, "DROP "+o.Kind+" IF EXISTS "+quoteID(db)+"."+quoteID(o.Name)); err != nil {
+			return fmt.Errorf("dropping %s %s.%s: %w", strings.ToLower(o.Kind), db, o.Name, err)
 		}
 	}
 	return nil
@@ -319,16 +545,18 @@ func createObjects(ctx context.Context, conn *sql.Conn, db string, objs []sqlObj
 		var failed []sqlObject
 		var lastErr error
 		for _, o := range pending {
-			if _, err := conn.ExecContext(ctx, "SET SESSION sql_mode = ?", o.sqlMode); err != nil {
+			if _, err := conn.ExecContext(ctx, "SET SESSION sql_mode = ?", o.SQLMode); err != nil {
 				return err
 			}
-			if _, err := conn.ExecContext(ctx, o.create); err != nil {
-				if o.kind != "VIEW" {
-					return fmt.Errorf("creating %s %s.%s: %w", strings.ToLower(o.kind), db, o.name, err)
+			if _, err := conn.ExecContext(ctx, o.Create); err != nil {
+				if o.Kind != "VIEW" {
+					return fmt.Errorf("creating %s %s.%s: %w", strings.ToLower(o.Kind), db, o.Name, err)
 				}
 				failed = append(failed, o)
-				lastErr = fmt.Errorf("creating view %s.%s: %w", db, o.name, err)
+				lastErr = fmt.Errorf("creating view %s.%s: %w", db, o.Name, err)
+				continue
 			}
+			crashpoint.Hit("backup.restore.objects")
 		}
 		if len(failed) == len(pending) {
 			return lastErr
@@ -350,64 +578,44 @@ func renameTables(ctx context.Context, conn *sql.Conn, moves [][3]string) error 
 	return err
 }
 
-// Swap moves the staged tables into the live database in one atomic
-// RENAME TABLE (the live ones go to <db>_slipway_old), then recreates the
-// staged views, triggers, routines and events there. Triggers and views
-// cannot move between databases, hence the drop-and-recreate. Any error
-// rolls the live database back to what it was.
-func (t *mysqlTarget) Swap(ctx context.Context) (undo func(context.Context) error, err error) {
-	conn, err := t.sqldb.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to MySQL: %w", err)
-	}
-	// The undo keeps the connection; a failed swap closes it.
-	defer func() {
-		if err != nil {
-			conn.Close()
-		}
-	}()
-	s := &mysqlSwap{conn: conn, live: t.db, stage: t.staging(), old: t.old()}
-	if err := s.load(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.run(ctx); err != nil {
-		return nil, errors.Join(err, s.rollback(context.WithoutCancel(ctx)))
-	}
-	return func(ctx context.Context) error {
-		defer conn.Close()
-		return s.rollback(ctx)
-	}, nil
+// mysqlPlan is what a swap does, as the journal keeps it: a run that finds
+// the swap interrupted finishes it from here, since the live database may
+// already have lost its views and triggers.
+type mysqlPlan struct {
+	LiveExisted bool        `json:"liveExisted"`
+	NewObjs     []sqlObject `json:"newObjects"`
+	OldObjs     []sqlObject `json:"oldObjects"`
+	NewTables   []string    `json:"newTables"`
+	LiveTables  []string    `json:"liveTables"`
 }
 
 // mysqlSwap is one swap of a staging database into its live one: what both
 // held before, and whether the tables have moved yet.
 type mysqlSwap struct {
-	conn                  *sql.Conn
-	live, stage, old      string
-	liveExisted           bool
-	newObjs, oldObjs      []sqlObject
-	newTables, liveTables []string
-	renamed               bool
+	conn             *sql.Conn
+	live, stage, old string
+	mysqlPlan
+	renamed bool
 }
 
 // load reads what the staging and the live database hold.
 func (s *mysqlSwap) load(ctx context.Context) (err error) {
-	if s.liveExisted, err = exists(ctx, s.conn, s.live); err != nil {
+	if s.LiveExisted, err = exists(ctx, s.conn, s.live); err != nil {
 		return err
 	}
-	if s.newObjs, err = objects(ctx, s.conn, s.stage); err != nil {
+	if s.NewObjs, err = objects(ctx, s.conn, s.stage); err != nil {
 		return err
 	}
-	if s.newTables, err = tables(ctx, s.conn, s.stage); err != nil {
+	if s.NewTables, err = tables(ctx, s.conn, s.stage); err != nil {
 		return err
 	}
-	if !s.liveExisted {
+	if !s.LiveExisted {
 		return nil
 	}
-	if s.oldObjs, err = objects(ctx, s.conn, s.live); err != nil {
+	if s.OldObjs, err = objects(ctx, s.conn, s.live); err != nil {
 		return err
 	}
-	s.liveTables, err = tables(ctx, s.conn, s.live)
+	s.LiveTables, err = tables(ctx, s.conn, s.live)
 	return err
 }
 
@@ -415,42 +623,85 @@ func (s *mysqlSwap) load(ctx context.Context) (err error) {
 // old database first, then the staged ones into the live one.
 func (s *mysqlSwap) moves() [][3]string {
 	var moves [][3]string
-	for _, tb := range s.liveTables {
+	for _, tb := range s.LiveTables {
 		moves = append(moves, [3]string{s.live, s.old, tb})
 	}
-	for _, tb := range s.newTables {
+	for _, tb := range s.NewTables {
 		moves = append(moves, [3]string{s.stage, s.live, tb})
 	}
 	return moves
 }
 
-// run makes the swap; its error names the step that failed.
-func (s *mysqlSwap) run(ctx context.Context) error {
+// hasRenamed tells from the servers' tables whether an interrupted swap's
+// RENAME TABLE (atomic: all or nothing) happened.
+func (s *mysqlSwap) hasRenamed(ctx context.Context) (bool, error) {
+	db, want := s.stage, s.NewTables
+	if len(want) == 0 {
+		db, want = s.live, s.LiveTables
+	}
+	if len(want) == 0 {
+		return true, nil
+	}
+	cur, err := tables(ctx, s.conn, db)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range cur {
+		if slices.Contains(want, c) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// run makes the swap, or finishes an interrupted one (resume); its error
+// names the step that failed. Every step can be repeated.
+func (s *mysqlSwap) run(ctx context.Context, resume bool) error {
 	fail := func(step string, err error) error {
 		return fmt.Errorf("swapping %s into %s (%s): %w", s.stage, s.live, step, err)
 	}
-	for _, q := range []string{"DROP DATABASE IF EXISTS " + quoteID(s.old), "CREATE DATABASE " + quoteID(s.old), "CREATE DATABASE IF NOT EXISTS " + quoteID(s.live) + " CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"} {
+	if resume {
+		var err error
+		if s.renamed, err = s.hasRenamed(ctx); err != nil {
+			return fail("reading the interrupted swap", err)
+		}
+	}
+	var prep []string
+	if !s.renamed {
+		prep = append(prep, "DROP DATABASE IF EXISTS "+quoteID(s.old))
+	}
+	prep = append(prep, "CREATE DATABASE IF NOT EXISTS "+quoteID(s.old), "CREATE DATABASE IF NOT EXISTS "+quoteID(s.live)+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+	for _, q := range prep {
 		if _, err := s.conn.ExecContext(ctx, q); err != nil {
 			return fail("preparing", err)
 		}
 	}
-	if err := dropObjects(ctx, s.conn, s.stage, s.newObjs, "TRIGGER", "VIEW"); err != nil {
-		return fail("clearing staging triggers", err)
+	if !s.renamed {
+		if err := dropObjects(ctx, s.conn, s.stage, s.NewObjs, "TRIGGER", "VIEW"); err != nil {
+			return fail("clearing staging triggers", err)
+		}
+		if err := dropObjects(ctx, s.conn, s.live, s.OldObjs, "TRIGGER", "VIEW"); err != nil {
+			return fail("clearing live triggers", err)
+		}
+		crashpoint.Hit("backup.restore.swap.before")
+		if err := renameTables(ctx, s.conn, s.moves()); err != nil {
+			return fail("renaming tables", err)
+		}
+		s.renamed = true
 	}
-	if err := dropObjects(ctx, s.conn, s.live, s.oldObjs, "TRIGGER", "VIEW"); err != nil {
-		return fail("clearing live triggers", err)
-	}
-	if err := renameTables(ctx, s.conn, s.moves()); err != nil {
-		return fail("renaming tables", err)
-	}
-	s.renamed = true
+	crashpoint.Hit("backup.restore.swap.after")
 	if err := faultHook("mysql swap " + s.live); err != nil {
 		return fail("fault injected", err)
 	}
-	if err := dropObjects(ctx, s.conn, s.live, s.oldObjs, "PROCEDURE", "FUNCTION", "EVENT"); err != nil {
+	if err := dropObjects(ctx, s.conn, s.live, s.OldObjs, "PROCEDURE", "FUNCTION", "EVENT"); err != nil {
 		return fail("dropping old routines", err)
 	}
-	if err := createObjects(ctx, s.conn, s.live, s.newObjs); err != nil {
+	// What a killed run created already goes, so that every object is
+	// created from the plan.
+	if err := dropObjects(ctx, s.conn, s.live, s.NewObjs, "TRIGGER", "VIEW", "PROCEDURE", "FUNCTION", "EVENT"); err != nil {
+		return fail("dropping half-recreated objects", err)
+	}
+	if err := createObjects(ctx, s.conn, s.live, s.NewObjs); err != nil {
 		return fail("recreating objects", err)
 	}
 	return nil
@@ -459,7 +710,7 @@ func (s *mysqlSwap) run(ctx context.Context) error {
 // rollback puts the live database back as load found it.
 func (s *mysqlSwap) rollback(ctx context.Context) error {
 	var errs []error
-	if s.liveExisted || s.renamed {
+	if s.LiveExisted || s.renamed {
 		if cur, err := objects(ctx, s.conn, s.live); err == nil {
 			errs = append(errs, dropObjects(ctx, s.conn, s.live, cur, "TRIGGER", "VIEW", "PROCEDURE", "FUNCTION", "EVENT"))
 		} else {
@@ -475,8 +726,8 @@ func (s *mysqlSwap) rollback(ctx context.Context) error {
 		}
 		errs = append(errs, renameTables(ctx, s.conn, back))
 	}
-	if s.liveExisted {
-		errs = append(errs, createObjects(ctx, s.conn, s.live, s.oldObjs))
+	if s.LiveExisted {
+		errs = append(errs, createObjects(ctx, s.conn, s.live, s.OldObjs))
 	} else {
 		_, err := s.conn.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteID(s.live))
 		errs = append(errs, err)
@@ -486,8 +737,5 @@ func (s *mysqlSwap) rollback(ctx context.Context) error {
 	}
 	return nil
 }
-
-// Commit drops the staging and old databases after every swap succeeded.
-func (t *mysqlTarget) Commit(ctx context.Context) error { return t.Discard(ctx) }
 
 func (t *mysqlTarget) Name() string { return KindMySQL + " " + t.db }

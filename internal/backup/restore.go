@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"filippo.io/age"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
+	"github.com/slipwayci/slipway/internal/fanout"
+	"github.com/slipwayci/slipway/internal/progress"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
@@ -20,20 +24,42 @@ type RestoreOptions struct {
 	MySQL            MySQLConfig
 	Mongo            MongoConfig
 	AgeIdentityFiles []string
-	// Restorer tools; found on PATH when empty (in MySQL/Mongo configs).
+	// Jobs is how many connections load one MySQL database's tables in
+	// parallel (default: the number of CPUs).
+	Jobs int
+	// Fresh drops what a killed restore left in staging instead of
+	// resuming it, and restores a backup even when the journal says it is
+	// already in place.
+	Fresh bool
+	// Progress reports bytes and tables loaded (default: none).
+	Progress *progress.Printer
 }
 
 // RestoreReport says what a restore did.
 type RestoreReport struct {
 	Manifest  *Manifest
 	Databases []string
-	Duration  time.Duration
+	// Unchanged lists the databases that already held the backup (by the
+	// journal): nothing was done to them.
+	Unchanged []string
+	// Recovered lists the databases whose swap a killed run left half done
+	// and this run finished first.
+	Recovered []string
+	// Resumed lists the databases whose staging load continued where a
+	// killed run stopped.
+	Resumed  []string
+	Duration time.Duration
 }
 
 // Restore loads every dump of a complete backup into staging databases
 // while checking it against its manifest; only when all of them loaded and
 // matched are they swapped in. Any failure before the swap leaves the live
 // databases exactly as they were; a failure during the swap rolls back.
+//
+// Every step is journalled in the DR servers: a run killed at any point is
+// finished by the next one. A swap that had begun is completed before
+// anything else; staging of the same backup is resumed (unless Fresh);
+// staging of another backup is dropped.
 func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 	t0 := time.Now()
 	store, ids, m, err := opts.open(ctx, opts.ID, opts.Latest, opts.AgeIdentityFiles)
@@ -43,11 +69,49 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 	if m.Encryption != "" && len(ids) == 0 {
 		return nil, usererr.Errorf("backup %s is encrypted: give %s", m.ID, opts.Names.of("AgeIdentityFiles"))
 	}
+	if opts.Jobs < 0 {
+		return nil, usererr.Errorf("%s %d is negative", opts.Names.of("Jobs"), opts.Jobs)
+	}
+	if opts.Jobs == 0 {
+		opts.Jobs = runtime.NumCPU()
+	}
+	if opts.Progress == nil {
+		opts.Progress = progress.Discard()
+	}
 	targets, closeAll, err := buildTargets(ctx, opts, m)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll()
+	rep := &RestoreReport{Manifest: m}
+	// An interrupted swap first: until it is finished a live database may
+	// be half swapped.
+	var todo []Target
+	var dumps []Dump
+	for i, t := range targets {
+		st, err := t.Recover(ctx, m.ID, opts.Fresh)
+		if err != nil {
+			return nil, fmt.Errorf("finishing what an interrupted restore left in %s: %w", t.Name(), err)
+		}
+		if st.Finished {
+			opts.Logger.Info("finished the swap an interrupted restore left", "target", t.Name(), "backup", st.Restored)
+			rep.Recovered = append(rep.Recovered, t.Name())
+		}
+		if st.Restored == m.ID && !opts.Fresh {
+			rep.Unchanged = append(rep.Unchanged, t.Name())
+			continue
+		}
+		if st.Resume {
+			rep.Resumed = append(rep.Resumed, t.Name())
+		}
+		todo = append(todo, t)
+		dumps = append(dumps, m.Dumps[i])
+	}
+	if len(todo) == 0 {
+		opts.Logger.Info("the DR databases already hold this backup: nothing to do (--fresh restores it again)", "backup", m.ID)
+		rep.Duration = time.Since(t0)
+		return rep, nil
+	}
 	// Sizes first: a truncated or replaced object fails before any work.
 	objs, err := store.List(ctx, opts.S3.Prefix+m.ID+"/")
 	if err != nil {
@@ -57,7 +121,7 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 	for _, o := range objs {
 		sizes[o.Key] = o.Size
 	}
-	for _, d := range m.Dumps {
+	for _, d := range dumps {
 		if got, ok := sizes[d.Key]; !ok || got != d.Size {
 			return nil, fmt.Errorf("%w: backup %s: %s is %d bytes in S3, the manifest says %d: verify it (backup verify %s) or restore an older backup", ErrChecksum, m.ID, d.Key, got, d.Size, m.ID)
 		}
@@ -65,21 +129,43 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 	discardAll := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		for _, t := range targets {
+		for _, t := range todo {
 			if err := t.Discard(dctx); err != nil {
-				opts.Logger.Warn("could not drop staging data", "target", t.Name(), "err", err)
+				opts.Logger.Warn("could not drop staging data; the next restore drops it", "target", t.Name(), "err", err)
 			}
 		}
 	}
-	for i, d := range m.Dumps {
-		opts.Logger.Info("restoring into staging", "backup", m.ID, "target", targets[i].Name())
-		if err := stageOne(ctx, store, m, d, ids, targets[i]); err != nil {
+	// Databases load side by side: each is its own stream and staging area.
+	err = fanout.Each(ctx, opts.Jobs, todo, func(ctx context.Context, i int, t Target) error {
+		opts.Logger.Info("restoring into staging", "backup", m.ID, "target", t.Name())
+		task := opts.Progress.Start(t.Name(), dumps[i].RawSize)
+		err := stageOne(ctx, store, m, dumps[i], ids, t, task)
+		if err == nil {
+			err = t.Staged(ctx)
+		}
+		if err != nil {
+			task.Done("failed")
+			return err
+		}
+		task.Done("staged")
+		crashpoint.Hit("backup.restore.staged")
+		return nil
+	})
+	if err != nil {
+		discardAll()
+		return nil, fmt.Errorf("restoring backup %s (nothing was changed): %w", m.ID, err)
+	}
+	// Every swap is journalled before the first one starts: from here on a
+	// killed run is finished by the next one.
+	for _, t := range todo {
+		if err := t.Prepare(ctx); err != nil {
 			discardAll()
 			return nil, fmt.Errorf("restoring backup %s (nothing was changed): %w", m.ID, err)
 		}
 	}
+	crashpoint.Hit("backup.restore.prepared")
 	var undos []func(context.Context) error
-	for _, t := range targets {
+	for _, t := range todo {
 		undo, err := t.Swap(ctx)
 		if err != nil {
 			rctx := context.WithoutCancel(ctx)
@@ -89,22 +175,23 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 			}
 			discardAll()
 			if rerr := errors.Join(errs...); rerr != nil {
-				return nil, fmt.Errorf("restoring backup %s: %w; rolling back: %v", m.ID, err, rerr)
+				return nil, fmt.Errorf("restoring backup %s: %w; rolling back: %v (the next restore finishes the swap)", m.ID, err, rerr)
 			}
 			return nil, fmt.Errorf("restoring backup %s (rolled back, nothing was changed): %w", m.ID, err)
 		}
 		undos = append(undos, undo)
 	}
-	for _, t := range targets {
+	crashpoint.Hit("backup.restore.swapped")
+	for _, t := range todo {
 		if err := t.Commit(ctx); err != nil {
 			opts.Logger.Warn("could not drop the replaced data; the next restore drops it", "target", t.Name(), "err", err)
 		}
 	}
-	rep := &RestoreReport{Manifest: m, Duration: time.Since(t0)}
-	for _, t := range targets {
+	rep.Duration = time.Since(t0)
+	for _, t := range todo {
 		rep.Databases = append(rep.Databases, t.Name())
 	}
-	opts.Logger.Info("restore complete", "backup", m.ID, "databases", len(targets))
+	opts.Logger.Info("restore complete", "backup", m.ID, "databases", len(todo))
 	return rep, nil
 }
 
@@ -149,15 +236,11 @@ func buildTarget(ctx context.Context, opts RestoreOptions, id string, d Dump) (t
 		if err != nil {
 			return nil, nil, usererr.Errorf("MySQL client: %w", err)
 		}
-		db, err := opts.MySQL.open()
+		t, err := newMySQLTarget(ctx, opts.MySQL, bin, d.Database, id, opts.Jobs, opts.Logger)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := db.PingContext(ctx); err != nil {
-			db.Close()
-			return nil, nil, fmt.Errorf("connecting to MySQL: %w", err)
-		}
-		return &mysqlTarget{cfg: opts.MySQL, client: bin, sqldb: db, db: d.Database}, func() { db.Close() }, nil
+		return t, t.close, nil
 	case KindMongo:
 		if !opts.Mongo.Enabled() {
 			return nil, nil, usererr.Errorf("backup %s holds MongoDB database %s: give %s", id, d.Database, n.of("Mongo.URI"))
@@ -176,7 +259,8 @@ func buildTarget(ctx context.Context, opts RestoreOptions, id string, d Dump) (t
 		if err != nil {
 			return nil, nil, err
 		}
-		return &mongoTarget{cfg: opts.Mongo, bin: bin, client: c, db: d.Database}, func() { c.Disconnect(context.Background()) }, nil
+		return &mongoTarget{cfg: opts.Mongo, bin: bin, client: c, db: d.Database, backup: id, journal: mongoJournal{c}},
+			func() { c.Disconnect(context.Background()) }, nil
 	default:
 		return nil, nil, fmt.Errorf("backup %s: dump kind %q is not %s or %s", id, d.Kind, KindMySQL, KindMongo)
 	}
@@ -185,7 +269,7 @@ func buildTarget(ctx context.Context, opts RestoreOptions, id string, d Dump) (t
 // stageOne streams one dump from S3 into its target's staging area and
 // fails when the stream does not match the manifest, even if the load tool
 // was happy with a truncated input.
-func stageOne(ctx context.Context, store ObjectStore, m *Manifest, d Dump, ids []age.Identity, t Target) error {
+func stageOne(ctx context.Context, store ObjectStore, m *Manifest, d Dump, ids []age.Identity, t Target, task *progress.Task) error {
 	rc, err := store.Get(ctx, d.Key)
 	if err != nil {
 		return err
@@ -201,6 +285,7 @@ func stageOne(ctx context.Context, store ObjectStore, m *Manifest, d Dump, ids [
 	var readErr error
 	r := readerFunc(func(p []byte) (int, error) {
 		n, err := dec.r.Read(p)
+		task.Add(int64(n))
 		if err != nil && err != io.EOF && readErr == nil {
 			readErr = err
 		}

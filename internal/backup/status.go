@@ -15,6 +15,10 @@ import (
 type StatusOptions struct {
 	Common
 	MaxAge time.Duration
+	// MySQL and Mongo, when set, are the DR site's servers: their restore
+	// journals are read, and an interrupted swap makes the status stale.
+	MySQL MySQLConfig
+	Mongo MongoConfig
 }
 
 // Status is the freshness of the newest complete backup.
@@ -29,6 +33,9 @@ type Status struct {
 	Complete   int           `json:"complete"`
 	Incomplete int           `json:"incomplete"`
 	Stale      bool          `json:"stale"`
+	// Restores lists the DR databases whose restore a killed run left
+	// unfinished (from the journals; only with the DR servers given).
+	Restores []JournalEntry `json:"restores,omitempty"`
 }
 
 // ErrStale is returned (with the Status) when the newest complete backup is
@@ -67,6 +74,15 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 	}
 	st.Age = now.Sub(st.Finished)
 	st.AgeSeconds = st.Age.Seconds()
+	if err := readJournals(ctx, opts, st); err != nil {
+		return nil, err
+	}
+	for _, r := range st.Restores {
+		if r.State == JournalSwapping {
+			st.Stale = true
+			return st, fmt.Errorf("%w: the restore of backup %s into %s database %s was interrupted during the swap, the database may be half swapped: run backup restore again to finish it", ErrStale, r.Backup, r.Kind, r.Database)
+		}
+	}
 	if st.Age > opts.MaxAge {
 		st.Stale = true
 		return st, fmt.Errorf("%w: newest complete backup %s finished %s ago, more than %s %s: check the backup CronJob's logs", ErrStale, st.Newest, st.Age.Round(time.Second), opts.Names.of("MaxAge"), opts.MaxAge)
@@ -78,6 +94,12 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 // node_exporter's textfile collector or a push gateway).
 func (st *Status) WritePrometheus(w io.Writer) error {
 	b2i := map[bool]int{false: 0, true: 1}
+	swapping := 0
+	for _, r := range st.Restores {
+		if r.State == JournalSwapping {
+			swapping++
+		}
+	}
 	ts := 0.0
 	if !st.Finished.IsZero() {
 		ts = float64(st.Finished.Unix())
@@ -90,11 +112,51 @@ func (st *Status) WritePrometheus(w io.Writer) error {
 		{"slipway_backup_last_size_bytes", "Stored size of the newest complete backup.", "gauge", strconv.FormatInt(st.Size, 10)},
 		{"slipway_backup_complete_count", "Complete backups in the bucket.", "gauge", strconv.Itoa(st.Complete)},
 		{"slipway_backup_incomplete_count", "Backups without a manifest in the bucket.", "gauge", strconv.Itoa(st.Incomplete)},
+		{"slipway_backup_restore_swap_interrupted", "DR databases whose restore was killed during the swap (0 unless the DR servers were given).", "gauge", strconv.Itoa(swapping)},
 	}
 	for _, m := range metrics {
 		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", m.name, m.help, m.name, m.typ, m.name, m.val); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// readJournals adds the pending entries of the DR servers' restore journals.
+func readJournals(ctx context.Context, opts StatusOptions, st *Status) error {
+	add := func(kind string, entries []journalEntry) {
+		for _, e := range entries {
+			if e.pending() {
+				st.Restores = append(st.Restores, JournalEntry{Kind: kind, Database: e.Database, State: e.State, Backup: e.Backup, Restored: e.Restored, Updated: e.Updated})
+			}
+		}
+	}
+	if opts.MySQL.Enabled() {
+		db, err := opts.MySQL.open()
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		entries, err := mysqlJournal{db}.all(ctx)
+		if err != nil {
+			return err
+		}
+		add(KindMySQL, entries)
+	}
+	if opts.Mongo.Enabled() {
+		if err := opts.Mongo.validate(opts.Names); err != nil {
+			return err
+		}
+		c, err := connectMongo(ctx, opts.Mongo)
+		if err != nil {
+			return err
+		}
+		defer c.Disconnect(context.WithoutCancel(ctx))
+		entries, err := mongoJournal{c}.all(ctx)
+		if err != nil {
+			return err
+		}
+		add(KindMongo, entries)
 	}
 	return nil
 }

@@ -1,0 +1,193 @@
+package backup
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// A restore journals what it does to each database in the server that holds
+// it, so that a run killed at any point (kill -9, OOM, node drain) is
+// recognised by the next one from this record, never by guessing at names.
+//
+// The states of one database's entry, in order:
+//
+//	loading   staging is being loaded from backup Backup
+//	staged    staging holds all of Backup and matched the manifest
+//	swapping  the swap has begun: Plan says what it does, and a rerun
+//	          finishes it before anything else
+//	idle      nothing in flight; Restored is the backup in place
+const (
+	stateLoading  = "loading"
+	stateStaged   = "staged"
+	stateSwapping = "swapping"
+	stateIdle     = "idle"
+)
+
+// journalDB is the database (MySQL) or database of the collection (MongoDB)
+// that holds the journal on the DR server.
+const journalDB = "slipway_restore"
+
+// journalEntry is the record of one database.
+type journalEntry struct {
+	Database string
+	State    string
+	// Backup is the backup being restored (loading, staged, swapping).
+	Backup string
+	// Restored is the backup the live database holds, when known.
+	Restored string
+	// Plan is the swap, as JSON: what moves and what is recreated.
+	Plan    string
+	Updated time.Time
+}
+
+// pending reports whether the entry records work a killed run left.
+func (e journalEntry) pending() bool { return e.State != stateIdle }
+
+// Journal states a status report may show.
+const (
+	// JournalSwapping means a swap was interrupted: the live database may
+	// be half swapped until the next restore finishes it.
+	JournalSwapping = stateSwapping
+)
+
+// JournalEntry is a pending restore of one database, as status reports it.
+type JournalEntry struct {
+	Kind     string    `json:"kind"`
+	Database string    `json:"database"`
+	State    string    `json:"state"`
+	Backup   string    `json:"backup"`
+	Restored string    `json:"restored,omitempty"`
+	Updated  time.Time `json:"updated,omitzero"`
+}
+
+// mysqlJournal keeps the entries in slipway_restore.journal and the tables
+// a resumable load finished in slipway_restore.loaded.
+type mysqlJournal struct{ db *sql.DB }
+
+func (j mysqlJournal) init(ctx context.Context) error {
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + quoteID(journalDB),
+		"CREATE TABLE IF NOT EXISTS " + quoteID(journalDB) + ".journal (db VARCHAR(64) NOT NULL PRIMARY KEY, state VARCHAR(16) NOT NULL, " +
+			"backup VARCHAR(32) NOT NULL DEFAULT '', restored VARCHAR(32) NOT NULL DEFAULT '', plan LONGTEXT NOT NULL, updated DATETIME(6) NOT NULL) ENGINE=InnoDB",
+		"CREATE TABLE IF NOT EXISTS " + quoteID(journalDB) + ".loaded (db VARCHAR(64) NOT NULL, backup VARCHAR(32) NOT NULL, tbl VARCHAR(64) NOT NULL, " +
+			"PRIMARY KEY (db, tbl)) ENGINE=InnoDB",
+	} {
+		if _, err := j.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("creating the restore journal in MySQL database %s: %w", journalDB, err)
+		}
+	}
+	return nil
+}
+
+func (j mysqlJournal) get(ctx context.Context, db string) (*journalEntry, error) {
+	var e journalEntry
+	err := j.db.QueryRowContext(ctx, "SELECT db, state, backup, restored, plan, updated FROM "+quoteID(journalDB)+".journal WHERE db = ?", db).
+		Scan(&e.Database, &e.State, &e.Backup, &e.Restored, &e.Plan, &e.Updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the restore journal of MySQL database %s: %w", db, err)
+	}
+	return &e, nil
+}
+
+func (j mysqlJournal) put(ctx context.Context, e journalEntry) error {
+	_, err := j.db.ExecContext(ctx, "REPLACE INTO "+quoteID(journalDB)+".journal (db, state, backup, restored, plan, updated) VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6))",
+		e.Database, e.State, e.Backup, e.Restored, e.Plan)
+	if err != nil {
+		return fmt.Errorf("writing the restore journal of MySQL database %s: %w", e.Database, err)
+	}
+	return nil
+}
+
+// all returns every entry; a server without a journal has none.
+func (j mysqlJournal) all(ctx context.Context) ([]journalEntry, error) {
+	var n int
+	if err := j.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'journal'", journalDB).Scan(&n); err != nil {
+		return nil, fmt.Errorf("reading the MySQL restore journal: %w", err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	rows, err := j.db.QueryContext(ctx, "SELECT db, state, backup, restored, updated FROM "+quoteID(journalDB)+".journal ORDER BY db")
+	if err != nil {
+		return nil, fmt.Errorf("reading the MySQL restore journal: %w", err)
+	}
+	defer rows.Close()
+	var out []journalEntry
+	for rows.Next() {
+		var e journalEntry
+		if err := rows.Scan(&e.Database, &e.State, &e.Backup, &e.Restored, &e.Updated); err != nil {
+			return nil, fmt.Errorf("reading the MySQL restore journal: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (j mysqlJournal) clearLoaded(ctx context.Context, db string) error {
+	if _, err := j.db.ExecContext(ctx, "DELETE FROM "+quoteID(journalDB)+".loaded WHERE db = ?", db); err != nil {
+		return fmt.Errorf("clearing the loaded tables of MySQL database %s: %w", db, err)
+	}
+	return nil
+}
+
+// mongoJournal keeps the entries as documents of slipway_restore.journal.
+type mongoJournal struct{ c *mongo.Client }
+
+type mongoJournalDoc struct {
+	Database string    `bson:"_id"`
+	State    string    `bson:"state"`
+	Backup   string    `bson:"backup"`
+	Restored string    `bson:"restored"`
+	Plan     string    `bson:"plan"`
+	Updated  time.Time `bson:"updated"`
+}
+
+func (j mongoJournal) coll() *mongo.Collection { return j.c.Database(journalDB).Collection("journal") }
+
+func (j mongoJournal) get(ctx context.Context, db string) (*journalEntry, error) {
+	var d mongoJournalDoc
+	err := j.coll().FindOne(ctx, bson.D{{Key: "_id", Value: db}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the restore journal of MongoDB database %s: %w", db, err)
+	}
+	e := journalEntry(d)
+	return &e, nil
+}
+
+func (j mongoJournal) put(ctx context.Context, e journalEntry) error {
+	e.Updated = time.Now().UTC()
+	_, err := j.coll().ReplaceOne(ctx, bson.D{{Key: "_id", Value: e.Database}}, mongoJournalDoc(e), options.Replace().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("writing the restore journal of MongoDB database %s: %w", e.Database, err)
+	}
+	return nil
+}
+
+func (j mongoJournal) all(ctx context.Context) ([]journalEntry, error) {
+	cur, err := j.coll().Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("reading the MongoDB restore journal: %w", err)
+	}
+	var docs []mongoJournalDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("reading the MongoDB restore journal: %w", err)
+	}
+	out := make([]journalEntry, len(docs))
+	for i, d := range docs {
+		out[i] = journalEntry(d)
+	}
+	return out, nil
+}
