@@ -36,7 +36,7 @@ type Source interface {
 type Target interface {
 	Name() string
 	Recover(ctx context.Context, backup string, fresh bool) (Recovery, error)
-	Stage(ctx context.Context, r io.Reader) error
+	Stage(ctx context.Context, r io.Reader, p *stageProgress) error
 	Staged(ctx context.Context) error
 	Prepare(ctx context.Context) error
 	Swap(ctx context.Context) (undo func(context.Context) error, err error)

@@ -133,6 +133,31 @@ func (j mysqlJournal) all(ctx context.Context) ([]journalEntry, error) {
 	return out, rows.Err()
 }
 
+// loaded returns the tables of db whose load from backup finished.
+func (j mysqlJournal) loaded(ctx context.Context, db, backup string) (map[string]bool, error) {
+	rows, err := j.db.QueryContext(ctx, "SELECT tbl FROM "+quoteID(journalDB)+".loaded WHERE db = ? AND backup = ?", db, backup)
+	if err != nil {
+		return nil, fmt.Errorf("reading the loaded tables of MySQL database %s: %w", db, err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out[s] = true
+	}
+	return out, rows.Err()
+}
+
+func (j mysqlJournal) markLoaded(ctx context.Context, db, backup, table string) error {
+	if _, err := j.db.ExecContext(ctx, "REPLACE INTO "+quoteID(journalDB)+".loaded (db, backup, tbl) VALUES (?, ?, ?)", db, backup, table); err != nil {
+		return fmt.Errorf("recording table %s.%s as loaded: %w", db, table, err)
+	}
+	return nil
+}
+
 func (j mysqlJournal) clearLoaded(ctx context.Context, db string) error {
 	if _, err := j.db.ExecContext(ctx, "DELETE FROM "+quoteID(journalDB)+".loaded WHERE db = ?", db); err != nil {
 		return fmt.Errorf("clearing the loaded tables of MySQL database %s: %w", db, err)

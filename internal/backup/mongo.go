@@ -207,7 +207,7 @@ func (t *mongoTarget) Recover(ctx context.Context, _ string, _ bool) (Recovery, 
 	return Recovery{Restored: e.Restored}, nil
 }
 
-func (t *mongoTarget) Stage(ctx context.Context, r io.Reader) error {
+func (t *mongoTarget) Stage(ctx context.Context, r io.Reader, _ *stageProgress) error {
 	if err := t.journal.put(ctx, t.entry(stateLoading)); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -98,7 +99,10 @@ func (c MySQLConfig) env() []string {
 	return []string{"MYSQL_PWD=" + c.Password.Reveal()}
 }
 
-func (c MySQLConfig) open() (*sql.DB, error) {
+func (c MySQLConfig) open() (*sql.DB, error) { return c.openWith(nil) }
+
+// openWith is open with the driver's settings changed by edit.
+func (c MySQLConfig) openWith(edit func(*mysql.Config)) (*sql.DB, error) {
 	cfg := mysql.NewConfig()
 	cfg.User = c.User
 	cfg.Passwd = c.Password.Reveal()
@@ -113,6 +117,9 @@ func (c MySQLConfig) open() (*sql.DB, error) {
 	}
 	cfg.Collation = "utf8mb4_unicode_ci"
 	cfg.ParseTime = true
+	if edit != nil {
+		edit(cfg)
+	}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("configuring MySQL connection: %w", err)
@@ -276,11 +283,18 @@ func (t *mysqlTarget) stagingExists(ctx context.Context) (bool, error) {
 	return n > 0, err
 }
 
-// Stage loads the dump into the staging database: from scratch, or on top
-// of the tables a killed run of the same backup finished.
-func (t *mysqlTarget) Stage(ctx context.Context, r io.Reader) error {
-	// The serial load cannot continue a killed one: it starts over.
-	{
+// Stage loads the dump into the staging database, its tables over Jobs
+// connections: from scratch, or on top of the tables a killed run of the
+// same backup finished (the journal lists them).
+func (t *mysqlTarget) Stage(ctx context.Context, r io.Reader, p *stageProgress) error {
+	done := map[string]bool{}
+	if t.resume {
+		var err error
+		if done, err = t.journal.loaded(ctx, t.db, t.backup); err != nil {
+			return err
+		}
+		t.logger.Info("resuming the staging load of an interrupted restore", "database", t.db, "backup", t.backup, "tables_loaded", len(done))
+	} else {
 		// The journal first: a staging database is never left unrecorded.
 		if err := t.journal.put(ctx, t.entry(stateLoading)); err != nil {
 			return err
@@ -296,8 +310,20 @@ func (t *mysqlTarget) Stage(ctx context.Context, r io.Reader) error {
 		}
 	}
 	crashpoint.Hit("backup.restore.load")
-	args := append(t.cfg.connArgs(), "--max-allowed-packet=1G", "--batch", "--", t.staging())
-	if err := (tool{path: t.client, args: args, env: t.cfg.env()}).run(ctx, r, io.Discard); err != nil {
+	db, err := t.cfg.openWith(func(c *mysql.Config) { c.MultiStatements = true; c.MaxAllowedPacket = 0 })
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(t.jobs + 2)
+	l := &mysqlLoader{db: db, staging: t.staging(), jobs: t.jobs, done: done, progress: p,
+		tableLoaded: func(ctx context.Context, table string) error { return t.journal.markLoaded(ctx, t.db, t.backup, table) },
+		post: func(ctx context.Context, sql []byte) error {
+			args := append(t.cfg.connArgs(), "--max-allowed-packet=1G", "--batch", "--", t.staging())
+			return tool{path: t.client, args: args, env: t.cfg.env()}.run(ctx, bytes.NewReader(sql), io.Discard)
+		},
+	}
+	if err := l.load(ctx, r); err != nil {
 		return fmt.Errorf("loading into staging database %s: %w", t.staging(), err)
 	}
 	return nil

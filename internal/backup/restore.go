@@ -270,6 +270,7 @@ func buildTarget(ctx context.Context, opts RestoreOptions, id string, d Dump) (t
 // fails when the stream does not match the manifest, even if the load tool
 // was happy with a truncated input.
 func stageOne(ctx context.Context, store ObjectStore, m *Manifest, d Dump, ids []age.Identity, t Target, task *progress.Task) error {
+	sp := newStageProgress(task, d.RawSize)
 	rc, err := store.Get(ctx, d.Key)
 	if err != nil {
 		return err
@@ -285,18 +286,26 @@ func stageOne(ctx context.Context, store ObjectStore, m *Manifest, d Dump, ids [
 	var readErr error
 	r := readerFunc(func(p []byte) (int, error) {
 		n, err := dec.r.Read(p)
-		task.Add(int64(n))
+		sp.add(n)
 		if err != nil && err != io.EOF && readErr == nil {
 			readErr = err
 		}
 		return n, err
 	})
-	stageErr := t.Stage(ctx, r)
+	stageErr := t.Stage(ctx, r, sp)
 	if readErr != nil {
 		return fmt.Errorf("%w: %s %s (%s) does not decompress: %s", ErrChecksum, d.Kind, d.Database, d.Key, readErr)
 	}
 	if stageErr != nil {
-		if err := dec.check(d); err != nil {
+		// A load that failed on a corrupt dump says so: read the rest and
+		// check it; a dump that matches means the load's error is the cause.
+		if ctx.Err() == nil {
+			if _, err := io.Copy(io.Discard, dec.r); err != nil {
+				return fmt.Errorf("%w: %s %s (%s) does not decompress: %s", ErrChecksum, d.Kind, d.Database, d.Key, err)
+			}
+			_ = dec.drain()
+		}
+		if err := dec.check(d); err != nil && ctx.Err() == nil {
 			return err
 		}
 		return stageErr
