@@ -50,7 +50,8 @@ type BuildahBackend struct {
 	Output io.Writer
 	Log    *slog.Logger
 
-	state     string // run directory
+	state     string   // run directory
+	lock      *os.File // held on state/lock while the run lives
 	freshRoot bool
 	env       []string
 	have      map[string]bool // images of this run present in storage
@@ -88,6 +89,16 @@ func (b *BuildahBackend) Preflight(ctx context.Context) error {
 	if (b.Root == "") != (b.RunRoot == "") {
 		return &config.Error{Field: "storage_root", Msg: "goes with a storage runroot: set both or neither"}
 	}
+	// buildah runs in the run directory: relative paths would not hold.
+	for _, d := range []*string{&b.WorkDir, &b.Root, &b.RunRoot} {
+		if *d != "" {
+			abs, err := filepath.Abs(*d)
+			if err != nil {
+				return fmt.Errorf("resolving %s: %w", *d, err)
+			}
+			*d = abs
+		}
+	}
 	return nil
 }
 
@@ -109,11 +120,17 @@ func (b *BuildahBackend) start() error {
 	if b.state != "" {
 		return nil
 	}
+	removeStaleStates(b.WorkDir, b.log())
 	dir, err := os.MkdirTemp(b.WorkDir, "slipway-buildah-")
 	if err != nil {
 		return fmt.Errorf("creating buildah work directory: %w", err)
 	}
 	b.state = dir
+	lock, _, err := lockFile(filepath.Join(dir, stateLock), true)
+	if err != nil {
+		return fmt.Errorf("creating buildah work directory: %w", err)
+	}
+	b.lock = lock
 	for _, d := range []string{"tmp", "cni"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return fmt.Errorf("creating buildah work directory: %w", err)
@@ -288,6 +305,7 @@ func (b *BuildahBackend) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("removing buildah work directory (check for leftover mounts under it): %w", err))
 	}
 	b.state = ""
+	b.lock.Close()
 	return errors.Join(errs...)
 }
 
@@ -306,8 +324,10 @@ func (b *BuildahBackend) run(ctx context.Context, image string, args ...string) 
 	c.Env = b.env
 	c.Dir = b.state
 	c.Stdout, c.Stderr = tw, tw
-	// On cancellation let buildah remove its working container itself.
+	// On cancellation let buildah remove its working container itself;
+	// if this process is killed, buildah is told the same way.
 	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	c.WaitDelay = 30 * time.Second
 	err := c.Run()
 	tw.flush()

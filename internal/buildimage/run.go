@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipwayci/slipway/internal/config"
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/usererr"
 	"github.com/slipwayci/slipway/internal/zuul"
@@ -96,6 +97,11 @@ func Run(ctx context.Context, o Options) (*result.BuildResult, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output directory: %w", err)
 	}
+	lock, err := lockOutput(out, log)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
 	var built []*Built
 	defer func() { // temp layouts of a failed run
 		for _, b := range built {
@@ -117,6 +123,7 @@ func (o *Options) place(built []*Built, out string, log *slog.Logger) (*result.B
 	previous := previousDigests(o.PreviousResult)
 	for _, b := range built {
 		final := filepath.Join(out, b.Name)
+		crashpoint.Hit("build-image.place")
 		if err := replaceDir(b.Layout, final); err != nil {
 			return nil, fmt.Errorf("moving layout of %s into place: %w", b.Name, err)
 		}
@@ -174,6 +181,7 @@ func (o *Options) build(ctx context.Context, plans []*Planned, backends map[stri
 	for i, p := range plans {
 		backend := p.Backend(o.backendName())
 		start := time.Now()
+		crashpoint.Hit("build-image.build")
 		log.Info("building image", "image", p.Name, "backend", backend, "n", fmt.Sprintf("%d/%d", i+1, len(plans)), "tags", p.Tags)
 		tmp, err := os.MkdirTemp(out, "."+p.Name+".tmp-")
 		if err != nil {
@@ -188,6 +196,7 @@ func (o *Options) build(ctx context.Context, plans []*Planned, backends map[stri
 			return order, fmt.Errorf("finishing layout of %s: %w", p.Name, err)
 		}
 		built[p.Name] = b
+		crashpoint.Hit("build-image.built")
 		log.Info("built image", "image", p.Name, "digest", b.Manifest.Digest.String(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	if err := ctx.Err(); err != nil {
@@ -246,15 +255,17 @@ func (o *Options) backends(ctx context.Context, plans []*Planned, log *slog.Logg
 }
 
 // replaceDir moves tmp to final, replacing a previous layout. The old one is
-// moved aside first and removed last, so a crash leaves one of the two.
+// moved aside first and removed last, so a crash leaves one of the two
+// (and the next run's lockOutput puts the old one back if final is gone).
 func replaceDir(tmp, final string) error {
 	old := ""
 	if _, err := os.Lstat(final); err == nil {
-		old = final + ".old"
+		old = asideName(final)
 		removeAll(old)
 		if err := os.Rename(final, old); err != nil {
 			return err
 		}
+		crashpoint.Hit("build-image.replace")
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		if old != "" {
