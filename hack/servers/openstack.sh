@@ -3,6 +3,7 @@
 # regions) from test/openstack-emulator. When kube.sh ran first, created
 # clusters get the real kube-apiserver as api_address and the certificates
 # API signs with its CA, so kubeconfigs from magnum-cluster work against it.
+# Start it before swift.sh: Swift validates tokens against its Keystone.
 # Exports SLIPWAY_TEST_OS_* (auth URL, clouds.yaml + cloud name, password and
 # application-credential users, regions, the fault-injection admin URL).
 set -euo pipefail
@@ -24,7 +25,10 @@ cat >"$root/users.json" <<JSON
 JSON
 chmod 600 "$root/users.json"
 
-args=(-listen "127.0.0.1:$port" -regions "RegionOne,RegionTwo" -users "$root/users.json"
+# Tokens live 12 h, not Keystone's default 1 h: the registries on Swift keep
+# theirs, and the first write after it runs out fails once
+# (docs/testenv-swift.md); tests that need expiry use the admin API.
+args=(-listen "127.0.0.1:$port" -regions "RegionOne,RegionTwo" -users "$root/users.json" -token-ttl 12h
       -create-duration 2s -update-duration 1s -delete-duration 1s -url-file "$root/url")
 if [ -f "$dir/env.d/kube.env" ]; then
   # shellcheck source=/dev/null # written by hack/servers/kube.sh

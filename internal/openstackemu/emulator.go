@@ -1,5 +1,7 @@
 // Package openstackemu is a test fixture that emulates the parts of OpenStack
-// slipway talks to: Keystone v3 tokens and the service catalog, and the Magnum
+// slipway talks to: Keystone v3 tokens (issued, validated for a service such
+// as Swift's auth_token middleware, revoked), roles and the service catalog
+// with its API (so Swift registers its object-store endpoints), and the Magnum
 // (container-infra) v1 API with clusters that change status over time, a
 // certificates API backed by a real CA, and injectable failures. Product code
 // never imports it; tests and test/openstack-emulator do.
