@@ -33,8 +33,9 @@ func (p *pusher) verifyAll(ctx context.Context, images []image) error {
 	return fanout.All(ctx, 0, p.regions, func(ctx context.Context, _ int, r *regionState) error {
 		for _, img := range images {
 			repo := r.Path(img.Repository)
-			if err := verifyTree(ctx, r.c, repo, img.Root.Digest.String(), treeCheck{jobs: p.opts.Jobs}); err != nil {
-				return fmt.Errorf("verifying region %s: repository %s: %w", r.Name, repo, err)
+			tc := treeCheck{jobs: p.opts.Jobs, where: fmt.Sprintf("verifying region %s: repository %s", r.Name, repo)}
+			if err := verifyTree(ctx, r.c, repo, img.Root.Digest.String(), tc); err != nil {
+				return err
 			}
 			p.stats[img.Repository][r.Name].verified = true
 		}
@@ -51,8 +52,10 @@ type manifestDoc struct {
 
 // treeCheck says how verifyTree checks blobs: HEAD for the size, or (deep)
 // GET for the size and digest, jobs at a time; damaged (may be nil) hears
-// of every damaged blob, good of every good one (deep only).
+// of every damaged blob, good of every good one. where (region and
+// repository) starts every error, so each bad blob reads on its own.
 type treeCheck struct {
+	where   string
 	deep    bool
 	jobs    int
 	damaged func(b v1.Descriptor, damage string)
@@ -64,18 +67,18 @@ type treeCheck struct {
 func verifyTree(ctx context.Context, c *client, repo, digest string, tc treeCheck) error {
 	raw, err := c.getManifest(ctx, repo, digest)
 	if err != nil {
-		return fmt.Errorf("reading manifest %s: %w", digest, err)
+		return fmt.Errorf("%s: reading manifest %s: %w", tc.where, digest, err)
 	}
 	if raw == nil {
-		return fmt.Errorf("%w: manifest %s is missing", ErrMismatch, digest)
+		return fmt.Errorf("%s: %w: manifest %s is missing", tc.where, ErrMismatch, digest)
 	}
 	sum := sha256.Sum256(raw)
 	if got := "sha256:" + hex.EncodeToString(sum[:]); got != digest {
-		return fmt.Errorf("%w: manifest %s reads back as %s", ErrMismatch, digest, got)
+		return fmt.Errorf("%s: %w: manifest %s reads back as %s", tc.where, ErrMismatch, digest, got)
 	}
 	var doc manifestDoc
 	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
-		return fmt.Errorf("%w: manifest %s: %w", ErrMismatch, digest, err)
+		return fmt.Errorf("%s: %w: manifest %s: %w", tc.where, ErrMismatch, digest, err)
 	}
 	var errs []error
 	for _, m := range doc.Manifests {
@@ -88,7 +91,7 @@ func verifyTree(ctx context.Context, c *client, repo, digest string, tc treeChec
 	errs = append(errs, fanout.All(ctx, max(tc.jobs, 1), blobs, func(ctx context.Context, _ int, b v1.Descriptor) error {
 		damage, err := tc.blob(ctx, c, repo, b)
 		if err != nil {
-			return fmt.Errorf("checking blob %s: %w", b.Digest, err)
+			return fmt.Errorf("%s: checking blob %s: %w", tc.where, b.Digest, err)
 		}
 		if damage == "" {
 			if tc.good != nil {
@@ -99,7 +102,7 @@ func verifyTree(ctx context.Context, c *client, repo, digest string, tc treeChec
 		if tc.damaged != nil {
 			tc.damaged(b, damage)
 		}
-		return fmt.Errorf("%w: blob %s: %s", ErrMismatch, b.Digest, damage)
+		return fmt.Errorf("%s: %w: blob %s: %s", tc.where, ErrMismatch, b.Digest, damage)
 	}))
 	return errors.Join(errs...)
 }
@@ -379,8 +382,9 @@ func verifyCheck(ctx context.Context, o *VerifyOptions, ch *check, tc treeCheck)
 		return err
 	}
 	ch.c = c
+	tc.where = fmt.Sprintf("region %s: repository %s", ch.r.Name, ch.repo)
 	if err := verifyTree(ctx, c, ch.repo, ch.rp.Digest, tc); err != nil {
-		return fmt.Errorf("region %s: repository %s: %w", ch.r.Name, ch.repo, err)
+		return err
 	}
 	for _, tag := range ch.rp.Tags {
 		have, err := c.headManifest(ctx, ch.repo, tag)
