@@ -4,7 +4,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -90,5 +92,37 @@ func TestPushedImageReference(t *testing.T) {
 	}
 	if _, err := p.Reference("b"); err == nil || !strings.Contains(err.Error(), `region "b"`) {
 		t.Errorf("Reference(b) error = %v, want one naming the region", err)
+	}
+}
+
+// TestWriteAtomicRemovesDeadTemps: the temporary file of a writer killed
+// before its rename (its lock free) is removed by the next write of the
+// same path; a live writer's (locked) and other files are kept.
+func TestWriteAtomicRemovesDeadTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cluster.json")
+	for _, name := range []string{".cluster.json.tmp-1", ".cluster.json.tmp-2", ".other.json.tmp-3"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, err := os.Open(filepath.Join(dir, ".cluster.json.tmp-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if err := syscall.Flock(int(live.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAtomic(path, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if want := []string{".cluster.json.tmp-2", ".other.json.tmp-3", "cluster.json"}; !slices.Equal(got, want) {
+		t.Errorf("directory holds %v, want %v", got, want)
 	}
 }
