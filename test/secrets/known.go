@@ -307,3 +307,26 @@ func Clouds(name, path string) (Known, error) {
 	}
 	return k, nil
 }
+
+// Files is the Source of the secrets in the files matching pattern (a
+// filepath.Glob pattern), read by read: files a run writes and removes,
+// such as the kubeconfig a deploy job fetches from Magnum. A file that
+// goes away between the glob and the read is skipped.
+func Files(pattern string, read func(name, path string) (Known, error)) Source {
+	return func() (Known, error) {
+		paths, err := filepath.Glob(pattern)
+		if err != nil {
+			return Known{}, err
+		}
+		var k Known
+		var errs []error
+		for _, p := range paths {
+			fk, err := read(p, p)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			k = Merge(k, fk)
+		}
+		return k, errors.Join(errs...)
+	}
+}
