@@ -110,6 +110,23 @@ func (e *env) dropDBs(names ...string) {
 	for _, c := range []MongoConfig{e.mongoP, e.mongoD} {
 		mongoOf(c).DropOnCleanup(e.t, names...)
 	}
+	// And their restore journal entries.
+	e.t.Cleanup(func() {
+		ctx := context.Background()
+		if db, err := e.dr.open(); err == nil {
+			for _, n := range names {
+				db.Exec("DELETE FROM "+quoteID(journalDB)+".journal WHERE db = ?", n)
+				db.Exec("DELETE FROM "+quoteID(journalDB)+".loaded WHERE db = ?", n)
+			}
+			db.Close()
+		}
+		if c, err := connectMongo(ctx, e.mongoD); err == nil {
+			for _, n := range names {
+				mongoJournal{c}.coll().DeleteOne(ctx, bson.D{{Key: "_id", Value: n}})
+			}
+			c.Disconnect(ctx)
+		}
+	})
 }
 
 func mongoOf(c MongoConfig) backuptest.Mongo { return backuptest.Mongo{URI: c.URI.Reveal()} }

@@ -36,18 +36,40 @@ func (t *tailBuffer) String() string {
 	return strings.ReplaceAll(s, "\n", "; ")
 }
 
-// tool is a child process: its secrets travel in env, never in args.
+// tool is a child process: its secrets travel in env or secretFile, never
+// in args.
 type tool struct {
 	path string
 	args []string
 	env  []string // added to the parent's environment
+	// secretFile, when set, is readable by the child as /dev/fd/3 (a pipe:
+	// no file on disk that a killed run could leave behind).
+	secretFile []byte
 }
+
+// secretFD is the path under which the child reads secretFile.
+const secretFD = "/dev/fd/3"
 
 // run starts the tool with stdin/stdout and waits for it. The error names
 // the tool and quotes the end of its stderr.
 func (t tool) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	cmd := exec.CommandContext(ctx, t.path, t.args...)
 	cmd.Env = append(os.Environ(), t.env...)
+	cmd.SysProcAttr = childAttr()
+	if t.secretFile != nil {
+		sr, sw, err := os.Pipe()
+		if err != nil {
+			return fmt.Errorf("running %s: %w", t.path, err)
+		}
+		defer sr.Close()
+		// It fits the pipe's buffer: written whole before the child starts.
+		if _, err := sw.Write(t.secretFile); err != nil {
+			sw.Close()
+			return fmt.Errorf("running %s: passing its configuration: %w", t.path, err)
+		}
+		sw.Close()
+		cmd.ExtraFiles = []*os.File{sr}
+	}
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout
 	errBuf := &tailBuffer{max: 2048}

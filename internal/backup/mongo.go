@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -60,21 +58,11 @@ const (
 	mongoOldPrefix = "slipway_old__"
 )
 
-// withToolConfig writes the URI into a private YAML config file for
-// mongodump/mongorestore (their --config), calls f with its path and removes it.
-func (c MongoConfig) withToolConfig(f func(path string) error) error {
-	dir, err := os.MkdirTemp("", "slipway-mongo-")
-	if err != nil {
-		return fmt.Errorf("creating private config directory: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	p := filepath.Join(dir, "tool.yaml")
+// toolConfig is the YAML config (their --config) that gives mongodump and
+// mongorestore the URI; it reaches them through a pipe (tool.secretFile).
+func (c MongoConfig) toolConfig() []byte {
 	// A single-quoted YAML scalar needs only its quotes doubled.
-	body := "uri: '" + strings.ReplaceAll(c.URI.Reveal(), "'", "''") + "'\n"
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		return fmt.Errorf("writing private config file: %w", err)
-	}
-	return f(p)
+	return []byte("uri: '" + strings.ReplaceAll(c.URI.Reveal(), "'", "''") + "'\n")
 }
 
 // mongoSource dumps one database with mongodump --archive.
@@ -97,10 +85,8 @@ func (s *mongoSource) Version(ctx context.Context) string {
 }
 
 func (s *mongoSource) Dump(ctx context.Context, w io.Writer) error {
-	return s.cfg.withToolConfig(func(conf string) error {
-		args := []string{"--config=" + conf, "--db=" + s.db, "--archive", "--quiet"}
-		return tool{path: s.bin, args: args}.run(ctx, nil, w)
-	})
+	args := []string{"--config=" + secretFD, "--db=" + s.db, "--archive", "--quiet"}
+	return tool{path: s.bin, args: args, secretFile: s.cfg.toolConfig()}.run(ctx, nil, w)
 }
 
 // mongoTarget restores into slipway_new__<collection> inside the live
@@ -215,18 +201,16 @@ func (t *mongoTarget) Stage(ctx context.Context, r io.Reader, _ *stageProgress) 
 		return err
 	}
 	crashpoint.Hit("backup.restore.load")
-	return t.cfg.withToolConfig(func(conf string) error {
-		args := []string{"--config=" + conf, "--archive", "--quiet", "--drop",
-			"--nsInclude=" + t.db + ".*",
-			"--nsFrom=" + t.db + ".$c$", "--nsTo=" + t.db + "." + mongoNewPrefix + "$c$"}
-		if t.cfg.NoIndexRestore {
-			args = append(args, "--noIndexRestore")
-		}
-		if err := (tool{path: t.bin, args: args}).run(ctx, r, io.Discard); err != nil {
-			return fmt.Errorf("restoring into staging collections of %s: %w", t.db, err)
-		}
-		return nil
-	})
+	args := []string{"--config=" + secretFD, "--archive", "--quiet", "--drop",
+		"--nsInclude=" + t.db + ".*",
+		"--nsFrom=" + t.db + ".$c$", "--nsTo=" + t.db + "." + mongoNewPrefix + "$c$"}
+	if t.cfg.NoIndexRestore {
+		args = append(args, "--noIndexRestore")
+	}
+	if err := (tool{path: t.bin, args: args, secretFile: t.cfg.toolConfig()}).run(ctx, r, io.Discard); err != nil {
+		return fmt.Errorf("restoring into staging collections of %s: %w", t.db, err)
+	}
+	return nil
 }
 
 // Staged records that the staging collections hold the whole backup.

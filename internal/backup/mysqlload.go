@@ -90,7 +90,11 @@ func (p *stageProgress) status() {
 	} else if p.total > 0 && read >= p.total {
 		eta = "0s"
 	}
-	p.task.Status("%d tables loaded, ETA %s", p.tables.Load(), eta)
+	if n := p.tables.Load(); n > 0 {
+		p.task.Status("%d tables loaded, ETA %s", n, eta)
+		return
+	}
+	p.task.Status("ETA %s", eta)
 }
 
 // mysqlLoader loads one dump into a staging database.
@@ -308,7 +312,6 @@ func (l *mysqlLoader) split(ctx context.Context, r io.Reader, header *[]byte, he
 	for {
 		line, err := readLine(br)
 		if len(line) > 0 {
-			l.progress.add(len(line))
 			if title, ok := strings.CutPrefix(string(bytes.TrimRight(line, "\n")), "-- "); ok && len(stmt) == 0 && delim == ";" {
 				if next, name, ok := sectionOf(title); ok {
 					if err := flush(); err != nil {
@@ -344,7 +347,8 @@ func (l *mysqlLoader) split(ctx context.Context, r io.Reader, header *[]byte, he
 						}
 						stmt = stmt[:0]
 					}
-				case len(t) == 0, bytes.HasPrefix(t, []byte("LOCK TABLES ")), bytes.Equal(t, []byte("UNLOCK TABLES;")),
+				case len(t) == 0, bytes.Equal(t, []byte("--")), bytes.HasPrefix(t, []byte("-- ")),
+					bytes.HasPrefix(t, []byte("LOCK TABLES ")), bytes.Equal(t, []byte("UNLOCK TABLES;")),
 					bytes.HasPrefix(t, []byte("/*!40000 ALTER TABLE ")):
 					// Table locks would serialise the connections.
 				default:

@@ -2,6 +2,11 @@
 
 package backup
 
-import "os"
+import (
+	"os"
+	"syscall"
+)
 
 func growPipe(*os.File) {}
+
+func childAttr() *syscall.SysProcAttr { return nil }

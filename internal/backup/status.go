@@ -58,6 +58,7 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 	}
 	now := opts.Now().UTC()
 	st := &Status{MaxAge: opts.MaxAge, MaxAgeSecs: opts.MaxAge.Seconds()}
+	var newest *Manifest
 	for _, e := range entries {
 		if !e.Complete {
 			st.Incomplete++
@@ -66,6 +67,7 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 		st.Complete++
 		if st.Newest == "" {
 			st.Newest, st.Finished, st.Size = e.ID, e.Manifest.Finished, e.Size
+			newest = e.Manifest
 		}
 	}
 	if st.Newest == "" {
@@ -74,7 +76,7 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 	}
 	st.Age = now.Sub(st.Finished)
 	st.AgeSeconds = st.Age.Seconds()
-	if err := readJournals(ctx, opts, st); err != nil {
+	if err := readJournals(ctx, opts, newest, st); err != nil {
 		return nil, err
 	}
 	for _, r := range st.Restores {
@@ -122,11 +124,16 @@ func (st *Status) WritePrometheus(w io.Writer) error {
 	return nil
 }
 
-// readJournals adds the pending entries of the DR servers' restore journals.
-func readJournals(ctx context.Context, opts StatusOptions, st *Status) error {
+// readJournals adds the pending entries of the DR servers' restore journals
+// for the databases of backup m (a DR server may hold other platforms').
+func readJournals(ctx context.Context, opts StatusOptions, m *Manifest, st *Status) error {
+	mine := map[string]bool{}
+	for _, d := range m.Dumps {
+		mine[d.Kind+" "+d.Database] = true
+	}
 	add := func(kind string, entries []journalEntry) {
 		for _, e := range entries {
-			if e.pending() {
+			if e.pending() && mine[kind+" "+e.Database] {
 				st.Restores = append(st.Restores, JournalEntry{Kind: kind, Database: e.Database, State: e.State, Backup: e.Backup, Restored: e.Restored, Updated: e.Updated})
 			}
 		}
