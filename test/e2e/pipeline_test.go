@@ -30,9 +30,11 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// pipeline runs hack/pipeline.sh with args against the test runner's servers.
+// pipeline runs hack/pipeline.sh with args against the test runner's servers;
+// no secret may show in a process list or the state it leaves (sampleSecrets).
 func pipeline(t *testing.T, state, rev string, args ...string) string {
 	t.Helper()
+	defer sampleSecrets(t, state)()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", append([]string{"hack/pipeline.sh"}, args...)...)
