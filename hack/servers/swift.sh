@@ -127,6 +127,15 @@ account_autocreate = true
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:$mc
+# The defaults (0.3 s to connect, 1 s for a pooled connection, and after 10
+# errors the server is ignored for 60 s) fail under a loaded CI machine: the
+# proxy then loses its cached tokens and account info, and a registry on it
+# reports blobs it has as unknown. One memcached on loopback needs no haste.
+connect_timeout = 5
+pool_timeout = 10
+io_timeout = 10
+tries = 3
+error_suppression_limit = 1000
 [filter:authtoken]
 paste.filter_factory = keystonemiddleware.auth_token:filter_factory
 www_authenticate_uri = $keystone
