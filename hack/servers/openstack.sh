@@ -2,7 +2,9 @@
 # openstack.sh DIR: the OpenStack emulator (Keystone v3 + Magnum v1, two
 # regions) from test/openstack-emulator. When kube.sh ran first, created
 # clusters get the real kube-apiserver as api_address and the certificates
-# API signs with its CA, so kubeconfigs from magnum-cluster work against it.
+# API signs with its CA, so kubeconfigs from magnum-cluster work against it;
+# when kube-b.sh ran too, RegionTwo's clusters get region B's control plane
+# and CA.
 # Start it before swift.sh: Swift validates tokens against its Keystone.
 # Exports SLIPWAY_TEST_OS_* (auth URL, clouds.yaml + cloud name, password and
 # application-credential users, regions, the fault-injection admin URL).
@@ -34,6 +36,12 @@ if [ -f "$dir/env.d/kube.env" ]; then
   # shellcheck source=/dev/null # written by hack/servers/kube.sh
   . "$dir/env.d/kube.env"
   args+=(-ca-cert "$SLIPWAY_TEST_KUBE_CA_CERT" -ca-key "$SLIPWAY_TEST_KUBE_CA_KEY" -api-address "$SLIPWAY_TEST_KUBE_SERVER")
+fi
+if [ -f "$dir/env.d/kube-b.env" ]; then
+  # RegionTwo's clusters are region B's control plane, with its own CA.
+  # shellcheck source=/dev/null # written by hack/servers/kube-b.sh
+  . "$dir/env.d/kube-b.env"
+  args+=(-site "RegionTwo=$SLIPWAY_TEST_KUBE_B_SERVER,$SLIPWAY_TEST_KUBE_B_CA_CERT,$SLIPWAY_TEST_KUBE_B_CA_KEY")
 fi
 start_bg openstack "$dir" "$root/openstack-emulator" "${args[@]}"
 wait_for "openstack emulator on port $port" 30 curl -fsS "http://127.0.0.1:$port/identity/v3"

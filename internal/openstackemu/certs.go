@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-func (e *Emulator) caPEM() string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.opts.CACert.Raw}))
+// caPEM is the CA of the clusters of region name.
+func (e *Emulator) caPEM(name string) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.site(name).CACert.Raw}))
 }
 
 func (e *Emulator) getCA(q *request, ident string) *apiError {
@@ -18,7 +19,7 @@ func (e *Emulator) getCA(q *request, ident string) *apiError {
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusOK, map[string]any{"cluster_uuid": c.uuid, "pem": e.caPEM(), "links": link(q, "certificates", c.uuid)})
+	writeJSON(q.w, http.StatusOK, map[string]any{"cluster_uuid": c.uuid, "pem": e.caPEM(q.region.name), "links": link(q, "certificates", c.uuid)})
 	return nil
 }
 
@@ -65,7 +66,8 @@ func (e *Emulator) signCertificate(q *request) *apiError {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 	}
-	der, cerr := x509.CreateCertificate(rand.Reader, tmpl, e.opts.CACert, csr.PublicKey, e.opts.CAKey)
+	site := e.site(q.region.name)
+	der, cerr := x509.CreateCertificate(rand.Reader, tmpl, site.CACert, csr.PublicKey, site.CAKey)
 	if cerr != nil {
 		return errorf(http.StatusInternalServerError, "Signing the certificate: %v", cerr)
 	}

@@ -314,7 +314,7 @@ func (e *Emulator) createCluster(q *request) *apiError {
 	master := e.newNodegroup(c, ct, "master", masterCount, c.masterFlavorID)
 	c.nodegroups = []*nodegroup{master, worker}
 	kubeTag := labels["kube_tag"]
-	apiAddress := e.opts.APIAddress
+	apiAddress := e.site(q.region.name).APIAddress
 	if apiAddress == "" {
 		apiAddress = fmt.Sprintf("https://172.24.4.%d:6443", 10+len(q.region.clusters)%200)
 	}

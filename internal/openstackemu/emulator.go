@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,10 +52,34 @@ type Options struct {
 	// CACert and CAKey sign cluster certificates. Default: a generated CA.
 	CACert *x509.Certificate
 	CAKey  crypto.Signer
+	// Sites override APIAddress and the CA for the clusters of one region
+	// (keyed by region name), so that each region's clusters are a
+	// different Kubernetes control plane with its own CA.
+	Sites map[string]Site
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives one line per request. Default: discard.
 	Logger *slog.Logger
+}
+
+// Site is one region's Kubernetes: what its clusters' api_address is and
+// which CA signs their certificates. Empty fields take Options' values.
+type Site struct {
+	APIAddress string
+	CACert     *x509.Certificate
+	CAKey      crypto.Signer
+}
+
+// site returns the Kubernetes of region name, defaults filled in.
+func (e *Emulator) site(name string) Site {
+	s := e.opts.Sites[name]
+	if s.APIAddress == "" {
+		s.APIAddress = e.opts.APIAddress
+	}
+	if s.CACert == nil {
+		s.CACert, s.CAKey = e.opts.CACert, e.opts.CAKey
+	}
+	return s
 }
 
 // User is a Keystone user with its project, its roles on that project and,
@@ -155,6 +180,14 @@ func New(opts Options) (*Emulator, error) {
 	if opts.CACert == nil {
 		if e.opts.CACert, e.opts.CAKey, err = generateCA(opts.Now()); err != nil {
 			return nil, err
+		}
+	}
+	for name, site := range opts.Sites {
+		if (site.CACert == nil) != (site.CAKey == nil) {
+			return nil, fmt.Errorf("site %s: CACert and CAKey go together: set both or neither", name)
+		}
+		if !slices.Contains(opts.Regions, name) {
+			return nil, fmt.Errorf("site %s is not one of the regions %v", name, opts.Regions)
 		}
 	}
 	for _, r := range opts.Regions {

@@ -212,7 +212,8 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"expired": e.ExpireTokens(req.Project)})
 	case p == "/admin/ca" && r.Method == http.MethodGet:
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: e.opts.CACert.Raw})
+		// ?region=NAME: the CA of that region's clusters.
+		_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: e.site(r.URL.Query().Get("region")).CACert.Raw})
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "no such admin endpoint: " + r.Method + " " + r.URL.Path})
 	}

@@ -53,12 +53,26 @@ func run() error {
 		tlsKey     = flag.String("tls-key", "", "key of -tls-cert")
 		urlFile    = flag.String("url-file", "", "write the base URL here once listening")
 	)
+	sites := map[string]openstackemu.Site{}
+	flag.Func("site", "`REGION=API_ADDRESS,CA_CERT,CA_KEY`: the Kubernetes of one region's clusters (repeatable; other regions take -api-address and -ca-cert)", func(v string) error {
+		name, rest, _ := strings.Cut(v, "=")
+		parts := strings.Split(rest, ",")
+		if name == "" || len(parts) != 3 || parts[0] == "" {
+			return fmt.Errorf("%q is not REGION=API_ADDRESS,CA_CERT,CA_KEY", v)
+		}
+		cert, key, err := loadCA(parts[1], parts[2])
+		if err != nil {
+			return err
+		}
+		sites[name] = openstackemu.Site{APIAddress: parts[0], CACert: cert, CAKey: key}
+		return nil
+	})
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	opts := openstackemu.Options{
 		Regions: strings.Split(*regions, ","), APIAddress: *apiAddress, MaxMicroversion: *maxMV,
 		UpgradeUnsupported: *noUpgrade, CreateDuration: *create, UpdateDuration: *update, DeleteDuration: *del,
-		TokenTTL: *tokenTTL, Logger: log,
+		TokenTTL: *tokenTTL, Logger: log, Sites: sites,
 	}
 	if *usersFile != "" {
 		data, err := os.ReadFile(*usersFile)
