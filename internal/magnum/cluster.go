@@ -12,6 +12,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clustertemplates"
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/nodegroups"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
@@ -60,6 +61,9 @@ type clusterPlan struct {
 	upgradeFrom string
 	// blockers are changes Magnum cannot make in place.
 	blockers []string
+	// finished is the operation found in progress (an earlier run's, maybe
+	// killed while it waited) that ensure waited for before planning.
+	finished string
 }
 
 func (p *clusterPlan) empty() bool {
@@ -210,6 +214,9 @@ func ClusterEnsure(ctx context.Context, o Options) (*result.ClusterResult, error
 	if err != nil {
 		return nil, err
 	}
+	if p.finished != "" {
+		changes = append([]string{p.finished}, changes...)
+	}
 	c, more, err := converge(ctx, &o, a, p, ct)
 	if err != nil {
 		return nil, err
@@ -236,12 +243,14 @@ func planEnsure(ctx context.Context, o *Options, a *api) (*clusterPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	finished := ""
 	if found != nil && strings.HasSuffix(found.Status, "_IN_PROGRESS") {
 		action, _, _ := strings.Cut(found.Status, "_")
 		o.Log.Info("cluster is busy: waiting for it first", "cluster", sc.Name, "status", found.Status)
 		if _, err := waitFor(ctx, o, a, found.UUID, sc.Name, action, nil); err != nil {
 			return nil, err
 		}
+		finished = fmt.Sprintf("waited for the %s an earlier run started (%s)", strings.ToLower(action), found.Status)
 		if found, err = a.clusterByName(ctx, sc.Name); err != nil {
 			return nil, err
 		}
@@ -250,6 +259,7 @@ func planEnsure(ctx context.Context, o *Options, a *api) (*clusterPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.finished = finished
 	return p, p.refused(sc.Name, o.SpecFile)
 }
 
@@ -328,6 +338,7 @@ func createCluster(ctx context.Context, o *Options, a *api, ct *clustertemplates
 		}
 		return nil, a.explain("creating cluster "+sc.Name, err)
 	}
+	crashpoint.Hit("magnum.create")
 	return waitFor(ctx, o, a, id, sc.Name, "CREATE", nil)
 }
 
@@ -381,6 +392,7 @@ func setBoundsAndWait(ctx context.Context, o *Options, a *api, c *clusters.Clust
 	if err := a.setBounds(ctx, c.UUID, b); err != nil {
 		return err
 	}
+	crashpoint.Hit("magnum.bounds")
 	_, err := waitFor(ctx, o, a, c.UUID, c.Name, "UPDATE", func(*clusters.Cluster) bool {
 		ng, err := a.worker(ctx, c.UUID)
 		return err == nil && currentBounds(ng).equal(b)
@@ -393,6 +405,7 @@ func resizeAndWait(ctx context.Context, o *Options, a *api, c *clusters.Cluster,
 	if _, err := clusters.Resize(ctx, a.sc, c.UUID, clusters.ResizeOpts{NodeCount: &n}).Extract(); err != nil {
 		return a.explain(fmt.Sprintf("resizing cluster %s to %d workers", c.Name, n), err)
 	}
+	crashpoint.Hit("magnum.resize")
 	_, err := waitFor(ctx, o, a, c.UUID, c.Name, "UPDATE", func(c *clusters.Cluster) bool { return c.NodeCount == n })
 	return err
 }
@@ -409,6 +422,7 @@ func upgradeAndWait(ctx context.Context, o *Options, a *api, c *clusters.Cluster
 		}
 		return explained
 	}
+	crashpoint.Hit("magnum.upgrade")
 	_, err := waitFor(ctx, o, a, c.UUID, c.Name, "UPDATE", func(c *clusters.Cluster) bool { return c.ClusterTemplateID == ct.UUID })
 	return err
 }

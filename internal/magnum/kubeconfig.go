@@ -19,6 +19,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clusters"
 	"gopkg.in/yaml.v3"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/result"
 )
 
@@ -92,6 +93,7 @@ func ensureKubeconfig(ctx context.Context, o *Options, a *api, c *clusters.Clust
 	if err != nil {
 		return false, a.explain("having Magnum sign the client certificate for cluster "+c.Name, err)
 	}
+	crashpoint.Hit("magnum.kubeconfig")
 	data, err := kubeconfigFor(c.Name, server, ca.PEM, signed.PEM, keyPEM)
 	if err != nil {
 		return false, err

@@ -316,3 +316,37 @@ func TestServerErrorsOnCreateAreNotRetried(t *testing.T) {
 	}
 	e.AssertFaultsFired()
 }
+
+// TestRerunFinishesAnInterruptedOperation: a run that stopped waiting right
+// after Magnum accepted the create or the upgrade (as when it is killed)
+// leaves the cluster *_IN_PROGRESS; the rerun waits for it, converges,
+// and says in its changes that it finished an earlier run's operation; the
+// run after that changes nothing.
+func TestRerunFinishesAnInterruptedOperation(t *testing.T) {
+	upgraded := testSpec("kube_tag: v1.21.10", "kube_tag: v1.21.14")
+	for _, tc := range []struct {
+		name, before, spec, want string
+	}{
+		{name: "create", spec: testSpec(), want: "waited for the create an earlier run started (CREATE_IN_PROGRESS)"},
+		{name: "upgrade", before: testSpec(), spec: upgraded, want: "waited for the update an earlier run started (UPDATE_IN_PROGRESS)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			if tc.before != "" {
+				e.ensure(tc.before)
+			}
+			o := e.opts(tc.spec)
+			o.WaitTimeout = time.Millisecond
+			if _, err := ClusterEnsure(context.Background(), o); !errors.Is(err, ErrWaitTimeout) {
+				t.Fatalf("the interrupted run: %v, want it to stop waiting", err)
+			}
+			res := e.ensure(tc.spec)
+			if !strings.HasSuffix(res.Cluster.Status, "_COMPLETE") || len(res.Changes) != 1 || res.Changes[0] != tc.want {
+				t.Errorf("rerun: status %s, changes %q; want *_COMPLETE and [%q]", res.Cluster.Status, res.Changes, tc.want)
+			}
+			if again := e.ensure(tc.spec); len(again.Changes) != 0 {
+				t.Errorf("the run after the rerun changed %q", again.Changes)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2/openstack/containerinfra/v1/clustertemplates"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
@@ -201,6 +202,7 @@ func ensureTemplate(ctx context.Context, o *Options, a *api, inUse string, p *te
 		}
 		return nil, nil, a.explain("creating template "+p.name, err)
 	}
+	crashpoint.Hit("magnum.template")
 	o.Log.Info("template created", "template", ct.Name, "uuid", ct.UUID)
 	change := "created template " + ct.Name
 	if p.previous != nil {
