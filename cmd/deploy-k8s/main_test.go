@@ -148,3 +148,39 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Errorf("revision record: %v, type %q", err, rec.Type)
 	}
 }
+
+// TestCLIPullAddress: the pinned address is the node's by default, the CI
+// one with --pull-address ci (or its environment twin); a bad value exits 2
+// naming the flag.
+func TestCLIPullAddress(t *testing.T) {
+	k := deploytest.RequireKube(t)
+	tree := deploytest.PlatformTree(t)
+	push, digest := deploytest.WritePushNode(t, "v1")
+	branch := deploytest.UniqueBranch("clipull")
+	ns, _ := deploy.NamespaceFor(branch, deploy.DefaultBranchPrefix, "")
+	args := append([]string{"deploy", "--branch", branch, "--no-wait"}, commonArgs(k, tree, push)...)
+
+	code, _, stderr := runCLI(t, append(args, "--pull-address", "nodes")...)
+	if code != cli.ExitUsage || !strings.Contains(stderr, `pull address "nodes"`) || !strings.Contains(stderr, "--pull-address") {
+		t.Errorf("bad pull address: exit %d, stderr %q; want exit 2 naming the value and the flag", code, stderr)
+	}
+	lms := func() string {
+		d, err := k.Core.AppsV1().Deployments(ns).Get(context.Background(), "lms", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Spec.Containers[0].Image
+	}
+	code, _, stderr = runCLI(t, args...)
+	if want := "localhost:5000/overhangio/openedx@" + digest; code != 0 || lms() != want {
+		t.Fatalf("default deploy: exit %d, lms image %s, want %s\n%s", code, lms(), want, stderr)
+	}
+	if !strings.Contains(stderr, "to=localhost:5000/overhangio/openedx@"+digest+" address=node") {
+		t.Errorf("stderr does not say what was pinned to which address: %s", stderr)
+	}
+	t.Setenv("SLIPWAY_PULL_ADDRESS", "ci")
+	code, stdout, stderr := runCLI(t, args...)
+	if want := "registry-a.example:5000/overhangio/openedx@" + digest; code != 0 || lms() != want || !strings.Contains(stdout, "revision=2 changed=true") {
+		t.Errorf("SLIPWAY_PULL_ADDRESS=ci: exit %d, stdout %q, lms image %s, want %s as revision 2\n%s", code, stdout, lms(), want, stderr)
+	}
+}
