@@ -1,0 +1,484 @@
+// Package crash kills every stage with SIGKILL at points spread over a real
+// run against the real test servers, runs the same command once more, and
+// checks that the stage converged: exit 0, the same end state as a run
+// that was never interrupted, nothing left behind, and a further run that
+// changes nothing.
+//
+// The binaries are built once with -tags slipway_crashpoints, so a stage
+// can also be killed at its named steps (internal/crashpoint). The number
+// of points per command is SLIPWAY_CRASH_POINTS (default 2: one named step
+// and one instant); SLIPWAY_CRASH_REPORT names a file that receives the
+// report table printed at the end.
+package crash
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/slipwayci/slipway/internal/crashpoint"
+	"github.com/slipwayci/slipway/internal/deploy/deploytest"
+)
+
+// binDir holds the five binaries built with the crash hook.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "slipway-crash-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		build := exec.Command("go", "build", "-tags", "slipway_crashpoints", "-o", dir+string(filepath.Separator), "./cmd/...")
+		build.Dir = repoRoot()
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building the stages with the crash hook: %v\n%s", err, out)
+			return 1
+		}
+		binDir = dir
+		// Orphans of a killed stage (its buildah, mysqldump...) are
+		// re-parented to this process, where the tests find them.
+		if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+			fmt.Fprintf(os.Stderr, "becoming a child subreaper: %v\n", errno)
+			return 1
+		}
+		code := m.Run()
+		if sampleBuild.dir != "" {
+			os.RemoveAll(sampleBuild.dir)
+		}
+		// Processes that dropped their marker are found here.
+		if left := orphans(""); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "left running by the stages:\n  %s\n", strings.Join(left, "\n  "))
+			code = 1
+		}
+		report.print()
+		return code
+	}()
+	os.Exit(code)
+}
+
+const prSetChildSubreaper = 36
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func example(rel string) string { return filepath.Join(repoRoot(), "examples", rel) }
+
+// points is SLIPWAY_CRASH_POINTS, the kill points tried per command.
+func points(t *testing.T) int {
+	s := os.Getenv("SLIPWAY_CRASH_POINTS")
+	if s == "" {
+		return 2
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("SLIPWAY_CRASH_POINTS=%q: want a whole number of at least 1", s)
+	}
+	return n
+}
+
+// command is one stage command in a world of its own (its repositories,
+// namespace, project or prefix), with the checks of its outcome.
+type command struct {
+	bin  string // the binary's name
+	args []string
+	// marker is in the environment of every run of the command, and so of
+	// the processes it starts: what is left running is found by it.
+	marker string
+	env  []string // added to the test's environment
+	// dirs are the command's own directories: no temporary file or mount
+	// may remain in them.
+	dirs []string
+	// state describes the end state in a form equal for equal worlds
+	// (names of the world replaced by placeholders).
+	state func(t *testing.T) string
+	// leftovers lists what the command left behind on its servers
+	// (upload sessions, staging databases, multipart uploads...).
+	leftovers func(t *testing.T) []string
+	// unchanged checks that a further run reported no change; nil when
+	// every run of the command does new work (run-job).
+	unchanged func(out outcome) error
+}
+
+// scenario is one command of a stage: setup makes a fresh world named id,
+// runs the earlier commands there uninterrupted, and returns the command
+// to kill.
+type scenario struct {
+	name  string
+	setup func(t *testing.T, id string) *command
+}
+
+// outcome is one run of a command.
+type outcome struct {
+	code           int
+	killed         bool
+	stdout, stderr string
+	took           time.Duration
+	steps          []string
+}
+
+func (o outcome) String() string {
+	if o.killed {
+		return "killed"
+	}
+	return fmt.Sprintf("exit %d after %s; stderr:\n%s", o.code, o.took.Round(time.Millisecond), tail(o.stderr, 15))
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// killPoint is where a run is killed: at the nth time step is reached, or
+// after a delay.
+type killPoint struct {
+	step  string
+	nth   int
+	after time.Duration
+}
+
+func (k killPoint) String() string {
+	if k.step != "" {
+		return fmt.Sprintf("at %s:%d", k.step, k.nth)
+	}
+	return fmt.Sprintf("after %s", k.after.Round(time.Millisecond))
+}
+
+// run runs c, killed at k when k is set, with the crash hook's step log.
+func run(t *testing.T, c *command, k *killPoint) outcome {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	logFile := filepath.Join(t.TempDir(), "steps")
+	if c.marker == "" {
+		c.marker = envMarker + "=" + deploytest.RandHex(8)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, c.bin), c.args...)
+	cmd.Dir = repoRoot()
+	cmd.Env = append(append(os.Environ(), c.env...), crashpoint.EnvLog+"="+logFile, c.marker)
+	if k != nil && k.step != "" {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%s:%d", crashpoint.EnvPoint, k.step, k.nth))
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started.Store(cmd.Process.Pid, true)
+	defer started.Delete(cmd.Process.Pid)
+	if k != nil && k.step == "" {
+		timer := time.AfterFunc(k.after, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
+		defer timer.Stop()
+	}
+	err := cmd.Wait()
+	o := outcome{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start), steps: readLines(logFile)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		ws := ee.Sys().(syscall.WaitStatus)
+		o.killed = ws.Signaled() && ws.Signal() == syscall.SIGKILL
+		o.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", c.bin, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s did not finish in 5 minutes", c.bin, strings.Join(c.args, " "))
+	}
+	return o
+}
+
+func readLines(path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(data))
+}
+
+// choose spreads n kill points over a clean run: every other one at a
+// named step (a distinct step and occurrence, spread over the steps
+// reached), the rest at instants spread over its duration.
+func choose(steps []string, took time.Duration, n int) []killPoint {
+	type occ struct {
+		step string
+		nth  int
+	}
+	var occs []occ
+	seen := map[string]int{}
+	for _, s := range steps {
+		seen[s]++
+		occs = append(occs, occ{s, seen[s]})
+	}
+	named := 0
+	if len(occs) > 0 {
+		named = min((n+1)/2, len(occs))
+	}
+	var out []killPoint
+	for i := range named {
+		o := occs[(2*i+1)*len(occs)/(2*named)]
+		out = append(out, killPoint{step: o.step, nth: o.nth})
+	}
+	timed := n - named
+	for i := range timed {
+		out = append(out, killPoint{after: took * time.Duration(2*i+1) / time.Duration(2*timed)})
+	}
+	return out
+}
+
+// crash runs the scenario: a clean run for the reference state and the
+// steps, then each kill point in a fresh world with one rerun, and checks
+// convergence.
+func crash(t *testing.T, stage string, s scenario) {
+	t.Helper()
+	row := report.row(stage + " " + s.name)
+	ref := s.setup(t, "ref")
+	clean := run(t, ref, nil)
+	if clean.code != 0 || clean.killed {
+		t.Fatalf("uninterrupted %s: %s", s.name, clean)
+	}
+	want := ref.state(t)
+	if left := leftovers(t, ref); len(left) > 0 {
+		t.Fatalf("the uninterrupted run left behind:\n  %s", strings.Join(left, "\n  "))
+	}
+	t.Logf("uninterrupted run: %s, %d named steps: %s", clean.took.Round(time.Millisecond), len(clean.steps), strings.Join(slices.Compact(slices.Clone(clean.steps)), " "))
+	for i, k := range choose(clean.steps, clean.took, points(t)) {
+		t.Run(strings.ReplaceAll(k.String(), "/", "_"), func(t *testing.T) {
+			c := s.setup(t, strconv.Itoa(i))
+			killed := run(t, c, &k)
+			// Runs are faster or slower than the clean one: an instant
+			// past the end is tried again, earlier, in a fresh world.
+			for try := 1; !killed.killed && k.step == "" && try < 3; try++ {
+				k.after /= 2
+				t.Logf("the run ended before the kill point: trying again, killed after %s", k.after.Round(time.Millisecond))
+				c = s.setup(t, fmt.Sprintf("%d-%d", i, try))
+				killed = run(t, c, &k)
+			}
+			row.tried++
+			if !killed.killed {
+				t.Logf("the run was never killed (%s): checking its rerun all the same", killed)
+			}
+			rerun := run(t, c, nil)
+			row.rerun(rerun.took)
+			if rerun.code != 0 {
+				row.fail(fmt.Sprintf("%s %s killed %s: rerun %s", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k, firstError(rerun.stderr)))
+				t.Fatalf("killed %s, the rerun did not converge: %s", k, rerun)
+			}
+			if checkAfter(t, c, want) {
+				row.converged++
+			} else {
+				row.fail(fmt.Sprintf("%s %s killed %s: end state or leftovers differ", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k))
+			}
+		})
+	}
+}
+
+// checkAfter checks the end state, leftovers, orphans and a further run;
+// it reports whether all held.
+func checkAfter(t *testing.T, c *command, want string) bool {
+	t.Helper()
+	ok := true
+	if got := c.state(t); got != want {
+		t.Errorf("end state differs from the uninterrupted run's (-want +got):\n%s", cmp.Diff(want, got))
+		ok = false
+	}
+	if left := leftovers(t, c); len(left) > 0 {
+		t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
+		ok = false
+	}
+	again := run(t, c, nil)
+	if again.code != 0 {
+		t.Errorf("a further run failed: %s", again)
+		return false
+	}
+	if c.unchanged != nil {
+		if err := c.unchanged(again); err != nil {
+			t.Errorf("a further run changed something: %v\nstderr:\n%s", err, tail(again.stderr, 10))
+			ok = false
+		}
+	}
+	if got := c.state(t); got != want {
+		t.Errorf("a further run changed the end state (-want +got):\n%s", cmp.Diff(want, got))
+		ok = false
+	}
+	return ok
+}
+
+// leftovers is everything c left behind: on its servers, as processes, in
+// its directories.
+func leftovers(t *testing.T, c *command) []string {
+	var left []string
+	if c.leftovers != nil {
+		left = c.leftovers(t)
+	}
+	return append(append(left, orphans(c.marker)...), leftInDirs(c.dirs)...)
+}
+
+func firstError(stderr string) string {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	return lines[len(lines)-1]
+}
+
+// envMarker names the variable that marks a command's processes.
+const envMarker = "SLIPWAY_CRASH_COMMAND"
+
+// started holds the pids of the runs under way, which orphans leaves to
+// their exec.Cmd.
+var started sync.Map
+
+// orphans lists (and then kills and reaps) processes left running by a
+// killed stage: as a child subreaper, this process inherits them. With
+// marker "", every live orphan is listed; otherwise those of the command
+// that marker marks. Orphans that exited are reaped.
+func orphans(marker string) []string {
+	var out []string
+	self := strconv.Itoa(os.Getpid())
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ours := started.Load(pid); ours {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 2 || f[1] != self {
+			continue
+		}
+		if f[0] != "Z" {
+			env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+			if marker != "" && !slices.Contains(strings.Split(string(env), "\x00"), marker) {
+				continue
+			}
+			args, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			out = append(out, fmt.Sprintf("process %d still running: %s", pid, strings.ReplaceAll(strings.TrimRight(string(args), "\x00"), "\x00", " ")))
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		var ws syscall.WaitStatus
+		_, _ = syscall.Wait4(pid, &ws, 0, nil)
+	}
+	return out
+}
+
+// leftInDirs lists temporary files and mounts left under dirs.
+func leftInDirs(dirs []string) []string {
+	var out []string
+	for _, d := range dirs {
+		_ = filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			name := e.Name()
+			if strings.Contains(name, ".tmp") || strings.HasSuffix(name, ".old") || strings.HasPrefix(name, "slipway-buildah-") {
+				out = append(out, "temporary file "+p)
+				if e.IsDir() {
+					return filepath.SkipDir
+				}
+			}
+			return nil
+		})
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		for _, d := range dirs {
+			if len(fields) > 4 && (fields[4] == d || strings.HasPrefix(fields[4], d+"/")) {
+				out = append(out, "mount "+fields[4])
+			}
+		}
+	}
+	return out
+}
+
+// report is what the harness prints at the end: per command, points tried,
+// converged, slowest rerun, and the cases that did not converge.
+var report = &table{}
+
+type table struct {
+	mu   sync.Mutex
+	rows []*row
+}
+
+type row struct {
+	mu               sync.Mutex
+	name             string
+	tried, converged int
+	slowest          time.Duration
+	failures         []string
+}
+
+func (tb *table) row(name string) *row {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	r := &row{name: name}
+	tb.rows = append(tb.rows, r)
+	return r
+}
+
+func (r *row) rerun(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.slowest = max(r.slowest, d)
+}
+
+func (r *row) fail(what string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures = append(r.failures, what)
+}
+
+func (tb *table) print() {
+	if len(tb.rows) == 0 {
+		return
+	}
+	var b bytes.Buffer
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "crash harness\tpoints tried\tconverged\tslowest rerun")
+	order := []string{"build-image", "push-registry", "magnum-cluster", "deploy-k8s", "backup"}
+	rank := func(r *row) int { return slices.IndexFunc(order, func(s string) bool { return strings.HasPrefix(r.name, s+" ") }) }
+	slices.SortStableFunc(tb.rows, func(a, b *row) int { return rank(a) - rank(b) })
+	var failures []string
+	for _, r := range tb.rows {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", r.name, r.tried, r.converged, r.slowest.Round(10*time.Millisecond))
+		failures = append(failures, r.failures...)
+	}
+	w.Flush()
+	for _, f := range failures {
+		fmt.Fprintln(&b, "not converged:", f)
+	}
+	os.Stdout.Write(b.Bytes())
+	if p := os.Getenv("SLIPWAY_CRASH_REPORT"); p != "" {
+		_ = os.WriteFile(p, b.Bytes(), 0o644)
+	}
+}
