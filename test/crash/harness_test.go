@@ -104,7 +104,7 @@ type command struct {
 	// marker is in the environment of every run of the command, and so of
 	// the processes it starts: what is left running is found by it.
 	marker string
-	env  []string // added to the test's environment
+	env    []string // added to the test's environment
 	// dirs are the command's own directories: no temporary file or mount
 	// may remain in them.
 	dirs []string
@@ -466,7 +466,9 @@ func (tb *table) print() {
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "crash harness\tpoints tried\tconverged\tslowest rerun")
 	order := []string{"build-image", "push-registry", "magnum-cluster", "deploy-k8s", "backup"}
-	rank := func(r *row) int { return slices.IndexFunc(order, func(s string) bool { return strings.HasPrefix(r.name, s+" ") }) }
+	rank := func(r *row) int {
+		return slices.IndexFunc(order, func(s string) bool { return strings.HasPrefix(r.name, s+" ") })
+	}
 	slices.SortStableFunc(tb.rows, func(a, b *row) int { return rank(a) - rank(b) })
 	var failures []string
 	for _, r := range tb.rows {
