@@ -198,12 +198,7 @@ func mysqlState(t *testing.T, c MySQLConfig, dbs ...string) map[string]string {
 			}
 			val := fmt.Sprintf("%s rows=%d", tb[1], cnt)
 			if tb[1] != "VIEW" {
-				var name string
-				var sum sql.NullInt64
-				if err := db.QueryRow("CHECKSUM TABLE "+quoteID(d)+"."+quoteID(tb[0])+" EXTENDED").Scan(&name, &sum); err != nil {
-					t.Fatal(err)
-				}
-				val += fmt.Sprintf(" checksum=%d", sum.Int64)
+				val += " content=" + contentHash(t, db, d, tb[0])
 			}
 			st[d+"."+tb[0]] = val
 		}
@@ -224,18 +219,44 @@ func mysqlState(t *testing.T, c MySQLConfig, dbs ...string) map[string]string {
 			rows.Close()
 		}
 	}
-	// Staging leftovers would show up here (the journal is not one).
-	rows, err := db.Query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '%slipway%' AND SCHEMA_NAME <> ?", journalDB)
+	// Staging leftovers would show up here.
+	for _, d := range dbs {
+		rows, err := db.Query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN (?, ?)", d+mysqlNewSuffix, d+mysqlOldSuffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s string
+			rows.Scan(&s)
+			st["leftover "+s] = "present"
+		}
+		rows.Close()
+	}
+	return st
+}
+
+// contentHash fingerprints a table's rows, in any order, from every
+// column's bytes (CHECKSUM TABLE is not stable for generated columns).
+func contentHash(t *testing.T, db *sql.DB, schema, table string) string {
+	t.Helper()
+	rows, err := db.Query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", schema, table)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var cols []string
 	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		st["leftover "+s] = "present"
+		var c string
+		rows.Scan(&c)
+		cols = append(cols, "COALESCE(HEX("+quoteID(c)+"), 'NULL')")
 	}
 	rows.Close()
-	return st
+	row := "CONCAT_WS('#', " + strings.Join(cols, ", ") + ")"
+	var h sql.NullString
+	q := "SELECT CONCAT(BIT_XOR(CAST(CONV(LEFT(MD5(" + row + "), 16), 16, 10) AS UNSIGNED)), ':', SUM(CRC32(" + row + "))) FROM " + quoteID(schema) + "." + quoteID(table)
+	if err := db.QueryRow(q).Scan(&h); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return h.String
 }
 
 func mongoClient(t *testing.T, c MongoConfig) *mongo.Client { return mongoOf(c).Client(t) }
