@@ -1,12 +1,10 @@
 package push
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -314,72 +312,6 @@ func TestPromote(t *testing.T) {
 		if got := pushtest.TagDigest(t, host, path, "post"); got != want {
 			t.Errorf("region %s: post tag changed to %q (promote never deletes or moves other tags)", r.Region, got)
 		}
-	}
-}
-
-// TestVerifyResult checks a push result against the live registries, then
-// truncates a blob in region A's storage (the zero-byte object failure) and
-// expects verify to name the region, repository and blob.
-func TestVerifyResult(t *testing.T) {
-	regions := regionsAB(t)
-	data := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_DATA_A")
-	img := pushtest.RandomImage(t, 2, 150_000)
-	repo := pushtest.UniqueRepo(t)
-	o := layoutOpts(t, regions, img, repo, "v1")
-	resultFile := filepath.Join(t.TempDir(), "push.json")
-	res, err := run(t, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := result.WriteFile(resultFile, res, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	vo := VerifyOptions{ResultFile: resultFile, Conn: Conn{Retry: fastRetry()}}
-	if err := Verify(ctx, vo); err != nil {
-		t.Fatalf("verify of a good push: %v", err)
-	}
-	layers, _ := img.Layers()
-	ld, _ := layers[1].Digest()
-	blobFile := filepath.Join(data, "docker/registry/v2/blobs/sha256", ld.Hex[:2], ld.Hex, "data")
-	if err := os.Truncate(blobFile, 0); err != nil {
-		t.Fatal(err)
-	}
-	err = Verify(ctx, vo)
-	if err == nil {
-		t.Fatal("verify passed with a zero-byte blob in region a")
-	}
-	pushtest.MustContain(t, err.Error(), "region a", repo, ld.String(), "0 bytes")
-	if usererr.Is(err) {
-		t.Errorf("verify failure is not bad input: %v", err)
-	}
-	// A push now refuses to move tags: the registry will not replace it.
-	o.Tags = []string{"v2"}
-	_, err = run(t, o)
-	if err == nil {
-		t.Fatal("push over a zero-byte blob succeeded")
-	}
-	pushtest.MustContain(t, err.Error(), "region a", ld.String(), "no tag was moved")
-	if got := pushtest.TagDigest(t, regions[1].Registry, repo, "v2"); got != "" {
-		t.Errorf("region b got tag v2 while region a is broken")
-	}
-	// The operator removes the broken object; a rerun repairs and tags.
-	if err := os.Remove(blobFile); err != nil {
-		t.Fatal(err)
-	}
-	res, err = run(t, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a := res.Images[0].Regions[0]; a.BlobsUploaded != 1 || a.BytesUploaded != layerSize(t, layers[1]) {
-		t.Errorf("repair uploaded %d blobs / %d bytes, want only the broken layer", a.BlobsUploaded, a.BytesUploaded)
-	}
-	if b := res.Images[0].Regions[1]; b.BytesUploaded != 0 {
-		t.Errorf("region b re-uploaded %d bytes", b.BytesUploaded)
-	}
-	if err := Verify(ctx, VerifyOptions{ResultFile: resultFile, Conn: Conn{Retry: fastRetry()}}); err != nil {
-		t.Fatalf("verify after repair: %v", err)
 	}
 }
 

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/push/pushtest"
