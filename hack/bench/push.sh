@@ -15,6 +15,15 @@
 #   - a balanced pair of filesystem regions (A + BUILDSET) vs A alone
 #   - re-push of the unchanged image: blob bytes uploaded (target 0)
 #   - peak RSS of a dual push for 8 small layers vs 2 layers 4x larger (target <= 100 MB, flat)
+# With Swift behind Keystone in the env (SLIPWAY_TEST_SWIFT_KEYSTONE_*), also
+# storage-backed regions (push-registry runs a registry on each region's
+# Swift container), on an image of STORAGE_MIB (default 200) MiB:
+#   - the dual push to two storage-backed regions vs two sequential `skopeo
+#     copy` into the env's registries on the same containers (target <= 0.6)
+#   - verify --deep of that push (every blob read back) vs the push
+#   - registry start-up overhead: a re-push of a small image through
+#     storage-backed regions minus the same through the env's registries
+# STORAGE_ONLY=1 runs only these.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 case ${1:-} in -h|--help) usage ;; esac
@@ -32,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 if [ -z "${SLIPWAY_TEST_REGISTRY_A:-}" ] || [ -z "${SLIPWAY_TEST_REGISTRY_B:-}" ]; then
   started_env="$work/env"
-  "$SLIPWAY_ROOT/hack/testenv.sh" up "$started_env" swift registries
+  "$SLIPWAY_ROOT/hack/testenv.sh" up "$started_env" openstack swift registries
   # shellcheck source=/dev/null # written by hack/testenv.sh up
   . "$started_env/env"
 fi
@@ -43,15 +52,17 @@ log "building push-registry and the test image tool"
 go build -o "$work/push-registry" ./cmd/push-registry
 go build -o "$work/mkimage" ./internal/push/internal/mkimage
 go build -o "$work/wanlink" ./internal/push/internal/wanlink
-log "making images: 8 x ${LAYER_MIB} MiB and 2 x $((LAYER_MIB * 4)) MiB random layers"
-# A fresh image per rep: skopeo's blob-info cache would otherwise mount
-# blobs it saw in the previous rep, and no registry may already hold them.
-for rep in $(seq 1 "$REPS"); do
-  "$work/mkimage" -out "$work/small-$rep" -layers 8 -size $((LAYER_MIB << 20)) >/dev/null
-done
-ln -s "$work/small-1" "$work/small"
-"$work/mkimage" -out "$work/large" -layers 2 -size $((LAYER_MIB * 4 << 20)) >/dev/null
-total_mib=$(du -sm "$work/small/blobs" | cut -f1)
+if [ "${STORAGE_ONLY:-0}" != 1 ]; then
+  log "making images: 8 x ${LAYER_MIB} MiB and 2 x $((LAYER_MIB * 4)) MiB random layers"
+  # A fresh image per rep: skopeo's blob-info cache would otherwise mount
+  # blobs it saw in the previous rep, and no registry may already hold them.
+  for rep in $(seq 1 "$REPS"); do
+    "$work/mkimage" -out "$work/small-$rep" -layers 8 -size $((LAYER_MIB << 20)) >/dev/null
+  done
+  ln -s "$work/small-1" "$work/small"
+  "$work/mkimage" -out "$work/large" -layers 2 -size $((LAYER_MIB * 4 << 20)) >/dev/null
+  total_mib=$(du -sm "$work/small/blobs" | cut -f1)
+fi
 
 run_id=$(date +%s)-$RANDOM
 now() { date +%s.%N; }
@@ -82,6 +93,7 @@ uploaded() { grep -o '"bytesUploaded": [0-9]*' "$work/$1.json" | awk '{s+=$2} EN
 rss_mb() { awk '{printf "%.0f", $1/1024}' "$work/$1.rss"; }
 
 minof() { tr ' ' '\n' | sort -g | head -1; }
+if [ "${STORAGE_ONLY:-0}" != 1 ]; then
 ta=() tb=() tab=() tsk=() tabs=() tskfs=()
 for rep in $(seq 1 "$REPS"); do
   img=$work/small-$rep
@@ -129,10 +141,10 @@ fi
 
 slow=$(awk -v a="$t_a" -v b="$t_b" 'BEGIN{print (a>b)?a:b}')
 echo
-echo "push-registry benchmark: image of 8 layers x ${LAYER_MIB} MiB (${total_mib} MiB incompressible), regions A=fs B=swift"
+echo "push-registry benchmark: image of 8 layers x ${LAYER_MIB} MiB (${total_mib} MiB incompressible), regions A and B: the env's registries (on Swift)"
 echo "  best of $REPS; all runs: A ${ta[*]} | B ${tb[*]} | A+B ${tab[*]} | skopeo ${tsk[*]}${BS:+ | A+BUILDSET ${tabs[*]} | skopeo A,BUILDSET ${tskfs[*]}}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '  %-46s %8ss\n' "single region A (filesystem)" "$t_a"
-printf '  %-46s %8ss\n' "single region B (swift)" "$t_b"
+printf '  %-46s %8ss\n' "single region A" "$t_a"
+printf '  %-46s %8ss\n' "single region B" "$t_b"
 printf '  %-46s %8ss  ratio to slowest single %s (target <= 1.15)\n' "dual A + B" "$t_ab" "$(ratio "$t_ab" "$slow")"
 printf '  %-46s %8ss  ratio dual / skopeo %s (target <= 0.60)\n' "two sequential skopeo copy (A, then B)" "$t_sk" "$(ratio "$t_ab" "$t_sk")"
 if [ -n "$BS" ]; then
@@ -148,3 +160,72 @@ if [ -n "$t_wa" ]; then
   printf '  %-46s %8ss  ratio to single %s (target <= 1.15)\n' "dual remote regions" "$t_wab" "$(ratio "$t_wab" "$t_wa")"
   printf '  %-46s %8ss  ratio dual / skopeo %s (target <= 0.60)\n' "two sequential skopeo copy, remote" "$t_wsk" "$(ratio "$t_wab" "$t_wsk")"
 fi
+fi
+
+# --- storage-backed regions ---------------------------------------------------
+if [ -z "${SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL:-}" ]; then
+  echo "  storage-backed regions: skipped (no SLIPWAY_TEST_SWIFT_KEYSTONE_* in the env: start it with hack/testenv.sh up DIR openstack swift registries)"
+  exit 0
+fi
+STORAGE_MIB=${STORAGE_MIB:-200}
+layer=$(( (STORAGE_MIB + 3) / 4 ))
+targets=$work/storage-targets.yaml secrets=$work/storage-secrets.yaml state=$work/state
+{
+  echo "regions:"
+  for r in A B; do
+    region=SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_$r container=SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_$r
+    cat <<YAML
+  - name: ${r,,}
+    swift:
+      authurl: $SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL
+      authversion: 3
+      region: ${!region}
+      container: ${!container}
+      username: $SLIPWAY_TEST_SWIFT_KEYSTONE_USER
+      domain: $SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN
+      tenant: $SLIPWAY_TEST_SWIFT_KEYSTONE_PROJECT
+      tenantdomain: $SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN
+      chunksize: 5242880
+      insecureskipverify: true
+YAML
+  done
+} >"$targets"
+(umask 077; printf 'swift_credentials:\n  a: {password: "%s"}\n  b: {password: "%s"}\n' \
+  "$SLIPWAY_TEST_SWIFT_KEYSTONE_PASSWORD" "$SLIPWAY_TEST_SWIFT_KEYSTONE_PASSWORD" >"$secrets")
+storage=(--targets "$targets" --secrets-file "$secrets" --state-dir "$state")
+log "storage-backed regions: making images of 4 x ${layer} MiB"
+for rep in $(seq 1 "$REPS"); do
+  "$work/mkimage" -out "$work/storage-$rep" -layers 4 -size $((layer << 20)) >/dev/null
+done
+"$work/mkimage" -out "$work/tiny" -layers 1 -size 4096 >/dev/null
+storage_mib=$(du -sm "$work/storage-1/blobs" | cut -f1)
+sd=() ssk=() sdeep=()
+for rep in $(seq 1 "$REPS"); do
+  log "rep $rep/$REPS: dual push to storage-backed regions"
+  sd+=("$(push "storage-$rep" "$work/storage-$rep" "${storage[@]}")")
+  log "rep $rep/$REPS: verify --deep of it"
+  t0=$(now)
+  "$work/push-registry" verify --deep --result "$work/storage-$rep.json" "${storage[@]}" >/dev/null 2>"$work/deep-$rep.log" \
+    || { cat "$work/deep-$rep.log" >&2; die "verify --deep failed"; }
+  sdeep+=("$(secs "$t0" "$(now)")")
+  log "rep $rep/$REPS: two skopeo copies into the registries on the same containers"
+  ssk+=("$(skopeo_pair "storage-skopeo-$rep" "$work/storage-$rep" "$A" "$B")")
+done
+t_sd=$(echo "${sd[*]}" | minof) t_ssk=$(echo "${ssk[*]}" | minof) t_sdeep=$(echo "${sdeep[*]}" | minof)
+log "start-up overhead: re-push of a small image, storage-backed vs the env's registries"
+push tiny-storage "$work/tiny" "${storage[@]}" >/dev/null
+push tiny-registry "$work/tiny" --region a="$A" --region b="$B" >/dev/null
+su=() ru=()
+for rep in $(seq 1 "$REPS"); do
+  su+=("$(push tiny-storage "$work/tiny" "${storage[@]}")")
+  ru+=("$(push tiny-registry "$work/tiny" --region a="$A" --region b="$B")")
+done
+t_su=$(echo "${su[*]}" | minof) t_ru=$(echo "${ru[*]}" | minof)
+left=$(find "$state" -mindepth 1 -maxdepth 1 -name 'reg-*' | wc -l)
+echo "  storage-backed regions a and b (push-registry's own registries on the env's Swift containers behind Keystone),"
+echo "  image of 4 x ${layer} MiB (${storage_mib} MiB); all runs: push ${sd[*]} | skopeo ${ssk[*]} | verify --deep ${sdeep[*]}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '  %-46s %8ss\n' "dual push, storage-backed (registries started)" "$t_sd"
+printf '  %-46s %8ss  ratio dual / skopeo %s (target <= 0.60)\n' "two sequential skopeo copy (same containers)" "$t_ssk" "$(ratio "$t_sd" "$t_ssk")"
+printf '  %-46s %8ss  ratio to the push %s\n' "verify --deep (GET + sha256 of every blob)" "$t_sdeep" "$(ratio "$t_sdeep" "$t_sd")"
+printf '  %-46s %8ss  vs %ss through the env registries: start-up overhead %ss (regions in parallel); state dirs left: %s\n' \
+  "re-push of a small image, storage-backed" "$t_su" "$t_ru" "$(awk -v a="$t_su" -v b="$t_ru" 'BEGIN{printf "%.2f", a-b}')" "$left"
