@@ -40,23 +40,25 @@ func builtinServices(regions []string) []*service {
 	return []*service{identity, magnum}
 }
 
-func (ep *endpoint) resolve(r *http.Request, u *User) string {
+// resolve returns the endpoint's URL for a token scoped to project (an id;
+// "" leaves the substitutions as they are).
+func (ep *endpoint) resolve(r *http.Request, project string) string {
 	url := ep.url
 	if strings.HasPrefix(url, "/") {
 		url = baseURL(r) + url
 	}
-	if u == nil {
+	if project == "" {
 		return url
 	}
 	return strings.NewReplacer(
-		"$(project_id)s", u.projectID, "%(project_id)s", u.projectID,
-		"$(tenant_id)s", u.projectID, "%(tenant_id)s", u.projectID,
+		"$(project_id)s", project, "%(project_id)s", project,
+		"$(tenant_id)s", project, "%(tenant_id)s", project,
 	).Replace(url)
 }
 
-// catalog is the service catalog of a token of user u: enabled services
-// with their enabled endpoints.
-func (e *Emulator) catalog(r *http.Request, u *User) []any {
+// catalog is the service catalog of a token scoped to project (an id):
+// enabled services with their enabled endpoints.
+func (e *Emulator) catalog(r *http.Request, project string) []any {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := []any{}
@@ -67,7 +69,7 @@ func (e *Emulator) catalog(r *http.Request, u *User) []any {
 		eps := []any{}
 		for _, ep := range s.endpoints {
 			if ep.enabled {
-				eps = append(eps, map[string]any{"id": ep.id, "interface": ep.iface, "region": ep.region, "region_id": ep.region, "url": ep.resolve(r, u)})
+				eps = append(eps, map[string]any{"id": ep.id, "interface": ep.iface, "region": ep.region, "region_id": ep.region, "url": ep.resolve(r, project)})
 			}
 		}
 		out = append(out, map[string]any{"id": s.id, "type": s.typ, "name": s.name, "endpoints": eps})
@@ -89,7 +91,7 @@ func (s *service) view(r *http.Request) map[string]any {
 func (ep *endpoint) view(r *http.Request, s *service) map[string]any {
 	return map[string]any{
 		"id": ep.id, "interface": ep.iface, "region": ep.region, "region_id": ep.region, "service_id": s.id,
-		"url": ep.resolve(r, nil), "enabled": ep.enabled,
+		"url": ep.resolve(r, ""), "enabled": ep.enabled,
 		"links": map[string]any{"self": baseURL(r) + "/identity/v3/endpoints/" + ep.id},
 	}
 }

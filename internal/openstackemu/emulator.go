@@ -119,6 +119,7 @@ type Emulator struct {
 	seq     int
 	// services is the service catalog, in the order it is listed.
 	services []*service
+	trusts   map[string]*trust
 }
 
 type token struct {
@@ -126,6 +127,17 @@ type token struct {
 	expires   time.Time
 	method    string
 	appCredID string
+	// trust is set for a trust-scoped token: user is the trustee, the
+	// project and roles are the trust's.
+	trust *trust
+}
+
+// project returns the user whose project the token is scoped to.
+func (t *token) project() *User {
+	if t.trust != nil {
+		return t.trust.trustor
+	}
+	return t.user
 }
 
 type region struct {
@@ -166,7 +178,7 @@ func New(opts Options) (*Emulator, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	e := &Emulator{opts: opts, log: opts.Logger, tokens: map[string]*token{}, regions: map[string]*region{}}
+	e := &Emulator{opts: opts, log: opts.Logger, tokens: map[string]*token{}, regions: map[string]*region{}, trusts: map[string]*trust{}}
 	var err error
 	if e.min, err = parseMicroversion(opts.MinMicroversion); err != nil {
 		return nil, fmt.Errorf("min microversion: %w", err)
@@ -228,11 +240,13 @@ func (e *Emulator) AddUser(u User) (User, error) {
 
 func (u *User) hasRole(name string) bool { return contains(u.Roles, name) }
 
-// roleRefs lists the user's roles as a token shows them; a role's id is
-// derived from its name, so it is the same in every token.
-func (u *User) roleRefs() []any {
-	refs := make([]any, len(u.Roles))
-	for i, name := range u.Roles {
+func (u *User) roleRefs() []any { return roleRefs(u.Roles) }
+
+// roleRefs lists roles as a token shows them; a role's id is derived from
+// its name, so it is the same in every token.
+func roleRefs(roles []string) []any {
+	refs := make([]any, len(roles))
+	for i, name := range roles {
 		refs[i] = map[string]any{"id": projectID("role:" + name), "name": name}
 	}
 	return refs
@@ -248,7 +262,7 @@ func (e *Emulator) ExpireTokens(project string) int {
 	defer e.mu.Unlock()
 	n := 0
 	for _, t := range e.tokens {
-		if project == "" || t.user.Project == project {
+		if project == "" || t.project().Project == project {
 			t.expires = e.opts.Now().Add(-time.Second)
 			n++
 		}

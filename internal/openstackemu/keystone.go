@@ -28,6 +28,9 @@ type authRequest struct {
 		} `json:"identity"`
 		Scope *struct {
 			Project *nameRef `json:"project"`
+			Trust   *struct {
+				ID string `json:"id"`
+			} `json:"OS-TRUST:trust"`
 		} `json:"scope"`
 	} `json:"auth"`
 }
@@ -95,7 +98,9 @@ func (e *Emulator) serveKeystone(w http.ResponseWriter, r *http.Request) {
 			unauthorized(w)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"catalog": e.catalog(r, t.user), "links": selfLinks(r)})
+		writeJSON(w, http.StatusOK, map[string]any{"catalog": e.catalog(r, t.project().projectID), "links": selfLinks(r)})
+	case strings.HasPrefix(path, "/v3/OS-TRUST/trusts"):
+		e.serveTrusts(w, r, strings.TrimPrefix(strings.TrimPrefix(path, "/v3/OS-TRUST/trusts"), "/"))
 	case strings.HasPrefix(path, "/v3/services") || strings.HasPrefix(path, "/v3/endpoints"):
 		e.serveCatalogAdmin(w, r, strings.TrimPrefix(path, "/v3/"))
 	default:
@@ -117,6 +122,9 @@ func (e *Emulator) validateToken(w http.ResponseWriter, r *http.Request) {
 	subjectID := r.Header.Get("X-Subject-Token")
 	e.mu.Lock()
 	subject, ok := e.tokens[subjectID]
+	if ok && subject.trust != nil && e.trusts[subject.trust.id] != subject.trust {
+		ok = false // the trust was deleted, and with it its tokens
+	}
 	e.mu.Unlock()
 	if ok && !e.opts.Now().Before(subject.expires) && !queryTrue(r, "allow_expired") {
 		ok = false
@@ -213,11 +221,17 @@ func (e *Emulator) issueToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if f := e.takeFault(FaultKeystoneError, user.Project, "", r); f != nil {
+	t := &token{user: user, expires: e.opts.Now().Add(e.opts.TokenTTL), method: method, appCredID: appCredID}
+	if s := req.Auth.Scope; s != nil && s.Trust != nil {
+		if t.trust = e.trustFor(s.Trust.ID, user); t.trust == nil {
+			keystoneError(w, http.StatusForbidden, "Forbidden", "The user is not a trustee of trust "+s.Trust.ID+", or it does not exist.")
+			return
+		}
+	}
+	if f := e.takeFault(FaultKeystoneError, t.project().Project, "", r); f != nil {
 		keystoneError(w, f.httpStatus(), http.StatusText(f.httpStatus()), "injected fault")
 		return
 	}
-	t := &token{user: user, expires: e.opts.Now().Add(e.opts.TokenTTL), method: method, appCredID: appCredID}
 	tid := "gAAAAA" + randomHex(32)
 	e.mu.Lock()
 	e.tokens[tid] = t
@@ -239,25 +253,41 @@ func secretEqual(a, b string) bool {
 	return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
+func domainRef(name string) map[string]any {
+	if name == "Default" {
+		return map[string]any{"id": "default", "name": name}
+	}
+	return map[string]any{"id": strings.ToLower(name), "name": name}
+}
+
 func (e *Emulator) tokenBody(r *http.Request, t *token) map[string]any {
-	u := t.user
-	domain := map[string]any{"id": strings.ToLower(u.Domain), "name": u.Domain}
-	if u.Domain == "Default" {
-		domain["id"] = "default"
+	u, p := t.user, t.project()
+	roles := u.roleRefs()
+	if tr := t.trust; tr != nil {
+		if tr.impersonation {
+			u = tr.trustor
+		}
+		roles = roleRefs(tr.roles)
 	}
 	body := map[string]any{
 		"methods":    []string{t.method},
-		"user":       map[string]any{"id": u.id, "name": u.Name, "domain": domain, "password_expires_at": nil},
+		"user":       map[string]any{"id": u.id, "name": u.Name, "domain": domainRef(u.Domain), "password_expires_at": nil},
 		"audit_ids":  []string{randomHex(11)},
 		"expires_at": t.expires.UTC().Format(keystoneTime),
 		"issued_at":  t.expires.Add(-e.opts.TokenTTL).UTC().Format(keystoneTime),
-		"project":    map[string]any{"id": u.projectID, "name": u.Project, "domain": domain},
+		"project":    map[string]any{"id": p.projectID, "name": p.Project, "domain": domainRef(p.Domain)},
 		"is_domain":  false,
-		"roles":      u.roleRefs(),
-		"catalog":    e.catalog(r, u),
+		"roles":      roles,
+		"catalog":    e.catalog(r, p.projectID),
 	}
 	if t.appCredID != "" {
 		body["application_credential"] = map[string]any{"id": t.appCredID, "name": u.AppCredName, "restricted": true}
+	}
+	if tr := t.trust; tr != nil {
+		body["OS-TRUST:trust"] = map[string]any{
+			"id": tr.id, "impersonation": tr.impersonation,
+			"trustor_user": map[string]any{"id": tr.trustor.id}, "trustee_user": map[string]any{"id": tr.trustee.id},
+		}
 	}
 	return body
 }
@@ -270,7 +300,7 @@ func (e *Emulator) validToken(id string) *token {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t, ok := e.tokens[id]
-	if !ok || !e.opts.Now().Before(t.expires) {
+	if !ok || !e.opts.Now().Before(t.expires) || t.trust != nil && e.trusts[t.trust.id] != t.trust {
 		return nil
 	}
 	return t

@@ -15,6 +15,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/endpoints"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/services"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/trusts"
 )
 
 // keystoneUsers: alice (member, reader) as in every fixture, Swift's service
@@ -244,5 +245,79 @@ func TestCatalog(t *testing.T) {
 	}
 	if _, err := openstack.NewObjectStorageV1(pc, gophercloud.EndpointOpts{Region: "RegionA"}); err == nil || !strings.Contains(err.Error(), "No suitable endpoint") {
 		t.Errorf("object-store after the service was deleted: %v, want no endpoint", err)
+	}
+}
+
+// TestTrusts: a trust as Magnum makes one for its trustee user, who logs in
+// with its own password and the trust id (the node registries' Swift login)
+// and acts in the trustor's project with the trust's roles.
+func TestTrusts(t *testing.T) {
+	f := newFixture(t, Options{Users: keystoneUsers()})
+	ctx := context.Background()
+	trustee, err := f.emu.AddUser(User{Name: "trustee", Password: "pw-trustee", Project: "trustees", Domain: "magnum"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := f.identity(t, "alice")
+	aliceID := f.emu.users[0].id
+	create := func(sc *gophercloud.ServiceClient, roles ...string) (*trusts.Trust, error) {
+		opts := trusts.CreateOpts{TrustorUserID: aliceID, TrusteeUserID: trustee.id, ProjectID: projectID("edx"), Impersonation: true}
+		for _, r := range roles {
+			opts.Roles = append(opts.Roles, trusts.Role{Name: r})
+		}
+		return trusts.Create(ctx, sc, opts).Extract()
+	}
+	for _, tc := range []struct {
+		name  string
+		by    *gophercloud.ServiceClient
+		roles []string
+		want  int
+	}{
+		{"a role the trustor lacks", alice, []string{"admin"}, 403},
+		{"no role", alice, nil, 400},
+		{"not by the trustor", f.identity(t, "bob"), []string{"member"}, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := create(tc.by, tc.roles...); !gophercloud.ResponseCodeIs(err, tc.want) {
+				t.Errorf("err = %v, want status %d", err, tc.want)
+			}
+		})
+	}
+	tr, err := create(alice, "member")
+	if err != nil {
+		t.Fatalf("creating the trust: %v", err)
+	}
+
+	login := func(user, password, domainID string) (*gophercloud.ProviderClient, error) {
+		return openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
+			IdentityEndpoint: f.srv.URL + "/identity/v3", Username: user, Password: password, DomainID: domainID,
+			Scope: &gophercloud.AuthScope{TrustID: tr.ID},
+		})
+	}
+	if _, err := login("bob", "pw-bob", "default"); !gophercloud.ResponseCodeIs(err, 403) {
+		t.Errorf("a user who is not the trustee: %v, want 403", err)
+	}
+	pc, err := login("trustee", "pw-trustee", "magnum")
+	if err != nil {
+		t.Fatalf("the trustee with the trust: %v", err)
+	}
+	res := tokens.Get(ctx, f.identity(t, "swift"), pc.TokenID)
+	project, _ := res.ExtractProject()
+	user, _ := res.ExtractUser()
+	roles, _ := res.ExtractRoles()
+	got, _ := res.ExtractTrust()
+	if project == nil || project.ID != projectID("edx") || user == nil || user.ID != aliceID ||
+		len(roles) != 1 || roles[0].Name != "member" || got == nil || got.ID != tr.ID {
+		t.Errorf("trust-scoped token: project %+v, user %+v, roles %+v, trust %+v; want edx, alice (impersonation), member, %s", project, user, roles, got, tr.ID)
+	}
+
+	if err := trusts.Delete(ctx, alice, tr.ID).ExtractErr(); err != nil {
+		t.Fatalf("deleting the trust: %v", err)
+	}
+	if ok, err := tokens.Validate(ctx, f.identity(t, "swift"), pc.TokenID); err != nil || ok {
+		t.Errorf("a token of a deleted trust: valid=%v, %v", ok, err)
+	}
+	if _, err := login("trustee", "pw-trustee", "magnum"); !gophercloud.ResponseCodeIs(err, 403) {
+		t.Errorf("logging in with a deleted trust: %v, want 403", err)
 	}
 }

@@ -72,8 +72,8 @@ type request struct {
 	base    string // http://host/magnum/<region>
 }
 
-func (q *request) project() string   { return q.token.user.Project }
-func (q *request) projectID() string { return q.token.user.projectID }
+func (q *request) project() string   { return q.token.project().Project }
+func (q *request) projectID() string { return q.token.project().projectID }
 
 func (e *Emulator) serveMagnum(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/magnum/")
