@@ -71,6 +71,9 @@ func (s *set) add(k Known) bool {
 
 // skipReason says why a secret value is not looked for ("" if it is).
 func (s *set) skipReason(v string) string {
+	if v == "" {
+		return "empty"
+	}
 	if len(v) < MinLen {
 		return fmt.Sprintf("shorter than %d characters", MinLen)
 	}
