@@ -73,7 +73,7 @@ func concat(groups ...[]ucli.Flag) []ucli.Flag {
 // set them.
 var flagNames = backup.Names{
 	"Site": "--site", "Compression": "--compression", "AgeRecipients": "--age-recipient", "AgeIdentityFiles": "--age-identity-file",
-	"ID": "a backup ID", "Latest": "--latest", "MaxAge": "--max-age", "Jobs": "--restore-jobs",
+	"ID": "a backup ID", "Latest": "--latest", "MaxAge": "--max-age", "RestoreJobs": "--restore-jobs", "DumpJobs": "--dump-jobs",
 	"S3.Bucket": "--s3-bucket", "S3.Prefix": "--s3-prefix", "S3.Endpoint": "--s3-endpoint", "S3.PartSize": "--s3-part-size", "S3.CAFile": "--s3-ca-file",
 	"S3.AccessKey": "AWS_ACCESS_KEY_ID (or --s3-access-key-file)", "S3.SecretKey": "AWS_SECRET_ACCESS_KEY (or --s3-secret-key-file)",
 	"MySQL.Host": "--mysql-host", "MySQL.Socket": "--mysql-socket", "MySQL.User": "--mysql-user", "MySQL.Databases": "--mysql-database",

@@ -318,3 +318,75 @@ func TestRestoreCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateCrash kills backup create (SIGKILL, through the crash hook) in
+// the middle of a multipart upload, after each dump and before the
+// manifest, and checks that one rerun succeeds, removes what the killed run
+// left (its objects and open multipart uploads, once its heartbeat is
+// stale) and that list never shows a killed backup as complete.
+func TestCreateCrash(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	app1, app2, shop := e.seed(2000, 100, 10, 5)
+	// Over two parts of incompressible data: the upload is multipart.
+	mustExec(t, sqlDB(t, e.primary), "CREATE TABLE "+quoteID(app1)+".bulk (id INT PRIMARY KEY, b LONGBLOB)",
+		"INSERT INTO "+quoteID(app1)+".bulk SELECT seq, RANDOM_BYTES(1024) FROM "+quoteID(app1)+".seq_1_to_14000")
+	c := newCrashEnv(e)
+	primaryURI := e.mongoP.URI.Reveal()
+	const stale = 2 * time.Second
+	create := func(point string) crashRun {
+		return c.run(point, primaryURI, append([]string{"create", "--site", "primary", "--stale-after", stale.String(),
+			"--mysql-host", e.primary.Host, "--mysql-port", strconv.Itoa(e.primary.Port), "--mysql-database", app1, "--mysql-database", app2,
+			"--mongo-database", shop, "--mongodump-bin", e.mongoP.DumpBin}, c.s3Args()...)...)
+	}
+	completes := 0
+	count := func() (complete, incomplete []string) {
+		t.Helper()
+		entries, err := List(ctx, ListOptions{Common: e.common()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range entries {
+			if en.Complete {
+				complete = append(complete, en.ID)
+			} else {
+				incomplete = append(incomplete, en.ID)
+			}
+		}
+		return complete, incomplete
+	}
+	for _, point := range []string{"backup.create.upload", "backup.create.dumped", "backup.create.dumped:2", "backup.create.manifest"} {
+		t.Run(point, func(t *testing.T) {
+			r := create(point)
+			if !r.killed {
+				t.Fatalf("create not killed at %s (exit %d; steps %v):\n%s", point, r.code, r.steps, r.stderr)
+			}
+			c.noOrphans()
+			if ups, err := e.store.ListUploads(ctx, e.s3.Prefix); err != nil || (point == "backup.create.upload" && len(ups) == 0) {
+				t.Errorf("open multipart uploads after the kill: %d, %v", len(ups), err)
+			}
+			if complete, _ := count(); len(complete) != completes {
+				t.Errorf("after the kill: complete backups %v, want %d: the killed one is listed as complete", complete, completes)
+			}
+			time.Sleep(stale + time.Second)
+			if r = create(""); r.code != 0 {
+				t.Fatalf("rerun of create: exit %d\n%s", r.code, r.stderr)
+			}
+			completes++
+			c.noOrphans()
+			if complete, incomplete := count(); len(complete) != completes || len(incomplete) != 0 {
+				t.Errorf("after the rerun: complete %v (want %d), incomplete %v (want none)", complete, completes, incomplete)
+			}
+			ups, err := e.store.ListUploads(ctx, e.s3.Prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ups) != 0 {
+				t.Errorf("multipart uploads left open: %+v", ups)
+			}
+			if _, err := Verify(ctx, VerifyOptions{Common: e.common(), Latest: true}); err != nil {
+				t.Errorf("verify of the rerun's backup: %v", err)
+			}
+		})
+	}
+}

@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
 	"filippo.io/age"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
+	"github.com/slipwayci/slipway/internal/fanout"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
@@ -21,7 +25,19 @@ type CreateOptions struct {
 	Compression      string // zstd (default) or gzip
 	CompressionLevel int    // 0 = the algorithm's default
 	AgeRecipients    []string
+	// Jobs is how many dumps run at once, each its own consistent stream
+	// into its own object (default 2: MySQL and MongoDB side by side, in
+	// bounded memory).
+	Jobs int
+	// StaleAfter is how long an unfinished backup's heartbeat may be silent
+	// before a later create takes it for a killed run and removes it, open
+	// multipart uploads included (default 10m).
+	StaleAfter time.Duration
 }
+
+// heartbeatName is the object an unfinished create rewrites while it runs:
+// a backup without a manifest whose heartbeat is stale is a killed run's.
+const heartbeatName = "in-progress"
 
 // Create dumps every configured database into a new backup and writes its
 // manifest last. On any failure the manifest is not written, so the partial
@@ -36,6 +52,9 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	}
 	if err := checkCompression(opts.Compression); err != nil {
 		return nil, usererr.Errorf("%s %w", opts.Names.of("Compression"), err)
+	}
+	if opts.Jobs < 0 {
+		return nil, usererr.Errorf("%s %d is negative", opts.Names.of("DumpJobs"), opts.Jobs)
 	}
 	if opts.Site == "" {
 		return nil, usererr.Errorf("%s is empty: name the site the backup comes from (e.g. primary)", opts.Names.of("Site"))
@@ -61,6 +80,22 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if len(existing) > 0 {
 		return nil, fmt.Errorf("backup %s already exists (another run started in the same second?): retry in a second", id)
 	}
+	if opts.Jobs == 0 {
+		opts.Jobs = 2
+	}
+	if opts.StaleAfter <= 0 {
+		opts.StaleAfter = 10 * time.Minute
+	}
+	// What a killed create left goes first: its objects and open uploads.
+	if err := sweepDead(ctx, store, opts.S3.Prefix, opts.Now().Add(-opts.StaleAfter), opts.Logger); err != nil {
+		return nil, err
+	}
+	if err := store.Put(ctx, prefix+heartbeatName, strings.NewReader(start.Format(time.RFC3339))); err != nil {
+		return nil, fmt.Errorf("starting backup %s: %w", id, err)
+	}
+	hbCtx, stopHeartbeat := context.WithCancel(ctx)
+	defer stopHeartbeat()
+	go heartbeat(hbCtx, store, prefix+heartbeatName, opts.StaleAfter/4)
 	m := &Manifest{Format: ManifestFormat, ID: id, Site: opts.Site, Started: start, Compression: opts.Compression, Tools: map[string]string{}}
 	if len(recipients) > 0 {
 		m.Encryption = "age"
@@ -74,26 +109,118 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		if v := src.Version(ctx); v != "" {
 			m.Tools[src.Kind()] = v
 		}
+	}
+	m.Dumps = make([]Dump, len(sources))
+	err = fanout.Each(ctx, opts.Jobs, sources, func(ctx context.Context, i int, src Source) error {
 		key := prefix + src.Kind() + "-" + src.Database() + src.Ext() + suffix(opts.Compression, len(recipients) > 0)
 		opts.Logger.Info("dumping", "kind", src.Kind(), "database", src.Database(), "object", key)
 		t0 := time.Now()
 		d, err := dumpOne(ctx, store, src, key, opts.Compression, opts.CompressionLevel, recipients)
 		if err != nil {
-			cleanup()
-			return nil, fmt.Errorf("backing up %s database %s (no backup was recorded; rerun create once this is fixed): %w", src.Kind(), src.Database(), err)
+			return fmt.Errorf("backing up %s database %s (no backup was recorded; rerun create once this is fixed): %w", src.Kind(), src.Database(), err)
 		}
 		secs := time.Since(t0).Seconds()
 		opts.Logger.Info("dumped", "kind", src.Kind(), "database", src.Database(), "raw_bytes", d.RawSize, "stored_bytes", d.Size,
 			"seconds", fmt.Sprintf("%.1f", secs), "MBps", fmt.Sprintf("%.1f", float64(d.RawSize)/1e6/max(secs, 0.001)))
-		m.Dumps = append(m.Dumps, *d)
+		m.Dumps[i] = *d
+		crashpoint.Hit("backup.create.dumped")
+		return nil
+	})
+	if err != nil {
+		cleanup()
+		return nil, err
 	}
+	crashpoint.Hit("backup.create.manifest")
 	m.Finished = opts.Now().UTC()
 	if err := store.Put(ctx, prefix+manifestName, strings.NewReader(string(encodeManifest(m)))); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("writing manifest of backup %s: %w", id, err)
 	}
+	stopHeartbeat()
+	if err := store.Delete(ctx, prefix+heartbeatName); err != nil {
+		opts.Logger.Warn("could not delete the backup's heartbeat object (harmless)", "backup", id, "err", err)
+	}
 	opts.Logger.Info("backup complete", "backup", id, "dumps", len(m.Dumps))
 	return m, nil
+}
+
+// heartbeat rewrites key every interval until ctx ends, so that a later
+// create can tell this running backup from a killed one.
+func heartbeat(ctx context.Context, store ObjectStore, key string, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			_ = store.Put(ctx, key, strings.NewReader(now.UTC().Format(time.RFC3339)))
+		}
+	}
+}
+
+// sweepDead removes the backups a killed create left under prefix: no
+// manifest, and no heartbeat since before: their objects and their open
+// multipart uploads (which list never shows, and which S3 keeps, and bills,
+// until aborted).
+func sweepDead(ctx context.Context, store *S3Store, prefix string, before time.Time, logger *slog.Logger) error {
+	entries, err := catalog(ctx, store, prefix)
+	if err != nil {
+		return err
+	}
+	objs, err := store.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	// A backup's last sign of life: its newest object (the heartbeat).
+	alive := map[string]time.Time{}
+	for _, o := range objs {
+		id, _, _ := strings.Cut(strings.TrimPrefix(o.Key, prefix), "/")
+		if o.Modified.After(alive[id]) {
+			alive[id] = o.Modified
+		}
+	}
+	ups, err := store.ListUploads(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	// Candidates: backups without a manifest, and backups with an open
+	// upload (a run killed during its first object has nothing else).
+	started := map[string]time.Time{}
+	for _, e := range entries {
+		if !e.Complete && e.Problem == "" {
+			started[e.ID] = time.Time{}
+		}
+	}
+	for _, u := range ups {
+		id, _, _ := strings.Cut(strings.TrimPrefix(u.Key, prefix), "/")
+		if _, err := ParseID(id); err != nil || slices.ContainsFunc(entries, func(e Entry) bool { return e.ID == id && e.Complete }) {
+			continue
+		}
+		if t, ok := started[id]; !ok || u.Initiated.After(t) {
+			started[id] = u.Initiated
+		}
+	}
+	dead := map[string]bool{}
+	for id, up := range started {
+		last := alive[id]
+		if up.After(last) {
+			last = up
+		}
+		if last.Before(before) {
+			dead[id] = true
+		}
+	}
+	for id := range dead {
+		logger.Info("removing a backup a killed create left (no manifest, no heartbeat)", "backup", id)
+		if _, err := store.AbortUploads(ctx, prefix+id+"/", time.Now()); err != nil {
+			return err
+		}
+		if err := discard(ctx, store, prefix+id+"/"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // discard deletes what a failed create wrote under prefix, with a context
@@ -174,7 +301,7 @@ func dumpOne(ctx context.Context, store ObjectStore, src Source, key, compressio
 		}
 		done <- result{enc, err}
 	}()
-	putErr := store.Put(ctx, key, pr)
+	putErr := store.Put(ctx, key, &crashReader{r: pr, at: 2*DefaultPartSize + 1, point: "backup.create.upload"})
 	if putErr != nil {
 		// Stop the dump tool: nobody reads its output any more.
 		pr.CloseWithError(putErr)
@@ -190,4 +317,21 @@ func dumpOne(ctx context.Context, store ObjectStore, src Source, key, compressio
 	enc := res.enc
 	return &Dump{Kind: src.Kind(), Database: src.Database(), Key: key,
 		Size: enc.stored.n, SHA256: enc.stored.Sum(), RawSize: enc.raw.n, RawSHA256: enc.raw.Sum()}, nil
+}
+
+// crashReader hits a crash point once at byte at (past the first parts, the
+// multipart upload is open).
+type crashReader struct {
+	r     io.Reader
+	n, at int64
+	point string
+}
+
+func (c *crashReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.n < c.at && c.n+int64(n) >= c.at {
+		crashpoint.Hit(c.point)
+	}
+	c.n += int64(n)
+	return n, err
 }

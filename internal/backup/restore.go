@@ -61,6 +61,9 @@ type RestoreReport struct {
 // anything else; staging of the same backup is resumed (unless Fresh);
 // staging of another backup is dropped.
 func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
+	if opts.Jobs < 0 {
+		return nil, usererr.Errorf("%s %d is negative", opts.Names.of("RestoreJobs"), opts.Jobs)
+	}
 	t0 := time.Now()
 	store, ids, m, err := opts.open(ctx, opts.ID, opts.Latest, opts.AgeIdentityFiles)
 	if err != nil {
@@ -68,9 +71,6 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 	}
 	if m.Encryption != "" && len(ids) == 0 {
 		return nil, usererr.Errorf("backup %s is encrypted: give %s", m.ID, opts.Names.of("AgeIdentityFiles"))
-	}
-	if opts.Jobs < 0 {
-		return nil, usererr.Errorf("%s %d is negative", opts.Names.of("Jobs"), opts.Jobs)
 	}
 	if opts.Jobs == 0 {
 		opts.Jobs = runtime.NumCPU()

@@ -2,10 +2,12 @@ package backup
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"github.com/google/go-cmp/cmp"
@@ -149,5 +151,39 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("restored trigger wrote %d audit rows, want 1", audits)
 			}
 		})
+	}
+}
+
+// TestCreateConcurrent checks that create dumps a MySQL and a MongoDB
+// database at the same time, each into its own object: each dump starts
+// before the other ends (by the log's times).
+func TestCreateConcurrent(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	app1, _, shop := e.seed(20000, 3000, 10, 5)
+	my, mg := e.primary, e.mongoP
+	my.Databases, mg.Databases = []string{app1}, []string{shop}
+	m, err := Create(ctx, CreateOptions{Common: e.common(), Site: "primary", MySQL: my, Mongo: mg, Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Dumps) != 2 || m.Dumps[0].Kind != KindMySQL || m.Dumps[1].Kind != KindMongo {
+		t.Fatalf("dumps %+v, want MySQL then MongoDB (the order given)", m.Dumps)
+	}
+	times := map[string]time.Time{}
+	for line := range strings.Lines(logsOf(t)) {
+		var l struct {
+			Time      time.Time
+			Msg, Kind string
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && (l.Msg == "dumping" || l.Msg == "dumped") {
+			times[l.Msg+" "+l.Kind] = l.Time
+		}
+	}
+	if len(times) != 4 {
+		t.Fatalf("log times %v", times)
+	}
+	if !times["dumping mongo"].Before(times["dumped mysql"]) || !times["dumping mysql"].Before(times["dumped mongo"]) {
+		t.Errorf("the dumps did not overlap: %v", times)
 	}
 }
