@@ -4,7 +4,8 @@
 #            Magnum configures a node registry of region A (RegionOne)
 #   B        region B's CI-local registry, the same on region B's container (RegionTwo)
 #   B_NODE   a second registry process on B's Swift container: what a Magnum node's
-#            localhost:5000 registry sees (region A's node registry is node.sh's)
+#            localhost:5000 registry sees, logged in as Magnum's trustee with
+#            the trust (region A's node registry is node.sh's)
 #   BUILDSET an intermediate/buildset registry (filesystem): base images, promote source
 # Needs swift.sh first (and so openstack.sh). Each registry's config is
 # DIR/registry/NAME.yml (0600, it holds the Keystone password); node.sh copies
@@ -57,11 +58,33 @@ storage:
 http: {addr: 127.0.0.1:$2, secret: slipway-test-$4}
 CONF
 }
+# node_conf: a node registry exactly as Magnum configures it: the trustee
+# with the cluster's trust, no project of its own.
+node_conf() { # name port region container
+  cat >"$root/$1.yml" <<CONF
+version: 0.1
+log: {level: warn}
+storage:
+  swift:
+    authurl: $SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL
+    authversion: 3
+    username: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_USER
+    password: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_PASSWORD
+    domainid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_DOMAIN_ID
+    trustid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUST_ID
+    region: $3
+    container: $4
+    chunksize: 5242880
+    insecureskipverify: true
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$2, secret: slipway-test-$4}
+CONF
+}
 a=$(free_port); b=$(free_port); n=$(free_port); bs=$(free_port)
 fs_conf buildset "$bs"
 swift_conf a "$a" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A"
 swift_conf b "$b" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B"
-swift_conf b-node "$n" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B"
+node_conf b-node "$n" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B"
 umask 022
 for r in a buildset b b-node; do start_bg "registry-$r" "$dir" env -u AWS_CA_BUNDLE docker-registry serve "$root/$r.yml"; done
 for p in "$a" "$bs" "$b" "$n"; do wait_for "registry on port $p" 30 curl -fsS "http://127.0.0.1:$p/v2/"; done

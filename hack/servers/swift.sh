@@ -10,13 +10,16 @@
 # and service), registers the object-store service with endpoints in every
 # emulator region (all on this proxy, account AUTH_<project id>), and creates
 # the registry user (project registry, role member) with one container per
-# region: region A (RegionOne) and region B (RegionTwo).
+# region: region A (RegionOne) and region B (RegionTwo), and Magnum's kind of
+# trustee (registry-trustee, domain magnum) with a trust from the registry
+# user (role member, impersonation), the login of Magnum's node registries.
 #
 # Exports SLIPWAY_TEST_SWIFT_URL (the proxy) and SLIPWAY_TEST_SWIFT_KEYSTONE_*:
 # AUTH_URL (Keystone v3), USER, PASSWORD, DOMAIN (of the user and the
 # project), PROJECT, PROJECT_ID, ACCOUNT (AUTH_<project id>), REGION_A/_B,
-# CONTAINER_A/_B, and the same credentials in a 0600 OpenStack clouds.yaml
-# (CLIENT_CONFIG_FILE, clouds swift-a and swift-b).
+# CONTAINER_A/_B, the same credentials in a 0600 OpenStack clouds.yaml
+# (CLIENT_CONFIG_FILE, clouds swift-a and swift-b), and TRUSTEE_USER,
+# TRUSTEE_PASSWORD, TRUSTEE_DOMAIN_ID, TRUST_ID.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 [ $# -eq 1 ] || usage
@@ -40,31 +43,45 @@ chmod 700 "$root"
 # --- Keystone: the service user and the registry user -------------------------
 # Passwords survive a rerun after a failed start: the users already exist then.
 creds="$root/keystone-users"
-if [ ! -f "$creds" ]; then
-  (umask 077; printf 'service_password=%s\nregistry_password=%s\n' \
-    "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$creds")
-fi
+(umask 077; touch "$creds")
+for u in service registry trustee; do
+  grep -q "^${u}_password=." "$creds" || printf '%s_password=%s\n' "$u" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >>"$creds"
+done
 service_password=$(sed -n 's/^service_password=//p' "$creds")
 registry_password=$(sed -n 's/^registry_password=//p' "$creds")
-add_user() { # name password project roles-json
+trustee_password=$(sed -n 's/^trustee_password=//p' "$creds")
+add_user() { # name password project roles-json [domain]
   local out
-  out=$(jq -n --arg n "$1" --arg p "$2" --arg pr "$3" --argjson r "$4" '{name: $n, password: $p, project: $pr, roles: $r}' |
+  out=$(jq -n --arg n "$1" --arg p "$2" --arg pr "$3" --argjson r "$4" --arg d "${5:-Default}" \
+      '{name: $n, password: $p, project: $pr, roles: $r, domain: $d}' |
     curl -sS -H 'Content-Type: application/json' --data-binary @- "$admin/users") || die "emulator admin API at $admin: no answer"
   jq -e '.user_id' <<<"$out" >/dev/null || grep -q 'already exists' <<<"$out" || die "creating Keystone user $1: $out"
 }
 add_user swift "$service_password" service '["admin", "service"]'
 add_user registry "$registry_password" registry '["member", "reader"]'
+# Magnum's trustee: a user of the magnum domain the node registries log in
+# as, with a trust from the cluster's owner (the registry user).
+add_user registry-trustee "$trustee_password" magnum-trustees '["member"]' magnum
 
-# token USER PASSWORD PROJECT prints a project-scoped token; with a 4th
-# argument it prints the token's JSON body instead.
+# password_auth USER PASSWORD PROJECT prints the body of a project-scoped
+# password login; trust_auth USER PASSWORD DOMAIN_ID TRUST one scoped to a trust.
+password_auth() {
+  jq -n --arg u "$1" --arg p "$2" --arg pr "$3" '{auth: {
+    identity: {methods: ["password"], password: {user: {name: $u, domain: {id: "default"}, password: $p}}},
+    scope: {project: {name: $pr, domain: {id: "default"}}}}}'
+}
+trust_auth() {
+  jq -n --arg u "$1" --arg p "$2" --arg d "$3" --arg t "$4" '{auth: {
+    identity: {methods: ["password"], password: {user: {name: $u, domain: {id: $d}, password: $p}}},
+    scope: {"OS-TRUST:trust": {id: $t}}}}'
+}
+# token BODY prints the token of a login; with a 2nd argument the token's
+# JSON body instead.
 token() {
-  local body hdrs out
-  body=$(jq -n --arg u "$1" --arg p "$2" --arg pr "$3" '{auth: {
-      identity: {methods: ["password"], password: {user: {name: $u, domain: {id: "default"}, password: $p}}},
-      scope: {project: {name: $pr, domain: {id: "default"}}}}}')
+  local hdrs out
   hdrs=$(mktemp)
-  out=$(curl -fsS -D "$hdrs" -H 'Content-Type: application/json' --data-binary @- "$keystone/auth/tokens" <<<"$body") || { rm -f "$hdrs"; return 1; }
-  if [ $# -eq 4 ]; then echo "$out"; else tr -d '\r' <"$hdrs" | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}'; fi
+  out=$(curl -fsS -D "$hdrs" -H 'Content-Type: application/json' --data-binary @- "$keystone/auth/tokens" <<<"$1") || { rm -f "$hdrs"; return 1; }
+  if [ $# -eq 2 ]; then echo "$out"; else tr -d '\r' <"$hdrs" | awk -F': ' 'tolower($1)=="x-subject-token"{print $2}'; fi
   rm -f "$hdrs"
 }
 
@@ -75,7 +92,7 @@ me=$(id -un)
 # As `openstack service create` / `openstack endpoint create` would; a rerun
 # replaces what an earlier start registered (Keystone deletes a service's
 # endpoints with it).
-svc_token=$(token swift "$service_password" service) || die "the Swift service user cannot log in to $keystone"
+svc_token=$(token "$(password_auth swift "$service_password" service)") || die "the Swift service user cannot log in to $keystone"
 ks() { # METHOD PATH [JSON]
   curl -fsS -X "$1" -H "X-Auth-Token: $svc_token" -H 'Content-Type: application/json' ${3:+--data-binary "$3"} "$keystone$2"
 }
@@ -191,7 +208,7 @@ done
 # --- ready: a registry-user token from Keystone opens its account through the
 # catalog's object-store URL (auth_token validated it with the service user),
 # and both regions' containers exist.
-tok_json=$(token registry "$registry_password" registry json) || die "the registry user cannot log in to $keystone"
+tok_json=$(token "$(password_auth registry "$registry_password" registry)" json) || die "the registry user cannot log in to $keystone"
 project_id=$(jq -r .token.project.id <<<"$tok_json")
 for r in "$region_a" "$region_b"; do
   url=$(jq -r --arg r "$r" '.token.catalog[] | select(.type == "object-store") | .endpoints[] |
@@ -199,12 +216,25 @@ for r in "$region_a" "$region_b"; do
   [ "$url" = "http://127.0.0.1:$proxy/v1/AUTH_$project_id" ] || die "object-store endpoint of $r in the catalog is '$url'"
 done
 account_url="http://127.0.0.1:$proxy/v1/AUTH_$project_id"
-reg_token=$(token registry "$registry_password" registry)
+reg_token=$(token "$(password_auth registry "$registry_password" registry)")
 wait_for "swift account through Keystone" 60 curl -fsS -o /dev/null -I -H "X-Auth-Token: $reg_token" "$account_url"
 for c in "$container_a" "$container_b"; do
   curl -fsS -o /dev/null -X PUT -H "X-Auth-Token: $reg_token" "$account_url/$c" || die "creating container $c"
 done
 curl -fsS -H "X-Auth-Token: $reg_token" "$account_url" | grep -qx "$container_b" || die "container $container_b not listed in $account_url"
+
+# The trust: the registry user lets the trustee act in its project as member,
+# impersonating it (Magnum's trust for a cluster); the trustee's token opens
+# the same account.
+trustee_id=$(token "$(jq -n --arg p "$trustee_password" '{auth: {identity: {methods: ["password"],
+  password: {user: {name: "registry-trustee", domain: {id: "magnum"}, password: $p}}}}}')" json | jq -r .token.user.id) ||
+  die "the trustee cannot log in to $keystone"
+trust_id=$(jq -n --arg tor "$(jq -r .token.user.id <<<"$tok_json")" --arg tee "$trustee_id" --arg p "$project_id" \
+    '{trust: {trustor_user_id: $tor, trustee_user_id: $tee, project_id: $p, impersonation: true, roles: [{name: "member"}]}}' |
+  curl -fsS -H "X-Auth-Token: $reg_token" -H 'Content-Type: application/json' --data-binary @- "$keystone/OS-TRUST/trusts" |
+  jq -r .trust.id) || die "creating the trust for registry-trustee"
+trust_token=$(token "$(trust_auth registry-trustee "$trustee_password" magnum "$trust_id")") || die "the trustee cannot log in with trust $trust_id"
+curl -fsS -o /dev/null -I -H "X-Auth-Token: $trust_token" "$account_url" || die "the trustee's token does not open $account_url"
 
 (umask 077; cat >"$root/clouds.yaml" <<YAML
 clouds:
@@ -240,4 +270,8 @@ export SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B=$region_b
 export SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A=$container_a
 export SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B=$container_b
 export SLIPWAY_TEST_SWIFT_KEYSTONE_CLIENT_CONFIG_FILE=$root/clouds.yaml
+export SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_USER=registry-trustee
+export SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_PASSWORD=$trustee_password
+export SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_DOMAIN_ID=magnum
+export SLIPWAY_TEST_SWIFT_KEYSTONE_TRUST_ID=$trust_id
 ENV

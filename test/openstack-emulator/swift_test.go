@@ -28,6 +28,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/trusts"
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/containers"
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 	"gopkg.in/yaml.v3"
@@ -344,4 +346,87 @@ func withoutEnv(env []string, name string) []string {
 		}
 	}
 	return out
+}
+
+// TestSwiftTrusteeLogin is the login of Magnum's node registries: the
+// trustee (its own domain, no role on the project) with a trust from the
+// project's user opens the project's account; once the trust is deleted its
+// tokens stop working in Swift too (those Swift has not cached yet).
+func TestSwiftTrusteeLogin(t *testing.T) {
+	s := swiftFromEnv(t)
+	v := testenv.Require(t, "SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_USER", "SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_PASSWORD",
+		"SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_DOMAIN_ID", "SLIPWAY_TEST_SWIFT_KEYSTONE_TRUST_ID")
+	trustee, trusteePassword, trusteeDomain, envTrust := v[0], v[1], v[2], v[3]
+	ctx := context.Background()
+	account := s.url + "/v1/" + s.account
+	login := func(trustID string) (*gophercloud.ProviderClient, error) {
+		return openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{
+			IdentityEndpoint: s.authURL, Username: trustee, Password: trusteePassword, DomainID: trusteeDomain,
+			Scope: &gophercloud.AuthScope{TrustID: trustID},
+		})
+	}
+
+	// The env's trust, as B_NODE uses it: the catalog leads to the
+	// project's account in region B, and region B's container is there.
+	pc, err := login(envTrust)
+	if err != nil {
+		t.Fatalf("the trustee with the env's trust: %v", err)
+	}
+	sc, err := openstack.NewObjectStorageV1(pc, gophercloud.EndpointOpts{Region: s.regionB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Endpoint != account+"/" {
+		t.Errorf("the trust token's object-store endpoint = %s, want %s/", sc.Endpoint, account)
+	}
+	if _, err := containers.Get(ctx, sc, s.containerB, nil).Extract(); err != nil {
+		t.Errorf("container %s with the trust token: %v", s.containerB, err)
+	}
+
+	// A trust of its own, deleted.
+	owner := s.login(t, s.user, s.password, s.project)
+	ic, err := openstack.NewIdentityV3(owner, gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerID := userOf(ctx, t, ic, owner.TokenID)
+	// With impersonation a trust token names the trustor: the trustee's id
+	// comes from a login of its own.
+	self, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{IdentityEndpoint: s.authURL, Username: trustee, Password: trusteePassword, DomainID: trusteeDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfIC, err := openstack.NewIdentityV3(self, gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusteeID := userOf(ctx, t, selfIC, self.TokenID) // a token may validate itself
+	tr, err := trusts.Create(ctx, ic, trusts.CreateOpts{TrustorUserID: ownerID, TrusteeUserID: trusteeID, ProjectID: projectOf(t, owner, s.regionA),
+		Impersonation: true, Roles: []trusts.Role{{Name: "member"}}}).Extract()
+	if err != nil {
+		t.Fatalf("creating a trust: %v", err)
+	}
+	fresh, err := login(tr.ID)
+	if err != nil {
+		t.Fatalf("the trustee with the new trust: %v", err)
+	}
+	if err := trusts.Delete(ctx, ic, tr.ID).ExtractErr(); err != nil {
+		t.Fatalf("deleting the trust: %v", err)
+	}
+	if got := status(t, http.MethodHead, account, fresh.TokenID); got != http.StatusUnauthorized {
+		t.Errorf("HEAD of the account with a deleted trust's token: %d, want 401", got)
+	}
+	if _, err := login(tr.ID); !gophercloud.ResponseCodeIs(err, http.StatusForbidden) {
+		t.Errorf("logging in with a deleted trust: %v, want 403", err)
+	}
+}
+
+// userOf returns the user id of a token, as Keystone reports it.
+func userOf(ctx context.Context, t *testing.T, ic *gophercloud.ServiceClient, token string) string {
+	t.Helper()
+	u, err := tokens.Get(ctx, ic, token).ExtractUser()
+	if err != nil {
+		t.Fatalf("validating a token: %v", err)
+	}
+	return u.ID
 }
