@@ -83,7 +83,8 @@ func bindPush(cliContext *ucli.Context, promote bool) (push.Options, error) {
 }
 
 // runPush pushes, then writes the result, the zuul_return data and, on
-// stdout, one REPOSITORY@DIGEST line per image and region.
+// stdout, one REPOSITORY@DIGEST line per image and region: the reference
+// the region's nodes pull (see references).
 func runPush(ctx context.Context, cliContext *ucli.Context, opts push.Options) error {
 	res, err := push.Run(ctx, opts)
 	if err != nil {
@@ -93,11 +94,18 @@ func runPush(ctx context.Context, cliContext *ucli.Context, opts push.Options) e
 	return cli.Emit(cliContext, cli.Output{Result: res, Zuul: &z, Print: references(res)})
 }
 
+// references prints each image's node reference per region: the CI
+// address of a storage-backed region was push-registry's own registry,
+// gone when the command ends.
 func references(res *result.PushResult) func(io.Writer) error {
 	return func(w io.Writer) error {
 		for _, img := range res.Images {
 			for _, r := range img.Regions {
-				if _, err := fmt.Fprintf(w, "%s@%s\n", r.Repository, r.Digest); err != nil {
+				ref, err := img.NodeReference(r.Region)
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprintln(w, ref); err != nil {
 					return err
 				}
 			}

@@ -221,15 +221,35 @@ func TestCLIStorageBadInput(t *testing.T) {
 	}
 }
 
-// TestCLIStorageVerify: verify and verify --deep read a storage-backed push
-// back through registries of their own.
-func TestCLIStorageVerify(t *testing.T) {
+// TestCLIStoragePromoteVerify: promote copies an image by digest from the
+// buildset registry to storage-backed regions; verify, verify --deep and
+// verify --deep --repair read it back through registries of their own.
+func TestCLIStoragePromoteVerify(t *testing.T) {
 	e := newStorageEnv(t)
+	bs := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_BUILDSET")
 	img := pushtest.RandomImage(t, 2, 50_000)
-	resultFile := filepath.Join(t.TempDir(), "push.json")
-	code, _, stderr := runCLI(t, e.args("push", "--source", "oci:"+pushtest.WriteLayout(t, img), "--repository", pushtest.UniqueRepo(t), "--tag", "v1", "--result", resultFile)...)
+	digest := pushtest.Digest(t, img)
+	repo := pushtest.UniqueRepo(t)
+	code, _, stderr := runCLI(t, "push", "--region", "bs="+bs, "--source", "oci:"+pushtest.WriteLayout(t, img), "--repository", repo)
 	if code != 0 {
-		t.Fatalf("push: exit %d: %s", code, stderr)
+		t.Fatalf("push to the buildset registry: exit %d: %s", code, stderr)
+	}
+	resultFile := filepath.Join(t.TempDir(), "push.json")
+	code, stdout, stderr := runCLI(t, e.args("promote", "--source", bs+"/"+repo+"@"+digest, "--tag", "v1", "--result", resultFile)...)
+	if code != 0 {
+		t.Fatalf("promote: exit %d: %s", code, stderr)
+	}
+	if n := strings.Count(stdout, "localhost:5000/"+repo+"@"+digest+"\n"); n != 2 {
+		t.Errorf("promote stdout = %q, want a reference per region", stdout)
+	}
+	for _, node := range e.nodes {
+		if got := pushtest.TagDigest(t, node, repo, "v1"); got != digest {
+			t.Errorf("%s: v1 = %q after promote, want %s", node, got, digest)
+		}
+	}
+	code, _, stderr = runCLI(t, "verify", "--result", resultFile)
+	if code != 2 || !strings.Contains(stderr, "region a was pushed through push-registry's own registry on its Swift storage: give the targets file") {
+		t.Errorf("verify without the targets: exit %d: %s", code, stderr)
 	}
 	for _, deep := range [][]string{nil, {"--deep"}, {"--deep", "--repair"}} {
 		code, stdout, stderr := runCLI(t, e.args("verify", append([]string{"--result", resultFile}, deep...)...)...)
@@ -334,4 +354,58 @@ func running(state string) []string {
 		out = append(out, strconv.Itoa(pid))
 	}
 	return out
+}
+
+// TestCLIStorageSignal sends SIGTERM to push-registry while it pushes to
+// storage-backed regions: it exits 1 saying it was interrupted, with no
+// tag moved and its registries stopped and their state removed.
+func TestCLIStorageSignal(t *testing.T) {
+	e := newStorageEnv(t)
+	bin := filepath.Join(t.TempDir(), "push-registry")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	repo := pushtest.UniqueRepo(t)
+	cmd := exec.Command(bin, e.args("push", "--source", "oci:"+pushtest.WriteLayout(t, pushtest.RandomImage(t, 3, 2<<20)), "--repository", repo, "--tag", "v1")...)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for ready := 0; ready < 2; {
+		if ctx.Err() != nil {
+			cmd.Process.Kill()
+			t.Fatalf("the registries never came up: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		dirs, _ := filepath.Glob(filepath.Join(e.stateDir, "reg-*"))
+		ready = 0
+		for _, d := range dirs {
+			if _, err := os.Stat(filepath.Join(d, "pid")); err == nil {
+				if _, err := os.Stat(filepath.Join(d, "config.yml")); os.IsNotExist(err) {
+					ready++
+				}
+			}
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // into the blobs
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want code 1; stderr:\n%s", err, stderr.String())
+	}
+	pushtest.MustContain(t, stderr.String(), "interrupted", "no tag was moved in any region")
+	waitGone(t, e.stateDir)
+	if entries, _ := filepath.Glob(filepath.Join(e.stateDir, "reg-*")); len(entries) > 0 {
+		t.Errorf("state left after SIGTERM: %v", entries)
+	}
+	for _, node := range e.nodes {
+		if got := pushtest.TagDigest(t, node, repo, "v1"); got != "" {
+			t.Errorf("%s: tag v1 moved by an interrupted push", node)
+		}
+	}
 }

@@ -6,13 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/slipwayci/slipway/internal/push/pushtest"
 	"github.com/slipwayci/slipway/internal/testenv"
 	"github.com/slipwayci/slipway/internal/usererr"
@@ -25,7 +24,7 @@ import (
 // re-uploading what landed.
 func TestFaults(t *testing.T) {
 	a, b := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_A"), testenv.Get(t, "SLIPWAY_TEST_REGISTRY_B")
-	dataA := testenv.Get(t, "SLIPWAY_TEST_REGISTRY_DATA_A")
+	storeA := testKeystone(t).store(t, "a") // region a's registry stores there
 
 	type fault struct {
 		name string
@@ -113,22 +112,25 @@ func TestFaults(t *testing.T) {
 		{
 			name: "registry accepts a blob but stores zero bytes", behind: "a",
 			setup: func(fp *pushtest.FaultProxy, layer string) func() {
-				hex := strings.TrimPrefix(layer, "sha256:")
-				file := filepath.Join(dataA, "docker/registry/v2/blobs/sha256", hex[:2], hex, "data")
+				d, err := v1.NewHash(layer)
+				if err != nil {
+					t.Fatal(err)
+				}
 				fp.SetAfter(func(r *http.Request, status int) {
-					if pushtest.IsBlobPut(r) && status == http.StatusCreated && strings.Contains(r.URL.RawQuery, hex) {
-						_ = os.Truncate(file, 0)
+					if pushtest.IsBlobPut(r) && status == http.StatusCreated && strings.Contains(r.URL.RawQuery, d.Hex) {
+						zeroBlob(t, storeA, d)
 					}
 				})
-				// The operator's fix, per the error message: remove the object.
+				// The operator's fix, per the error message: remove the blob
+				// from the registry's storage.
 				return func() {
 					fp.SetAfter(nil)
-					if err := os.Remove(file); err != nil {
+					if err := storeA.deleteBlob(context.Background(), d); err != nil {
 						t.Errorf("removing the zero-byte object: %v", err)
 					}
 				}
 			},
-			wantErr: []string{"verifying region a", "blob sha256:", "has 0 bytes", "no tag was moved in any region"}, healthyLanded: true,
+			wantErr: []string{"verifying region a", "blob sha256:", "has it with 0 bytes", "remove docker/registry/v2/blobs/sha256/", "no tag was moved in any region"}, healthyLanded: true,
 		},
 	}
 	for _, tc := range cases {

@@ -311,7 +311,7 @@ type storage struct {
 // objects logs in to the region's Swift (once, when a repair needs it).
 func (s *storage) objects(ctx context.Context) (*objectStore, error) {
 	s.once.Do(func() {
-		s.store, s.err = newObjectStore(ctx, s.region, s.cred, *s.conn.Retry, 2*time.Minute)
+		s.store, s.err = newObjectStore(ctx, s.region, s.cred, *s.conn.Retry, s.conn.RequestTimeout)
 	})
 	return s.store, s.err
 }

@@ -360,6 +360,9 @@ func resultChecks(o VerifyOptions) ([]check, error) {
 				return nil, usererr.Errorf("push result %s: images[%d].regions[%d]: repository %q / digest %q incomplete", o.ResultFile, i, j, rp.Repository, rp.Digest)
 			}
 			r, known := byName[rp.Region]
+			if !known && rp.NodeRepository != "" && strings.HasPrefix(host, "127.0.0.1:") {
+				return nil, usererr.Errorf("push result %s: region %s was pushed through push-registry's own registry on its Swift storage: give the targets file that names its swift storage", o.ResultFile, rp.Region)
+			}
 			if !known {
 				r = Region{Name: rp.Region}
 			}
