@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/catalog"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/endpoints"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/services"
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
@@ -233,6 +234,24 @@ func TestCatalog(t *testing.T) {
 				t.Errorf("identity %s endpoint in %s: %v", iface, region, err)
 			}
 		}
+	}
+
+	// GET /v3/auth/catalog: the same catalog as the token's.
+	ic, err := openstack.NewIdentityV3(pc, gophercloud.EndpointOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := catalog.List(ic).AllPages(ctx)
+	if err != nil {
+		t.Fatalf("GET /v3/auth/catalog: %v", err)
+	}
+	entries, _ := catalog.ExtractServiceCatalog(page)
+	var types []string
+	for _, e := range entries {
+		types = append(types, e.Type)
+	}
+	if diff := cmp.Diff([]string{"identity", "container-infra", "object-store"}, types); diff != "" {
+		t.Errorf("GET /v3/auth/catalog service types (-want +got):\n%s", diff)
 	}
 
 	// Deleting the service takes its endpoints out of the catalog.
