@@ -6,7 +6,11 @@
 #      by kubectl apply --server-side, and by deploy-k8s deploy --no-wait, each
 #      into a fresh namespace (goal: deploy-k8s <= 1.0x kubectl);
 #   2. the full deploy-k8s deploy (apply + rollout wait + revision) into a fresh
-#      namespace, then the same deploy again with no change (goal: <= 0.3x).
+#      namespace, then the same deploy again with no change (goal: <= 0.3x);
+#   3. a changed redeploy (every ConfigMap and Deployment changed) against the
+#      same redeploy killed (kill -9, crash hook) after its second apply group
+#      (ConfigMaps and Services sent, Deployments not) and run again: what the
+#      rerun that finishes it costs (goal: <= 1.0x).
 #
 # Uses the servers in $SLIPWAY_TEST_KUBECONFIG when set (source DIR/env of
 # hack/testenv.sh), else starts its own kube server and stops it at the end.
@@ -32,8 +36,9 @@ kc=$SLIPWAY_TEST_KUBECONFIG
 kubectl=$SLIPWAY_TEST_KUBECTL
 export KUBECACHEDIR="$work/kube-cache"
 
-log "building deploy-k8s"
-(cd "$SLIPWAY_ROOT" && go build -o "$work/deploy-k8s" ./cmd/deploy-k8s)
+log "building deploy-k8s (and a copy with the crash hook)"
+(cd "$SLIPWAY_ROOT" && go build -o "$work/deploy-k8s" ./cmd/deploy-k8s &&
+  go build -tags slipway_crashpoints -o "$work/deploy-k8s-crash" ./cmd/deploy-k8s)
 
 tree="$work/tree"; mkdir -p "$tree"
 {
@@ -48,6 +53,9 @@ tree="$work/tree"; mkdir -p "$tree"
   done
 } >"$tree/objects.yaml"
 [ "$(grep -c '^kind:' "$tree/objects.yaml")" = 300 ] || die "tree does not have 300 objects"
+# The changed tree: every ConfigMap value and every pod template differ.
+changed="$work/changed"; mkdir -p "$changed"
+sed -e 's/DEBUG = False/DEBUG = True/' -e 's/containerPort: 8000/containerPort: 8001/' "$tree/objects.yaml" >"$changed/objects.yaml"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.3f", b-a}'; }
@@ -55,13 +63,16 @@ median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 run_id=$(date +%s)
 
 deploy() { # branch [extra flags]
-  local b=$1; shift
-  "$work/deploy-k8s" deploy --kubeconfig "$kc" --branch "$b" --manifests "$tree" \
+  deploy_tree "$tree" "$@"
+}
+deploy_tree() { # tree branch [extra flags]
+  local m=$1 b=$2; shift 2
+  "$work/deploy-k8s" deploy --kubeconfig "$kc" --branch "$b" --manifests "$m" \
     --allow-image 'docker.io/library/*' --timeout 5m "$@" >/dev/null 2>"$work/deploy.log" \
     || { cat "$work/deploy.log" >&2; die "deploy-k8s deploy failed"; }
 }
 
-kubectl_times=(); apply_times=(); first_times=(); again_times=()
+kubectl_times=(); apply_times=(); first_times=(); again_times=(); redeploy_times=(); resume_times=()
 for r in $(seq 1 "$rounds"); do
   ns="bench-kubectl-$run_id-$r"
   "$kubectl" --kubeconfig "$kc" create namespace "$ns" >/dev/null
@@ -77,16 +88,30 @@ for r in $(seq 1 "$rounds"); do
   first_times+=("$(elapsed "$t0")")
   t0=$(now); deploy "platform/bench-full-$run_id-$r"
   again_times+=("$(elapsed "$t0")")
-  log "round $r: kubectl ${kubectl_times[-1]}s, deploy --no-wait ${apply_times[-1]}s, deploy ${first_times[-1]}s, no-change ${again_times[-1]}s"
+  t0=$(now); deploy_tree "$changed" "platform/bench-full-$run_id-$r"
+  redeploy_times+=("$(elapsed "$t0")")
+
+  b="platform/bench-resume-$run_id-$r"
+  deploy "$b"
+  SLIPWAY_CRASHPOINT=deploy.apply:2 "$work/deploy-k8s-crash" deploy --kubeconfig "$kc" --branch "$b" \
+    --manifests "$changed" --allow-image 'docker.io/library/*' --timeout 5m >/dev/null 2>&1 \
+    && die "the crash hook did not kill deploy-k8s at deploy.apply:2"
+  t0=$(now); deploy_tree "$changed" "$b"
+  resume_times+=("$(elapsed "$t0")")
+  log "round $r: kubectl ${kubectl_times[-1]}s, deploy --no-wait ${apply_times[-1]}s, deploy ${first_times[-1]}s, no-change ${again_times[-1]}s, changed ${redeploy_times[-1]}s, rerun after kill ${resume_times[-1]}s"
 done
 
 k=$(printf '%s\n' "${kubectl_times[@]}" | median)
 a=$(printf '%s\n' "${apply_times[@]}" | median)
 f=$(printf '%s\n' "${first_times[@]}" | median)
 g=$(printf '%s\n' "${again_times[@]}" | median)
+c=$(printf '%s\n' "${redeploy_times[@]}" | median)
+s=$(printf '%s\n' "${resume_times[@]}" | median)
 echo "300 objects, median of $rounds rounds (seconds):"
 printf '  kubectl apply --server-side          %7.3f  (baseline)\n' "$k"
 printf '  deploy-k8s deploy --no-wait          %7.3f  ratio %.2fx  (goal <= 1.0x)\n' "$a" "$(awk -v a="$a" -v k="$k" 'BEGIN{print a/k}')"
 printf '  deploy-k8s deploy (apply+wait+record) %6.3f\n' "$f"
 printf '  deploy-k8s deploy, no change         %7.3f  ratio %.2fx of first deploy (goal <= 0.3x)\n' "$g" "$(awk -v g="$g" -v f="$f" 'BEGIN{print g/f}')"
+printf '  deploy-k8s deploy, changed            %6.3f  (baseline)\n' "$c"
+printf '  rerun after a kill -9 mid-apply      %7.3f  ratio %.2fx of the changed deploy (goal <= 1.0x)\n' "$s" "$(awk -v s="$s" -v c="$c" 'BEGIN{print s/c}')"
 echo "(namespaces bench-*-$run_id-* are left for inspection; tests and benches use unique names)"

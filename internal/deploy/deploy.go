@@ -330,6 +330,18 @@ func (h history) current() *Revision {
 	return &h.revs[0]
 }
 
+// versions returns the object versions of the newest revision that
+// recorded them: a revision left deploying has none, and resuming it need
+// not re-send what neither it nor anyone else touched since.
+func (h history) versions() map[string]string {
+	for i := range h.revs {
+		if v := h.revs[i].state().ResourceVersions; v != nil {
+			return v
+		}
+	}
+	return nil
+}
+
 func (t *target) history(ctx context.Context) (history, error) {
 	var h history
 	var err error
@@ -387,11 +399,12 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 		}
 	}
 	if err != nil {
-		if rev != nil {
-			res.Revision = rev.Number
-			err = fmt.Errorf("%w (revision %d stays on record as deploying: run the same deploy again to finish it)", err, rev.Number)
+		if rev == nil {
+			res.Revision = h.current().Number
+			return res, err
 		}
-		return res, err
+		res.Revision = rev.Number
+		return res, fmt.Errorf("%w (revision %d stays on record as deploying: run the same deploy again to finish it)", err, rev.Number)
 	}
 	res.Changed = res.Created+res.Configured+len(res.Pruned) > 0
 	opts.Log.Info("applied", "namespace", t.ns, "created", res.Created, "configured", res.Configured, "unchanged", res.Unchanged, "pruned", len(res.Pruned))
@@ -426,7 +439,7 @@ func (t *target) check(ctx context.Context, p *plan, h history, created bool) (*
 	if err != nil {
 		return nil, err
 	}
-	pass := &applyPass{mappings: p.mappings, live: live, recorded: h.current().state().ResourceVersions}
+	pass := &applyPass{mappings: p.mappings, live: live, recorded: h.versions()}
 	// Everything that will be sent is first checked by the server (schema,
 	// admission, immutable fields), so bad input changes nothing.
 	pass.dryRun = true
