@@ -268,8 +268,9 @@ func (l *mysqlLoader) split(ctx context.Context, r io.Reader, header *[]byte, he
 		counts.mu.Lock()
 		counts.pending[table]++
 		counts.mu.Unlock()
+		// One commit a chunk, not one a statement.
 		select {
-		case jobs <- loadJob{table: table, sql: chunk.String()}:
+		case jobs <- loadJob{table: table, sql: "START TRANSACTION;\n" + chunk.String() + "COMMIT;"}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
