@@ -73,7 +73,7 @@ type Report struct {
 	Secrets []Secret
 	Skipped []string
 	Hits    []Hit
-	// SourceErrors are the last error of each Source that never answered.
+	// SourceErrors are the errors of the Sources' last reading (at Stop).
 	SourceErrors []error
 }
 
