@@ -47,7 +47,10 @@ func (c MongoConfig) validate(n Names) error {
 }
 
 func checkMongoName(db string) error {
-	if db == "" || len(db) > 60 || db == journalDB || strings.ContainsAny(db, "/\\. \"$*<>:|?\x00") || db == "admin" || db == "local" || db == "config" {
+	if db == journalDB {
+		return fmt.Errorf("MongoDB database name %q is reserved for the restore journal", db)
+	}
+	if db == "" || len(db) > 60 || strings.ContainsAny(db, "/\\. \"$*<>:|?\x00") || db == "admin" || db == "local" || db == "config" {
 		return fmt.Errorf("MongoDB database name %q is empty, too long, a system database or holds a forbidden character", db)
 	}
 	return nil

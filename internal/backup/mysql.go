@@ -53,7 +53,10 @@ func (c MySQLConfig) validate(n Names) error {
 }
 
 func checkMySQLName(db string) error {
-	if db == "" || len(db)+len(mysqlNewSuffix) > 64 || db == journalDB || strings.ContainsAny(db, "`/\\.\x00") {
+	if db == journalDB {
+		return fmt.Errorf("MySQL database name %q is reserved for the restore journal", db)
+	}
+	if db == "" || len(db)+len(mysqlNewSuffix) > 64 || strings.ContainsAny(db, "`/\\.\x00") {
 		return fmt.Errorf("MySQL database name %q is empty, longer than %d characters or holds a backquote, slash, backslash or dot", db, 64-len(mysqlNewSuffix))
 	}
 	return nil

@@ -98,6 +98,12 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 			rep.Recovered = append(rep.Recovered, t.Name())
 		}
 		if st.Restored == m.ID && !opts.Fresh {
+			// Staging a killed --fresh run left of the backup in place.
+			if st.Resume {
+				if err := t.Discard(ctx); err != nil {
+					return nil, err
+				}
+			}
 			rep.Unchanged = append(rep.Unchanged, t.Name())
 			continue
 		}
