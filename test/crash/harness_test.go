@@ -104,7 +104,9 @@ type command struct {
 	// marker is in the environment of every run of the command, and so of
 	// the processes it starts: what is left running is found by it.
 	marker string
-	env    []string // added to the test's environment
+	// tmp is the command's TMPDIR, which must be empty after every run.
+	tmp string
+	env []string // added to the test's environment
 	// dirs are the command's own directories: no temporary file or mount
 	// may remain in them.
 	dirs []string
@@ -174,10 +176,12 @@ func run(t *testing.T, c *command, k *killPoint) outcome {
 	logFile := filepath.Join(t.TempDir(), "steps")
 	if c.marker == "" {
 		c.marker = envMarker + "=" + deploytest.RandHex(8)
+		c.tmp = t.TempDir()
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, c.bin), c.args...)
 	cmd.Dir = repoRoot()
-	cmd.Env = append(append(os.Environ(), c.env...), crashpoint.EnvLog+"="+logFile, c.marker)
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+c.tmp), c.env...)
+	cmd.Env = append(cmd.Env, crashpoint.EnvLog+"="+logFile, c.marker)
 	if k != nil && k.step != "" {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%s:%d", crashpoint.EnvPoint, k.step, k.nth))
 	}
@@ -251,7 +255,7 @@ func choose(steps []string, took time.Duration, n int) []killPoint {
 // convergence.
 func crash(t *testing.T, stage string, s scenario) {
 	t.Helper()
-	row := report.row(stage + " " + s.name)
+	stats := report.row(stage + " " + s.name)
 	ref := s.setup(t, "ref")
 	clean := run(t, ref, nil)
 	if clean.code != 0 || clean.killed {
@@ -264,6 +268,9 @@ func crash(t *testing.T, stage string, s scenario) {
 	t.Logf("uninterrupted run: %s, %d named steps: %s", clean.took.Round(time.Millisecond), len(clean.steps), strings.Join(slices.Compact(slices.Clone(clean.steps)), " "))
 	for i, k := range choose(clean.steps, clean.took, points(t)) {
 		t.Run(strings.ReplaceAll(k.String(), "/", "_"), func(t *testing.T) {
+			// Each point has a world of its own; runs mostly wait on
+			// servers, so the points run side by side.
+			t.Parallel()
 			c := s.setup(t, strconv.Itoa(i))
 			killed := run(t, c, &k)
 			// Runs are faster or slower than the clean one: an instant
@@ -274,20 +281,20 @@ func crash(t *testing.T, stage string, s scenario) {
 				c = s.setup(t, fmt.Sprintf("%d-%d", i, try))
 				killed = run(t, c, &k)
 			}
-			row.tried++
+			stats.add(func(r *row) { r.tried++ })
 			if !killed.killed {
 				t.Logf("the run was never killed (%s): checking its rerun all the same", killed)
 			}
 			rerun := run(t, c, nil)
-			row.rerun(rerun.took)
+			stats.rerun(rerun.took)
 			if rerun.code != 0 {
-				row.fail(fmt.Sprintf("%s %s killed %s: rerun %s", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k, firstError(rerun.stderr)))
+				stats.fail(fmt.Sprintf("%s %s killed %s: rerun %s", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k, firstError(rerun.stderr)))
 				t.Fatalf("killed %s, the rerun did not converge: %s", k, rerun)
 			}
 			if checkAfter(t, c, want) {
-				row.converged++
+				stats.add(func(r *row) { r.converged++ })
 			} else {
-				row.fail(fmt.Sprintf("%s %s killed %s: end state or leftovers differ", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k))
+				stats.fail(fmt.Sprintf("%s %s killed %s: end state or leftovers differ", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k))
 			}
 		})
 	}
@@ -330,6 +337,10 @@ func leftovers(t *testing.T, c *command) []string {
 	var left []string
 	if c.leftovers != nil {
 		left = c.leftovers(t)
+	}
+	entries, _ := os.ReadDir(c.tmp)
+	for _, e := range entries {
+		left = append(left, "in TMPDIR: "+e.Name())
 	}
 	return append(append(left, orphans(c.marker)...), leftInDirs(c.dirs)...)
 }
@@ -446,17 +457,17 @@ func (tb *table) row(name string) *row {
 	return r
 }
 
-func (r *row) rerun(d time.Duration) {
+// add changes the row under its lock: the points of a scenario run in
+// parallel.
+func (r *row) add(change func(*row)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.slowest = max(r.slowest, d)
+	change(r)
 }
 
-func (r *row) fail(what string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failures = append(r.failures, what)
-}
+func (r *row) rerun(d time.Duration) { r.add(func(r *row) { r.slowest = max(r.slowest, d) }) }
+
+func (r *row) fail(what string) { r.add(func(r *row) { r.failures = append(r.failures, what) }) }
 
 func (tb *table) print() {
 	if len(tb.rows) == 0 {
