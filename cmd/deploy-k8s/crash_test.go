@@ -145,6 +145,10 @@ func crashAndRerun(t *testing.T, c crashCase, want map[string]string, e *crashEn
 	if leftJob != "" && !strings.Contains(stderr, "taking over a job an interrupted run started") {
 		t.Errorf("the killed run left job %s; the rerun did not take it over:\n%s", leftJob, stderr)
 	}
+	// A job the killed run had run and recorded on the revision is not run again.
+	if strings.HasPrefix(pt, "deploy.job-recorded") && strings.Contains(stderr, `msg="job started"`) {
+		t.Errorf("the killed run recorded its job on the revision; the rerun ran it again:\n%s", stderr)
+	}
 	if c.idempotent {
 		if code, stdout, stderr := e.run(args); code != 0 || !strings.Contains(stdout, "changed=false") {
 			t.Errorf("a further run after convergence: exit %d, stdout %q, want no change\n%s", code, stdout, stderr)

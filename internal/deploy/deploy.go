@@ -415,7 +415,7 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 		crashpoint.Hit("deploy.rollout")
 	}
 	if deployErr == nil {
-		deployErr = t.runJobs(ctx, p.templates, opts, res)
+		deployErr = t.runJobs(ctx, p.templates, opts, res, rev)
 	}
 	if err := t.recordRun(ctx, p, opts, h, rev, keep, res, deployErr); err != nil {
 		return res, err
@@ -693,7 +693,7 @@ func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	res := &result.DeployResult{Action: "run-job", Branch: opts.Branch, Namespace: t.ns, Zuul: opts.Zuul,
 		Revision: revs[0].Number, ManifestHash: revs[0].ManifestHash, Images: st.Images, PullAddress: st.PullAddress,
 		Objects: []result.DeployedObject{}, Pruned: []result.DeployedObject{}}
-	return res, t.runJobs(ctx, templates, &opts, res)
+	return res, t.runJobs(ctx, templates, &opts, res, nil)
 }
 
 // openDeployed opens the branch's existing namespace and its recorded

@@ -65,17 +65,31 @@ func checkTemplates(templates []*unstructured.Unstructured, names []string) erro
 }
 
 // runJobs runs the jobs opts names, in order, and records them in res; it
-// stops at the first that fails.
-func (t *target) runJobs(ctx context.Context, templates []*unstructured.Unstructured, opts *Options, res *result.DeployResult) error {
+// stops at the first that fails. rev, when not nil, is the revision being
+// deployed: each job that succeeds is marked on it, and a job marked there
+// already (by a run that was killed later) is not run again.
+func (t *target) runJobs(ctx context.Context, templates []*unstructured.Unstructured, opts *Options, res *result.DeployResult, rev *Revision) error {
+	done := rev.jobsDone()
 	for _, name := range opts.Jobs {
 		tmpl, err := findTemplate(templates, name)
 		if err != nil {
 			return err
 		}
+		if job, ok := done[name]; ok {
+			t.log.Info("job already ran for this revision (an interrupted run of this deploy)", "job", job, "template", name, "namespace", t.ns)
+			res.Jobs = append(res.Jobs, result.DeployedJob{Template: name, Name: job, Succeeded: true, Deleted: opts.JobCleanup != CleanupNever})
+			continue
+		}
 		jr, err := t.runJob(ctx, tmpl, opts.JobCleanup, opts.Out)
 		res.Jobs = append(res.Jobs, jr)
 		if err != nil {
 			return err
+		}
+		if rev != nil {
+			if err := t.markJobDone(ctx, rev, name, jr.Name); err != nil {
+				return err
+			}
+			crashpoint.Hit("deploy.job-recorded")
 		}
 	}
 	return nil

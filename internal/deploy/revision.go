@@ -9,6 +9,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,9 @@ const (
 	annStatus       = "slipway.dev/status"
 	annRolledBackTo = "slipway.dev/rolled-back-to"
 	annChange       = "slipway.dev/change"
+	// annJobsDone lists, on a revision being deployed, the jobs its deploy
+	// ran to success (template=job,...), so a rerun does not run them again.
+	annJobsDone = "slipway.dev/jobs-done"
 	keyManifests    = "manifests.json.gz"
 	keyState        = "state.json"
 	statusGood      = "good"
@@ -195,6 +199,36 @@ func (t *target) rewrite(ctx context.Context, r *Revision, status string, st rev
 	got, err := t.c.core.CoreV1().Secrets(t.ns).Update(ctx, s, metav1.UpdateOptions{FieldManager: fieldManager})
 	if err != nil {
 		return fmt.Errorf("updating revision %d in %s: %w", r.Number, t.ns, ctxErr(ctx, err))
+	}
+	*r, _ = revisionOf(got)
+	return nil
+}
+
+// jobsDone returns the jobs r's deploy ran to success, by template.
+func (r *Revision) jobsDone() map[string]string {
+	done := map[string]string{}
+	if r == nil || r.secret == nil {
+		return done
+	}
+	for _, pair := range strings.Split(r.secret.Annotations[annJobsDone], ",") {
+		if template, job, ok := strings.Cut(pair, "="); ok {
+			done[template] = job
+		}
+	}
+	return done
+}
+
+// markJobDone records on r that its deploy ran template's job to success.
+func (t *target) markJobDone(ctx context.Context, r *Revision, template, job string) error {
+	s := r.secret.DeepCopy()
+	pair := template + "=" + job
+	if old := s.Annotations[annJobsDone]; old != "" {
+		pair = old + "," + pair
+	}
+	s.Annotations[annJobsDone] = pair
+	got, err := t.c.core.CoreV1().Secrets(t.ns).Update(ctx, s, metav1.UpdateOptions{FieldManager: fieldManager})
+	if err != nil {
+		return fmt.Errorf("recording job %s on revision %d in %s: %w", job, r.Number, t.ns, ctxErr(ctx, err))
 	}
 	*r, _ = revisionOf(got)
 	return nil
