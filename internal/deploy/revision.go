@@ -32,11 +32,11 @@ const (
 	annChange       = "slipway.dev/change"
 	// annJobsDone lists, on a revision being deployed, the jobs its deploy
 	// ran to success (template=job,...), so a rerun does not run them again.
-	annJobsDone = "slipway.dev/jobs-done"
-	keyManifests    = "manifests.json.gz"
-	keyState        = "state.json"
-	statusGood      = "good"
-	statusFailed    = "failed"
+	annJobsDone  = "slipway.dev/jobs-done"
+	keyManifests = "manifests.json.gz"
+	keyState     = "state.json"
+	statusGood   = "good"
+	statusFailed = "failed"
 	// statusDeploying marks the revision a deploy is applying: it is on
 	// record before the first object is sent, so a deploy killed half-way
 	// leaves history that says so. The same deploy run again resumes it; any
