@@ -353,6 +353,13 @@ func TestPickRollback(t *testing.T) {
 		{name: "explicit missing", revs: revs, to: 9, wantErr: "revision 9 is not recorded"},
 		{name: "only one", revs: revs[:1], wantErr: "no good revision before revision 4"},
 		{name: "none", wantErr: "no deploy revisions"},
+		// A rollback killed half-way (revision 5 left deploying, back to 1)
+		// is resumed with its target, not the good revision before it.
+		{name: "resumed rollback", revs: append([]Revision{{Number: 5, Status: statusDeploying, RolledBackTo: 1}}, revs...), want: 1},
+		{name: "resumed rollback, same target asked", revs: append([]Revision{{Number: 5, Status: statusDeploying, RolledBackTo: 1}}, revs...), to: 1, want: 1},
+		{name: "interrupted rollback, other target asked", revs: append([]Revision{{Number: 5, Status: statusDeploying, RolledBackTo: 1}}, revs...), to: 2, want: 2},
+		// A deploy killed half-way: back to the newest good revision before it.
+		{name: "interrupted deploy", revs: append([]Revision{{Number: 5, Status: statusDeploying}}, revs...), want: 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
