@@ -18,7 +18,7 @@ import (
 func regionFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringSliceFlag{Name: "region", Usage: "target region `NAME=HOST[:PORT][/NAMESPACE]` (repeatable)", EnvVars: []string{"SLIPWAY_REGIONS"}},
-		&ucli.StringFlag{Name: "targets", Usage: "YAML targets `FILE` (regions: [{name, registry, namespace, insecure, caFile, authFile}])", EnvVars: []string{"SLIPWAY_PUSH_TARGETS"}},
+		&ucli.StringFlag{Name: "targets", Usage: "YAML targets `FILE` (regions: [{name, registry or swift: {authurl, region, container, ...}, namespace, nodeRegistry, insecure, caFile, authFile}])", EnvVars: []string{"SLIPWAY_PUSH_TARGETS"}},
 		&ucli.StringSliceFlag{Name: "insecure", Usage: "use plain http for region `NAME` (loopback registries always do)"},
 		&ucli.StringFlag{Name: "auth-file", Usage: "docker config.json `FILE` with registry logins", EnvVars: []string{"REGISTRY_AUTH_FILE"}},
 		&ucli.StringFlag{Name: "docker-config", Usage: "docker config `DIR` (its config.json is used when --auth-file is not given)", EnvVars: []string{"DOCKER_CONFIG"}},

@@ -205,7 +205,7 @@ for rep in $(seq 1 "$REPS"); do
   sd+=("$(push "storage-$rep" "$work/storage-$rep" "${storage[@]}")")
   log "rep $rep/$REPS: verify --deep of it"
   t0=$(now)
-  "$work/push-registry" verify --deep --result "$work/storage-$rep.json" "${storage[@]}" >/dev/null 2>"$work/deep-$rep.log" \
+  /usr/bin/time -f '%M' -o "$work/deep.rss" "$work/push-registry" verify --deep --result "$work/storage-$rep.json" "${storage[@]}" >/dev/null 2>"$work/deep-$rep.log" \
     || { cat "$work/deep-$rep.log" >&2; die "verify --deep failed"; }
   sdeep+=("$(secs "$t0" "$(now)")")
   log "rep $rep/$REPS: two skopeo copies into the registries on the same containers"
@@ -226,6 +226,6 @@ echo "  storage-backed regions a and b (push-registry's own registries on the en
 echo "  image of 4 x ${layer} MiB (${storage_mib} MiB); all runs: push ${sd[*]} | skopeo ${ssk[*]} | verify --deep ${sdeep[*]}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  %-46s %8ss\n' "dual push, storage-backed (registries started)" "$t_sd"
 printf '  %-46s %8ss  ratio dual / skopeo %s (target <= 0.60)\n' "two sequential skopeo copy (same containers)" "$t_ssk" "$(ratio "$t_sd" "$t_ssk")"
-printf '  %-46s %8ss  ratio to the push %s\n' "verify --deep (GET + sha256 of every blob)" "$t_sdeep" "$(ratio "$t_sdeep" "$t_sd")"
+printf '  %-46s %8ss  ratio to the push %s; peak RSS %s MB (4 blobs at a time per region)\n' "verify --deep (GET + sha256 of every blob)" "$t_sdeep" "$(ratio "$t_sdeep" "$t_sd")" "$(rss_mb deep)"
 printf '  %-46s %8ss  vs %ss through the env registries: start-up overhead %ss (regions in parallel); state dirs left: %s\n' \
   "re-push of a small image, storage-backed" "$t_su" "$t_ru" "$(awk -v a="$t_su" -v b="$t_ru" 'BEGIN{printf "%.2f", a-b}')" "$left"

@@ -175,6 +175,7 @@ func FuzzParseTargets(f *testing.F) {
 	f.Add("regions:\n  - name: a\n    registry: reg.a:5000\n")
 	f.Add("regions:\n  - {name: b, registry: 'x:1', namespace: a/b, caFile: c}\n")
 	f.Add("regions: [{name: a}]\n")
+	f.Add("regions:\n  - name: b\n    nodeRegistry: localhost:5000\n    swift: {authurl: 'https://ks:5000/v3', container: c, chunksize: 5242880, username: u}\n")
 	f.Add("- a\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		regions, err := ParseTargets(strings.NewReader(in), "f.yaml")
