@@ -43,7 +43,6 @@ func DefaultStateDir() string {
 // storage of a region: the same storage parameters as the region's node
 // registries, on a free loopback port, no auth.
 type localRegistry struct {
-	region string
 	dir    string // private (0700): lock, pid, log; the config until ready
 	addr   string // 127.0.0.1:PORT
 	cmd    *exec.Cmd
@@ -102,7 +101,7 @@ func launchRegistry(ctx context.Context, o *Conn, log *slog.Logger, r Region, c 
 	if err != nil {
 		return nil, err
 	}
-	l = &localRegistry{region: r.Name, dir: dir, exited: make(chan struct{}), log: log}
+	l = &localRegistry{dir: dir, exited: make(chan struct{}), log: log}
 	defer func() {
 		if err != nil {
 			l.stop()
