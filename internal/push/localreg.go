@@ -97,7 +97,9 @@ func startRegistry(ctx context.Context, o *Conn, log *slog.Logger, r Region, c S
 var errAddrInUse = errors.New("address already in use")
 
 func launchRegistry(ctx context.Context, o *Conn, log *slog.Logger, r Region, c SwiftCredential) (l *localRegistry, err error) {
-	dir, err := os.MkdirTemp(o.StateDir, "reg-"+r.Name+"-")
+	// The directory is made as new-*, locked, then renamed to reg-*: a
+	// reg-* directory whose lock is free belongs to a run that is gone.
+	dir, err := os.MkdirTemp(o.StateDir, "new-"+r.Name+"-")
 	if err != nil {
 		return nil, err
 	}
@@ -107,14 +109,17 @@ func launchRegistry(ctx context.Context, o *Conn, log *slog.Logger, r Region, c 
 			l.stop()
 		}
 	}()
-	// Held while this run lives: a directory whose lock can be taken
-	// belongs to a run that is gone.
 	if l.lock, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
 		return l, err
 	}
 	if err := syscall.Flock(int(l.lock.Fd()), syscall.LOCK_EX); err != nil {
 		return l, fmt.Errorf("locking %s: %w", dir, err)
 	}
+	final := filepath.Join(o.StateDir, "reg-"+strings.TrimPrefix(filepath.Base(dir), "new-"))
+	if err := os.Rename(dir, final); err != nil {
+		return l, err
+	}
+	dir, l.dir = final, final
 	port, err := freePort()
 	if err != nil {
 		return l, err
@@ -250,21 +255,23 @@ func sweepRegistries(dir string, log *slog.Logger) {
 		return
 	}
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), "reg-") {
-			continue
+		switch {
+		case !e.IsDir():
+		case strings.HasPrefix(e.Name(), "reg-"):
+			sweepOne(filepath.Join(dir, e.Name()), log)
+		case strings.HasPrefix(e.Name(), "new-"):
+			// Being set up by a run, or left by one killed then: no
+			// registry was started in it. Old ones go.
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
+				_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
 		}
-		sweepOne(filepath.Join(dir, e.Name()), log)
 	}
 }
 
 func sweepOne(dir string, log *slog.Logger) {
 	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
 	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		// A run killed before it made its lock: nothing was started.
-		_ = os.RemoveAll(dir)
 		return
 	}
 	defer lock.Close()

@@ -163,7 +163,7 @@ func mustBeClean(t testing.TB, dir string) {
 	if left := registriesLeft(t, dir); len(left) > 0 {
 		t.Errorf("registries left running: %v", left)
 	}
-	if entries, _ := filepath.Glob(filepath.Join(dir, "reg-*")); len(entries) > 0 {
+	if entries, _ := filepath.Glob(filepath.Join(dir, "*-*")); len(entries) > 0 {
 		t.Errorf("registry state left: %v", entries)
 	}
 }
