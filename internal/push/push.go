@@ -364,9 +364,11 @@ func (p *pusher) prepare(ctx context.Context, r *regionState, repo string, b blo
 	}
 	damage := ""
 	switch {
-	case size == b.Size && !p.opts.NoVerify:
+	case size == b.Size && !p.opts.NoVerify && !known:
 		// The registry did not get these bytes from this run: read them
 		// back before trusting them (the storage may hold a damaged copy).
+		// A blob this run landed in another repository of the region
+		// shares that storage and was checked there.
 		if damage, err = checkBlob(ctx, r.c, repo, b.Digest, b.Size); err != nil {
 			return "", false, fmt.Errorf("reading back: %w", err)
 		}
