@@ -71,8 +71,7 @@ func (p *platform) command(t *testing.T, args []string, idempotent bool) *comman
 	return c
 }
 
-func TestDeployK8s(t *testing.T) {
-	t.Parallel()
+func crashDeployK8s(t *testing.T) {
 	k := deploytest.RequireKube(t)
 	for _, s := range []scenario{
 		{name: "deploy", setup: func(t *testing.T, id string) *command {

@@ -266,38 +266,72 @@ func crash(t *testing.T, stage string, s scenario) {
 		t.Fatalf("the uninterrupted run left behind:\n  %s", strings.Join(left, "\n  "))
 	}
 	t.Logf("uninterrupted run: %s, %d named steps: %s", clean.took.Round(time.Millisecond), len(clean.steps), strings.Join(slices.Compact(slices.Clone(clean.steps)), " "))
+	// Each point has a world of its own and its runs mostly wait on
+	// servers, so a few points run side by side (t.Run from goroutines,
+	// not t.Parallel: -parallel would queue them behind other stages).
+	sem := make(chan struct{}, pointsAtOnce)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for i, k := range choose(clean.steps, clean.took, points(t)) {
-		t.Run(strings.ReplaceAll(k.String(), "/", "_"), func(t *testing.T) {
-			// Each point has a world of its own; runs mostly wait on
-			// servers, so the points run side by side.
-			t.Parallel()
-			c := s.setup(t, strconv.Itoa(i))
-			killed := run(t, c, &k)
-			// Runs are faster or slower than the clean one: an instant
-			// past the end is tried again, earlier, in a fresh world.
-			for try := 1; !killed.killed && k.step == "" && try < 3; try++ {
-				k.after /= 2
-				t.Logf("the run ended before the kill point: trying again, killed after %s", k.after.Round(time.Millisecond))
-				c = s.setup(t, fmt.Sprintf("%d-%d", i, try))
-				killed = run(t, c, &k)
-			}
-			stats.add(func(r *row) { r.tried++ })
-			if !killed.killed {
-				t.Logf("the run was never killed (%s): checking its rerun all the same", killed)
-			}
-			rerun := run(t, c, nil)
-			stats.rerun(rerun.took)
-			if rerun.code != 0 {
-				stats.fail(fmt.Sprintf("%s %s killed %s: rerun %s", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k, firstError(rerun.stderr)))
-				t.Fatalf("killed %s, the rerun did not converge: %s", k, rerun)
-			}
-			if checkAfter(t, c, want) {
-				stats.add(func(r *row) { r.converged++ })
-			} else {
-				stats.fail(fmt.Sprintf("%s %s killed %s: end state or leftovers differ", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k))
-			}
-		})
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t.Run(strings.ReplaceAll(k.String(), "/", "_"), func(t *testing.T) { crashAt(t, s, i, k, want, stats) })
+		}()
 	}
+}
+
+// pointsAtOnce is how many kill points of one command run at once.
+const pointsAtOnce = 3
+
+// crashAt kills the command of s at k in world i, reruns it once and checks
+// it converged to want.
+func crashAt(t *testing.T, s scenario, i int, k killPoint, want string, stats *row) {
+	c := s.setup(t, strconv.Itoa(i))
+	killed := run(t, c, &k)
+	// Runs are faster or slower than the clean one: an instant
+	// past the end is tried again, earlier, in a fresh world.
+	for try := 1; !killed.killed && k.step == "" && try < 3; try++ {
+		k.after /= 2
+		t.Logf("the run ended before the kill point: trying again, killed after %s", k.after.Round(time.Millisecond))
+		c = s.setup(t, fmt.Sprintf("%d-%d", i, try))
+		killed = run(t, c, &k)
+	}
+	stats.add(func(r *row) { r.tried++ })
+	if !killed.killed {
+		t.Logf("the run was never killed (%s): checking its rerun all the same", killed)
+	}
+	rerun := run(t, c, nil)
+	stats.rerun(rerun.took)
+	if rerun.code != 0 {
+		stats.fail(fmt.Sprintf("%s %s killed %s: rerun %s", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k, firstError(rerun.stderr)))
+		t.Fatalf("killed %s, the rerun did not converge: %s", k, rerun)
+	}
+	if checkAfter(t, c, want) {
+		stats.add(func(r *row) { r.converged++ })
+	} else {
+		stats.fail(fmt.Sprintf("%s %s killed %s: end state or leftovers differ", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k))
+	}
+}
+
+// TestCrash runs every stage's scenarios, the stages side by side.
+func TestCrash(t *testing.T) {
+	var wg sync.WaitGroup
+	for _, st := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"build-image", crashBuildImage}, {"push-registry", crashPushRegistry}, {"magnum-cluster", crashMagnumCluster},
+		{"deploy-k8s", crashDeployK8s}, {"backup", crashBackup},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(st.name, st.run)
+		}()
+	}
+	wg.Wait()
 }
 
 // checkAfter checks the end state, leftovers, orphans and a further run;
