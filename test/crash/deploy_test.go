@@ -28,11 +28,16 @@ type platform struct {
 }
 
 func newPlatform(t *testing.T, k *deploytest.Kube) *platform {
-	p := &platform{k: k, branch: deploytest.UniqueBranch("crash"), tree: deploytest.PlatformTree(t)}
+	p := &platform{k: k, branch: deploytest.UniqueBranch("harness"), tree: deploytest.PlatformTree(t)}
 	var err error
 	if p.ns, err = deploy.NamespaceFor(p.branch, deploy.DefaultBranchPrefix, ""); err != nil {
 		t.Fatal(err)
 	}
+	// Every point has a namespace of seven Deployments: they would fill
+	// the shared kwok node's pods if they stayed.
+	t.Cleanup(func() {
+		_ = k.Core.CoreV1().Namespaces().Delete(context.Background(), p.ns, metav1.DeleteOptions{})
+	})
 	p.push1, _ = deploytest.WritePush(t, "v1")
 	p.push2, _ = deploytest.WritePush(t, "v2")
 	p.push3, _ = deploytest.WritePush(t, "v3")
