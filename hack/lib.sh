@@ -60,6 +60,23 @@ start_bg() {
   echo $! >"$dir/pids/$name.pid"
 }
 
+# stop_bg DIR NAME... stops the processes start_bg recorded under these
+# names (TERM, then KILL after 5 s) and forgets them: a server script calls
+# it first, so a start that failed half-way leaves nothing running when it
+# is run again.
+stop_bg() {
+  local dir=$1 name pid; shift
+  for name in "$@"; do
+    [ -f "$dir/pids/$name.pid" ] || continue
+    pid=$(cat "$dir/pids/$name.pid")
+    if kill -TERM "$pid" 2>/dev/null; then
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/pids/$name.pid"
+  done
+}
+
 # tools_hash DIR prints a short hash of a tools module's go.mod, go.sum and
 # build script, the key of its build cache.
 tools_hash() {
