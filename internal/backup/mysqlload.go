@@ -250,8 +250,8 @@ func (l *mysqlLoader) split(ctx context.Context, r io.Reader, header *[]byte, he
 		sec      = inHeader
 		table    string
 		schema   bytes.Buffer
-		chunk    bytes.Buffer
-		stmt     []byte // an INSERT spanning lines
+		chunk    strings.Builder // "START TRANSACTION;" and statements
+		stmt     []byte          // an INSERT spanning lines
 		delim    = ";"
 		conn     *sql.Conn
 		skipping bool // a table a killed run loaded
@@ -265,16 +265,16 @@ func (l *mysqlLoader) split(ctx context.Context, r io.Reader, header *[]byte, he
 		if chunk.Len() == 0 {
 			return nil
 		}
+		chunk.WriteString("COMMIT;")
 		counts.mu.Lock()
 		counts.pending[table]++
 		counts.mu.Unlock()
-		// One commit a chunk, not one a statement.
 		select {
-		case jobs <- loadJob{table: table, sql: "START TRANSACTION;\n" + chunk.String() + "COMMIT;"}:
+		case jobs <- loadJob{table: table, sql: chunk.String()}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		chunk.Reset()
+		chunk = strings.Builder{}
 		return nil
 	}
 	// flush ends the section being read.
@@ -343,6 +343,11 @@ func (l *mysqlLoader) split(ctx context.Context, r io.Reader, header *[]byte, he
 								if err := send(); err != nil {
 									return err
 								}
+							}
+							if chunk.Len() == 0 {
+								// One commit a chunk, not one a statement.
+								chunk.Grow(min(loadChunk, 2*len(stmt)) + 64)
+								chunk.WriteString("START TRANSACTION;\n")
 							}
 							chunk.Write(stmt)
 						}
