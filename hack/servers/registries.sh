@@ -21,6 +21,8 @@ command -v docker-registry >/dev/null || die "docker-registry missing: run hack/
 [ -f "$dir/env.d/swift.env" ] || die "the registries need swift: start it first (hack/testenv.sh up DIR openstack swift registries)"
 # shellcheck source=/dev/null # written by hack/servers/swift.sh
 . "$dir/env.d/swift.env"
+# A start that failed half-way is undone first: its registries may still run.
+stop_bg "$dir" registry-a registry-buildset registry-b registry-b-node
 chmod 700 "$root"; umask 077
 
 fs_conf() { # name port

@@ -39,6 +39,8 @@ container_a=docker_registry_a container_b=docker_registry_b
 
 mkdir -p "$root/etc" "$root/srv/node/d1" "$root/run"
 chmod 700 "$root"
+# A start that failed half-way is undone first: its servers may still run.
+stop_bg "$dir" swift-memcached swift-object swift-container swift-account swift-proxy
 
 # --- Keystone: the service user and the registry user -------------------------
 # Passwords survive a rerun after a failed start: the users already exist then.
@@ -202,7 +204,7 @@ for s in object container account proxy; do
   start_bg "swift-$s" "$dir" /usr/bin/python3 "/usr/bin/swift-$s-server" "$root/etc/$s-server.conf" -v
 done
 for p in "$obj" "$con" "$acc" "$proxy"; do
-  wait_for "swift on port $p" 180 curl -fsS "http://127.0.0.1:$p/healthcheck"
+  wait_for "swift on port $p" 300 curl -fsS "http://127.0.0.1:$p/healthcheck"
 done
 
 # --- ready: a registry-user token from Keystone opens its account through the
