@@ -31,7 +31,7 @@ dir=$1; root="$dir/node"; here="$SLIPWAY_ROOT/hack/servers/node"
 node=node-a0 taint=slipway.test/real-node regname=localhost:5000
 [ "$(id -u)" = 0 ] || die "the test node needs root (containerd, runc, mounts, a bridge)"
 for f in registries baseimages kube; do
-  [ -f "$dir/env.d/$f.env" ] || die "node needs $f first: hack/testenv.sh up DIR swift registries baseimages kube node"
+  [ -f "$dir/env.d/$f.env" ] || die "node needs $f first: hack/testenv.sh up DIR kube openstack swift registries baseimages node"
   # shellcheck source=/dev/null # written by hack/servers/$f.sh
   . "$dir/env.d/$f.env"
 done
@@ -55,16 +55,32 @@ bridge=slipway$id cgroup=slipway-node-$id
 printf 'bridge=%s\ncgroup=%s\n' "$bridge" "$cgroup" >"$root/state"
 
 # --- the node registry: region A's storage, its own process ------------------
+# As Magnum's configure-docker-registry.sh writes it on a node of region A:
+# Swift through Keystone v3, logged in as Magnum's trustee with the cluster's
+# trust, on region A's container (where registry A, push-registry's, stores).
 regport=$(free_port)
-a_conf="$dir/registry/a.yml"
-[ -f "$a_conf" ] || die "$a_conf missing: region A's registry config (hack/servers/registries.sh)"
-{
-  echo "version: 0.1"
-  echo "log: {level: warn}"
-  sed -n '/^storage:/,/^[^ ]/{/^storage:/p;/^ /p}' "$a_conf"
-  echo "http: {addr: 127.0.0.1:$regport, secret: slipway-test-node-a}"
-} >"$root/registry.yml"
-grep -q '^storage:' "$root/registry.yml" || die "no storage section in $a_conf"
+[ -f "$dir/env.d/swift.env" ] || die "the node registry needs swift: hack/testenv.sh up DIR kube openstack swift registries baseimages node"
+# shellcheck source=/dev/null # written by hack/servers/swift.sh
+. "$dir/env.d/swift.env"
+(umask 077; cat >"$root/registry.yml" <<CONF
+version: 0.1
+log: {level: warn}
+storage:
+  swift:
+    authurl: $SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL
+    authversion: 3
+    username: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_USER
+    password: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_PASSWORD
+    domainid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_DOMAIN_ID
+    trustid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUST_ID
+    region: $SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A
+    container: $SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A
+    chunksize: 5242880
+    insecureskipverify: true
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$regport, secret: slipway-test-node-a}
+CONF
+)
 start_bg node-registry "$dir" env -u AWS_CA_BUNDLE docker-registry serve "$root/registry.yml"
 wait_for "node registry on port $regport" 30 curl -fsS "http://127.0.0.1:$regport/v2/"
 

@@ -59,7 +59,7 @@ func TestDownLeavesNothing(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	if out, err := exec.Command(script, "up", dir, "swift", "registries", "baseimages", "kube", "node").CombinedOutput(); err != nil {
+	if out, err := exec.Command(script, "up", dir, "kube", "openstack", "swift", "registries", "baseimages", "node").CombinedOutput(); err != nil {
 		t.Fatalf("testenv.sh up: %v\n%s", err, out)
 	}
 	t.Logf("private env with a node up in %s", time.Since(start).Round(100*time.Millisecond))
