@@ -192,7 +192,7 @@ type crashEnv struct {
 }
 
 func newCrashEnv(t *testing.T, k *deploytest.Kube, bin string) *crashEnv {
-	e := &crashEnv{k: k, bin: bin, branch: deploytest.UniqueBranch("crash"), tree: deploytest.PlatformTree(t)}
+	e := &crashEnv{k: k, bin: bin, branch: k.Branch(t, "crash"), tree: deploytest.PlatformTree(t)}
 	e.ns, _ = deploy.NamespaceFor(e.branch, deploy.DefaultBranchPrefix, "")
 	e.push1, _ = deploytest.WritePush(t, "v1")
 	e.push2, _ = deploytest.WritePush(t, "v2")

@@ -46,7 +46,7 @@ func TestCLIExitCodes(t *testing.T) {
 		t.Errorf("namespace: exit %d stdout %q, want acme-eu", code, stdout)
 	}
 
-	branch := deploytest.UniqueBranch("cli")
+	branch := k.Branch(t, "cli")
 	out := t.TempDir()
 	files := []string{"--result", filepath.Join(out, "deploy.json"), "--zuul-return", filepath.Join(out, "zuul.json")}
 	code, stdout, stderr = runCLI(t, append(append([]string{"deploy", "--branch", branch, "--timeout", "60s"}, files...), common...)...)
@@ -87,7 +87,7 @@ func TestCLIFailedRollout(t *testing.T) {
 	deploytest.NeverReady(t, tree, "mfe")
 	push, dOpenedx := deploytest.WritePush(t, "v1")
 	out := t.TempDir()
-	args := append([]string{"deploy", "--branch", deploytest.UniqueBranch("clifail"), "--timeout", "25s",
+	args := append([]string{"deploy", "--branch", k.Branch(t, "clifail"), "--timeout", "25s",
 		"--result", filepath.Join(out, "deploy.json"), "--zuul-return", filepath.Join(out, "zuul.json")}, commonArgs(k, tree, push)...)
 	code, stdout, stderr := runCLI(t, args...)
 	if code != cli.ExitFailed || !strings.Contains(stdout, "revision=1 changed=true") {
@@ -109,7 +109,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Edit(t, tree, "kustomization.yml", "- k8s/volumes.yml\n", "- k8s/volumes.yml\n- k8s/secret.yml\n")
-	branch := deploytest.UniqueBranch("secret")
+	branch := k.Branch(t, "secret")
 	resultFile := filepath.Join(t.TempDir(), "deploy.json")
 	common := append([]string{"--branch", branch}, commonArgs(k, tree, push)...)
 
@@ -156,7 +156,7 @@ func TestCLIPullAddress(t *testing.T) {
 	k := deploytest.RequireKube(t)
 	tree := deploytest.PlatformTree(t)
 	push, digest := deploytest.WritePushNode(t, "v1")
-	branch := deploytest.UniqueBranch("clipull")
+	branch := k.Branch(t, "clipull")
 	ns, _ := deploy.NamespaceFor(branch, deploy.DefaultBranchPrefix, "")
 	args := append([]string{"deploy", "--branch", branch, "--no-wait"}, commonArgs(k, tree, push)...)
 

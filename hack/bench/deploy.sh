@@ -21,7 +21,12 @@ case ${1:-} in -h|--help) usage ;; esac
 rounds=${1:-3}
 work=$(mktemp -d /tmp/slipway-bench-deploy.XXXXXX)
 own_env=""
+namespaces=()
 cleanup() {
+  # Every round leaves 200 pods on the shared kwok node (finite capacity).
+  if [ -z "$own_env" ] && [ "${#namespaces[@]}" -gt 0 ]; then
+    "$kubectl" --kubeconfig "$kc" delete namespace --wait=false --ignore-not-found "${namespaces[@]}" >/dev/null || true
+  fi
   if [ -n "$own_env" ]; then "$SLIPWAY_ROOT/hack/testenv.sh" down "$own_env" || true; fi
   rm -rf "$work"
 }
@@ -75,6 +80,7 @@ deploy_tree() { # tree branch [extra flags]
 kubectl_times=(); apply_times=(); first_times=(); again_times=(); redeploy_times=(); resume_times=()
 for r in $(seq 1 "$rounds"); do
   ns="bench-kubectl-$run_id-$r"
+  namespaces+=("$ns" "bench-apply-$run_id-$r" "bench-full-$run_id-$r" "bench-resume-$run_id-$r")
   "$kubectl" --kubeconfig "$kc" create namespace "$ns" >/dev/null
   until "$kubectl" --kubeconfig "$kc" -n "$ns" get serviceaccount default >/dev/null 2>&1; do sleep 0.1; done
   t0=$(now)
@@ -114,4 +120,3 @@ printf '  deploy-k8s deploy (apply+wait+record) %6.3f\n' "$f"
 printf '  deploy-k8s deploy, no change         %7.3f  ratio %.2fx of first deploy (goal <= 0.3x)\n' "$g" "$(awk -v g="$g" -v f="$f" 'BEGIN{print g/f}')"
 printf '  deploy-k8s deploy, changed            %6.3f  (baseline)\n' "$c"
 printf '  rerun after a kill -9 mid-apply      %7.3f  ratio %.2fx of the changed deploy (goal <= 1.0x)\n' "$s" "$(awk -v s="$s" -v c="$c" 'BEGIN{print s/c}')"
-echo "(namespaces bench-*-$run_id-* are left for inspection; tests and benches use unique names)"

@@ -370,7 +370,7 @@ func TestRollback(t *testing.T) {
 	tree := deploytest.PlatformTree(t)
 	push1, d1 := deploytest.WritePush(t, "v1")
 	push2, d2 := deploytest.WritePush(t, "v2")
-	branch := deploytest.UniqueBranch("rollback")
+	branch := k.Branch(t, "rollback")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	if _, err := Deploy(ctx, k.opts(t, branch, tree, push1)); err != nil {
 		t.Fatal(err)
@@ -413,6 +413,8 @@ func TestTwoBranchesTwoNamespaces(t *testing.T) {
 	ctx := testCtx(t)
 	suffix := deploytest.RandHex(3)
 	branches := []string{"platform/alpha-" + suffix, "platform/beta-" + suffix}
+	k.DeleteAtEnd(t, "alpha-"+suffix)
+	k.DeleteAtEnd(t, "beta-"+suffix)
 	trees := []string{deploytest.PlatformTree(t), deploytest.PlatformTree(t)}
 	push, _ := deploytest.WritePush(t, "v1")
 	// Deploy both at once.
@@ -505,7 +507,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			}
 			branch := tt.branch
 			if branch == "" {
-				branch = deploytest.UniqueBranch("bad")
+				branch = k.Branch(t, "bad")
 			}
 			opts := k.opts(t, branch, tree, push)
 			if tt.opts != nil {

@@ -34,7 +34,7 @@ func (k kube) opts(t *testing.T, branch, manifests, push string) Options {
 func (k kube) example(t *testing.T, name string) (tree, branch string, opts Options, digest string) {
 	tree = deploytest.PlatformTree(t)
 	push, digest := deploytest.WritePush(t, "v1")
-	branch = deploytest.UniqueBranch(name)
+	branch = k.Branch(t, name)
 	return tree, branch, k.opts(t, branch, tree, push), digest
 }
 

@@ -25,7 +25,7 @@ func TestPullAddress(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			branch := deploytest.UniqueBranch("pull")
+			branch := k.Branch(t, "pull")
 			opts := k.opts(t, branch, deploytest.PlatformTree(t), tt.push)
 			opts.PullAddress = tt.address
 			opts.NoWait = true

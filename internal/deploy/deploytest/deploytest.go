@@ -4,6 +4,7 @@
 package deploytest
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,8 +12,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -53,6 +57,29 @@ func RandHex(n int) string {
 // UniqueBranch gives each test its own platform branch (and namespace):
 // deleting namespaces is slow, so tests never share or reuse one.
 func UniqueBranch(name string) string { return "platform/t-" + name + "-" + RandHex(3) }
+
+// Branch is UniqueBranch, its namespace deleted when the test ends.
+func (k *Kube) Branch(t *testing.T, name string) string {
+	b := UniqueBranch(name)
+	k.DeleteAtEnd(t, strings.TrimPrefix(b, "platform/"))
+	return b
+}
+
+// DeleteAtEnd deletes namespace ns when the test ends (without waiting for
+// it to go), unless the test failed: every deploy leaves pods on the shared
+// kwok node, whose pod capacity is finite, and a failed test's namespace is
+// kept for inspection.
+func (k *Kube) DeleteAtEnd(t *testing.T, ns string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("namespace %s kept for inspection", ns)
+			return
+		}
+		if err := k.Core.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Logf("deleting namespace %s: %v", ns, err)
+		}
+	})
+}
 
 // DigestOf is a made-up image digest derived from s.
 func DigestOf(s string) string {
