@@ -95,7 +95,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "stalled upload on every try", behind: "a", attempts: 2, layerSize: 6 << 20, setup: answer(0, layerPut, stall),
-			wantErr: []string{"region a", "upload stalled: no progress for 1s", "no tag was moved in any region"}, healthyLanded: true,
+			wantErr: []string{"region a", "upload stalled: no progress for 5s", "no tag was moved in any region"}, healthyLanded: true,
 		},
 		{
 			name: "5xx that never ends", behind: "b", attempts: 2, setup: answer(0, blobPut, status(http.StatusBadGateway)),
@@ -160,7 +160,9 @@ func TestFaults(t *testing.T) {
 				regions[1].Registry = fp.Listener.Addr().String()
 			}
 			o := layoutOpts(t, regions, img, repo, "v1")
-			o.StallTimeout, o.ResponseTimeout = time.Second, 15*time.Second
+			// Both regions' registries store in Swift, which may pause
+			// reading for a while as it writes a segment.
+			o.StallTimeout, o.ResponseTimeout = 5*time.Second, 15*time.Second
 			o.Log = slog.New(slog.NewTextHandler(tWriter{t}, nil))
 			if tc.attempts > 0 {
 				o.Attempts = tc.attempts

@@ -283,7 +283,7 @@ func sweepOne(dir string, log *slog.Logger) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = poll.Until(ctx, poll.Constant(20*time.Millisecond), func(context.Context) (bool, error) {
-				return !ownRegistry(pid, dir), nil
+				return exited(pid), nil
 			})
 			cancel()
 			log.Warn("stopped a registry left by an earlier run", "pid", pid, "dir", dir)
@@ -296,17 +296,17 @@ func sweepOne(dir string, log *slog.Logger) {
 // pid may have been reused by now).
 func ownRegistry(pid int, dir string) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil {
-		return false
-	}
+	return err == nil && !exited(pid) && bytes.Contains(cmdline, []byte(filepath.Join(dir, "config.yml")))
+}
+
+// exited reports whether pid is gone or a zombie (its parent reaps it).
+func exited(pid int) bool {
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err == nil {
-		// A zombie has exited already; its parent reaps it.
-		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "Z" {
-			return false
-		}
+	if err != nil {
+		return true
 	}
-	return bytes.Contains(cmdline, []byte(filepath.Join(dir, "config.yml")))
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
 }
 
 func freePort() (int, error) {
