@@ -162,7 +162,7 @@ func TestFaults(t *testing.T) {
 			o := layoutOpts(t, regions, img, repo, "v1")
 			// Both regions' registries store in Swift, which may pause
 			// reading for a while as it writes a segment.
-			o.StallTimeout, o.ResponseTimeout = 5*time.Second, 15*time.Second
+			o.StallTimeout, o.ResponseTimeout = 5*time.Second, time.Minute
 			o.Log = slog.New(slog.NewTextHandler(tWriter{t}, nil))
 			if tc.attempts > 0 {
 				o.Attempts = tc.attempts

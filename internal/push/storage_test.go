@@ -148,7 +148,6 @@ func registriesLeft(t testing.TB, dir string) []string {
 	return left
 }
 
-
 // mustBeClean fails when dir still holds a registry's state or process.
 func mustBeClean(t testing.TB, dir string) {
 	t.Helper()
