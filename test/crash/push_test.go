@@ -1,19 +1,21 @@
 package crash
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
 	"github.com/slipwayci/slipway/internal/result"
@@ -21,9 +23,9 @@ import (
 )
 
 func crashPushRegistry(t *testing.T) {
-	v := testenv.Require(t, "SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_REGISTRY_B", "SLIPWAY_TEST_REGISTRY_DATA_A",
-		"SLIPWAY_TEST_SWIFT_AUTH_URL", "SLIPWAY_TEST_SWIFT_USER", "SLIPWAY_TEST_SWIFT_KEY")
+	v := testenv.Require(t, "SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_REGISTRY_B")
 	regions := map[string]string{"a": v[0], "b": v[1]}
+	swift := openSwift(t)
 	build := pushedImages(t, builtImages(t), "openedx", "mfe")
 	run := deploytest.RandHex(3)
 	crash(t, "push-registry", scenario{name: "push to a and b", setup: func(t *testing.T, id string) *command {
@@ -34,13 +36,10 @@ func crashPushRegistry(t *testing.T) {
 			bin: "push-registry",
 			args: []string{"push", "--build-result", build, "--region", "a=" + v[0] + "/" + ns, "--region", "b=" + v[1] + "/" + ns,
 				"--result", res},
-			env:   []string{"HOME=" + dir},
-			dirs:  []string{dir},
-			state: func(t *testing.T) string { return pushState(t, res, regions, ns) },
-			leftovers: func(t *testing.T) []string {
-				left := uploadsOnDisk(v[2], ns)
-				return append(left, uploadsInSwift(t, v[3], v[4], v[5], ns)...)
-			},
+			env:       []string{"HOME=" + dir},
+			dirs:      []string{dir},
+			state:     func(t *testing.T) string { return pushState(t, res, regions, ns) },
+			leftovers: func(t *testing.T) []string { return swift.uploads(t, ns) },
 			unchanged: func(outcome) error {
 				var pr result.PushResult
 				if err := result.ReadFile(res, &pr); err != nil {
@@ -125,48 +124,55 @@ func blobsPresent(ref, host string) []string {
 	return out
 }
 
-// uploadsOnDisk lists upload sessions left in region A's filesystem
-// storage under namespace ns.
-func uploadsOnDisk(root, ns string) []string {
-	matches, _ := filepath.Glob(filepath.Join(root, "docker/registry/v2/repositories", ns, "*", "*", "_uploads", "*"))
-	for i, m := range matches {
-		matches[i] = "upload session in region a: " + m
-	}
-	return matches
+// regionSwift is the Swift container of each region (both registries
+// store there, through Keystone).
+type regionSwift struct {
+	sc         map[string]*gophercloud.ServiceClient
+	containers map[string]string
 }
 
-// uploadsInSwift lists objects of upload sessions left in region B's Swift
-// container under namespace ns.
-func uploadsInSwift(t *testing.T, authURL, user, key, ns string) []string {
+func openSwift(t *testing.T) regionSwift {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, authURL, nil)
-	req.Header.Set("X-Auth-User", user)
-	req.Header.Set("X-Auth-Key", key)
-	resp, err := http.DefaultClient.Do(req)
+	v := testenv.Require(t, "SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL", "SLIPWAY_TEST_SWIFT_KEYSTONE_USER", "SLIPWAY_TEST_SWIFT_KEYSTONE_PASSWORD",
+		"SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN", "SLIPWAY_TEST_SWIFT_KEYSTONE_PROJECT",
+		"SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A", "SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A",
+		"SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B", "SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pc, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{IdentityEndpoint: v[0], Username: v[1], Password: v[2],
+		DomainName: v[3], TenantName: v[4], AllowReauth: true})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("Keystone: %v", err)
 	}
-	resp.Body.Close()
-	storage, token := resp.Header.Get("X-Storage-Url"), resp.Header.Get("X-Auth-Token")
-	q := url.Values{"format": {"json"}, "prefix": {"files/docker/registry/v2/repositories/" + ns + "/"}}
-	req, _ = http.NewRequest(http.MethodGet, storage+"/docker_registry?"+q.Encode(), nil)
-	req.Header.Set("X-Auth-Token", token)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var objects []struct{ Name string }
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(body, &objects); err != nil {
-			t.Fatalf("listing Swift: %v: %s", err, body)
+	rs := regionSwift{sc: map[string]*gophercloud.ServiceClient{}, containers: map[string]string{"a": v[6], "b": v[8]}}
+	for name, region := range map[string]string{"a": v[5], "b": v[7]} {
+		if rs.sc[name], err = openstack.NewObjectStorageV1(pc, gophercloud.EndpointOpts{Region: region}); err != nil {
+			t.Fatalf("object store of %s: %v", region, err)
 		}
 	}
+	return rs
+}
+
+// uploads lists the objects of upload sessions left in either region's
+// container under namespace ns.
+func (rs regionSwift) uploads(t *testing.T, ns string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var out []string
-	for _, o := range objects {
-		if strings.Contains(o.Name, "/_uploads/") {
-			out = append(out, "upload session in region b: "+o.Name)
+	for _, region := range []string{"a", "b"} {
+		pages, err := objects.List(rs.sc[region], rs.containers[region], objects.ListOpts{Prefix: "files/docker/registry/v2/repositories/" + ns + "/"}).AllPages(ctx)
+		if err != nil {
+			t.Fatalf("listing region %s's container: %v", region, err)
+		}
+		names, err := objects.ExtractNames(pages)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if strings.Contains(n, "/_uploads/") {
+				out = append(out, "upload session in region "+region+": "+n)
+			}
 		}
 	}
 	return out
