@@ -529,3 +529,30 @@ func (tb *table) print() {
 		_ = os.WriteFile(p, b.Bytes(), 0o644)
 	}
 }
+
+// TestChoose: kill points alternate named steps (spread over the steps
+// reached, each a distinct occurrence) and instants (spread over the run).
+func TestChoose(t *testing.T) {
+	steps := []string{"a", "b", "b", "c", "d", "d"}
+	for _, tc := range []struct {
+		name  string
+		steps []string
+		n     int
+		want  []string
+	}{
+		{"default", steps, 2, []string{"at c:1", "after 5s"}},
+		{"wider", steps, 5, []string{"at b:1", "at c:1", "at d:2", "after 2.5s", "after 7.5s"}},
+		{"no steps", nil, 2, []string{"after 2.5s", "after 7.5s"}},
+		{"more points than steps", []string{"a"}, 4, []string{"at a:1", "after 1.667s", "after 5s", "after 8.333s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, k := range choose(tc.steps, 10*time.Second, tc.n) {
+				got = append(got, k.String())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("points (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
