@@ -168,10 +168,14 @@ func (k killPoint) String() string {
 	return fmt.Sprintf("after %s", k.after.Round(time.Millisecond))
 }
 
+// runLimit bounds one run of a command: far above a run's time even on a
+// loaded 2-core machine (a build of the samples took 2 minutes there).
+const runLimit = 15 * time.Minute
+
 // run runs c, killed at k when k is set, with the crash hook's step log.
 func run(t *testing.T, c *command, k *killPoint) outcome {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
 	defer cancel()
 	logFile := filepath.Join(t.TempDir(), "steps")
 	if c.marker == "" {
@@ -207,7 +211,7 @@ func run(t *testing.T, c *command, k *killPoint) outcome {
 		t.Fatalf("%s: %v", c.bin, err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("%s %s did not finish in 5 minutes", c.bin, strings.Join(c.args, " "))
+		t.Fatalf("%s %s did not finish in %s", c.bin, strings.Join(c.args, " "), runLimit)
 	}
 	return o
 }
