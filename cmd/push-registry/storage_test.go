@@ -49,6 +49,33 @@ func newStorageEnv(t *testing.T) storageEnv {
 	return e
 }
 
+// trustee writes targets and secrets for Magnum's trustee: its user and
+// domain in the targets, its password and the trust in the secrets, as
+// Magnum writes a node registry's config.
+func (e storageEnv) trustee(t *testing.T) (targets, secrets string, secret []string) {
+	v := testenv.Require(t, "SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_USER", "SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_PASSWORD",
+		"SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_DOMAIN_ID", "SLIPWAY_TEST_SWIFT_KEYSTONE_TRUST_ID")
+	raw, err := os.ReadFile(e.targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(raw), "\n") {
+		switch k, _, _ := strings.Cut(strings.TrimSpace(line), ":"); k {
+		case "username":
+			b.WriteString("      username: " + v[0] + "\n      domainid: " + v[2] + "\n")
+		case "domain", "tenant", "tenantdomain":
+		default:
+			b.WriteString(line)
+		}
+	}
+	dir := t.TempDir()
+	targets, secrets = filepath.Join(dir, "trustee.yaml"), filepath.Join(dir, "trustee-secrets.yaml")
+	os.WriteFile(targets, []byte(b.String()), 0o644)
+	os.WriteFile(secrets, []byte("swift_credentials:\n  a: {password: "+v[1]+", trustid: "+v[3]+"}\n  b: {password: "+v[1]+", trustid: "+v[3]+"}\n"), 0o600)
+	return targets, secrets, []string{v[1], v[3]}
+}
+
 func (e storageEnv) args(verb string, extra ...string) []string {
 	return append([]string{verb, "--targets", e.targets, "--secrets-file", e.secrets, "--state-dir", e.stateDir,
 		"--registry-binary", "/usr/bin/docker-registry"}, extra...)
@@ -104,7 +131,8 @@ func (w *watchChild) finish() map[string]string {
 }
 
 // TestCLIStorageSecrets pushes to storage-backed regions with the Keystone
-// password from the secrets file (and a trust ID): neither shows
+// password from the secrets file, then as Magnum's trustee with the trust
+// (user and domain in the targets, password and trust ID secret): none shows
 // in the child registry's command line or environment, in logs (debug,
 // JSON), stderr, stdout, the result or zuul_return; the child's directory
 // and config are private.
@@ -112,27 +140,25 @@ func TestCLIStorageSecrets(t *testing.T) {
 	e := newStorageEnv(t)
 	img := pushtest.RandomImage(t, 1, 20_000)
 	dir := pushtest.WriteLayout(t, img)
-	const trustID = "trust-Zq81-secret-id"
-	trustSecrets := filepath.Join(t.TempDir(), "trust.yaml")
-	os.WriteFile(trustSecrets, []byte("swift_credentials:\n  a: {password: "+e.password+", trustid: "+trustID+"}\n  b: {password: "+e.password+", trustid: "+trustID+"}\n"), 0o600)
+	trusteeTargets, trusteeSecrets, trustSecrets := e.trustee(t)
 	for _, tc := range []struct {
-		name     string
-		secrets  string
-		wantCode int
+		name             string
+		targets, secrets string
+		secret           []string
 	}{
-		{"password", e.secrets, 0},
-		{"trust ID", trustSecrets, 0},
+		{"password", e.targets, e.secrets, []string{e.password}},
+		{"Magnum's trustee and trust", trusteeTargets, trusteeSecrets, trustSecrets},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := t.TempDir()
 			repo := pushtest.UniqueRepo(t)
 			w := watchChildren(e.stateDir)
-			args := append([]string{"--debug", "--log-format", "json"}, e.args("push", "--secrets-file", tc.secrets, "--source", "oci:"+dir, "--repository", repo, "--tag", "v1",
+			args := append([]string{"--debug", "--log-format", "json"}, e.args("push", "--targets", tc.targets, "--secrets-file", tc.secrets, "--source", "oci:"+dir, "--repository", repo, "--tag", "v1",
 				"--result", filepath.Join(out, "push.json"), "--zuul-return", filepath.Join(out, "zuul.json"))...)
 			code, stdout, stderr := runCLI(t, args...)
 			seen := w.finish()
-			if code != tc.wantCode {
-				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tc.wantCode, stderr)
+			if code != 0 {
+				t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
 			}
 			if len(seen) == 0 {
 				t.Fatal("no child registry was seen")
@@ -157,15 +183,18 @@ func TestCLIStorageSecrets(t *testing.T) {
 				texts[f] = string(b)
 			}
 			for where, s := range texts {
-				for _, secret := range []string{e.password, trustID} {
+				for _, secret := range tc.secret {
 					if strings.Contains(s, secret) {
 						t.Errorf("%s contains a secret", where)
 					}
 				}
 			}
-			if tc.wantCode == 0 {
-				pushtest.MustContain(t, texts[filepath.Join(out, "zuul.json")], "docker://localhost:5000/"+repo+"@"+pushtest.Digest(t, img))
-				pushtest.MustContain(t, texts[filepath.Join(out, "push.json")], `"nodeRepository": "localhost:5000/`+repo+`"`)
+			pushtest.MustContain(t, texts[filepath.Join(out, "zuul.json")], "docker://localhost:5000/"+repo+"@"+pushtest.Digest(t, img))
+			pushtest.MustContain(t, texts[filepath.Join(out, "push.json")], `"nodeRepository": "localhost:5000/`+repo+`"`)
+			for _, node := range e.nodes {
+				if got := pushtest.TagDigest(t, node, repo, "v1"); got != pushtest.Digest(t, img) {
+					t.Errorf("%s: v1 = %q", node, got)
+				}
 			}
 		})
 	}
