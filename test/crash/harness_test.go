@@ -169,7 +169,7 @@ func (k killPoint) String() string {
 }
 
 // runLimit bounds one run of a command: far above a run's time even on a
-// loaded 2-core machine (a build of the samples took 2 minutes there).
+// loaded 2-core machine (a build of the samples took over 5 minutes there).
 const runLimit = 15 * time.Minute
 
 // run runs c, killed at k when k is set, with the crash hook's step log.
