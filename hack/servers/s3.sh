@@ -15,7 +15,10 @@ else
 fi
 [ -x "$gw" ] || die "versitygw missing: run hack/tools/data.sh"
 port=$(free_port)
-access=slipway-test
+# A random access key too: it is a secret to the binaries (redacted from
+# their output), so it must not equal a word that appears elsewhere, such as
+# the bucket's name or the test runner's temp dir.
+access=AK$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
 secret=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 # Keys go through the environment, never argv.
 ROOT_ACCESS_KEY_ID=$access ROOT_SECRET_ACCESS_KEY=$secret VGW_PORT=127.0.0.1:$port \
