@@ -218,7 +218,17 @@ func (l *localRegistry) logTail() string {
 	if len(data) > 2000 {
 		data = data[len(data)-2000:]
 	}
-	s := strings.TrimSpace(logging.Scrub(string(data)))
+	s := logging.Scrub(string(data))
+	// A registry that dies at start panics ("panic: swift authentication
+	// failed: ..."): its cause is the panic line, the Go stack after it is
+	// noise to the operator.
+	if i := strings.Index(s, "panic: "); i >= 0 {
+		s = s[i:]
+		if j := strings.Index(s, "\ngoroutine "); j >= 0 {
+			s = s[:j]
+		}
+	}
+	s = strings.TrimSpace(s)
 	if s == "" {
 		return "(its log is empty)"
 	}
