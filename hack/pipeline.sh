@@ -142,6 +142,9 @@ slipway_work_dir: "$state/work/{{ zuul.job }}"
 slipway_regions:
   - {name: a, registry: "$SLIPWAY_TEST_REGISTRY_A", insecure: true}
   - {name: b, registry: "$SLIPWAY_TEST_REGISTRY_B", insecure: true}
+# The test Swift (one Python proxy behind the emulator's Keystone) can stall
+# for tens of seconds on a loaded machine; a real region answers in 30 s.
+slipway_push_request_timeout: 2m
 slipway_buildset_registry: "$SLIPWAY_TEST_REGISTRY_BUILDSET"
 slipway_buildset_insecure: true
 slipway_insecure_registries: ["$SLIPWAY_TEST_REGISTRY_BUILDSET"]
