@@ -1,11 +1,14 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,7 +93,7 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if err := sweepDead(ctx, store, opts.S3.Prefix, opts.Now().Add(-opts.StaleAfter), opts.Logger); err != nil {
 		return nil, err
 	}
-	if err := store.Put(ctx, prefix+heartbeatName, strings.NewReader(start.Format(time.RFC3339))); err != nil {
+	if err := store.Put(ctx, prefix+heartbeatName, strings.NewReader(beat(start))); err != nil {
 		return nil, fmt.Errorf("starting backup %s: %w", id, err)
 	}
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
@@ -154,9 +157,55 @@ func heartbeat(ctx context.Context, store ObjectStore, key string, interval time
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			_ = store.Put(ctx, key, strings.NewReader(now.UTC().Format(time.RFC3339)))
+			_ = store.Put(ctx, key, strings.NewReader(beat(now)))
 		}
 	}
+}
+
+// beat is the heartbeat's content: the time, and who writes it (host, pid
+// and the process's start time, so a reused pid is not taken for it).
+func beat(now time.Time) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s\nhost=%s pid=%d start=%s\n", now.UTC().Format(time.RFC3339), host, os.Getpid(), procStart(os.Getpid()))
+}
+
+// procStart is field 22 of /proc/PID/stat, the process's start time in
+// clock ticks since boot; "" when there is no such process (or no /proc).
+func procStart(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// deadHere reports whether the heartbeat content hb was written by a
+// process of this host that is gone: then its backup is a killed run's at
+// once, without waiting for the heartbeat to go stale. A heartbeat of
+// another host (another CronJob pod) says nothing here.
+func deadHere(hb string) bool {
+	_, owner, ok := strings.Cut(hb, "\n")
+	if !ok {
+		return false
+	}
+	var host, start string
+	var pid int
+	if n, _ := fmt.Sscanf(strings.TrimSpace(owner), "host=%s pid=%d start=%s", &host, &pid, &start); n != 3 {
+		return false
+	}
+	me, err := os.Hostname()
+	if err != nil || host != me || pid <= 0 || start == "" {
+		return false
+	}
+	return procStart(pid) != start
 }
 
 // sweepDead removes the backups a killed create left under prefix: no
@@ -207,7 +256,7 @@ func sweepDead(ctx context.Context, store *S3Store, prefix string, before time.T
 		if up.After(last) {
 			last = up
 		}
-		if last.Before(before) {
+		if last.Before(before) || ownerGone(ctx, store, prefix+id+"/"+heartbeatName) {
 			dead[id] = true
 		}
 	}
@@ -221,6 +270,18 @@ func sweepDead(ctx context.Context, store *S3Store, prefix string, before time.T
 		}
 	}
 	return nil
+}
+
+// ownerGone reads the heartbeat at key: true when the run that wrote it
+// ran on this host and is gone.
+func ownerGone(ctx context.Context, store ObjectStore, key string) bool {
+	rc, err := store.Get(ctx, key)
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 4096))
+	return err == nil && deadHere(string(data))
 }
 
 // discard deletes what a failed create wrote under prefix, with a context
