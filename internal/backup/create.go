@@ -16,6 +16,7 @@ import (
 
 	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/fanout"
+	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
@@ -73,24 +74,19 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if len(sources) == 0 {
 		return nil, usererr.Errorf("nothing to back up: give %s and/or %s", opts.Names.of("MySQL.Databases"), opts.Names.of("Mongo.Databases"))
 	}
-	start := opts.Now().UTC()
-	id := NewID(start)
-	prefix := opts.S3.Prefix + id + "/"
-	existing, err := store.List(ctx, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("checking for backup %s: %w", id, err)
-	}
-	if len(existing) > 0 {
-		return nil, fmt.Errorf("backup %s already exists (another run started in the same second?): retry in a second", id)
-	}
 	if opts.Jobs == 0 {
 		opts.Jobs = 2
 	}
 	if opts.StaleAfter <= 0 {
 		opts.StaleAfter = 10 * time.Minute
 	}
-	// What a killed create left goes first: its objects and open uploads.
+	// What a killed create left goes first: its objects and open uploads
+	// (a rerun in the same second as the run it follows has its ID).
 	if err := sweepDead(ctx, store, opts.S3.Prefix, opts.Now().Add(-opts.StaleAfter), opts.Logger); err != nil {
+		return nil, err
+	}
+	start, id, prefix, err := freeID(ctx, store, opts)
+	if err != nil {
 		return nil, err
 	}
 	if err := store.Put(ctx, prefix+heartbeatName, strings.NewReader(beat(start))); err != nil {
@@ -145,6 +141,30 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	}
 	opts.Logger.Info("backup complete", "backup", id, "dumps", len(m.Dumps))
 	return m, nil
+}
+
+// freeID names the new backup by its start second; when a backup of that
+// second exists (a rerun right after a run it follows), it waits for the
+// next second, twice at most.
+func freeID(ctx context.Context, store ObjectStore, opts CreateOptions) (time.Time, string, string, error) {
+	for try := 0; ; try++ {
+		start := opts.Now().UTC()
+		id := NewID(start)
+		prefix := opts.S3.Prefix + id + "/"
+		existing, err := store.List(ctx, prefix)
+		if err != nil {
+			return start, id, prefix, fmt.Errorf("checking for backup %s: %w", id, err)
+		}
+		if len(existing) == 0 {
+			return start, id, prefix, nil
+		}
+		if try == 2 {
+			return start, id, prefix, fmt.Errorf("backup %s already exists (another run started in the same second?): retry in a second", id)
+		}
+		if err := poll.Sleep(ctx, start.Truncate(time.Second).Add(time.Second).Sub(start)+10*time.Millisecond); err != nil {
+			return start, id, prefix, err
+		}
+	}
 }
 
 // heartbeat rewrites key every interval until ctx ends, so that a later
