@@ -55,32 +55,19 @@ bridge=slipway$id cgroup=slipway-node-$id
 printf 'bridge=%s\ncgroup=%s\n' "$bridge" "$cgroup" >"$root/state"
 
 # --- the node registry: region A's storage, its own process ------------------
-# As Magnum's configure-docker-registry.sh writes it on a node of region A:
-# Swift through Keystone v3, logged in as Magnum's trustee with the cluster's
-# trust, on region A's container (where registry A, push-registry's, stores).
+# As Magnum writes it on a node of region A (registries.sh's a-node.yml:
+# Swift through Keystone v3, Magnum's trustee with the trust, region A's
+# container, where registry A stores too), on a port of its own.
 regport=$(free_port)
-[ -f "$dir/env.d/swift.env" ] || die "the node registry needs swift: hack/testenv.sh up DIR kube openstack swift registries baseimages node"
-# shellcheck source=/dev/null # written by hack/servers/swift.sh
-. "$dir/env.d/swift.env"
-(umask 077; cat >"$root/registry.yml" <<CONF
-version: 0.1
-log: {level: warn}
-storage:
-  swift:
-    authurl: $SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL
-    authversion: 3
-    username: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_USER
-    password: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_PASSWORD
-    domainid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_DOMAIN_ID
-    trustid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUST_ID
-    region: $SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A
-    container: $SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A
-    chunksize: 5242880
-    insecureskipverify: true
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$regport, secret: slipway-test-node-a}
-CONF
-)
+a_conf="$dir/registry/a-node.yml"
+[ -f "$a_conf" ] || die "$a_conf missing: hack/testenv.sh up DIR kube openstack swift registries baseimages node"
+(umask 077; {
+  echo "version: 0.1"
+  echo "log: {level: warn}"
+  sed -n '/^storage:/,/^[^ ]/{/^storage:/p;/^ /p}' "$a_conf"
+  echo "http: {addr: 127.0.0.1:$regport, secret: slipway-test-node-a}"
+} >"$root/registry.yml")
+grep -q '^storage:' "$root/registry.yml" || die "no storage section in $a_conf"
 start_bg node-registry "$dir" env -u AWS_CA_BUNDLE docker-registry serve "$root/registry.yml"
 wait_for "node registry on port $regport" 30 curl -fsS "http://127.0.0.1:$regport/v2/"
 

@@ -87,6 +87,9 @@ fs_conf buildset "$bs"
 swift_conf a "$a" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A"
 swift_conf b "$b" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B"
 node_conf b-node "$n" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B"
+# Region A's node registry is node.sh's: it takes the storage section of
+# a-node.yml (the port here is unused).
+node_conf a-node 0 "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A"
 umask 022
 for r in a buildset b b-node; do start_bg "registry-$r" "$dir" env -u AWS_CA_BUNDLE docker-registry serve "$root/$r.yml"; done
 for p in "$a" "$bs" "$b" "$n"; do wait_for "registry on port $p" 30 curl -fsS "http://127.0.0.1:$p/v2/"; done
