@@ -1,5 +1,7 @@
 package result
 
+import "fmt"
+
 // ClusterResult is written by magnum-cluster and read by deploy-k8s (for the
 // kubeconfig) and by people: what the cluster is and what this run changed.
 type ClusterResult struct {
@@ -44,4 +46,31 @@ type ClusterState struct {
 	MaxNodeCount    *int     `json:"maxNodeCount,omitempty"`
 	MasterAddresses []string `json:"masterAddresses,omitempty"`
 	NodeAddresses   []string `json:"nodeAddresses,omitempty"`
+}
+
+// ClustersResult is written by magnum-cluster for a spec with regions: one
+// ClusterResult per region (each a whole document of its own, without the
+// Zuul change, which is recorded once here), in the spec's order, the
+// primary first.
+type ClustersResult struct {
+	Header
+	Zuul    *ZuulRef        `json:"zuul,omitempty"`
+	Regions []ClusterResult `json:"regions"`
+	// Changes lists what this run did in every region, each change prefixed
+	// with its region ("RegionTwo: created cluster ..."); empty when nothing
+	// had to change anywhere.
+	Changes []string `json:"changes"`
+}
+
+// ResultKind implements Document.
+func (r *ClustersResult) ResultKind() string { return "ClustersResult" }
+
+// In returns the cluster of region.
+func (r *ClustersResult) In(region string) (*ClusterResult, error) {
+	for i := range r.Regions {
+		if r.Regions[i].Region == region {
+			return &r.Regions[i], nil
+		}
+	}
+	return nil, fmt.Errorf("the cluster result has no region %q", region)
 }
