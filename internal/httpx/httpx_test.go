@@ -2,10 +2,14 @@ package httpx
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -142,5 +146,44 @@ func TestUserAgentAndRedact(t *testing.T) {
 	got := Redact("http://user:pw@swift:8080/v1/AUTH_t/c/o?temp_url_sig=abcdef&temp_url_expires=1")
 	if strings.Contains(got, "pw") || strings.Contains(got, "abcdef") || !strings.Contains(got, "temp_url_expires=1") {
 		t.Errorf("Redact() = %q", got)
+	}
+}
+
+// TestCertPool: a pool from a CA file trusts a server that CA signed; a
+// file without a certificate, or none at all, is an error naming the file.
+func TestCertPool(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	notPEM := write("key.txt", []byte("not a certificate\n"))
+
+	pool, err := CertPool(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	resp, err := hc.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("the pool does not trust the server the file's CA signed: %v", err)
+	}
+	resp.Body.Close()
+
+	for _, tc := range []struct{ name, file, want string }{
+		{"no PEM", notPEM, notPEM + " holds no PEM certificate"},
+		{"missing", filepath.Join(dir, "nope.pem"), "nope.pem: no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := CertPool(tc.file); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -6,8 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -181,7 +182,7 @@ func secretsFrom(file string, root *yaml.Node) (*secretsFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range sortedKeys(sf.RegistryCredentials) {
+	for _, k := range slices.Sorted(maps.Keys(sf.RegistryCredentials)) {
 		c := sf.RegistryCredentials[k]
 		logging.Register(c.Password.Reveal(), c.Token.Reveal())
 		if c.Username == "" && c.Token.Empty() {
@@ -190,7 +191,7 @@ func secretsFrom(file string, root *yaml.Node) (*secretsFile, error) {
 		c.From = "secrets file"
 		sf.RegistryCredentials[k] = c
 	}
-	for _, k := range sortedKeys(sf.SwiftCredentials) {
+	for _, k := range slices.Sorted(maps.Keys(sf.SwiftCredentials)) {
 		c := sf.SwiftCredentials[k]
 		logging.Register(c.Password.Reveal(), c.TrustID.Reveal())
 		if c.Password.Empty() {
@@ -200,15 +201,6 @@ func secretsFrom(file string, root *yaml.Node) (*secretsFile, error) {
 		sf.SwiftCredentials[k] = c
 	}
 	return &sf, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // credentialsSection returns a document holding only the credential

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -47,16 +45,9 @@ func baseTransport(r Region, conn *Conn) (http.RoundTripper, error) {
 	t.ResponseHeaderTimeout = 0
 	t.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	if r.CAFile != "" {
-		pem, err := os.ReadFile(r.CAFile)
+		pool, err := httpx.CertPool(r.CAFile)
 		if err != nil {
 			return nil, usererr.Errorf("region %s: caFile: %w", r.Name, err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usererr.Errorf("region %s: caFile %s holds no PEM certificate", r.Name, r.CAFile)
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

@@ -3,13 +3,11 @@ package push
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -199,16 +197,9 @@ func newObjectStore(ctx context.Context, r Region, c SwiftCredential, retry http
 	s := r.Swift
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: s.InsecureSkipVerify} //nolint:gosec // the user's choice, as in the node registries
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
+		pool, err := httpx.CertPool(s.CAFile)
 		if err != nil {
 			return nil, usererr.Errorf("region %s: swift.cafile: %w", r.Name, err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usererr.Errorf("region %s: swift.cafile %s holds no PEM certificate", r.Name, s.CAFile)
 		}
 		tc.RootCAs = pool
 	}
