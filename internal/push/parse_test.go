@@ -35,12 +35,37 @@ func wantError(t *testing.T, err error, want string) bool {
 	return false
 }
 
+// parseCase is a row of a parser's table test: in parses to want, or fails
+// with a user error containing wantErr.
+type parseCase[T any] struct {
+	name, in string
+	want     T
+	wantErr  string
+}
+
+// testParse runs a parser's table; a case without a name is named by its
+// input. parse gets the case's t for checks of its own.
+func testParse[T any](t *testing.T, tests []parseCase[T], parse func(t *testing.T, in string) (T, error), opts ...cmp.Option) {
+	t.Helper()
+	for _, tt := range tests {
+		name := tt.name
+		if name == "" {
+			name = tt.in
+		}
+		t.Run(name, func(t *testing.T) {
+			got, err := parse(t, tt.in)
+			if !wantError(t, err, tt.wantErr) {
+				return
+			}
+			if diff := cmp.Diff(tt.want, got, opts...); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestParseRegion(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     Region
-		wantErr  string
-	}{
+	tests := []parseCase[Region]{
 		{name: "host and port", in: "a=127.0.0.1:5000", want: Region{Name: "a", Registry: "127.0.0.1:5000"}},
 		{name: "namespace", in: "regionone=registry.a.example:5000/acme/prod", want: Region{Name: "regionone", Registry: "registry.a.example:5000", Namespace: "acme/prod"}},
 		{name: "trailing slash", in: "b=reg.example/acme/", want: Region{Name: "b", Registry: "reg.example", Namespace: "acme"}},
@@ -51,25 +76,11 @@ func TestParseRegion(t *testing.T) {
 		{name: "bad namespace", in: "a=reg.example/Acme", wantErr: `namespace "Acme"`},
 		{name: "bad host", in: "a=reg example:5000", wantErr: "not a valid host"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseRegion(tt.in)
-			if !wantError(t, err, tt.wantErr) {
-				return
-			}
-			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreUnexported(Region{})); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	testParse(t, tests, func(_ *testing.T, in string) (Region, error) { return ParseRegion(in) }, cmpopts.IgnoreUnexported(Region{}))
 }
 
 func TestParseTargets(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     []Region
-		wantErr  string
-	}{
+	tests := []parseCase[[]Region]{
 		{
 			name: "two regions",
 			in:   "regions:\n  - name: a\n    registry: reg.a:5000\n    namespace: acme\n  - name: b\n    registry: reg.b:5000\n    insecure: true\n",
@@ -92,17 +103,9 @@ func TestParseTargets(t *testing.T) {
 		{name: "node registry", in: "regions:\n  - {name: a, registry: reg.a:5000, nodeRegistry: 'reg-a.internal:5000'}\n",
 			want: []Region{{Name: "a", Registry: "reg.a:5000", NodeRegistry: "reg-a.internal:5000"}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseTargets(strings.NewReader(tt.in), "targets.yaml")
-			if !wantError(t, err, tt.wantErr) {
-				return
-			}
-			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreUnexported(Region{})); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	testParse(t, tests, func(_ *testing.T, in string) ([]Region, error) {
+		return ParseTargets(strings.NewReader(in), "targets.yaml")
+	}, cmpopts.IgnoreUnexported(Region{}))
 }
 
 // TestConfigErrorFormat: every problem in a file push-registry reads (a
@@ -210,11 +213,7 @@ func FuzzParseSecrets(f *testing.F) {
 }
 
 func TestParseSecrets(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     map[string]string // key → username
-		wantErr  string
-	}{
+	tests := []parseCase[map[string]string]{ // want: key → username
 		{name: "by region and host", in: "other_var: 1\nregistry_credentials:\n  a: {username: ci, password: pw-a-secret}\n  reg.b:5000: {username: cb, password: pw-b-secret}\n", want: map[string]string{"a": "ci", "reg.b:5000": "cb"}},
 		{name: "unknown field", in: "registry_credentials:\n  a: {user: ci, password: pw-a-secret}\n", wantErr: "registry_credentials.a.user: unknown field"},
 		{name: "scalar instead of mapping", in: "registry_credentials:\n  a: pw-a-secret\n", wantErr: "registry_credentials"},
@@ -223,35 +222,27 @@ func TestParseSecrets(t *testing.T) {
 		{name: "swift only", in: "swift_credentials:\n  b: {username: trustee, password: pw-a-secret, trustid: pw-trust}\n", want: map[string]string{}},
 		{name: "swift scalar", in: "swift_credentials:\n  b: pw-a-secret\n", wantErr: "swift_credentials.b: must be a mapping of username, password, trustid (the value is not shown"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseSecrets(strings.NewReader(tt.in), "secrets.yaml")
-			if err != nil && strings.Contains(err.Error(), "pw-a-secret") {
+	testParse(t, tests, func(t *testing.T, in string) (map[string]string, error) {
+		got, err := parseSecrets(strings.NewReader(in), "secrets.yaml")
+		if err != nil {
+			if strings.Contains(err.Error(), "pw-a-secret") {
 				t.Errorf("error shows the password: %v", err)
 			}
-			if !wantError(t, err, tt.wantErr) {
-				return
+			return nil, err
+		}
+		users := map[string]string{}
+		for k, c := range got.RegistryCredentials {
+			users[k] = c.Username
+			if s := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(s, "pw-") {
+				t.Errorf("formatting a credential shows its password: %s", s)
 			}
-			users := map[string]string{}
-			for k, c := range got.RegistryCredentials {
-				users[k] = c.Username
-				if s := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(s, "pw-") {
-					t.Errorf("formatting a credential shows its password: %s", s)
-				}
-			}
-			if diff := cmp.Diff(tt.want, users); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+		}
+		return users, nil
+	})
 }
 
 func TestParseSource(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    sourceSpec
-		wantErr string
-	}{
+	tests := []parseCase[sourceSpec]{
 		{in: "oci:/out/img", want: sourceSpec{Kind: "oci", Path: "/out/img"}},
 		{in: "oci:/out/img:v1", want: sourceSpec{Kind: "oci", Path: "/out/img", Ref: "v1"}},
 		{in: "oci:out@sha256:abc", want: sourceSpec{Kind: "oci", Path: "out", Ref: "sha256:abc"}},
@@ -262,17 +253,7 @@ func TestParseSource(t *testing.T) {
 		{in: "reg:5000/Acme/app:v1", wantErr: "not an image reference"},
 		{in: "", wantErr: "empty"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseSource(tt.in)
-			if !wantError(t, err, tt.wantErr) {
-				return
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
+	testParse(t, tests, func(_ *testing.T, in string) (sourceSpec, error) { return parseSource(in) })
 }
 
 func TestLookupDockerConfig(t *testing.T) {
