@@ -18,7 +18,7 @@ set -euo pipefail
 # point at it, the emulator before Swift (its Keystone validates Swift's
 # tokens), Swift before the registries that store into it, and kube and the
 # registries before the node that joins one and pulls from the other.
-ORDER=(kube kube-b openstack swift registries baseimages node mariadb mongo s3)
+ORDER=(kube kube-b openstack swift registries baseimages node node-b mariadb mongo s3)
 ALL_SERVERS=()
 for s in "${ORDER[@]}"; do [ -x "$SLIPWAY_ROOT/hack/servers/$s.sh" ] && ALL_SERVERS+=("$s"); done
 

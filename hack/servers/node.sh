@@ -23,18 +23,39 @@
 # Exports SLIPWAY_TEST_NODE (node-a0), SLIPWAY_TEST_NODE_TAINT (the taint's
 # key), SLIPWAY_TEST_NODE_REGISTRY (the node registry's 127.0.0.1:PORT),
 # SLIPWAY_TEST_NODE_REGISTRY_NAME (localhost:5000),
-# SLIPWAY_TEST_NODE_CONTAINERD (containerd's socket), SLIPWAY_TEST_NODE_CGROUP.
+# SLIPWAY_TEST_NODE_CONTAINERD (containerd's socket), SLIPWAY_TEST_NODE_CGROUP,
+# SLIPWAY_TEST_NODE_IP (the node's InternalIP, its pod bridge's address).
+#
+# SLIPWAY_NODE_SITE=b (hack/servers/node-b.sh) starts region B's node instead:
+# `node-b0` in region B's control plane (kube-b), its node registry on region
+# B's container (registries.sh's b-node.yml), under DIR/node-b with its own
+# containerd, mount namespace, bridge, subnet and cgroup, exporting the same
+# variables as SLIPWAY_TEST_NODE_B_* (SLIPWAY_TEST_NODE_B is node-b0).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 [ $# -eq 1 ] || usage
-dir=$1; root="$dir/node"; here="$SLIPWAY_ROOT/hack/servers/node"
-node=node-a0 taint=slipway.test/real-node regname=localhost:5000
+site=${SLIPWAY_NODE_SITE:-}
+case $site in
+  "") name=node node=node-a0 kube=kube var=SLIPWAY_TEST_NODE conf=a-node.yml ;;
+  b) name=node-b node=node-b0 kube=kube-b var=SLIPWAY_TEST_NODE_B conf=b-node.yml ;;
+  *) die "SLIPWAY_NODE_SITE=$site: only b is known" ;;
+esac
+dir=$1; root="$dir/$name"; here="$SLIPWAY_ROOT/hack/servers/node"
+taint=slipway.test/real-node regname=localhost:5000
 [ "$(id -u)" = 0 ] || die "the test node needs root (containerd, runc, mounts, a bridge)"
-for f in registries baseimages kube; do
-  [ -f "$dir/env.d/$f.env" ] || die "node needs $f first: hack/testenv.sh up DIR kube openstack swift registries baseimages node"
+for f in registries baseimages "$kube"; do
+  [ -f "$dir/env.d/$f.env" ] || die "$name needs $f first: hack/testenv.sh up DIR $kube openstack swift registries baseimages $name"
   # shellcheck source=/dev/null # written by hack/servers/$f.sh
   . "$dir/env.d/$f.env"
 done
+# The site's control plane and CI registry (kube.sh, registries.sh).
+if [ "$site" = b ]; then
+  kube_server=$SLIPWAY_TEST_KUBE_B_SERVER kube_ca=$SLIPWAY_TEST_KUBE_B_CA_CERT kube_ca_key=$SLIPWAY_TEST_KUBE_B_CA_KEY
+  kubeconfig=$SLIPWAY_TEST_KUBE_B_KUBECONFIG ci_registry=$SLIPWAY_TEST_REGISTRY_B
+else
+  kube_server=$SLIPWAY_TEST_KUBE_SERVER kube_ca=$SLIPWAY_TEST_KUBE_CA_CERT kube_ca_key=$SLIPWAY_TEST_KUBE_CA_KEY
+  kubeconfig=$SLIPWAY_TEST_KUBECONFIG ci_registry=$SLIPWAY_TEST_REGISTRY_A
+fi
 case $dir in /run/*|/var/lib/*|/var/log/*) die "the env dir must not be under /run, /var/lib or /var/log (the node hides them)";; esac
 for c in containerd containerd-shim-runc-v2 runc unshare nsenter ip umoci skopeo docker-registry; do
   command -v "$c" >/dev/null || die "$c missing: run hack/install-deps.sh"
@@ -45,30 +66,34 @@ if [ -x "$kube_bin/kubelet" ]; then bin=$kube_bin; else bin=$("$SLIPWAY_ROOT/hac
 [ -x "$bin/kubelet" ] || die "$bin/kubelet missing: run hack/tools/kube.sh"
 
 # A start that failed half-way is undone first (its processes may still run).
-[ -f "$root/state" ] && "$here/down.sh" "$dir"
+[ -f "$root/state" ] && "$here/down.sh" "$dir" "$name"
 rm -rf "$root"; mkdir -p "$root"/{containerd,cni/net.d,cni/ipam,certs.d,kubelet,pki,pod-logs,volume-plugins,tmp} "$dir/down.d"
 # The undo script is in place before anything needs undoing.
-printf '#!/bin/sh\nexec %q %q\n' "$here/down.sh" "$dir" >"$dir/down.d/node"
-chmod +x "$dir/down.d/node"
-id=$(printf '%s' "$dir" | sha256sum | cut -c1-8)
-bridge=slipway$id cgroup=slipway-node-$id
+printf '#!/bin/sh\nexec %q %q %q\n' "$here/down.sh" "$dir" "$name" >"$dir/down.d/$name"
+chmod +x "$dir/down.d/$name"
+# Names of host objects (bridge, cgroup): one set per env and node. Region
+# A's keep the env dir's hash alone, as before there was a region B node.
+if [ "$site" = b ]; then idsrc="$dir $name"; else idsrc=$dir; fi
+id=$(printf '%s' "$idsrc" | sha256sum | cut -c1-8)
+bridge=slipway$id cgroup=slipway-$name-$id
 printf 'bridge=%s\ncgroup=%s\n' "$bridge" "$cgroup" >"$root/state"
 
-# --- the node registry: region A's storage, its own process ------------------
-# As Magnum writes it on a node of region A (registries.sh's a-node.yml:
-# Swift through Keystone v3, Magnum's trustee with the trust, region A's
-# container, where registry A stores too), on a port of its own.
+# --- the node registry: the region's storage, its own process ----------------
+# As Magnum writes it on a node of the region (registries.sh's a-node.yml or
+# b-node.yml: Swift through Keystone v3, Magnum's trustee with the trust, the
+# region's container, where the region's CI registry stores too), on a port
+# of its own.
 regport=$(free_port)
-a_conf="$dir/registry/a-node.yml"
-[ -f "$a_conf" ] || die "$a_conf missing: hack/testenv.sh up DIR kube openstack swift registries baseimages node"
+node_conf="$dir/registry/$conf"
+[ -f "$node_conf" ] || die "$node_conf missing: hack/testenv.sh up DIR $kube openstack swift registries baseimages $name"
 (umask 077; {
   echo "version: 0.1"
   echo "log: {level: warn}"
-  sed -n '/^storage:/,/^[^ ]/{/^storage:/p;/^ /p}' "$a_conf"
-  echo "http: {addr: 127.0.0.1:$regport, secret: slipway-test-node-a}"
+  sed -n '/^storage:/,/^[^ ]/{/^storage:/p;/^ /p}' "$node_conf"
+  echo "http: {addr: 127.0.0.1:$regport, secret: slipway-test-$node}"
 } >"$root/registry.yml")
-grep -q '^storage:' "$root/registry.yml" || die "no storage section in $a_conf"
-start_bg node-registry "$dir" env -u AWS_CA_BUNDLE docker-registry serve "$root/registry.yml"
+grep -q '^storage:' "$root/registry.yml" || die "no storage section in $node_conf"
+start_bg "$name-registry" "$dir" env -u AWS_CA_BUNDLE docker-registry serve "$root/registry.yml"
 wait_for "node registry on port $regport" 30 curl -fsS "http://127.0.0.1:$regport/v2/"
 
 # --- the pause image: the busybox base image sleeping, in the node registry --
@@ -80,7 +105,7 @@ pause_ref=slipway/pause:1
   umoci config --image "$root/tmp/pause:base" --tag pause --no-history \
     --config.entrypoint /bin/sleep --config.cmd 2147483647 --config.workingdir /
   skopeo copy --quiet --dest-tls-verify=false "oci:$root/tmp/pause:pause" "docker://127.0.0.1:$regport/$pause_ref"
-) >"$dir/logs/node-pause.log" 2>&1 || { cat "$dir/logs/node-pause.log" >&2; die "building the pause image"; }
+) >"$dir/logs/$name-pause.log" 2>&1 || { cat "$dir/logs/$name-pause.log" >&2; die "building the pause image"; }
 rm -rf "$root/tmp/pause"
 
 # --- the pod network: a bridge of this env, one /24 nobody else routes --------
@@ -114,7 +139,7 @@ CNI
 
 # --- containerd: private root, state and socket; registry hosts ---------------
 sock="$root/containerd.sock"
-for h in "$regname" "$SLIPWAY_TEST_REGISTRY_A"; do
+for h in "$regname" "$ci_registry"; do
   mkdir -p "$root/certs.d/$h"
   # `server` (the fallback) is the node registry too: a pull never falls
   # through to another registry that might hold the image. containerd 1.6
@@ -156,12 +181,12 @@ TOML
 
 # --- kubelet: PKI, kubeconfig, configuration ----------------------------------
 pki="$root/pki"
-ossl() { openssl "$@" 2>>"$dir/logs/node-pki.log"; }
+ossl() { openssl "$@" 2>>"$dir/logs/$name-pki.log"; }
 sign() { # name subject extfile-lines
   ossl genrsa -out "$pki/$1.key" 2048
   ossl req -new -key "$pki/$1.key" -subj "$2" -out "$pki/$1.csr"
   printf '%s\n' "$3" >"$pki/$1.ext"
-  ossl x509 -req -in "$pki/$1.csr" -CA "$SLIPWAY_TEST_KUBE_CA_CERT" -CAkey "$SLIPWAY_TEST_KUBE_CA_KEY" \
+  ossl x509 -req -in "$pki/$1.csr" -CA "$kube_ca" -CAkey "$kube_ca_key" \
     -CAcreateserial -CAserial "$pki/ca.srl" -days 3650 -extfile "$pki/$1.ext" -out "$pki/$1.crt"
 }
 # The node's own identity (the Node authorizer's system:node:NAME) and the
@@ -175,7 +200,7 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: kube-test
-  cluster: {server: "$SLIPWAY_TEST_KUBE_SERVER", certificate-authority: "$SLIPWAY_TEST_KUBE_CA_CERT"}
+  cluster: {server: "$kube_server", certificate-authority: "$kube_ca"}
 users:
 - name: $node
   user: {client-certificate: "$pki/kubelet-client.crt", client-key: "$pki/kubelet-client.key"}
@@ -201,7 +226,7 @@ tlsPrivateKeyFile: $pki/kubelet-serving.key
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: false}
-  x509: {clientCAFile: $SLIPWAY_TEST_KUBE_CA_CERT}
+  x509: {clientCAFile: $kube_ca}
 authorization: {mode: AlwaysAllow}
 containerRuntimeEndpoint: unix://$sock
 imageServiceEndpoint: unix://$sock
@@ -238,29 +263,30 @@ for c in /sys/fs/cgroup/*/; do
 done
 
 # --- start: the mount namespace, containerd, the kubelet ----------------------
-start_bg node-ns "$dir" unshare --mount --propagation private "$here/ns.sh" "$root"
-nspid=$(cat "$dir/pids/node-ns.pid")
+start_bg "$name-ns" "$dir" unshare --mount --propagation private "$here/ns.sh" "$root"
+nspid=$(cat "$dir/pids/$name-ns.pid")
 wait_for "node mount namespace" 10 test -f "$root/ns-ready"
 echo "mntns='$(readlink "/proc/$nspid/ns/mnt")'" >>"$root/state"
 in_ns=(nsenter --mount="/proc/$nspid/ns/mnt" --)
-start_bg node-containerd "$dir" "${in_ns[@]}" env -u AWS_CA_BUNDLE TMPDIR="$root/tmp" containerd --config "$root/containerd.toml"
+start_bg "$name-containerd" "$dir" "${in_ns[@]}" env -u AWS_CA_BUNDLE TMPDIR="$root/tmp" containerd --config "$root/containerd.toml"
 wait_for containerd 30 ctr --address "$sock" version
-start_bg node-kubelet "$dir" "${in_ns[@]}" env TMPDIR="$root/tmp" "$bin/kubelet" --config="$root/kubelet.yaml" \
+start_bg "$name-kubelet" "$dir" "${in_ns[@]}" env TMPDIR="$root/tmp" "$bin/kubelet" --config="$root/kubelet.yaml" \
   --kubeconfig="$root/kubelet.kubeconfig" --root-dir="$root/kubelet" --cert-dir="$pki" \
   --hostname-override="$node" --node-ip="$nodeip" --node-labels=type=real --v=1
 wait_for "kubelet healthz" 60 curl -fsS "http://127.0.0.1:$hport/healthz"
-k() { KUBECACHEDIR="$dir/kube/kube-cache" "$SLIPWAY_TEST_KUBECTL" --kubeconfig="$SLIPWAY_TEST_KUBECONFIG" "$@"; }
+k() { KUBECACHEDIR="$dir/$kube/kube-cache" "$SLIPWAY_TEST_KUBECTL" --kubeconfig="$kubeconfig" "$@"; }
 wait_for "node $node Ready" 90 k wait --for=condition=Ready "node/$node" --timeout=1s
 # Pods are placed only once the node-lifecycle controller has removed the
 # not-ready taint: then the node's own taint is its only one.
 only_own_taint() { [ "$(k get node "$node" -o 'jsonpath={.spec.taints[*].key}')" = "$taint" ]; }
 wait_for "node $node without the not-ready taint" 60 only_own_taint
 
-cat >"$dir/env.d/node.env" <<ENV
-export SLIPWAY_TEST_NODE=$node
-export SLIPWAY_TEST_NODE_TAINT=$taint
-export SLIPWAY_TEST_NODE_REGISTRY=127.0.0.1:$regport
-export SLIPWAY_TEST_NODE_REGISTRY_NAME=$regname
-export SLIPWAY_TEST_NODE_CONTAINERD=$sock
-export SLIPWAY_TEST_NODE_CGROUP=$cgroup
+cat >"$dir/env.d/$name.env" <<ENV
+export $var=$node
+export ${var}_TAINT=$taint
+export ${var}_REGISTRY=127.0.0.1:$regport
+export ${var}_REGISTRY_NAME=$regname
+export ${var}_CONTAINERD=$sock
+export ${var}_CGROUP=$cgroup
+export ${var}_IP=$nodeip
 ENV

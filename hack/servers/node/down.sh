@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# down.sh DIR undoes hack/servers/node.sh in test env DIR; hack/testenv.sh down
-# runs it (through DIR/down.d/node) after stopping the recorded processes.
+# down.sh DIR [NAME] undoes hack/servers/node.sh's node NAME (node, the
+# default, region A's; node-b, region B's) in test env DIR; hack/testenv.sh
+# down runs it (through DIR/down.d/NAME) after stopping the recorded processes.
 # It kills what those PIDs do not cover: the containerd shims and every
 # process left in the node's mount namespace, and every container in the
 # node's cgroups; then it removes the cgroups and the pod bridge. The mounts
@@ -8,14 +9,17 @@
 # and in the containers' and go away with their last process.
 set -euo pipefail
 . "$(dirname "$0")/../../lib.sh"
-dir=${1:?usage: down.sh DIR}
-state="$dir/node/state"
+dir=${1:?usage: down.sh DIR [NAME]}
+name=${2:-node}
+state="$dir/$name/state"
 [ -f "$state" ] || exit 0
 bridge="" cgroup="" mntns=""
 # shellcheck source=/dev/null # written by hack/servers/node.sh
 . "$state"
 
-for f in "$dir"/pids/node-*.pid; do
+# Only this node's: the other node's PID files start with node- too.
+for p in ns registry containerd kubelet; do
+  f="$dir/pids/$name-$p.pid"
   if [ -f "$f" ]; then kill -KILL "$(cat "$f")" 2>/dev/null || true; fi
 done
 
@@ -39,7 +43,7 @@ for _ in $(seq 1 100); do
   kill -KILL $pids 2>/dev/null || true
   sleep 0.1
 done
-[ -z "$(node_pids)" ] || log "node: processes still alive after SIGKILL: $(node_pids | sort -u | tr '\n' ' ')"
+[ -z "$(node_pids)" ] || log "$name: processes still alive after SIGKILL: $(node_pids | sort -u | tr '\n' ' ')"
 
 if [ -n "$cgroup" ]; then
   for _ in $(seq 1 50); do
@@ -47,7 +51,7 @@ if [ -n "$cgroup" ]; then
     compgen -G "/sys/fs/cgroup/*/$cgroup" >/dev/null || break
     sleep 0.1
   done
-  compgen -G "/sys/fs/cgroup/*/$cgroup" >/dev/null && log "node: cgroups left: $(echo /sys/fs/cgroup/*/"$cgroup")"
+  compgen -G "/sys/fs/cgroup/*/$cgroup" >/dev/null && log "$name: cgroups left: $(echo /sys/fs/cgroup/*/"$cgroup")"
 fi
 
 if [ -n "$bridge" ] && ip link show "$bridge" >/dev/null 2>&1; then
@@ -59,7 +63,7 @@ if [ -n "$bridge" ] && ip link show "$bridge" >/dev/null 2>&1; then
 fi
 # Nothing of the node is mounted in the host's namespace; should a mount
 # have leaked there, it must not survive the env dir's removal.
-{ grep -F " $dir/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do
+{ grep -F " $dir/$name/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do
   umount -l "$m" || true
 done
 rm -f "$state"
