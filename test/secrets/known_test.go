@@ -76,6 +76,7 @@ current-context: c
 		"SLIPWAY_TEST_MONGO_PRIMARY_URI=mongodb://u:p@h/", "SLIPWAY_TEST_OS_APPLICATION_CREDENTIAL_ID=id1",
 		"SLIPWAY_TEST_KUBECONFIG=" + kubeconfig, "SLIPWAY_TEST_KUBE_CA_KEY=" + write(t, dir, "ca.key", ca),
 		"SLIPWAY_TEST_OS_CLIENT_CONFIG_FILE=" + clouds, "SLIPWAY_TEST_EMPTY=", "HOME=/root",
+		"SLIPWAY_TEST_MARIADB_DR_USER=slipway-restore", "SLIPWAY_TEST_MARIADB_DR_PASSWORD=mysql-password-1",
 	}
 	k, err := FromEnv(environ)
 	if err != nil {
@@ -86,6 +87,7 @@ current-context: c
 		"SLIPWAY_TEST_KUBE_CA_KEY", "SLIPWAY_TEST_KUBE_CA_KEY",
 		kc + "bearer token", kc + "file client key", kc + "file client key",
 		kc + "inline client key", kc + "inline client key", kc + "inline client-key-data",
+		"SLIPWAY_TEST_MARIADB_DR_PASSWORD",
 		"SLIPWAY_TEST_MONGO_PRIMARY_URI", "SLIPWAY_TEST_OS_CLIENT_CONFIG_FILE ac application_credential_secret",
 		"SLIPWAY_TEST_OS_CLIENT_CONFIG_FILE pw password", "SLIPWAY_TEST_S3_SECRET_KEY",
 	}
@@ -93,7 +95,7 @@ current-context: c
 	if diff := cmp.Diff(want, names(k.Secrets)); diff != "" {
 		t.Errorf("secrets (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"SLIPWAY_TEST_S3_BUCKET"}, names(k.Public)); diff != "" {
+	if diff := cmp.Diff([]string{"SLIPWAY_TEST_MARIADB_DR_USER", "SLIPWAY_TEST_S3_BUCKET"}, names(k.Public)); diff != "" {
 		t.Errorf("public (-want +got):\n%s", diff)
 	}
 	// Each key is found in its own PEM text and nowhere in the others'.
