@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -25,18 +26,27 @@ func branchFlags() []ucli.Flag {
 	}
 }
 
-func clusterFlags() []ucli.Flag {
+// kubeFlags choose the cluster.
+func kubeFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.PathFlag{Name: "kubeconfig", Usage: "kubeconfig `FILE` (magnum-cluster writes one)", EnvVars: []string{"KUBECONFIG"}},
 		&ucli.StringFlag{Name: "context", Usage: "kubeconfig `CONTEXT` (default: current)", EnvVars: []string{"SLIPWAY_KUBE_CONTEXT"}},
+	}
+}
+
+func clusterFlags() []ucli.Flag {
+	return append(kubeFlags(),
 		&ucli.BoolFlag{Name: "adopt-namespace", Usage: "take over an existing namespace that no branch owns"},
 		cli.ResultFlag("deploy", "SLIPWAY_DEPLOY_RESULT"),
-	}
+	)
 }
 
 func renderFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.PathFlag{Name: "manifests", Usage: "kustomize `DIR` (Tutor's env/), directory of manifests, or one file", EnvVars: []string{"SLIPWAY_MANIFESTS"}},
+		&ucli.StringSliceFlag{Name: "manifests", Usage: "kustomize `DIR` (Tutor's env/), directory of manifests, or one file; repeatable: all are deployed together (e.g. the platform and the backup CronJobs)", EnvVars: []string{"SLIPWAY_MANIFESTS"}, TakesFile: true},
+		&ucli.PathFlag{Name: "secrets-file", Usage: "0600 YAML `FILE` {secrets: {NAME: {KEY: VALUE}}}: Secrets applied with the manifests (values never logged or recorded)", EnvVars: []string{"SLIPWAY_SECRETS_FILE"}},
+		&ucli.BoolFlag{Name: "standby", Usage: "deploy the site as a standby: application workloads at 0 replicas (their autoscalers left out, --job not run), data stores running", EnvVars: []string{"SLIPWAY_STANDBY"}},
+		&ucli.StringSliceFlag{Name: "standby-scale-down", Usage: "application workload `NAME` glob or LABEL=VALUE a standby scales to 0 (repeatable; default: " + strings.Join(deploy.DefaultScaleDown, ", ") + ")", EnvVars: []string{"SLIPWAY_STANDBY_SCALE_DOWN"}},
 		&ucli.PathFlag{Name: "push-result", Usage: "push-registry result `FILE`: every image is pinned to its digest", EnvVars: []string{"SLIPWAY_PUSH_RESULT"}},
 		&ucli.StringFlag{Name: "region", Usage: "`REGION` whose registry the cluster pulls from", EnvVars: []string{"SLIPWAY_REGION", "OS_REGION_NAME"}},
 		&ucli.StringFlag{Name: "pull-address", Value: deploy.PullNode, Usage: "registry address images are pinned to: node (where the region's nodes pull, e.g. localhost:5000) or ci (where CI pushed, for clusters on a shared registry)", EnvVars: []string{"SLIPWAY_PULL_ADDRESS"}},
@@ -95,7 +105,11 @@ func bind(cliContext *ucli.Context) (deploy.Options, error) {
 		BranchPrefix:       cliContext.String("branch-prefix"),
 		NamespacePrefix:    cliContext.String("namespace-prefix"),
 		AdoptNamespace:     cliContext.Bool("adopt-namespace"),
-		Manifests:          cliContext.Path("manifests"),
+		Manifests:          cliContext.StringSlice("manifests"),
+		SecretsFile:        cliContext.Path("secrets-file"),
+		Standby:            cliContext.Bool("standby"),
+		ScaleDown:          cliContext.StringSlice("standby-scale-down"),
+		Expect:             cliContext.String("expect"),
 		PushResult:         cliContext.Path("push-result"),
 		Region:             cliContext.String("region"),
 		PullAddress:        cliContext.String("pull-address"),
@@ -139,6 +153,8 @@ var optionFlags = map[string]string{
 	"AllowImages":        "see --allow-image",
 	"AllowClusterScoped": "pass --allow-cluster-scoped",
 	"Jobs":               "set --job",
+	"ScaleDown":          "see --standby-scale-down",
+	"Expect":             "set --expect",
 	"JobCleanup":         "set --job-cleanup",
 }
 
@@ -168,7 +184,7 @@ func emit(cliContext *ucli.Context, res *result.DeployResult, runErr error, prin
 
 // printSummary writes the one-line summary scripts read on stdout.
 func printSummary(w io.Writer, res *result.DeployResult) error {
-	_, err := fmt.Fprintf(w, "namespace=%s revision=%d changed=%t created=%d configured=%d unchanged=%d pruned=%d\n",
-		res.Namespace, res.Revision, res.Changed, res.Created, res.Configured, res.Unchanged, len(res.Pruned))
+	_, err := fmt.Fprintf(w, "namespace=%s revision=%d changed=%t created=%d configured=%d unchanged=%d pruned=%d mode=%s\n",
+		res.Namespace, res.Revision, res.Changed, res.Created, res.Configured, res.Unchanged, len(res.Pruned), res.Mode)
 	return err
 }

@@ -21,13 +21,18 @@ deploy-k8s deploy --branch platform/acme --manifests env/ \
 # what would change (server-side dry run), and going back
 deploy-k8s diff --branch platform/acme --manifests env/ --push-result push.json --region RegionOne
 deploy-k8s rollback --branch platform/acme
-deploy-k8s namespace --branch platform/acme      # prints: acme`
+deploy-k8s namespace --branch platform/acme      # prints: acme
+
+# the DR site (region B) as a standby, with the backup CronJobs and their Secrets
+deploy-k8s deploy --standby --branch platform/acme --manifests env/ --manifests restore-cronjob.yaml \
+  --secrets-file secrets-b.yaml --push-result push.json --region RegionTwo --kubeconfig kubeconfig-b
+deploy-k8s status --branch platform/acme --kubeconfig kubeconfig-b --expect standby`
 
 func app() *ucli.App {
 	return cli.New(cli.App{
 		Name:     "deploy-k8s",
 		Usage:    "deploy a platform's manifests into its branch's namespace, pinned to pushed digests",
 		Example:  example,
-		Commands: []*ucli.Command{deployCommand(), diffCommand(), rollbackCommand(), runJobCommand(), namespaceCommand()},
+		Commands: []*ucli.Command{deployCommand(), diffCommand(), rollbackCommand(), runJobCommand(), statusCommand(), namespaceCommand()},
 	})
 }

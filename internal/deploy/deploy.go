@@ -44,8 +44,23 @@ type Options struct {
 	// AdoptNamespace lets a deploy take over an existing namespace no branch owns.
 	AdoptNamespace bool
 
-	// Manifests is a kustomize directory, a directory of manifests or a file.
-	Manifests string
+	// Manifests are kustomize directories, directories of manifests or
+	// files, deployed together as one desired state (one ApplySet, one
+	// revision): the platform's tree and extra manifests such as the
+	// backup CronJobs.
+	Manifests []string
+	// SecretsFile is a 0600 YAML file {secrets: {NAME: {KEY: VALUE}}}
+	// whose Secrets are applied with the manifests; their values are never
+	// recorded (ReadSecretsFile).
+	SecretsFile string
+
+	// Standby deploys the site as a standby: the application workloads
+	// (ScaleDown) get 0 replicas, their HorizontalPodAutoscalers are left
+	// out, and Jobs are not run; data stores keep their replicas.
+	Standby bool
+	// ScaleDown selects the application workloads (default
+	// DefaultScaleDown): name globs, or LABEL=VALUE.
+	ScaleDown []string
 	// PushResult is push-registry's result file; Region picks the registry.
 	PushResult string
 	Region     string
@@ -72,6 +87,9 @@ type Options struct {
 	// ToRevision makes rollback return to that revision instead of the
 	// previous good one.
 	ToRevision int
+	// Expect makes Status require the site to be in this mode (ModeActive
+	// or ModeStandby); empty accepts either.
+	Expect string
 
 	// Zuul is recorded in the result.
 	Zuul *result.ZuulRef
@@ -155,59 +173,143 @@ type plan struct {
 	// pullAddress is the address images are pinned to (empty: no push result).
 	pullAddress string
 	hash        string
+	site
+}
+
+// site is what a plan holds besides its manifests: the mode it deploys
+// the site in, which workloads are the applications, and the Secrets of
+// the secrets file (applied, never recorded).
+type site struct {
+	// mode is ModeActive or ModeStandby.
+	mode string
+	// apps are the objectIDs of the application workloads (scaled to 0
+	// in standby).
+	apps []string
+	// secrets are the names of the secrets file's Secrets; fromFile, their
+	// objectIDs, marks the applied objects a record leaves out; secretsHash
+	// is the hash of their content, which the revision records instead.
+	secrets     []string
+	fromFile    map[string]bool
+	secretsHash string
 }
 
 // state is what a revision of p records besides its manifests.
 func (p *plan) state(branch string) revisionState {
-	return revisionState{Branch: branch, ManifestHash: p.hash, Images: p.images, PullAddress: p.pullAddress}
+	return revisionState{Branch: branch, ManifestHash: p.hash, Images: p.images, PullAddress: p.pullAddress,
+		Mode: p.mode, Apps: p.apps, Secrets: p.secrets, SecretsHash: p.secretsHash}
 }
 
-// all returns applied objects and templates, as a revision records them.
+// all returns applied objects and templates, as a revision records them:
+// without the secrets file's Secrets, whose values are never recorded.
 func (p *plan) all() []*unstructured.Unstructured {
-	return append(append([]*unstructured.Unstructured{}, p.apply...), p.templates...)
+	out := make([]*unstructured.Unstructured, 0, len(p.apply)+len(p.templates))
+	for _, u := range p.apply {
+		if !p.fromFile[objectID(u)] {
+			out = append(out, u)
+		}
+	}
+	return append(out, p.templates...)
 }
 
-// kinds returns the group-kinds of the applied objects.
+// kinds returns the group-kinds of the applied objects (and Secret when
+// the secrets file's Secrets are kept).
 func (p *plan) kinds() map[schema.GroupKind]bool {
 	gks := map[schema.GroupKind]bool{}
 	for _, u := range p.apply {
 		gks[u.GroupVersionKind().GroupKind()] = true
 	}
+	if len(p.secrets) > 0 {
+		gks[schema.GroupKind{Kind: "Secret"}] = true
+	}
 	return gks
 }
 
-// render reads the manifests and pins their images; it needs no cluster.
-func render(opts *Options) ([]*unstructured.Unstructured, []result.DeployedImage, error) {
-	if opts.Manifests == "" {
-		return nil, nil, optionErrorf("Manifests", "no manifests given: name a kustomize directory, a directory of manifests or a manifest file")
+// rendered is the desired state read from the manifests, before it is
+// checked against the cluster.
+type rendered struct {
+	objs   []*unstructured.Unstructured
+	images []result.DeployedImage
+	site
+}
+
+// render reads the manifests and the secrets file, pins the images and
+// scales a standby's applications down; it needs no cluster.
+func render(opts *Options) (*rendered, error) {
+	if len(opts.Manifests) == 0 {
+		return nil, optionErrorf("Manifests", "no manifests given: name a kustomize directory, a directory of manifests or a manifest file")
 	}
-	objs, err := Render(opts.Manifests)
+	scale, err := ParseScaleDown(opts.ScaleDown)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	var secrets []*unstructured.Unstructured
+	var secretsHash string
+	if opts.SecretsFile != "" {
+		// Read first: a bad secrets file is refused before anything else.
+		if secrets, secretsHash, err = ReadSecretsFile(opts.SecretsFile); err != nil {
+			return nil, err
+		}
+	}
+	var objs []*unstructured.Unstructured
+	for _, path := range opts.Manifests {
+		got, err := Render(path)
+		if err != nil {
+			return nil, err
+		}
+		// The namespace a kustomization sets for its objects (Tutor's
+		// K8S_NAMESPACE) is replaced by the branch's.
+		if ns := manifestNamespace(path); ns != "" {
+			for _, u := range got {
+				if u.GetNamespace() == ns {
+					u.SetNamespace("")
+				}
+			}
+		}
+		objs = append(objs, got...)
 	}
 	var push *result.PushResult
 	if opts.PushResult != "" {
 		push = &result.PushResult{}
 		if err := result.ReadFile(opts.PushResult, push); err != nil {
-			return nil, nil, usererr.Wrap(err)
+			return nil, usererr.Wrap(err)
 		}
 		if opts.Region == "" {
-			return nil, nil, optionErrorf("Region", "no region given: say which region's registry of the push result the cluster pulls from")
+			return nil, optionErrorf("Region", "no region given: say which region's registry of the push result the cluster pulls from")
 		}
 	}
 	pinner, err := NewPinner(push, opts.Region, opts.PullAddress, opts.AllowImages)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	images, err := pinner.Pin(objs)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, img := range images {
 		opts.Log.Info("pinned", "image", img.Reference, "to", img.Pinned, "address", opts.PullAddress)
 	}
 	registerSecrets(objs)
-	return objs, images, nil
+	r := &rendered{images: images, site: site{mode: ModeActive, secretsHash: secretsHash}}
+	if opts.Standby {
+		r.mode = ModeStandby
+	}
+	if r.objs, r.apps, err = scale.apply(objs, opts.Standby, opts.Log); err != nil {
+		return nil, err
+	}
+	if len(secrets) > 0 {
+		r.fromFile = map[string]bool{}
+		for _, u := range secrets {
+			for _, m := range objs {
+				if m.GetKind() == "Secret" && m.GroupVersionKind().Group == "" && m.GetName() == u.GetName() {
+					return nil, usererr.Errorf("Secret %s is in the manifests and in the secrets file %s: keep it in one of them", u.GetName(), opts.SecretsFile)
+				}
+			}
+			r.secrets = append(r.secrets, u.GetName())
+			r.fromFile[objectID(u)] = true
+		}
+		r.objs = append(r.objs, secrets...)
+	}
+	return r, nil
 }
 
 // registerSecrets keeps the values of Secrets in the manifests out of every
@@ -227,12 +329,12 @@ func registerSecrets(objs []*unstructured.Unstructured) {
 }
 
 // place validates objs against the cluster and builds the plan.
-func (t *target) place(objs []*unstructured.Unstructured, images []result.DeployedImage, opts *Options, manifestNS string) (*plan, error) {
-	objs, mappings, err := placeObjects(objs, t.c.mapper, t.ns, manifestNS, opts.AllowClusterScoped, opts.Log)
+func (t *target) place(objs []*unstructured.Unstructured, images []result.DeployedImage, opts *Options, s site) (*plan, error) {
+	objs, mappings, err := placeObjects(objs, t.c.mapper, t.ns, opts.AllowClusterScoped, opts.Log)
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{mappings: mappings, images: images}
+	p := &plan{mappings: mappings, images: images, site: s}
 	for _, u := range objs {
 		if isJobTemplate(u) {
 			p.templates = append(p.templates, u)
@@ -266,6 +368,7 @@ func (t *target) place(objs []*unstructured.Unstructured, images []result.Deploy
 	if p.hash, err = manifestHash(p.all()); err != nil {
 		return nil, err
 	}
+	p.hash = p.siteHash(p.hash)
 	return p, nil
 }
 
@@ -279,7 +382,7 @@ func prepare(ctx context.Context, opts *Options) (*target, *plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	objs, images, err := render(opts)
+	r, err := render(opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -287,7 +390,7 @@ func prepare(ctx context.Context, opts *Options) (*target, *plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := t.place(objs, images, opts, manifestNamespace(opts.Manifests))
+	p, err := t.place(r.objs, r.images, opts, r.site)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -375,7 +478,7 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 	}
 	crashpoint.Hit("deploy.namespace")
 	res := &result.DeployResult{Action: action, Branch: opts.Branch, Namespace: t.ns, Zuul: opts.Zuul,
-		ManifestHash: p.hash, Images: p.images, PullAddress: p.pullAddress, RolledBackTo: rolledBackTo,
+		ManifestHash: p.hash, Images: p.images, PullAddress: p.pullAddress, RolledBackTo: rolledBackTo, Mode: p.mode,
 		Objects: []result.DeployedObject{}, Pruned: []result.DeployedObject{}}
 	if res.Images == nil {
 		res.Images = []result.DeployedImage{}
@@ -389,6 +492,13 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 		return nil, err
 	}
 	keep, err := t.applyAll(ctx, p, pass, res)
+	if err == nil {
+		// The secrets file's Secrets a rollback does not re-apply (their
+		// values are not recorded) stay as they are.
+		for _, name := range p.secrets {
+			keep[objectID(secretObject(name, nil))] = true
+		}
+	}
 	if err == nil && !opts.NoPrune {
 		var pruned []result.DeployedObject
 		pruned, err = t.prune(ctx, pass.live, keep)
@@ -411,10 +521,14 @@ func (t *target) run(ctx context.Context, p *plan, opts *Options, action string,
 
 	var deployErr error
 	if !opts.NoWait {
-		deployErr = t.waitRollout(ctx, p.apply, p.mappings, opts.Progress)
+		deployErr = t.waitRollout(ctx, p.apply, p.mappings, p.scaledDown(), opts.Progress)
 		crashpoint.Hit("deploy.rollout")
 	}
-	if deployErr == nil {
+	switch {
+	case deployErr != nil:
+	case p.mode == ModeStandby && len(opts.Jobs) > 0:
+		opts.Log.Info("standby deploy: not running the jobs; they run when the site is deployed active", "namespace", t.ns, "jobs", strings.Join(opts.Jobs, ","))
+	default:
 		deployErr = t.runJobs(ctx, p.templates, opts, res, rev)
 	}
 	if err := t.recordRun(ctx, p, opts, h, rev, keep, res, deployErr); err != nil {
@@ -614,12 +728,14 @@ func Rollback(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	registerSecrets(objs)
 	st := to.state()
 	opts.Jobs = nil
-	p, err := t.place(objs, st.Images, &opts, "")
+	// The revision's mode comes back with it; the secrets file's Secrets
+	// (whose values no record holds) are kept as they are live.
+	p, err := t.place(objs, st.Images, &opts, site{mode: st.mode(), apps: st.Apps, secrets: st.Secrets, secretsHash: st.SecretsHash})
 	if err != nil {
 		return nil, err
 	}
 	p.pullAddress = st.PullAddress
-	opts.Log.Info("rolling back", "namespace", t.ns, "from", revs[0].Number, "to", to.Number)
+	opts.Log.Info("rolling back", "namespace", t.ns, "from", revs[0].Number, "to", to.Number, "mode", p.mode)
 	return t.run(ctx, p, &opts, "rollback", to.Number)
 }
 

@@ -485,7 +485,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{name: "branch outside platform/", branch: "feature/x", wantErr: `branch "feature/x" does not start with "platform/"`},
 		{name: "reserved namespace", branch: "platform/kube-system", wantErr: `namespace "kube-system", which is reserved`},
 		{name: "object in another namespace", mutate: extra("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sneaky, namespace: other-team}\n"),
-			opts: func(o *Options) { o.Manifests = filepath.Join(o.Manifests, "k8s", "extra.yml") }, wantErr: `ConfigMap/sneaky is in namespace "other-team"`},
+			opts: func(o *Options) { o.Manifests = []string{filepath.Join(o.Manifests[0], "k8s", "extra.yml")} }, wantErr: `ConfigMap/sneaky is in namespace "other-team"`},
 		{name: "cluster-scoped object", mutate: extra("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: grab-all}\nrules: []\n"),
 			wantErr: "ClusterRole.rbac.authorization.k8s.io/grab-all is cluster-scoped"},
 		{name: "unpushed image", mutate: extra("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: notes}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: notes, image: docker.io/overhangio/openedx-notes:18.0.0}]\n"),
@@ -583,7 +583,7 @@ func TestServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	push, _ := deploytest.WritePush(t, "v1")
-	opts := Options{Kubeconfig: kc, Branch: "platform/down", Manifests: deploytest.PlatformTree(t), PushResult: push, Region: "A",
+	opts := Options{Kubeconfig: kc, Branch: "platform/down", Manifests: []string{deploytest.PlatformTree(t)}, PushResult: push, Region: "A",
 		AllowImages: []string{"docker.io/*"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -20,7 +20,7 @@ func (k kube) opts(t *testing.T, branch, manifests, push string) Options {
 	return Options{
 		Kubeconfig:  k.Kubeconfig,
 		Branch:      branch,
-		Manifests:   manifests,
+		Manifests:   []string{manifests},
 		PushResult:  push,
 		Region:      "A",
 		AllowImages: []string{"docker.io/redis", "docker.io/caddy"},

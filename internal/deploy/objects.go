@@ -98,12 +98,12 @@ func kustomizationNamespace(dir string) string {
 }
 
 // placeObjects forces every namespaced object into ns and refuses what must
-// not be deployed: objects in another namespace (other than manifestNS, the
-// namespace the tree itself names and that the branch's namespace replaces),
+// not be deployed: objects in another namespace (render has already
+// cleared the namespace a kustomization sets, which the branch's replaces),
 // cluster-scoped objects unless allowed, and kinds the cluster does not serve.
 // Namespace objects are dropped: deploy-k8s owns the namespace. It returns
 // the mapping of each kept object.
-func placeObjects(objs []*unstructured.Unstructured, mapper meta.RESTMapper, ns, manifestNS string, allowClusterScoped bool, log *slog.Logger) ([]*unstructured.Unstructured, map[*unstructured.Unstructured]*meta.RESTMapping, error) {
+func placeObjects(objs []*unstructured.Unstructured, mapper meta.RESTMapper, ns string, allowClusterScoped bool, log *slog.Logger) ([]*unstructured.Unstructured, map[*unstructured.Unstructured]*meta.RESTMapping, error) {
 	kept := objs[:0:0]
 	mappings := map[*unstructured.Unstructured]*meta.RESTMapping{}
 	seen := map[string]bool{}
@@ -126,7 +126,7 @@ func placeObjects(objs []*unstructured.Unstructured, mapper meta.RESTMapper, ns,
 			}
 			u.SetNamespace("")
 		} else {
-			if got := u.GetNamespace(); got != "" && got != ns && got != manifestNS {
+			if got := u.GetNamespace(); got != "" && got != ns {
 				return nil, nil, usererr.Errorf("%s is in namespace %q: branch deploys only into namespace %q (remove metadata.namespace)", objectID(u), got, ns)
 			}
 			u.SetNamespace(ns)

@@ -68,6 +68,24 @@ type revisionState struct {
 	// ResourceVersions of every applied object after the deploy finished,
 	// keyed by objectID: an object still at its version was not touched since.
 	ResourceVersions map[string]string `json:"resourceVersions"`
+	// Mode is the site's mode, ModeActive (also when empty: records from
+	// before standby deploys) or ModeStandby.
+	Mode string `json:"mode,omitempty"`
+	// Apps are the objectIDs of the application workloads, scaled to 0
+	// in standby (what status judges as apps).
+	Apps []string `json:"apps,omitempty"`
+	// Secrets are the names of the Secrets made from the secrets file and
+	// SecretsHash the hash of their content: the values are never recorded.
+	Secrets     []string `json:"secrets,omitempty"`
+	SecretsHash string   `json:"secretsHash,omitempty"`
+}
+
+// mode returns the recorded mode, ModeActive for records without one.
+func (st revisionState) mode() string {
+	if st.Mode == "" {
+		return ModeActive
+	}
+	return st.Mode
 }
 
 func recordName(n int) string { return "slipway-rev-" + strconv.Itoa(n) }

@@ -124,9 +124,10 @@ func (e *WorkloadError) Error() string {
 }
 
 // waitRollout waits until every workload in objs is rolled out (or complete),
-// reporting progress. On failure or when ctx ends it diagnoses the first
-// unfinished workload.
-func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructured, mappings map[*unstructured.Unstructured]*meta.RESTMapping, pr *progress.Printer) error {
+// and every workload in scaled (a standby's applications) is at 0 replicas
+// with no pod left, reporting progress. On failure or when ctx ends it
+// diagnoses the first unfinished workload.
+func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructured, mappings map[*unstructured.Unstructured]*meta.RESTMapping, scaled map[string]bool, pr *progress.Printer) error {
 	pending := map[string]*unstructured.Unstructured{}
 	kindMapping := map[string]*meta.RESTMapping{}
 	for _, u := range objs {
@@ -147,7 +148,7 @@ func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructu
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		var err error
-		if failed, err = t.lookRollout(ctx, pending, kindMapping); err != nil {
+		if failed, err = t.lookRollout(ctx, pending, kindMapping, scaled); err != nil {
 			return false, err
 		}
 		if failed != nil {
@@ -171,14 +172,14 @@ func (t *target) waitRollout(ctx context.Context, objs []*unstructured.Unstructu
 	// context since ctx is over.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	werr := t.stuckWorkload(dctx, pending)
+	werr := t.stuckWorkload(dctx, pending, scaled)
 	task.Done("timed out: %s", werr.Object)
 	return fmt.Errorf("waiting for %d of %d workloads: %w: %w", len(pending), total, ctx.Err(), werr)
 }
 
 // lookRollout lists the pending workloads' kinds once, drops the finished
 // ones from pending and returns the diagnosis of one that failed.
-func (t *target) lookRollout(ctx context.Context, pending map[string]*unstructured.Unstructured, kindMapping map[string]*meta.RESTMapping) (*WorkloadError, error) {
+func (t *target) lookRollout(ctx context.Context, pending map[string]*unstructured.Unstructured, kindMapping map[string]*meta.RESTMapping, scaled map[string]bool) (*WorkloadError, error) {
 	kinds := map[string]bool{}
 	for _, u := range pending {
 		kinds[u.GetKind()] = true
@@ -197,6 +198,16 @@ func (t *target) lookRollout(ctx context.Context, pending map[string]*unstructur
 			if _, ok := pending[id]; !ok {
 				continue
 			}
+			if scaled[id] {
+				pods, err := t.workloadPods(ctx, u)
+				if err != nil {
+					return nil, err
+				}
+				if scaledDownDone(u, len(pods)) {
+					delete(pending, id)
+				}
+				continue
+			}
 			done, why := waitedKinds[kind](u)
 			if why != "" {
 				return t.diagnose(ctx, u, why), nil
@@ -212,11 +223,21 @@ func (t *target) lookRollout(ctx context.Context, pending map[string]*unstructur
 // stuckWorkload diagnoses the first few pending workloads and names the one
 // whose pod is visibly stuck (running but not ready, failed, or waiting),
 // rather than one that was merely still progressing.
-func (t *target) stuckWorkload(ctx context.Context, pending map[string]*unstructured.Unstructured) *WorkloadError {
+func (t *target) stuckWorkload(ctx context.Context, pending map[string]*unstructured.Unstructured, scaled map[string]bool) *WorkloadError {
 	var werr *WorkloadError
 	for i, id := range slices.Sorted(maps.Keys(pending)) {
 		if i == 5 {
 			break
+		}
+		if scaled[id] {
+			w := &WorkloadError{Object: id, Reason: "standby: not yet at 0 replicas with no pods"}
+			if pods, err := t.workloadPods(ctx, pending[id]); err == nil && len(pods) > 0 {
+				w.Reason += "; " + describePod(&pods[0])
+			}
+			if werr == nil {
+				werr = w
+			}
+			continue
 		}
 		w := t.diagnose(ctx, pending[id], "not ready")
 		if werr == nil || (w.stuck && !werr.stuck) {
@@ -227,6 +248,30 @@ func (t *target) stuckWorkload(ctx context.Context, pending map[string]*unstruct
 		}
 	}
 	return werr
+}
+
+// scaledDownDone reports whether workload u, with pods pods left, is at 0
+// replicas: its controller saw the change and no pod is left (a
+// terminating one still runs the application).
+func scaledDownDone(u *unstructured.Unstructured, pods int) bool {
+	return observed(u) && specReplicas(u) == 0 && nestedInt(u, "status", "replicas") == 0 && pods == 0
+}
+
+// workloadPods lists the pods of workload u (by its selector), terminating
+// ones included.
+func (t *target) workloadPods(ctx context.Context, u *unstructured.Unstructured) ([]corev1.Pod, error) {
+	selMap, _, _ := unstructured.NestedStringMap(u.Object, "spec", "selector", "matchLabels")
+	if u.GetKind() == "Job" {
+		selMap = map[string]string{"batch.kubernetes.io/job-name": u.GetName()}
+	}
+	if len(selMap) == 0 {
+		return nil, nil
+	}
+	pods, err := t.c.core.CoreV1().Pods(t.ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(selMap).String()})
+	if err != nil {
+		return nil, fmt.Errorf("listing the pods of %s in %s: %w", objectID(u), t.ns, ctxErr(ctx, err))
+	}
+	return pods.Items, nil
 }
 
 // diagnose explains why workload u is not done: the first pod that is not

@@ -20,11 +20,14 @@ type DeployResult struct {
 	// PullAddress says which registry address the images are pinned to:
 	// "node" (the address the region's nodes pull, e.g. localhost:5000) or
 	// "ci" (the address CI pushed to).
-	PullAddress string           `json:"pullAddress,omitempty"`
-	Images      []DeployedImage  `json:"images"`
-	Objects     []DeployedObject `json:"objects"`
-	Pruned      []DeployedObject `json:"pruned"`
-	Jobs        []DeployedJob    `json:"jobs,omitempty"`
+	PullAddress string `json:"pullAddress,omitempty"`
+	// Mode is the site's mode after the deploy: "active" or "standby"
+	// (application workloads at 0 replicas).
+	Mode    string           `json:"mode,omitempty"`
+	Images  []DeployedImage  `json:"images"`
+	Objects []DeployedObject `json:"objects"`
+	Pruned  []DeployedObject `json:"pruned"`
+	Jobs    []DeployedJob    `json:"jobs,omitempty"`
 	// Counts of Objects by Action.
 	Created    int `json:"created"`
 	Configured int `json:"configured"`
