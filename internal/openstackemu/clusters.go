@@ -504,11 +504,7 @@ func checkUpdatable(c *cluster, verb string, also ...string) *apiError {
 	return errorf(http.StatusBadRequest, "%s a cluster when status is \"%s\" is not supported.", verb, c.status)
 }
 
-func (e *Emulator) patchCluster(q *request, ident string) *apiError {
-	c, err := e.findCluster(q, ident)
-	if err != nil {
-		return err
-	}
+func (e *Emulator) patchCluster(q *request, c *cluster) *apiError {
 	ops, err := decodePatch(q)
 	if err != nil {
 		return err
@@ -542,14 +538,7 @@ func (e *Emulator) patchCluster(q *request, ident string) *apiError {
 	return accepted(q, c)
 }
 
-func (e *Emulator) resizeCluster(q *request, ident string) *apiError {
-	if err := q.needVersion("1.7", "resize"); err != nil {
-		return err
-	}
-	c, err := e.findCluster(q, ident)
-	if err != nil {
-		return err
-	}
+func (e *Emulator) resizeCluster(q *request, c *cluster) *apiError {
 	var req struct {
 		NodeCount     *int     `json:"node_count"`
 		NodesToRemove []string `json:"nodes_to_remove"`
@@ -566,6 +555,7 @@ func (e *Emulator) resizeCluster(q *request, ident string) *apiError {
 	}
 	ng := c.worker()
 	if req.Nodegroup != "" {
+		var err *apiError
 		if ng, err = c.findNodegroup(req.Nodegroup); err != nil {
 			return err
 		}
@@ -589,17 +579,7 @@ func (e *Emulator) resizeCluster(q *request, ident string) *apiError {
 	return accepted(q, c)
 }
 
-func (e *Emulator) upgradeCluster(q *request, ident string) *apiError {
-	if err := q.needVersion("1.7", "upgrade"); err != nil {
-		return err
-	}
-	if q.version.less(microversion{1, 8}) {
-		return errorf(http.StatusBadRequest, "Cluster Upgrade is not supported.")
-	}
-	c, err := e.findCluster(q, ident)
-	if err != nil {
-		return err
-	}
+func (e *Emulator) upgradeCluster(q *request, c *cluster) *apiError {
 	var req struct {
 		ClusterTemplate string `json:"cluster_template"`
 		MaxBatchSize    *int   `json:"max_batch_size"`
@@ -671,11 +651,7 @@ func parseTag(s string) ([]int, bool) {
 	return out, true
 }
 
-func (e *Emulator) deleteCluster(q *request, ident string) *apiError {
-	c, err := e.findCluster(q, ident)
-	if err != nil {
-		return err
-	}
+func (e *Emulator) deleteCluster(q *request, c *cluster) *apiError {
 	if c.status != statusDeleteInProgress {
 		e.begin(c, "DELETE", e.opts.DeleteDuration, c.nodegroups, nil)
 		c.healthStatus, c.healthReason = nil, nil

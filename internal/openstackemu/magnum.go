@@ -197,46 +197,36 @@ func (e *Emulator) route(q *request, segs []string) *apiError {
 	e.advance(q.region)
 	switch segs[0] {
 	case "clustertemplates":
-		return collection{
-			list: e.listTemplates, create: e.createTemplate, get: e.getTemplate,
+		return collection[*clusterTemplate]{
+			find: e.findTemplate, list: e.listTemplates, create: e.createTemplate,
+			get: func(q *request, ct *clusterTemplate) *apiError {
+				writeJSON(q.w, http.StatusOK, ct.view(q))
+				return nil
+			},
 			patch: e.patchTemplate, del: e.deleteTemplate,
 		}.route(q, segs)
 	case "clusters":
 		switch {
 		case len(segs) <= 2:
-			return collection{
-				list: e.listClusters, create: e.createCluster, get: e.getCluster,
+			return collection[*cluster]{
+				find: e.findCluster, list: e.listClusters, create: e.createCluster,
+				get: func(q *request, c *cluster) *apiError {
+					writeJSON(q.w, http.StatusOK, c.view(q, e, true, true))
+					return nil
+				},
 				patch: e.patchCluster, del: e.deleteCluster,
 			}.route(q, segs)
 		case len(segs) == 4 && segs[2] == "actions" && segs[3] == "resize" && m == http.MethodPost:
-			return e.resizeCluster(q, segs[1])
+			return e.onCluster(q, segs[1], "1.7", "resize", e.resizeCluster)
 		case len(segs) == 4 && segs[2] == "actions" && segs[3] == "upgrade" && m == http.MethodPost:
-			return e.upgradeCluster(q, segs[1])
+			if q.version == (microversion{1, 7}) { // Magnum's stub for 1.7
+				return errorf(http.StatusBadRequest, "Cluster Upgrade is not supported.")
+			}
+			return e.onCluster(q, segs[1], "1.7", "upgrade", e.upgradeCluster)
 		case len(segs) >= 3 && segs[2] == "nodegroups":
-			if err := q.needVersion("1.9", "nodegroups"); err != nil {
-				return err
-			}
-			c, err := e.findCluster(q, segs[1])
-			if err != nil {
-				return err
-			}
-			switch {
-			case len(segs) == 3 && m == http.MethodGet:
-				return e.listNodegroups(q, c)
-			case len(segs) == 4 && m == http.MethodGet:
-				ng, err := c.findNodegroup(segs[3])
-				if err != nil {
-					return err
-				}
-				writeJSON(q.w, http.StatusOK, ng.view(q, c, true))
-				return nil
-			case len(segs) == 4 && m == http.MethodPatch:
-				return e.patchNodegroup(q, c, segs[3])
-			case len(segs) == 3 && m == http.MethodPost:
-				return e.createNodegroup(q, c)
-			case len(segs) == 4 && m == http.MethodDelete:
-				return e.deleteNodegroup(q, c, segs[3])
-			}
+			return e.onCluster(q, segs[1], "1.9", "nodegroups", func(q *request, c *cluster) *apiError {
+				return e.routeNodegroups(q, c, segs[3:])
+			})
 		}
 	case "certificates":
 		switch {
@@ -245,15 +235,45 @@ func (e *Emulator) route(q *request, segs []string) *apiError {
 		case len(segs) == 2 && m == http.MethodGet:
 			return e.getCA(q, segs[1])
 		case len(segs) == 2 && m == http.MethodPatch:
-			if err := q.needVersion("1.5", "certificates rotate"); err != nil {
-				return err
-			}
-			c, err := e.findCluster(q, segs[1])
-			if err != nil {
-				return err
-			}
-			return accepted(q, c)
+			return e.onCluster(q, segs[1], "1.5", "certificates rotate", accepted)
 		}
+	}
+	return errNoResource()
+}
+
+// onCluster answers a request about the cluster ident names with handle;
+// what is the API, and min the microversion that brought it: the version
+// is checked before the cluster is looked up, as Magnum does.
+func (e *Emulator) onCluster(q *request, ident, min, what string, handle func(q *request, c *cluster) *apiError) *apiError {
+	if err := q.needVersion(min, what); err != nil {
+		return err
+	}
+	c, err := e.findCluster(q, ident)
+	if err != nil {
+		return err
+	}
+	return handle(q, c)
+}
+
+// routeNodegroups answers segs, what follows clusters/ID/nodegroups.
+func (e *Emulator) routeNodegroups(q *request, c *cluster, segs []string) *apiError {
+	m := q.r.Method
+	switch {
+	case len(segs) == 0 && m == http.MethodGet:
+		return e.listNodegroups(q, c)
+	case len(segs) == 1 && m == http.MethodGet:
+		ng, err := c.findNodegroup(segs[0])
+		if err != nil {
+			return err
+		}
+		writeJSON(q.w, http.StatusOK, ng.view(q, c, true))
+		return nil
+	case len(segs) == 1 && m == http.MethodPatch:
+		return e.patchNodegroup(q, c, segs[0])
+	case len(segs) == 0 && m == http.MethodPost:
+		return e.createNodegroup(q, c)
+	case len(segs) == 1 && m == http.MethodDelete:
+		return e.deleteNodegroup(q, c, segs[0])
 	}
 	return errNoResource()
 }
@@ -262,16 +282,18 @@ func errNoResource() *apiError {
 	return errorf(http.StatusNotFound, "The resource could not be found.")
 }
 
-// collection routes the requests every Magnum collection answers: list,
-// list with details, create, get, patch and delete.
-type collection struct {
+// collection routes the requests every Magnum collection of T answers:
+// list, list with details, create, and get, patch and delete of the one
+// item find names (Magnum's not-found and ambiguous-name errors are find's).
+type collection[T any] struct {
+	find            func(q *request, ident string) (T, *apiError)
 	list            func(q *request, detail bool) *apiError
 	create          func(q *request) *apiError
-	get, patch, del func(q *request, ident string) *apiError
+	get, patch, del func(q *request, item T) *apiError
 }
 
 // route answers segs, the collection's name and at most one more segment.
-func (c collection) route(q *request, segs []string) *apiError {
+func (c collection[T]) route(q *request, segs []string) *apiError {
 	m := q.r.Method
 	switch {
 	case len(segs) == 1 && m == http.MethodGet:
@@ -280,32 +302,25 @@ func (c collection) route(q *request, segs []string) *apiError {
 		return c.list(q, true)
 	case len(segs) == 1 && m == http.MethodPost:
 		return c.create(q)
-	case len(segs) == 2 && m == http.MethodGet:
-		return c.get(q, segs[1])
-	case len(segs) == 2 && m == http.MethodPatch:
-		return c.patch(q, segs[1])
-	case len(segs) == 2 && m == http.MethodDelete:
-		return c.del(q, segs[1])
+	case len(segs) != 2:
+		return errNoResource()
 	}
-	return errNoResource()
-}
-
-func (e *Emulator) getTemplate(q *request, ident string) *apiError {
-	ct, err := e.findTemplate(q, ident)
+	var handle func(q *request, item T) *apiError
+	switch m {
+	case http.MethodGet:
+		handle = c.get
+	case http.MethodPatch:
+		handle = c.patch
+	case http.MethodDelete:
+		handle = c.del
+	default:
+		return errNoResource()
+	}
+	item, err := c.find(q, segs[1])
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusOK, ct.view(q))
-	return nil
-}
-
-func (e *Emulator) getCluster(q *request, ident string) *apiError {
-	c, err := e.findCluster(q, ident)
-	if err != nil {
-		return err
-	}
-	writeJSON(q.w, http.StatusOK, c.view(q, e, true, true))
-	return nil
+	return handle(q, item)
 }
 
 // decodeBody decodes a JSON body into v, rejecting unknown attributes the way

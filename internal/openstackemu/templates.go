@@ -207,11 +207,7 @@ func (e *Emulator) templateInUse(q *request, ct *clusterTemplate) bool {
 	return false
 }
 
-func (e *Emulator) patchTemplate(q *request, ident string) *apiError {
-	ct, err := e.findTemplate(q, ident)
-	if err != nil {
-		return err
-	}
+func (e *Emulator) patchTemplate(q *request, ct *clusterTemplate) *apiError {
 	ops, err := decodePatch(q)
 	if err != nil {
 		return err
@@ -263,11 +259,7 @@ func (e *Emulator) patchTemplate(q *request, ident string) *apiError {
 	return nil
 }
 
-func (e *Emulator) deleteTemplate(q *request, ident string) *apiError {
-	ct, err := e.findTemplate(q, ident)
-	if err != nil {
-		return err
-	}
+func (e *Emulator) deleteTemplate(q *request, ct *clusterTemplate) *apiError {
 	if e.templateInUse(q, ct) {
 		return errorf(http.StatusBadRequest, "ClusterTemplate %s is referenced by one or multiple clusters.", ct.uuid)
 	}
