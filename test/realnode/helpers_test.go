@@ -67,11 +67,13 @@ func bin(t testing.TB, name string) string {
 	return filepath.Join(binDir, name)
 }
 
-// node is the real test node and the servers around it.
+// node is a real test node (node-a0 of region A, node-b0 of region B) and
+// the servers around it.
 type node struct {
 	Name, Taint  string
+	Region       string // the node's region: a or b
 	RegistryName string // what the node calls its registry: localhost:5000
-	RegistryA    string // region A's CI registry, 127.0.0.1:PORT
+	Registry     string // the region's CI registry, 127.0.0.1:PORT
 	Buildset     string
 	BaseImage    string
 	Kubeconfig   string
@@ -85,8 +87,13 @@ func requireNode(t testing.TB) *node {
 	v := testenv.Require(t, "SLIPWAY_TEST_NODE", "SLIPWAY_TEST_NODE_TAINT", "SLIPWAY_TEST_NODE_REGISTRY_NAME",
 		"SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_REGISTRY_BUILDSET", "SLIPWAY_TEST_BASE_IMAGE",
 		"SLIPWAY_TEST_KUBECONFIG", "SLIPWAY_TEST_KUBECTL", "SLIPWAY_TESTENV_DIR")
-	n := &node{Name: v[0], Taint: v[1], RegistryName: v[2], RegistryA: v[3], Buildset: v[4], BaseImage: v[5],
-		Kubeconfig: v[6], Kubectl: v[7], EnvDir: v[8]}
+	return newNode(t, &node{Name: v[0], Taint: v[1], Region: "a", RegistryName: v[2], Registry: v[3], Buildset: v[4],
+		BaseImage: v[5], Kubeconfig: v[6], Kubectl: v[7], EnvDir: v[8]})
+}
+
+// newNode connects n to its control plane.
+func newNode(t testing.TB, n *node) *node {
+	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +122,7 @@ func run(t testing.TB, dir string, name string, args ...string) (stdout, stderr 
 	return o.String(), e.String(), err
 }
 
-// image is one image built and pushed to region A by the project's own
+// image is one image built and pushed to the node's region by the project's own
 // stages, with its push result as CI wrote it and as the node names it.
 type image struct {
 	Repo, Digest string
@@ -128,8 +135,8 @@ type image struct {
 }
 
 // pushImage builds a native image (the busybox base plus a script printing
-// a line unique to this run) with build-image and pushes it to region A with
-// push-registry.
+// a line unique to this run) with build-image and pushes it to the node's
+// region with push-registry.
 func pushImage(t testing.TB, n *node, name string) *image {
 	t.Helper()
 	dir := t.TempDir()
@@ -149,7 +156,7 @@ func pushImage(t testing.TB, n *node, name string) *image {
 	}
 	im.PushResult = filepath.Join(dir, "push.json")
 	if _, stderr, err := run(t, dir, bin(t, "push-registry"), "push", "--build-result", "out/build-result.json",
-		"--region", "a="+n.RegistryA, "--result", im.PushResult); err != nil {
+		"--region", n.Region+"="+n.Registry, "--result", im.PushResult); err != nil {
 		t.Fatalf("push-registry: %v\n%s", err, stderr)
 	}
 	data, err := os.ReadFile(im.PushResult)
@@ -166,25 +173,25 @@ func pushImage(t testing.TB, n *node, name string) *image {
 	}
 	im.Digest = pr.Images[0].Digest
 	im.NodePushResult = filepath.Join(dir, "push-node.json")
-	node := bytes.ReplaceAll(data, []byte(`"`+n.RegistryA+"/"), []byte(`"`+n.RegistryName+"/"))
+	node := bytes.ReplaceAll(data, []byte(`"`+n.Registry+"/"), []byte(`"`+n.RegistryName+"/"))
 	if err := os.WriteFile(im.NodePushResult, node, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return im
 }
 
-// deleteManifest removes the image's manifest from region A's registry: the
+// deleteManifest removes the image's manifest from the region's registry: the
 // push result still names a digest the region no longer has.
 func deleteManifest(t testing.TB, n *node, im *image) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodDelete, "http://"+n.RegistryA+"/v2/"+im.Repo+"/manifests/"+im.Digest, nil)
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+n.Registry+"/v2/"+im.Repo+"/manifests/"+im.Digest, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("deleting %s@%s from region A: %s", im.Repo, im.Digest, resp.Status)
+		t.Fatalf("deleting %s@%s from region %s: %s", im.Repo, im.Digest, n.Region, resp.Status)
 	}
 }
 
@@ -198,17 +205,24 @@ type workload struct {
 	// MinReady is spec.minReadySeconds: a container that crashes right after
 	// it starts then never counts as available.
 	MinReady int
+	// ProgressDeadline is spec.progressDeadlineSeconds; 0 means 15, short
+	// for the failure cases.
+	ProgressDeadline int
 	// Extra is more manifest YAML after the Deployment (from "---").
 	Extra string
 }
 
 func (w workload) manifest(n *node) string {
+	deadline := w.ProgressDeadline
+	if deadline == 0 {
+		deadline = 15
+	}
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: %[1]s}
 spec:
   replicas: 1
-  progressDeadlineSeconds: 15
+  progressDeadlineSeconds: %[8]d
   minReadySeconds: %[2]d
   selector: {matchLabels: {app: %[1]s}}
   template:
@@ -220,7 +234,7 @@ spec:
       containers:
       - name: %[1]s-main
         image: %[5]s
-%[6]s%[7]s`, w.Name, w.MinReady, n.Name, n.Taint, w.Image, w.Container, w.Extra)
+%[6]s%[7]s`, w.Name, w.MinReady, n.Name, n.Taint, w.Image, w.Container, w.Extra, deadline)
 }
 
 // deployed is what one deploy-k8s deploy left.
@@ -246,7 +260,7 @@ func deploy(t testing.TB, n *node, w workload, pushResult string) deployed {
 		_ = n.Core.CoreV1().Namespaces().Delete(context.Background(), d.Namespace, metav1.DeleteOptions{})
 	})
 	d.Stdout, d.Stderr, d.Err = run(t, dir, bin(t, "deploy-k8s"), "deploy", "--branch", "platform/"+d.Namespace,
-		"--manifests", "manifests", "--push-result", pushResult, "--region", "a", "--kubeconfig", n.Kubeconfig,
+		"--manifests", "manifests", "--push-result", pushResult, "--region", n.Region, "--kubeconfig", n.Kubeconfig,
 		"--timeout", "2m")
 	return d
 }

@@ -41,7 +41,7 @@ func TestPushedImageRunsOnNode(t *testing.T) {
 	im := pushImage(t, n, "hello")
 	for _, c := range []struct{ name, pushResult, registry string }{
 		{"localhost:5000", im.NodePushResult, n.RegistryName},
-		{"CI registry address", im.PushResult, n.RegistryA},
+		{"CI registry address", im.PushResult, n.Registry},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
