@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+
+	"github.com/slipwayci/slipway/internal/logging"
 )
 
 // tailBuffer keeps the last max bytes written to it: a child's stderr for the
@@ -36,15 +38,35 @@ func (t *tailBuffer) String() string {
 	return strings.ReplaceAll(s, "\n", "; ")
 }
 
-// tool is a child process: its secrets travel in env or secretFile, never
-// in args.
+// tool is a child process: its secrets travel in secretFile, never in args
+// or its environment (/proc/PID/environ is readable by the same user).
 type tool struct {
 	path string
 	args []string
-	env  []string // added to the parent's environment
 	// secretFile, when set, is readable by the child as /dev/fd/3 (a pipe:
 	// no file on disk that a killed run could leave behind).
 	secretFile []byte
+}
+
+// secretVars are the variables this program takes secrets from: a child
+// does not inherit them.
+var secretVars = map[string]bool{
+	"AWS_ACCESS_KEY_ID": true, "AWS_SECRET_ACCESS_KEY": true, "AWS_SESSION_TOKEN": true,
+	"SLIPWAY_MYSQL_PASSWORD": true, "SLIPWAY_MONGO_URI": true, "MYSQL_PWD": true,
+}
+
+// childEnv is this process's environment without its secrets: neither the
+// variables they come from nor any variable holding a registered secret.
+func childEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if secretVars[name] || logging.Scrub(kv) != kv {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // secretFD is the path under which the child reads secretFile.
@@ -54,7 +76,7 @@ const secretFD = "/dev/fd/3"
 // the tool and quotes the end of its stderr.
 func (t tool) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	cmd := exec.CommandContext(ctx, t.path, t.args...)
-	cmd.Env = append(os.Environ(), t.env...)
+	cmd.Env = childEnv()
 	cmd.SysProcAttr = childAttr()
 	if t.secretFile != nil {
 		sr, sw, err := os.Pipe()

@@ -53,8 +53,8 @@ func (c MySQLConfig) validate(n Names) error {
 }
 
 func checkMySQLName(db string) error {
-	if db == journalDB {
-		return fmt.Errorf("MySQL database name %q is reserved for the restore journal", db)
+	if db == journalDB || db == freezeDB {
+		return fmt.Errorf("MySQL database name %q is reserved for the restore journal and the freeze check", db)
 	}
 	if db == "" || len(db)+len(mysqlNewSuffix) > 64 || strings.ContainsAny(db, "`/\\.\x00") {
 		return fmt.Errorf("MySQL database name %q is empty, longer than %d characters or holds a backquote, slash, backslash or dot", db, 64-len(mysqlNewSuffix))
@@ -80,9 +80,11 @@ func findTool(given string, names ...string) (string, error) {
 }
 
 // connArgs are the client options shared by the dump and load tools. The
-// password goes through MYSQL_PWD, never argv.
+// first reads the client's only option file, clientConfig, from a pipe
+// (tool.secretFile): the password is never in argv, in the child's
+// environment (MYSQL_PWD is readable in /proc/PID/environ) or on disk.
 func (c MySQLConfig) connArgs() []string {
-	args := []string{"--no-defaults", "--user=" + c.User, "--default-character-set=utf8mb4"}
+	args := []string{"--defaults-file=" + secretFD, "--user=" + c.User, "--default-character-set=utf8mb4"}
 	if c.Socket != "" {
 		args = append(args, "--socket="+c.Socket, "--protocol=socket")
 	} else {
@@ -95,11 +97,21 @@ func (c MySQLConfig) connArgs() []string {
 	return args
 }
 
-func (c MySQLConfig) env() []string {
-	if c.Password.Empty() {
-		return nil
+// clientConfig is the option file connArgs names: the password, quoted as
+// option files read it (backslash escapes inside double quotes).
+func (c MySQLConfig) clientConfig() []byte {
+	cfg := "[client]\n"
+	if !c.Password.Empty() {
+		q := strings.NewReplacer("\\", "\\\\", "\"", "\\\"", "\n", "\\n", "\r", "\\r", "\t", "\\t").Replace(c.Password.Reveal())
+		cfg += "password=\"" + q + "\"\n"
 	}
-	return []string{"MYSQL_PWD=" + c.Password.Reveal()}
+	return []byte(cfg)
+}
+
+// client is a MySQL tool run with the connection options and the option
+// file; args follow the connection options.
+func (c MySQLConfig) client(bin string, args ...string) tool {
+	return tool{path: bin, args: append(c.connArgs(), args...), secretFile: c.clientConfig()}
 }
 
 func (c MySQLConfig) open() (*sql.DB, error) { return c.openWith(nil) }
@@ -153,10 +165,8 @@ func (s *mysqlSource) Version(ctx context.Context) string {
 // Dump writes a consistent dump of the database without CREATE DATABASE/USE,
 // so it can be loaded into a staging database of another name.
 func (s *mysqlSource) Dump(ctx context.Context, w io.Writer) error {
-	args := append(s.cfg.connArgs(),
-		"--single-transaction", "--quick", "--routines", "--events", "--triggers",
-		"--max-allowed-packet=1G", "--", s.db)
-	return tool{path: s.bin, args: args, env: s.cfg.env()}.run(ctx, nil, w)
+	return s.cfg.client(s.bin, "--single-transaction", "--quick", "--routines", "--events", "--triggers",
+		"--max-allowed-packet=1G", "--", s.db).run(ctx, nil, w)
 }
 
 // mysqlTarget loads a dump into <db>_slipway_new, then swaps its tables and
@@ -322,8 +332,7 @@ func (t *mysqlTarget) Stage(ctx context.Context, r io.Reader, p *stageProgress) 
 	l := &mysqlLoader{db: db, staging: t.staging(), jobs: t.jobs, done: done, progress: p,
 		tableLoaded: func(ctx context.Context, table string) error { return t.journal.markLoaded(ctx, t.db, t.backup, table) },
 		post: func(ctx context.Context, sql []byte) error {
-			args := append(t.cfg.connArgs(), "--max-allowed-packet=1G", "--batch", "--", t.staging())
-			return tool{path: t.client, args: args, env: t.cfg.env()}.run(ctx, bytes.NewReader(sql), io.Discard)
+			return t.cfg.client(t.client, "--max-allowed-packet=1G", "--batch", "--", t.staging()).run(ctx, bytes.NewReader(sql), io.Discard)
 		},
 	}
 	if err := l.load(ctx, r); err != nil {

@@ -113,7 +113,7 @@ func TestParallelLoad(t *testing.T) {
 	}
 	drDB := sqlDB(t, e.dr)
 	mustExec(t, drDB, "CREATE DATABASE "+quoteID(serial))
-	if err := (tool{path: "mariadb", args: append(e.dr.connArgs(), "--", serial)}).run(ctx, bytes.NewReader(dump.Bytes()), nil); err != nil {
+	if err := e.dr.client("mariadb", "--", serial).run(ctx, bytes.NewReader(dump.Bytes()), nil); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, byTable(mysqlState(t, e.dr, serial), serial)); diff != "" {
@@ -144,7 +144,7 @@ func TestParallelLoad(t *testing.T) {
 			},
 			post: func(ctx context.Context, sql []byte) error {
 				post = sql
-				return tool{path: "mariadb", args: append(e.dr.connArgs(), "--", stage)}.run(ctx, bytes.NewReader(sql), nil)
+				return e.dr.client("mariadb", "--", stage).run(ctx, bytes.NewReader(sql), nil)
 			},
 		}
 		if err := l.load(ctx, bytes.NewReader(dump.Bytes())); err != nil {
