@@ -151,7 +151,7 @@ func TestCLIOutputs(t *testing.T) {
 	}{
 		{"no spec", []string{"cluster", "ensure"}, "magnum-cluster: a spec file is required: pass --spec FILE\n"},
 		{"no name", []string{"cluster", "show"}, "magnum-cluster: name the cluster: --spec FILE or --name NAME\n"},
-		{"no output", []string{"kubeconfig", "--name", "c"}, "magnum-cluster: --output (the kubeconfig path) is required\n"},
+		{"no output", []string{"kubeconfig", "--name", "c"}, "magnum-cluster: --output (the kubeconfig path) or --output-dir (a kubeconfig per region) is required\n"},
 		{"name and spec disagree", []string{"cluster", "show", "--spec", spec, "--name", "d"}, "magnum-cluster: --name d and the spec's cluster.name c disagree: give one of them\n"},
 		{"arguments", []string{"cluster", "show", "c"}, "magnum-cluster: show takes no arguments, got \"c\"\n"},
 	} {
@@ -213,4 +213,108 @@ func TestCLIWaitTimeoutNamesTheFlag(t *testing.T) {
 		t.Errorf("stderr does not name the flag to raise:\n%s", stderr)
 	}
 	e.AssertFaultsFired()
+}
+
+// TestCLIRegions: a spec with regions through the command line: bad region
+// flags and region errors in the spec are one line and exit 2; ensure
+// writes a ClustersResult, zuul_return data per region and a kubeconfig
+// per region; --region limits every command to one region.
+func TestCLIRegions(t *testing.T) {
+	e := magnumtest.New(t)
+	spec := e.WriteSpec("regions.yaml", magnumtest.RegionsSpec())
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown region", []string{"cluster", "ensure", "--spec", spec, "--region", "RegionThree"},
+			"magnum-cluster: --region RegionThree: RegionThree is not one of the spec's regions (RegionOne, RegionTwo)\n"},
+		{"region of a spec without regions", []string{"cluster", "ensure", "--spec", e.WriteSpec("plain.yaml", testSpec()), "--region", "RegionTwo"},
+			"magnum-cluster: --region RegionTwo: the spec names no regions (regions:); a spec without regions works in the region of OS_REGION_NAME\n"},
+		{"bad region cloud", []string{"cluster", "diff", "--spec", spec, "--region-cloud", "RegionTwo"},
+			"magnum-cluster: --region-cloud \"RegionTwo\": want REGION=CLOUD (a region of the spec and a clouds.yaml entry)\n"},
+		{"one kubeconfig for two regions", []string{"cluster", "ensure", "--spec", spec, "--kubeconfig", "k"},
+			"magnum-cluster: --kubeconfig: the spec names 2 regions (RegionOne, RegionTwo): write one kubeconfig per region with --kubeconfig-dir DIR (DIR/<region>.kubeconfig), or choose one with --region\n"},
+		{"one output for two regions", []string{"kubeconfig", "--spec", spec, "--output", "k"},
+			"magnum-cluster: --output: the spec names 2 regions (RegionOne, RegionTwo): write one kubeconfig per region with --output-dir DIR (DIR/<region>.kubeconfig), or choose one with --region\n"},
+		{"region error in the spec", []string{"cluster", "ensure", "--spec", e.WriteSpec("bad.yaml", magnumtest.RegionsSpec("      node_count: 1", "      node_count: one"))},
+			"magnum-cluster: " + filepath.Join(e.Dir, "bad.yaml") + ":22: regions[1].cluster.node_count: must be a whole number, not \"one\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(e, tc.args...)
+			if code != cli.ExitUsage || stderr != tc.want || stdout != "" {
+				t.Errorf("exit %d, stdout %q, stderr\n got %q\nwant %q", code, stdout, stderr, tc.want)
+			}
+		})
+	}
+
+	res, zr, kube := filepath.Join(e.Dir, "res.json"), filepath.Join(e.Dir, "zr.json"), filepath.Join(e.Dir, "kube")
+	if err := os.Mkdir(kube, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// OS_REGION_NAME=RegionOne (SetOSEnv) does not limit a spec with regions.
+	code, stdout, stderr := runCLI(e, "cluster", "ensure", "--spec", spec, "--poll-interval", "100ms", "--result", res, "--zuul-return", zr, "--kubeconfig-dir", kube)
+	if code != 0 {
+		t.Fatalf("ensure: exit %d\n%s", code, stderr)
+	}
+	var printed, file result.ClustersResult
+	if err := result.Decode(strings.NewReader(stdout), &printed); err != nil {
+		t.Fatalf("stdout is not a ClustersResult: %v\n%s", err, stdout)
+	}
+	if err := result.ReadFile(res, &file); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(printed, file); diff != "" {
+		t.Errorf("stdout and result file differ (-stdout +file):\n%s", diff)
+	}
+	for _, region := range []string{"RegionOne", "RegionTwo"} {
+		r, err := file.In(region)
+		if err != nil || r.Cluster.Status != "CREATE_COMPLETE" || r.Kubeconfig != filepath.Join(kube, region+".kubeconfig") || r.Kind != "ClusterResult" {
+			t.Errorf("%s in the result: %v %+v", region, err, r)
+		}
+		if !strings.Contains(stderr, "region="+region) {
+			t.Errorf("the log does not name region %s:\n%s", region, stderr)
+		}
+	}
+	var ret struct {
+		Zuul struct {
+			Artifacts []struct{ Name string } `json:"artifacts"`
+		} `json:"zuul"`
+		Clusters map[string]map[string]any `json:"slipway_clusters"`
+		Primary  map[string]any            `json:"slipway_cluster"`
+	}
+	data, err := os.ReadFile(zr)
+	if err != nil || json.Unmarshal(data, &ret) != nil {
+		t.Fatalf("zuul_return file: %v %s", err, data)
+	}
+	two, _ := file.In("RegionTwo")
+	if ret.Clusters["RegionTwo"]["uuid"] != two.Cluster.UUID || ret.Clusters["RegionTwo"]["kubeconfig"] != two.Kubeconfig ||
+		ret.Primary["region"] != "RegionOne" || len(ret.Zuul.Artifacts) != 2 || ret.Zuul.Artifacts[1].Name != "magnum cluster c in RegionTwo" {
+		t.Errorf("zuul_return data:\n%s", data)
+	}
+	if strings.Contains(string(data), "client-key-data") {
+		t.Error("the zuul_return data holds a kubeconfig")
+	}
+	if code, out, stderr := runCLI(e, "cluster", "ensure", "--spec", spec, "--poll-interval", "100ms", "--kubeconfig-dir", kube); code != 0 || !strings.Contains(out, "\n  \"changes\": []\n}") {
+		t.Errorf("a rerun does not end with the top-level \"changes\": [] (exit %d):\n%s\n%s", code, out, stderr)
+	}
+	if code, out, _ := runCLI(e, "cluster", "diff", "--spec", spec, "--region", "RegionTwo"); code != 0 || out != "RegionTwo: cluster c (CREATE_COMPLETE) matches the spec: no changes\n" {
+		t.Errorf("diff --region RegionTwo: %d %q", code, out)
+	}
+	kc := filepath.Join(e.Dir, "b.kubeconfig")
+	if code, out, stderr := runCLI(e, "kubeconfig", "--spec", spec, "--region", "RegionTwo", "-o", kc); code != 0 || !strings.Contains(out, `"region": "RegionTwo"`) || !strings.Contains(out, `"written": true`) {
+		t.Errorf("kubeconfig --region RegionTwo: %d %s %s", code, out, stderr)
+	}
+	if code, out, _ := runCLI(e, "cluster", "show", "--spec", spec, "--region", "RegionOne"); code != 0 || strings.Contains(out, "RegionTwo") || !strings.Contains(out, `"kind": "ClustersResult"`) {
+		t.Errorf("show --region RegionOne: %d %s", code, out)
+	}
+	// Delete region B only; region A stays.
+	if code, out, stderr := runCLI(e, "cluster", "delete", "--spec", spec, "--region", "RegionTwo", "--poll-interval", "100ms"); code != 0 || !strings.Contains(out, `"deleted": true`) {
+		t.Fatalf("delete --region RegionTwo: %d %s %s", code, out, stderr)
+	}
+	code, out, stderr := runCLI(e, "cluster", "show", "--spec", spec)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != cli.ExitFailed || out != "" || lines[len(lines)-1] != "magnum-cluster: region RegionTwo: cluster c does not exist in region RegionTwo; region RegionOne done: rerun the same command to finish region RegionTwo" {
+		t.Errorf("show after deleting region B: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
 }

@@ -189,7 +189,7 @@ type KubeconfigWritten struct {
 // Kubeconfig writes a kubeconfig for the cluster (from the spec or by name)
 // to o.Kubeconfig.
 func Kubeconfig(ctx context.Context, o Options) (*KubeconfigWritten, error) {
-	if o.Kubeconfig == "" {
+	if o.Kubeconfig == "" && o.KubeconfigDir == "" {
 		return nil, ErrNoKubeconfig
 	}
 	name, a, c, err := startWithCluster(ctx, &o)

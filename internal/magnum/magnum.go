@@ -2,6 +2,7 @@ package magnum
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -24,8 +25,18 @@ type Options struct {
 	SpecFile string
 	// ClusterName names the cluster when there is no spec.
 	ClusterName string
-	// Kubeconfig is where to write the kubeconfig (0600).
+	// Kubeconfig is where to write the kubeconfig (0600); with a spec of
+	// several regions only when Region chooses one.
 	Kubeconfig string
+	// KubeconfigDir, when set, is where each region's kubeconfig is
+	// written, as KubeconfigPath(dir, region) (0600).
+	KubeconfigDir string
+	// Region limits a spec with regions to that one region.
+	Region string
+	// RegionClouds names the clouds.yaml entry of a region (region name to
+	// cloud) where the regions have Keystones of their own; other regions
+	// use Auth as it is, with their region name.
+	RegionClouds map[string]string
 	// Zuul, when set, is recorded in the ClusterResult.
 	Zuul *zuul.Context
 	// WaitTimeout bounds each wait. Default: the spec's create_timeout plus
@@ -42,6 +53,9 @@ type Options struct {
 	Progress *progress.Printer
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// region is set in the Options of one region of a spec with regions.
+	region string
 }
 
 func (o *Options) defaults() {
@@ -72,12 +86,37 @@ var (
 	ErrNoKubeconfig  = usererr.New("the kubeconfig path is required")
 )
 
+// ErrRegionsSpec: a single-region command was given a spec with regions,
+// which the InRegions form of the command (or ClustersEnsure/Show) runs.
+var ErrRegionsSpec = errors.New("the spec names regions: run the command in each region (InRegions)")
+
+// oneRegion checks the region options of a command in one region and
+// points a kubeconfig directory at the region's file.
+func (o *Options) oneRegion() error {
+	if o.region != "" {
+		return nil
+	}
+	if o.Spec != nil && o.Spec.HasRegions() {
+		return ErrRegionsSpec
+	}
+	if _, err := o.regionOptions(); err != nil {
+		return err
+	}
+	if o.KubeconfigDir != "" && o.Kubeconfig == "" {
+		o.Kubeconfig = KubeconfigPath(o.KubeconfigDir, o.Auth.Region)
+	}
+	return nil
+}
+
 // startWithSpec begins a command that needs the spec file: defaults, the
 // spec check, and the connection to Magnum.
 func startWithSpec(ctx context.Context, o *Options) (*api, error) {
 	o.defaults()
 	if o.Spec == nil {
 		return nil, ErrNoSpec
+	}
+	if err := o.oneRegion(); err != nil {
+		return nil, err
 	}
 	return connect(ctx, o.Auth)
 }
@@ -93,6 +132,9 @@ func startWithCluster(ctx context.Context, o *Options) (string, *api, *clusters.
 	}
 	if name == "" {
 		return "", nil, nil, ErrNoClusterName
+	}
+	if err := o.oneRegion(); err != nil {
+		return name, nil, nil, err
 	}
 	a, err := connect(ctx, o.Auth)
 	if err != nil {
@@ -117,16 +159,44 @@ func (o *Options) finish(res *result.ClusterResult, changes []string) *result.Cl
 // the cluster and a slipway_cluster variable for later jobs. It names the
 // kubeconfig's path, never its content.
 func ZuulReturn(res *result.ClusterResult) zuul.Return {
-	c := res.Cluster
 	return zuul.Return{
-		Artifacts: []zuul.Artifact{{
-			Name: "magnum cluster " + c.Name, URL: c.APIAddress,
-			Metadata: map[string]any{"type": "magnum_cluster", "uuid": c.UUID, "region": res.Region, "template": res.Template.Name, "status": c.Status},
-		}},
-		Vars: map[string]any{"slipway_cluster": map[string]any{
-			"name": c.Name, "uuid": c.UUID, "status": c.Status, "api_address": c.APIAddress, "region": res.Region,
-			"template": res.Template.Name, "master_count": c.MasterCount, "node_count": c.NodeCount,
-			"kubeconfig": res.Kubeconfig, "changes": res.Changes,
-		}},
+		Artifacts: []zuul.Artifact{clusterArtifact(res, "")},
+		Vars:      map[string]any{"slipway_cluster": clusterVars(res)},
+	}
+}
+
+// ZuulReturnRegions is the zuul_return data for a ClustersResult: an
+// artifact per region, slipway_clusters (region name to what
+// slipway_cluster holds for one cluster), and slipway_cluster for the
+// first region (the primary), as for a spec without regions.
+func ZuulReturnRegions(res *result.ClustersResult) zuul.Return {
+	ret := zuul.Return{Vars: map[string]any{}}
+	byRegion := map[string]any{}
+	for i := range res.Regions {
+		r := &res.Regions[i]
+		ret.Artifacts = append(ret.Artifacts, clusterArtifact(r, " in "+r.Region))
+		byRegion[r.Region] = clusterVars(r)
+		if i == 0 {
+			ret.Vars["slipway_cluster"] = byRegion[r.Region]
+		}
+	}
+	ret.Vars["slipway_clusters"] = byRegion
+	return ret
+}
+
+func clusterArtifact(res *result.ClusterResult, suffix string) zuul.Artifact {
+	c := res.Cluster
+	return zuul.Artifact{
+		Name: "magnum cluster " + c.Name + suffix, URL: c.APIAddress,
+		Metadata: map[string]any{"type": "magnum_cluster", "uuid": c.UUID, "region": res.Region, "template": res.Template.Name, "status": c.Status},
+	}
+}
+
+func clusterVars(res *result.ClusterResult) map[string]any {
+	c := res.Cluster
+	return map[string]any{
+		"name": c.Name, "uuid": c.UUID, "status": c.Status, "api_address": c.APIAddress, "region": res.Region,
+		"template": res.Template.Name, "master_count": c.MasterCount, "node_count": c.NodeCount,
+		"kubeconfig": res.Kubeconfig, "changes": res.Changes,
 	}
 }

@@ -8,17 +8,37 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strings"
 
 	"github.com/slipwayci/slipway/internal/config"
 )
 
-// Spec is a spec file: one cluster template and one cluster made from it.
+// Spec is a spec file: one cluster template and one cluster made from it,
+// in one region (OS_REGION_NAME), or in each of Regions.
 type Spec struct {
 	Template TemplateSpec `yaml:"template" json:"template"`
 	Cluster  ClusterSpec  `yaml:"cluster" json:"cluster"`
+	// Regions, when given, make the spec one template and one cluster in
+	// each region, the first being the primary site. A region's template
+	// and cluster fields replace the top-level ones; its labels are merged
+	// over them key by key.
+	Regions []RegionSpec `yaml:"regions" json:"-"`
+
+	// regional holds the merged spec of each of Regions, in their order.
+	regional []*Spec
+}
+
+// RegionSpec is one region of a spec: its name in the service catalog and
+// what differs there from the top-level template and cluster (external
+// network, keypair, image, flavors, labels, node counts, DNS...).
+type RegionSpec struct {
+	Name     string       `yaml:"name"`
+	Template TemplateSpec `yaml:"template"`
+	Cluster  ClusterSpec  `yaml:"cluster"`
 }
 
 // TemplateSpec describes a cluster template. Magnum templates cannot change
@@ -78,12 +98,14 @@ type ClusterSpec struct {
 
 var (
 	nameRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.-]*$`)
+	// Region names also name kubeconfig files (DIR/<region>.kubeconfig).
+	regionRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 	// Template names in Magnum: <base>-<8 hex digits of the spec hash>.
 	versionSuffixRE = regexp.MustCompile(`-[0-9a-f]{8}$`)
 )
 
 // specHint is what an empty spec file lacks.
-var specHint = config.EmptyHint("it needs `template:` and `cluster:`")
+var specHint = config.EmptyHint("it needs `template:` and `cluster:` (and, for several regions, `regions:`)")
 
 // LoadSpec reads and validates a spec from r; name (the file path) is used
 // in errors. Every problem with the content is a *config.Error.
@@ -100,10 +122,11 @@ func LoadSpecFile(path string) (*Spec, error) {
 	return s.checked(doc, err)
 }
 
-// checked validates a decoded spec unless decoding failed.
+// checked validates a decoded spec unless decoding failed: the spec as it
+// is, or, with regions, each region's merged spec.
 func (s *Spec) checked(doc *config.Doc, err error) (*Spec, error) {
 	if err == nil {
-		err = s.validate(doc)
+		err = s.checkRegions(doc)
 	}
 	if err != nil {
 		return nil, err
@@ -111,46 +134,145 @@ func (s *Spec) checked(doc *config.Doc, err error) (*Spec, error) {
 	return s, nil
 }
 
-// validate checks what the types cannot say; it also fills in the default COE.
-func (s *Spec) validate(doc *config.Doc) error {
+// checkRegions validates the spec without regions, or the region list and
+// the merged spec of each region. An error about a field the region wrote
+// names regions[i].field; one about a top-level field (or a missing one)
+// names the field and the region.
+func (s *Spec) checkRegions(doc *config.Doc) error {
+	if !doc.Has("regions") {
+		return s.validate(doc, func(p string) string { return p }, "")
+	}
+	if len(s.Regions) == 0 {
+		return doc.Errorf("regions", "empty: name at least one region (- name: RegionOne), or leave regions out for the one region of OS_REGION_NAME")
+	}
+	seen := map[string]int{}
+	for i, r := range s.Regions {
+		at := fmt.Sprintf("regions[%d]", i)
+		switch first, dup := seen[r.Name]; {
+		case r.Name == "":
+			return doc.Errorf(at+".name", "missing: the region's name in the service catalog is required (e.g. RegionOne)")
+		case !regionRE.MatchString(r.Name) || len(r.Name) > 64:
+			return doc.Errorf(at+".name", "%q must start with a letter or digit and hold only letters, digits, '_', '.', '-' (at most 64)", r.Name)
+		case dup:
+			return doc.Errorf(at+".name", "%s is listed twice (also regions[%d])", r.Name, first)
+		}
+		seen[r.Name] = i
+	}
+	s.regional = make([]*Spec, len(s.Regions))
+	for i, r := range s.Regions {
+		m := &Spec{Template: s.Template, Cluster: s.Cluster}
+		overlay(reflect.ValueOf(&m.Template).Elem(), reflect.ValueOf(r.Template))
+		overlay(reflect.ValueOf(&m.Cluster).Elem(), reflect.ValueOf(r.Cluster))
+		prefix := fmt.Sprintf("regions[%d].", i)
+		at := func(p string) string {
+			if doc.Has(prefix + p) {
+				return prefix + p
+			}
+			return p
+		}
+		if err := m.validate(doc, at, r.Name); err != nil {
+			return err
+		}
+		s.regional[i] = m
+	}
+	return nil
+}
+
+// overlay sets each field of dst (a struct) that src (the same type) sets:
+// a written string, number or flag replaces dst's, a map is merged over
+// dst's key by key into a new map.
+func overlay(dst, src reflect.Value) {
+	for i := 0; i < dst.NumField(); i++ {
+		d, v := dst.Field(i), src.Field(i)
+		switch {
+		case v.Kind() == reflect.Map && v.Len() > 0:
+			m := reflect.MakeMapWithSize(v.Type(), d.Len()+v.Len())
+			for _, it := range []reflect.Value{d, v} {
+				for _, k := range it.MapKeys() {
+					m.SetMapIndex(k, it.MapIndex(k))
+				}
+			}
+			d.Set(m)
+		case v.Kind() != reflect.Map && !v.IsZero():
+			d.Set(v)
+		}
+	}
+}
+
+// HasRegions reports whether the spec names its regions (regions:).
+func (s *Spec) HasRegions() bool { return len(s.regional) > 0 }
+
+// RegionNames are the spec's regions in their order, the primary first
+// (none for a spec without regions).
+func (s *Spec) RegionNames() []string {
+	out := make([]string, len(s.Regions))
+	for i, r := range s.Regions {
+		out[i] = r.Name
+	}
+	return out
+}
+
+// InRegion is the merged spec of region name: the top-level template and
+// cluster with the region's fields over them; nil if the spec does not
+// name that region.
+func (s *Spec) InRegion(name string) *Spec {
+	for i, r := range s.Regions {
+		if r.Name == name && i < len(s.regional) {
+			return s.regional[i]
+		}
+	}
+	return nil
+}
+
+// validate checks what the types cannot say; it also fills in the default
+// COE. at maps a field to the path an error names; region, when set, is
+// added to the message of an error about a field the region did not write.
+func (s *Spec) validate(doc *config.Doc, at func(string) string, region string) error {
+	errorf := func(path, format string, args ...any) error {
+		e := doc.Errorf(at(path), format, args...)
+		if region != "" && e.Field == path {
+			e.Msg += " (region " + region + ")"
+		}
+		return e
+	}
 	t, c := &s.Template, &s.Cluster
 	switch {
 	case t.Name == "":
-		return doc.Errorf("template.name", "missing: the template's base name is required")
+		return errorf("template.name", "missing: the template's base name is required")
 	case !nameRE.MatchString(t.Name) || len(t.Name) > 200:
-		return doc.Errorf("template.name", "%q must start with a letter and hold only letters, digits, '_', '.', '-' (at most 200)", t.Name)
+		return errorf("template.name", "%q must start with a letter and hold only letters, digits, '_', '.', '-' (at most 200)", t.Name)
 	case t.Image == "":
-		return doc.Errorf("template.image", "missing: the Glance image (name or ID) of the nodes is required")
+		return errorf("template.image", "missing: the Glance image (name or ID) of the nodes is required")
 	case c.Name == "":
-		return doc.Errorf("cluster.name", "missing: the cluster's name is required")
+		return errorf("cluster.name", "missing: the cluster's name is required")
 	case !nameRE.MatchString(c.Name) || len(c.Name) > 242:
-		return doc.Errorf("cluster.name", "%q must start with a letter and hold only letters, digits, '_', '.', '-' (at most 242)", c.Name)
+		return errorf("cluster.name", "%q must start with a letter and hold only letters, digits, '_', '.', '-' (at most 242)", c.Name)
 	}
 	if t.COE == "" {
 		t.COE = "kubernetes"
 	}
 	if t.COE != "kubernetes" {
-		return doc.Errorf("template.coe", "%q is not supported: magnum-cluster manages kubernetes clusters", t.COE)
+		return errorf("template.coe", "%q is not supported: magnum-cluster manages kubernetes clusters", t.COE)
 	}
-	if err := s.checkCounts(doc); err != nil {
+	if err := s.checkCounts(errorf); err != nil {
 		return err
 	}
 	if c.Keypair == "" && t.Keypair == "" {
-		return doc.Errorf("template.keypair", "missing: Magnum needs a Nova keypair in the template or the cluster")
+		return errorf("template.keypair", "missing: Magnum needs a Nova keypair in the template or the cluster")
 	}
 	nodes := c.nodeCount()
 	if c.MinNodeCount != nil && *c.MinNodeCount > nodes {
-		return doc.Errorf("cluster.min_node_count", "%d is above node_count %d", *c.MinNodeCount, nodes)
+		return errorf("cluster.min_node_count", "%d is above node_count %d", *c.MinNodeCount, nodes)
 	}
 	if c.MaxNodeCount != nil && *c.MaxNodeCount < nodes {
-		return doc.Errorf("cluster.max_node_count", "%d is below node_count %d", *c.MaxNodeCount, nodes)
+		return errorf("cluster.max_node_count", "%d is below node_count %d", *c.MaxNodeCount, nodes)
 	}
 	if c.masterCount() > 1 && (t.MasterLBEnabled == nil || !*t.MasterLBEnabled) {
-		return doc.Errorf("cluster.master_count", "%d masters need template.master_lb_enabled: true (Magnum refuses several masters without a load balancer)", c.masterCount())
+		return errorf("cluster.master_count", "%d masters need template.master_lb_enabled: true (Magnum refuses several masters without a load balancer)", c.masterCount())
 	}
 	for _, l := range []string{"min_node_count", "max_node_count"} {
 		if _, ok := c.Labels[l]; ok {
-			return doc.Errorf("cluster.labels."+l, "set cluster.%s instead: magnum-cluster manages this label", l)
+			return errorf("cluster.labels."+l, "set cluster.%s instead: magnum-cluster manages this label", l)
 		}
 	}
 	return nil
@@ -158,7 +280,7 @@ func (s *Spec) validate(doc *config.Doc) error {
 
 // checkCounts checks the spec's numbers against their minimums and the
 // port range.
-func (s *Spec) checkCounts(doc *config.Doc) error {
+func (s *Spec) checkCounts(errorf func(path, format string, args ...any) error) error {
 	t, c := &s.Template, &s.Cluster
 	for _, f := range []struct {
 		path string
@@ -171,11 +293,11 @@ func (s *Spec) checkCounts(doc *config.Doc) error {
 		{"cluster.docker_volume_size", c.DockerVolumeSize, 1}, {"cluster.create_timeout", c.CreateTimeout, 1},
 	} {
 		if f.v != nil && *f.v < f.min {
-			return doc.Errorf(f.path, "%d is below the minimum %d", *f.v, f.min)
+			return errorf(f.path, "%d is below the minimum %d", *f.v, f.min)
 		}
 	}
 	if t.APIServerPort != nil && *t.APIServerPort > 65535 {
-		return doc.Errorf("template.apiserver_port", "%d is not a TCP port", *t.APIServerPort)
+		return errorf("template.apiserver_port", "%d is not a TCP port", *t.APIServerPort)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestExamplesParse(t *testing.T) {
-	for _, name := range []string{"production.yaml", "local.yaml"} {
+	for _, name := range []string{"production.yaml", "local.yaml", "local-sites.yaml"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("..", "..", "examples", "cluster", name)
 			f, err := os.Open(path)
@@ -130,6 +130,79 @@ func specError(t *testing.T, text string) string {
 	return err.Error()
 }
 
+// regionsSpec is goodSpec in two regions; RegionTwo has its own keypair,
+// external network, availability zone and one worker.
+const regionsSpec = `template:
+  name: k8s
+  image: fedora-coreos-34
+  keypair: kp
+  master_lb_enabled: true
+  labels: {kube_tag: v1.21.10, availability_zone: nova}
+cluster:
+  name: prod
+  master_count: 3
+  node_count: 3
+  max_node_count: 4
+  labels: {auto_healing_enabled: "true"}
+regions:
+  - name: RegionOne
+  - name: RegionTwo
+    template:
+      external_network: public-b
+      keypair: kp-b
+      labels: {availability_zone: nova-b}
+    cluster:
+      name: prod-b
+      node_count: 1
+`
+
+func TestRegionsMergeOverTheSpec(t *testing.T) {
+	spec, err := LoadSpec(strings.NewReader(regionsSpec), "spec.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"RegionOne", "RegionTwo"}, spec.RegionNames()); diff != "" || !spec.HasRegions() {
+		t.Fatalf("regions (-want +got):\n%s", diff)
+	}
+	one, two := spec.InRegion("RegionOne"), spec.InRegion("RegionTwo")
+	if one == nil || two == nil || spec.InRegion("RegionThree") != nil {
+		t.Fatalf("InRegion: %v %v", one, two)
+	}
+	got := []any{one.Template.Keypair, one.Template.ExternalNetwork, one.Template.Labels, one.Cluster.Name, one.Cluster.nodeCount(), one.Template.COE,
+		two.Template.Keypair, two.Template.ExternalNetwork, two.Template.Labels, two.Cluster.Name, two.Cluster.nodeCount(), two.Cluster.masterCount(), two.Cluster.Labels, two.Template.Image}
+	want := []any{"kp", "", map[string]string{"kube_tag": "v1.21.10", "availability_zone": "nova"}, "prod", 3, "kubernetes",
+		"kp-b", "public-b", map[string]string{"kube_tag": "v1.21.10", "availability_zone": "nova-b"}, "prod-b", 1, 3, map[string]string{"auto_healing_enabled": "true"}, "fedora-coreos-34"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("merged regions (-want +got):\n%s", diff)
+	}
+	if one.HasRegions() || two.HasRegions() {
+		t.Error("a region's merged spec has regions itself")
+	}
+	// The region's template differs, so it is another template version;
+	// the top-level labels stay as written.
+	if one.Template.TemplateName() == two.Template.TemplateName() || !isVersionOf(two.Template.TemplateName(), "k8s") {
+		t.Errorf("template names %s and %s", one.Template.TemplateName(), two.Template.TemplateName())
+	}
+	if spec.Template.Labels["availability_zone"] != "nova" {
+		t.Errorf("the region's labels leaked into the top-level spec: %v", spec.Template.Labels)
+	}
+	// A region without overrides is the spec without regions.
+	plain, err := LoadSpec(strings.NewReader(goodSpec), "spec.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.HasRegions() || len(plain.RegionNames()) != 0 {
+		t.Error("a spec without regions has regions")
+	}
+	only, err := LoadSpec(strings.NewReader(goodSpec+"regions: [{name: RegionOne}]\n"), "spec.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if only.InRegion("RegionOne").Template.TemplateName() != plain.Template.TemplateName() {
+		t.Error("a region without overrides has another template version than the spec without regions")
+	}
+}
+
 // TestConfigErrorFormat pins the whole message of each kind of spec error:
 // FILE:LINE: field.path: what is wrong (what is allowed).
 func TestConfigErrorFormat(t *testing.T) {
@@ -140,12 +213,29 @@ func TestConfigErrorFormat(t *testing.T) {
 			"spec.yaml:5: template.flavour: unknown field (known: apiserver_port, coe, dns_nameserver, docker_storage_driver, docker_volume_size, " +
 				"external_network, fixed_network, fixed_subnet, flavor, floating_ip_enabled, hidden, http_proxy, https_proxy, image, keypair, labels, " +
 				"master_flavor, master_lb_enabled, name, network_driver, no_proxy, public, registry_enabled, server_type, tls_disabled, volume_driver)"},
-		{"unknown top-level key", goodSpec + "clusters: {}\n", "spec.yaml:13: clusters: unknown field (known: cluster, template)"},
+		{"unknown top-level key", goodSpec + "clusters: {}\n", "spec.yaml:13: clusters: unknown field (known: cluster, regions, template)"},
 		{"wrong type", strings.Replace(goodSpec, "node_count: 3", "node_count: three", 1), `spec.yaml:12: cluster.node_count: must be a whole number, not "three"`},
 		{"wrong type of a label", strings.Replace(goodSpec, "kube_tag: v1.21.10", "kube_tag: [v1.21.10]", 1), "spec.yaml:7: template.labels.kube_tag: must be a string, not a list"},
 		{"bad value", strings.Replace(goodSpec, "name: prod", "name: 1prod", 1),
 			`spec.yaml:10: cluster.name: "1prod" must start with a letter and hold only letters, digits, '_', '.', '-' (at most 242)`},
 		{"bad value below the minimum", strings.Replace(goodSpec, "master_count: 3", "master_count: 0", 1), "spec.yaml:11: cluster.master_count: 0 is below the minimum 1"},
+		{"unknown key in a region", strings.Replace(regionsSpec, "  - name: RegionTwo\n", "  - name: RegionTwo\n    clusters: {}\n", 1),
+			"spec.yaml:16: regions[1].clusters: unknown field (known: cluster, name, template)"},
+		{"unknown key in a region's template", strings.Replace(regionsSpec, "      keypair: kp-b\n", "      keypair: kp-b\n      flavour: m1.small\n", 1),
+			"spec.yaml:19: regions[1].template.flavour: unknown field (known: apiserver_port, coe, dns_nameserver, docker_storage_driver, docker_volume_size, " +
+				"external_network, fixed_network, fixed_subnet, flavor, floating_ip_enabled, hidden, http_proxy, https_proxy, image, keypair, labels, " +
+				"master_flavor, master_lb_enabled, name, network_driver, no_proxy, public, registry_enabled, server_type, tls_disabled, volume_driver)"},
+		{"wrong type in a region", strings.Replace(regionsSpec, "node_count: 1", "node_count: one", 1), `spec.yaml:22: regions[1].cluster.node_count: must be a whole number, not "one"`},
+		{"regions not a list", strings.Replace(regionsSpec, regionsSpec[strings.Index(regionsSpec, "regions:"):], "regions: RegionOne\n", 1), `spec.yaml:13: regions: must be a list, not "RegionOne"`},
+		{"a region as a bare name", strings.Replace(regionsSpec, "  - name: RegionOne\n", "  - RegionOne\n", 1), `spec.yaml:14: regions[0]: must be a mapping of fields, not "RegionOne"`},
+		{"no regions", strings.Replace(regionsSpec, regionsSpec[strings.Index(regionsSpec, "regions:"):], "regions: []\n", 1),
+			"spec.yaml:13: regions: empty: name at least one region (- name: RegionOne), or leave regions out for the one region of OS_REGION_NAME"},
+		{"region listed twice", strings.Replace(regionsSpec, "name: RegionTwo", "name: RegionOne", 1), "spec.yaml:15: regions[1].name: RegionOne is listed twice (also regions[0])"},
+		{"bad region name", strings.Replace(regionsSpec, "name: RegionTwo", "name: region/two", 1),
+			`spec.yaml:15: regions[1].name: "region/two" must start with a letter or digit and hold only letters, digits, '_', '.', '-' (at most 64)`},
+		{"bad value in a region", strings.Replace(regionsSpec, "node_count: 1", "node_count: 9", 1), "spec.yaml:11: cluster.max_node_count: 4 is below node_count 9 (region RegionTwo)"},
+		{"bad value from a region", strings.Replace(regionsSpec, "node_count: 1", "min_node_count: 5", 1), "spec.yaml:22: regions[1].cluster.min_node_count: 5 is above node_count 3"},
+		{"missing in one region", strings.Replace(regionsSpec, "  keypair: kp\n", "", 1), "spec.yaml:1: template.keypair: missing: Magnum needs a Nova keypair in the template or the cluster (region RegionOne)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := specError(t, tc.spec); got != tc.want {
@@ -160,6 +250,8 @@ func FuzzLoadSpec(f *testing.F) {
 	f.Add("template: {name: a, image: b, keypair: c}\ncluster: {name: d}\n")
 	f.Add("template:\n  labels: {a: [1]}\n")
 	f.Add("cluster: &a {name: x}\ntemplate: *a\n")
+	f.Add(regionsSpec)
+	f.Add("template: {name: a, image: b}\ncluster: {name: d}\nregions: [{name: r, template: {keypair: k}}, {name: s}]\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		spec, err := LoadSpec(strings.NewReader(s), "fuzz.yaml")
 		if err != nil {
@@ -168,8 +260,17 @@ func FuzzLoadSpec(f *testing.F) {
 			}
 			return
 		}
-		if spec.Template.Image == "" || spec.Cluster.Name == "" || !isVersionOf(spec.Template.TemplateName(), spec.Template.Name) {
-			t.Fatalf("accepted an invalid spec: %+v", spec)
+		specs := []*Spec{spec}
+		if spec.HasRegions() {
+			specs = specs[:0]
+			for _, r := range spec.RegionNames() {
+				specs = append(specs, spec.InRegion(r))
+			}
+		}
+		for _, s := range specs {
+			if s == nil || s.Template.Image == "" || s.Cluster.Name == "" || !isVersionOf(s.Template.TemplateName(), s.Template.Name) {
+				t.Fatalf("accepted an invalid spec: %+v", spec)
+			}
 		}
 	})
 }

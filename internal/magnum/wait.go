@@ -27,12 +27,21 @@ func waitFor(ctx context.Context, o *Options, a *api, id, name, action string, d
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	w := &wait{o: o, a: a, id: id, name: name, action: action, done: done,
-		task: o.Progress.Start("cluster "+name, 0), start: o.Now()}
+		task: o.Progress.Start(o.label("cluster "+name), 0), start: o.Now()}
 	err := poll.Until(wctx, poll.Backoff{Initial: o.PollInterval, Max: o.MaxPollInterval, Factor: 1.5}, w.poll)
 	if err != nil && wctx.Err() != nil && errors.Is(err, wctx.Err()) {
 		return w.last, w.stopped(ctx, timeout)
 	}
 	return w.last, err
+}
+
+// label names what o works on in progress lines: with its region when the
+// spec has several.
+func (o *Options) label(what string) string {
+	if o.region == "" {
+		return what
+	}
+	return what + " in " + o.region
 }
 
 // waitTimeout is o.WaitTimeout or its default for action.

@@ -114,3 +114,23 @@ cluster:
 	}
 	return s
 }
+
+// RegionsSpec is Spec in the emulator's two regions, RegionOne (region A)
+// and RegionTwo (region B): RegionTwo has its own keypair and
+// availability zone (so its template is another version) and one worker.
+// Edits apply as in Spec, to the whole text.
+func RegionsSpec(edits ...string) string {
+	s := Spec() + `regions:
+  - name: RegionOne
+  - name: RegionTwo
+    template:
+      keypair: kp-b
+      labels: {availability_zone: nova-b}
+    cluster:
+      node_count: 1
+`
+	for i := 0; i+1 < len(edits); i += 2 {
+		s = strings.Replace(s, edits[i], edits[i+1], 1)
+	}
+	return s
+}
