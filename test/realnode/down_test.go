@@ -27,11 +27,11 @@ var hostPaths = []string{"/run/containerd", "/var/lib/containerd", "/opt/contain
 var hostSettings = []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward"}
 
-// TestDownLeavesNothing starts a private env with a node, runs a container
-// on it, stops the env with `hack/testenv.sh down` and checks that no process,
-// container, cgroup, mount, network device or listening port of it is left,
-// and that the host's fixed paths, kernel settings and iptables never
-// changed.
+// TestDownLeavesNothing starts a private env with both regions' nodes
+// (node-a0 and node-b0 on one machine), runs a container on each, stops the
+// env with `hack/testenv.sh down` and checks that no process, container,
+// cgroup, mount, network device or listening port of it is left, and that
+// the host's fixed paths, kernel settings and iptables never changed.
 func TestDownLeavesNothing(t *testing.T) {
 	t.Parallel()
 	for _, tool := range []string{"containerd", "runc", "docker-registry", "memcached", "unshare", "ip"} {
@@ -59,43 +59,65 @@ func TestDownLeavesNothing(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	if out, err := exec.Command(script, "up", dir, "kube", "openstack", "swift", "registries", "baseimages", "node").CombinedOutput(); err != nil {
+	if out, err := exec.Command(script, "up", dir, "kube", "kube-b", "openstack", "swift", "registries", "baseimages", "node", "node-b").CombinedOutput(); err != nil {
 		t.Fatalf("testenv.sh up: %v\n%s", err, out)
 	}
-	t.Logf("private env with a node up in %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("private env with two nodes up in %s", time.Since(start).Round(100*time.Millisecond))
 	env := readEnv(t, filepath.Join(dir, "env"))
-	st := readEnv(t, filepath.Join(dir, "node", "state"))
-	bridge, cgroup, mntns := st["bridge"], st["cgroup"], strings.Trim(st["mntns"], "'")
-	if bridge == "" || cgroup == "" || mntns == "" {
-		t.Fatalf("node state %v lacks bridge, cgroup or mntns", st)
-	}
+	type nodeState struct{ name, bridge, cgroup, mntns, ip string }
+	var nodes []nodeState
+	for _, c := range []struct{ state, prefix, kubeconfig string }{
+		{"node", "SLIPWAY_TEST_NODE", "SLIPWAY_TEST_KUBECONFIG"},
+		{"node-b", "SLIPWAY_TEST_NODE_B", "SLIPWAY_TEST_KUBE_B_KUBECONFIG"},
+	} {
+		st := readEnv(t, filepath.Join(dir, c.state, "state"))
+		ns := nodeState{name: env[c.prefix], bridge: st["bridge"], cgroup: st["cgroup"], mntns: strings.Trim(st["mntns"], "'"), ip: env[c.prefix+"_IP"]}
+		if ns.bridge == "" || ns.cgroup == "" || ns.mntns == "" || ns.ip == "" {
+			t.Fatalf("%s: state %v or %s_IP lacks bridge, cgroup, mntns or IP", c.state, st, c.prefix)
+		}
+		nodes = append(nodes, ns)
 
-	// A container on the node: the pause image, from the node registry.
-	n := &node{Kubeconfig: env["SLIPWAY_TEST_KUBECONFIG"], Kubectl: env["SLIPWAY_TEST_KUBECTL"]}
-	pod := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper", "namespace": "default"},
-	  "spec": {"nodeSelector": {"kubernetes.io/hostname": "` + env["SLIPWAY_TEST_NODE"] + `"},
-	    "tolerations": [{"key": "` + env["SLIPWAY_TEST_NODE_TAINT"] + `", "operator": "Exists"}],
-	    "containers": [{"name": "sleeper", "image": "` + env["SLIPWAY_TEST_NODE_REGISTRY_NAME"] + `/slipway/pause:1"}]}}`
-	f := filepath.Join(t.TempDir(), "pod.json")
-	if err := os.WriteFile(f, []byte(pod), 0o644); err != nil {
-		t.Fatal(err)
+		// A container on the node: the pause image, from the node registry.
+		n := &node{Kubeconfig: env[c.kubeconfig], Kubectl: env["SLIPWAY_TEST_KUBECTL"]}
+		pod := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper", "namespace": "default"},
+	  "spec": {"nodeSelector": {"kubernetes.io/hostname": "` + env[c.prefix] + `"},
+	    "tolerations": [{"key": "` + env[c.prefix+"_TAINT"] + `", "operator": "Exists"}],
+	    "containers": [{"name": "sleeper", "image": "` + env[c.prefix+"_REGISTRY_NAME"] + `/slipway/pause:1"}]}}`
+		f := filepath.Join(t.TempDir(), "pod.json")
+		if err := os.WriteFile(f, []byte(pod), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := kubectl(t, n, "apply", "-f", f); err != nil {
+			t.Fatalf("kubectl apply: %v\n%s", err, out)
+		}
+		if out, err := kubectl(t, n, "wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"); err != nil {
+			t.Fatalf("pod sleeper on %s not ready: %v\n%s", ns.name, err, out)
+		}
 	}
-	if out, err := kubectl(t, n, "apply", "-f", f); err != nil {
-		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	// Two nodes on one machine share nothing.
+	a, b := nodes[0], nodes[1]
+	if a.bridge == b.bridge || a.cgroup == b.cgroup || a.mntns == b.mntns || a.ip == b.ip {
+		t.Errorf("the nodes share a bridge, cgroup, mount namespace or address: %+v, %+v", a, b)
 	}
-	if out, err := kubectl(t, n, "wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"); err != nil {
-		t.Fatalf("pod sleeper not ready: %v\n%s", err, out)
+	if _, an, _ := net.ParseCIDR(a.ip + "/24"); an.Contains(net.ParseIP(b.ip)) {
+		t.Errorf("the nodes' pod subnets overlap: %s, %s", a.ip, b.ip)
 	}
 
 	// What the env runs now.
 	pids := envPIDs(t, dir)
-	nodePIDs := nsAndCgroupPIDs(mntns, cgroup)
-	if len(nodePIDs) < 4 {
-		t.Errorf("only %d processes in the node's namespace and cgroups (want containerd, kubelet, shim, containers)", len(nodePIDs))
-	}
-	veths := linksOf(t, bridge)
-	if len(veths) == 0 {
-		t.Errorf("no pod veth on bridge %s", bridge)
+	var nodePIDs []int
+	var links []string
+	for _, ns := range nodes {
+		p := nsAndCgroupPIDs(ns.mntns, ns.cgroup)
+		if len(p) < 4 {
+			t.Errorf("only %d processes in %s's namespace and cgroups (want containerd, kubelet, shim, containers)", len(p), ns.name)
+		}
+		nodePIDs = append(nodePIDs, p...)
+		veths := linksOf(t, ns.bridge)
+		if len(veths) == 0 {
+			t.Errorf("no pod veth on %s's bridge %s", ns.name, ns.bridge)
+		}
+		links = append(append(links, veths...), ns.bridge)
 	}
 	ports, _ := filepath.Glob(filepath.Join(dir, "ports", "*"))
 	if during := hostState(t); during != before {
@@ -109,13 +131,15 @@ func TestDownLeavesNothing(t *testing.T) {
 			t.Errorf("process %d (%s) still runs after down", p, cmdline(p))
 		}
 	}
-	if left := nsAndCgroupPIDs(mntns, cgroup); len(left) > 0 {
-		t.Errorf("processes left in the node's namespace or cgroups: %v", left)
+	for _, ns := range nodes {
+		if left := nsAndCgroupPIDs(ns.mntns, ns.cgroup); len(left) > 0 {
+			t.Errorf("processes left in %s's namespace or cgroups: %v", ns.name, left)
+		}
+		if left, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns.cgroup); len(left) > 0 {
+			t.Errorf("cgroups of %s left: %v", ns.name, left)
+		}
 	}
-	if left, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroup); len(left) > 0 {
-		t.Errorf("cgroups left: %v", left)
-	}
-	for _, l := range append(veths, bridge) {
+	for _, l := range links {
 		if err := exec.Command("ip", "link", "show", l).Run(); err == nil {
 			t.Errorf("network device %s left", l)
 		}
