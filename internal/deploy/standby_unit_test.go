@@ -174,4 +174,3 @@ func TestReadSecretsFile(t *testing.T) {
 		t.Errorf("missing file: %v, want a user error", err)
 	}
 }
-

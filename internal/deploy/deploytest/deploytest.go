@@ -34,7 +34,19 @@ type Kube struct {
 // SLIPWAY_TEST_STRICT) when it is not running.
 func RequireKube(t *testing.T) *Kube {
 	t.Helper()
-	kc := testenv.Get(t, "SLIPWAY_TEST_KUBECONFIG")
+	return requireKube(t, "SLIPWAY_TEST_KUBECONFIG")
+}
+
+// RequireKubeB returns region B's control plane (hack/servers/kube-b.sh),
+// the DR site's cluster.
+func RequireKubeB(t *testing.T) *Kube {
+	t.Helper()
+	return requireKube(t, "SLIPWAY_TEST_KUBE_B_KUBECONFIG")
+}
+
+func requireKube(t *testing.T, env string) *Kube {
+	t.Helper()
+	kc := testenv.Get(t, env)
 	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
 		t.Fatal(err)
