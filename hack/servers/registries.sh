@@ -25,71 +25,58 @@ command -v docker-registry >/dev/null || die "docker-registry missing: run hack/
 stop_bg "$dir" registry-a registry-buildset registry-b registry-b-node
 chmod 700 "$root"; umask 077
 
+# conf NAME PORT SECRET: NAME's config, its storage driver's lines read from
+# stdin. SECRET names the HTTP secret: registries on one storage share it.
+conf() {
+  {
+    printf 'version: 0.1\nlog: {level: warn}\nstorage:\n'
+    cat
+    printf '  delete: {enabled: true}\nhttp: {addr: 127.0.0.1:%s, secret: slipway-test-%s}\n' "$2" "$3"
+  } >"$root/$1.yml"
+}
 fs_conf() { # name port
   mkdir -p "$root/$1-data"
-  cat >"$root/$1.yml" <<CONF
-version: 0.1
-log: {level: warn}
-storage:
+  conf "$1" "$2" "$1" <<CONF
   filesystem: {rootdirectory: $root/$1-data}
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$2, secret: slipway-test-$1}
 CONF
 }
-# swift_conf: the parameters Magnum's configure-docker-registry.sh writes,
-# with the project's user instead of a trustee and trust (the emulator has no
-# trusts).
-swift_conf() { # name port region container
-  cat >"$root/$1.yml" <<CONF
-version: 0.1
-log: {level: warn}
-storage:
-  swift:
-    authurl: $SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL
-    authversion: 3
-    username: $SLIPWAY_TEST_SWIFT_KEYSTONE_USER
+# swift_conf: the parameters Magnum's configure-docker-registry.sh writes.
+# The Keystone identity is the project's user (project), or, for a node
+# registry exactly as Magnum configures it, the trustee with the cluster's
+# trust and no project of its own (trustee).
+swift_conf() { # name port region container project|trustee
+  local identity
+  case $5 in
+    project) identity="username: $SLIPWAY_TEST_SWIFT_KEYSTONE_USER
     password: $SLIPWAY_TEST_SWIFT_KEYSTONE_PASSWORD
     domain: $SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN
     tenant: $SLIPWAY_TEST_SWIFT_KEYSTONE_PROJECT
-    tenantdomain: $SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN
-    region: $3
-    container: $4
-    chunksize: 5242880
-    insecureskipverify: true
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$2, secret: slipway-test-$4}
-CONF
-}
-# node_conf: a node registry exactly as Magnum configures it: the trustee
-# with the cluster's trust, no project of its own.
-node_conf() { # name port region container
-  cat >"$root/$1.yml" <<CONF
-version: 0.1
-log: {level: warn}
-storage:
+    tenantdomain: $SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN" ;;
+    trustee) identity="username: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_USER
+    password: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_PASSWORD
+    domainid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_DOMAIN_ID
+    trustid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUST_ID" ;;
+    *) die "swift_conf: identity $5 is not project or trustee" ;;
+  esac
+  conf "$1" "$2" "$4" <<CONF
   swift:
     authurl: $SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL
     authversion: 3
-    username: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_USER
-    password: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_PASSWORD
-    domainid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUSTEE_DOMAIN_ID
-    trustid: $SLIPWAY_TEST_SWIFT_KEYSTONE_TRUST_ID
+    $identity
     region: $3
     container: $4
     chunksize: 5242880
     insecureskipverify: true
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$2, secret: slipway-test-$4}
 CONF
 }
 a=$(free_port); b=$(free_port); n=$(free_port); bs=$(free_port)
 fs_conf buildset "$bs"
-swift_conf a "$a" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A"
-swift_conf b "$b" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B"
-node_conf b-node "$n" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B"
+swift_conf a "$a" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A" project
+swift_conf b "$b" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B" project
+swift_conf b-node "$n" "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B" trustee
 # Region A's node registry is node.sh's: it takes the storage section of
 # a-node.yml (the port here is unused).
-node_conf a-node 0 "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A"
+swift_conf a-node 0 "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A" "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A" trustee
 umask 022
 for r in a buildset b b-node; do start_bg "registry-$r" "$dir" env -u AWS_CA_BUNDLE docker-registry serve "$root/$r.yml"; done
 for p in "$a" "$bs" "$b" "$n"; do wait_for "registry on port $p" 30 curl -fsS "http://127.0.0.1:$p/v2/"; done
