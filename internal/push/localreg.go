@@ -22,6 +22,7 @@ import (
 	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/poll"
+	"github.com/slipwayci/slipway/internal/runlock"
 )
 
 // DefaultRegistryBinary is Debian's distribution 2.8, the release Magnum's
@@ -109,11 +110,12 @@ func launchRegistry(ctx context.Context, o *Conn, log *slog.Logger, r Region, c 
 			l.stop()
 		}
 	}()
-	if l.lock, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+	var locked bool
+	if l.lock, locked, err = runlock.TryLock(filepath.Join(dir, "lock"), true); err != nil {
 		return l, err
 	}
-	if err := syscall.Flock(int(l.lock.Fd()), syscall.LOCK_EX); err != nil {
-		return l, fmt.Errorf("locking %s: %w", dir, err)
+	if !locked { // a directory made just now: no other run knows it
+		return l, fmt.Errorf("locking %s: another process holds its lock", dir)
 	}
 	final := filepath.Join(o.StateDir, "reg-"+strings.TrimPrefix(filepath.Base(dir), "new-"))
 	if err := os.Rename(dir, final); err != nil {
@@ -264,11 +266,12 @@ func sweepRegistries(dir string, log *slog.Logger) {
 	if err != nil {
 		return
 	}
+	var started []string
 	for _, e := range entries {
 		switch {
 		case !e.IsDir():
 		case strings.HasPrefix(e.Name(), "reg-"):
-			sweepOne(filepath.Join(dir, e.Name()), log)
+			started = append(started, filepath.Join(dir, e.Name()))
 		case strings.HasPrefix(e.Name(), "new-"):
 			// Being set up by a run, or left by one killed then: no
 			// registry was started in it. Old ones go.
@@ -277,17 +280,12 @@ func sweepRegistries(dir string, log *slog.Logger) {
 			}
 		}
 	}
+	runlock.SweepDead(started, func(dir string) string { return filepath.Join(dir, "lock") }, func(dir string) { sweepOne(dir, log) })
 }
 
+// sweepOne stops the registry a dead run started in dir, if it still runs,
+// and removes dir.
 func sweepOne(dir string, log *slog.Logger) {
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
-	if err != nil {
-		return
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return // its run is alive
-	}
 	if raw, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && ownRegistry(pid, dir) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
