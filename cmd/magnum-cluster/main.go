@@ -15,10 +15,13 @@ const example = `# what would change (nothing is changed)
 OS_CLOUD=prod magnum-cluster cluster diff --spec examples/cluster/production.yaml
 # create or converge the template and the cluster, wait, write the result and a kubeconfig
 OS_CLOUD=prod OS_REGION_NAME=RegionOne magnum-cluster cluster ensure \
-    --spec examples/cluster/production.yaml --result cluster.json --kubeconfig kubeconfig
+    --spec examples/cluster/local.yaml --result cluster.json --kubeconfig kubeconfig
+# a spec with regions: every region in parallel, a kubeconfig per region (kube/RegionTwo.kubeconfig)
+OS_CLOUD=prod magnum-cluster cluster ensure --spec examples/cluster/production.yaml \
+    --result clusters.json --kubeconfig-dir kube/ [--region RegionTwo] [--region-cloud RegionTwo=prod-b]
 # only the kubeconfig, as "openstack coe cluster config" does
 magnum-cluster kubeconfig --name openedx-prod --output ~/.kube/openedx-prod
-# delete (waits until gone; nothing to do if it does not exist)
+# delete (waits until gone; nothing to do if it does not exist); with regions: every region, or --region R
 magnum-cluster cluster delete --spec examples/cluster/production.yaml`
 
 func app() *ucli.App {

@@ -17,6 +17,7 @@ import (
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/magnum/magnumtest"
 	"github.com/slipwayci/slipway/internal/openstackemu"
+	"github.com/slipwayci/slipway/internal/osauth"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
@@ -240,5 +241,43 @@ func TestRegionOptions(t *testing.T) {
 	one.Region = "RegionOne"
 	if _, err := ClustersShow(context.Background(), one); err == nil {
 		t.Error("a refused run created region A's cluster")
+	}
+}
+
+// TestRegionClouds: a region with a cloud of its own (a clouds.yaml entry,
+// as where each region has its own Keystone) logs in with it; the others
+// use the cloud of the options. A wrong credential in that entry fails its
+// region only.
+func TestRegionClouds(t *testing.T) {
+	e := newEnv(t)
+	clouds := filepath.Join(e.Dir, "clouds.yaml")
+	write := func(passwordB string) {
+		t.Helper()
+		entry := func(password, region string) string {
+			return "    auth: {auth_url: " + e.Auth.AuthURL + ", username: " + e.Project + ", password: " + password +
+				", project_name: " + e.Project + ", user_domain_name: Default, project_domain_name: Default}\n    region_name: " + region + "\n"
+		}
+		text := "clouds:\n  site-a:\n" + entry(e.Password, "RegionOne") + "  site-b:\n" + entry(passwordB, "RegionOne")
+		if err := os.WriteFile(clouds, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := e.opts(regionsTestSpec())
+	o.Auth = osauth.Options{Cloud: "site-a", CloudsFile: clouds, Retry: e.Auth.Retry}
+	o.RegionClouds = map[string]string{"RegionTwo": "site-b"}
+
+	write("wrong-" + e.Password)
+	_, err := ClustersEnsure(context.Background(), o)
+	var re *RegionsError
+	if !errors.As(err, &re) || !cmp.Equal(re.Failed, []string{"RegionTwo"}) || !strings.Contains(err.Error(), "region RegionTwo: authenticating to") ||
+		!strings.Contains(err.Error(), "rejected (401)") || strings.Contains(err.Error(), e.Password) {
+		t.Fatalf("region B with a wrong password in its cloud: %v", err)
+	}
+	write(e.Password)
+	res := e.ensureRegions(o)
+	// site-b says region_name RegionOne: the region of the spec wins.
+	got := []string{res.Regions[0].Cloud, res.Regions[0].Region, res.Regions[1].Cloud, res.Regions[1].Region}
+	if diff := cmp.Diff([]string{"site-a", "RegionOne", "site-b", "RegionTwo"}, got); diff != "" {
+		t.Errorf("clouds and regions (-want +got):\n%s", diff)
 	}
 }
