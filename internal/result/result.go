@@ -4,6 +4,7 @@
 package result
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,10 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/slipwayci/slipway/internal/crashpoint"
+	"github.com/slipwayci/slipway/internal/runlock"
 )
 
 // APIVersion is the version of every result file this build writes.
@@ -76,9 +77,9 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if ok, err := runlock.Lock(tmp); !ok {
 		tmp.Close()
-		return fmt.Errorf("writing %s: locking its temporary file: %w", path, err)
+		return fmt.Errorf("writing %s: locking its temporary file: %w", path, cmp.Or(err, errors.New("held by another process")))
 	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
@@ -107,20 +108,13 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 // writer is dead (their lock is free).
 func removeDeadTemps(dir, prefix string) {
 	entries, _ := os.ReadDir(dir)
+	var temps []string
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix) {
-			continue
+		if strings.HasPrefix(e.Name(), prefix) {
+			temps = append(temps, filepath.Join(dir, e.Name()))
 		}
-		m := filepath.Join(dir, e.Name())
-		f, err := os.Open(m)
-		if err != nil {
-			continue
-		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			_ = os.Remove(m)
-		}
-		f.Close()
 	}
+	runlock.SweepDead(temps, func(temp string) string { return temp }, func(temp string) { _ = os.Remove(temp) })
 }
 
 // ReadFile decodes the result file at path into doc, checking its apiVersion
