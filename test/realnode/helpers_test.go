@@ -206,7 +206,9 @@ type workload struct {
 	// it starts then never counts as available.
 	MinReady int
 	// ProgressDeadline is spec.progressDeadlineSeconds; 0 means 15, short
-	// for the failure cases.
+	// for the failure cases. A rollout meant to succeed sets more: a first
+	// pull through Swift and a container start take longer than 15 s on a
+	// loaded machine.
 	ProgressDeadline int
 	// Extra is more manifest YAML after the Deployment (from "---").
 	Extra string

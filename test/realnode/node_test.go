@@ -45,7 +45,7 @@ func TestPushedImageRunsOnNode(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			d := deploy(t, n, workload{Name: "hello", Image: im.Repo}, c.pushResult)
+			d := deploy(t, n, workload{Name: "hello", Image: im.Repo, ProgressDeadline: 120}, c.pushResult)
 			if d.Err != nil {
 				t.Fatalf("deploy-k8s deploy: %v\n%s", d.Err, d.Stderr)
 			}
@@ -234,7 +234,7 @@ spec:
         command: [/bin/sh, -c, %[5]q]
 `, name, n.Name, n.Taint, im.Repo, script)
 	}
-	w := workload{Name: "web", Image: im.Repo}
+	w := workload{Name: "web", Image: im.Repo, ProgressDeadline: 120}
 	w.Extra = job("migrate", "for i in 1 2 3; do echo migration step $i on $(hostname); done") +
 		job("broken", "echo checking schema; echo 'schema version 7 unknown' >&2; exit 4")
 	d := deploy(t, n, w, im.NodePushResult)
