@@ -96,6 +96,12 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	defer stopHeartbeat()
 	go heartbeat(hbCtx, store, prefix+heartbeatName, opts.StaleAfter/4)
 	m := &Manifest{Format: ManifestFormat, ID: id, Site: opts.Site, Started: start, Compression: opts.Compression, Tools: map[string]string{}}
+	watch, err := watchFreeze(ctx, store, opts, start)
+	if err != nil {
+		stopHeartbeat()
+		_ = discard(ctx, store, prefix)
+		return nil, err
+	}
 	if len(recipients) > 0 {
 		m.Encryption = "age"
 	}
@@ -128,6 +134,12 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if err != nil {
 		cleanup()
 		return nil, err
+	}
+	if watch != nil {
+		if m.Freeze, m.DataLossWindowSeconds, err = watch.finish(ctx); err != nil {
+			cleanup()
+			return nil, err
+		}
 	}
 	crashpoint.Hit("backup.create.manifest")
 	m.Finished = opts.Now().UTC()

@@ -665,3 +665,74 @@ func freezeMongo(ctx context.Context, cfg MongoConfig, r *mongoFreeze) error {
 	r.Frozen = false
 	return nil
 }
+
+// freezeWatch is a backup's view of its site's freeze: read at its start
+// and again before its manifest, so the backup records whether the freeze
+// held and how long before its start writes were still accepted.
+type freezeWatch struct {
+	store  ObjectStore
+	prefix string
+	site   string
+	mysql  MySQLConfig
+	rec    *freezeRecord
+	// start is the backup's start by the MySQL server's clock, which also
+	// dated read_only (local clock without MySQL).
+	start time.Time
+	// readOnly: read_only was in effect at the start.
+	readOnly bool
+}
+
+// watchFreeze reads the site's freeze record at a backup's start: nil when
+// the site is not frozen.
+func watchFreeze(ctx context.Context, store ObjectStore, opts CreateOptions, start time.Time) (*freezeWatch, error) {
+	rec, err := readFreeze(ctx, store, opts.S3.Prefix, opts.Site)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	w := &freezeWatch{store: store, prefix: opts.S3.Prefix, site: opts.Site, mysql: opts.MySQL, rec: rec, start: start}
+	if rec.MySQL != nil && opts.MySQL.Enabled() {
+		db, err := opts.MySQL.open()
+		if err != nil {
+			return nil, err
+		}
+		defer db.Close()
+		if err := db.QueryRowContext(ctx, "SELECT UTC_TIMESTAMP(6), @@GLOBAL.read_only").Scan(&w.start, &w.readOnly); err != nil {
+			return nil, fmt.Errorf("reading the MySQL server's clock: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// finish reads the record and the server again after the dumps: the
+// window is known when read_only is in effect then, and is how long after
+// the backup's start it took effect (0: before the start).
+func (w *freezeWatch) finish(ctx context.Context) (*result.BackupFreeze, *float64, error) {
+	rec, err := readFreeze(ctx, w.store, w.prefix, w.site)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec == nil { // unfrozen during the backup
+		s := w.rec.summary()
+		s.State = FreezeUnfrozen
+		return s, nil, nil
+	}
+	s := rec.summary()
+	if rec.MySQL == nil || rec.MySQL.ReadOnlyAt.IsZero() || !w.mysql.Enabled() || w.mysql.server() != rec.MySQL.Server {
+		return s, nil, nil
+	}
+	db, err := w.mysql.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer db.Close()
+	var ro bool
+	if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.read_only").Scan(&ro); err != nil {
+		return nil, nil, fmt.Errorf("reading read_only of MySQL %s: %w", rec.MySQL.Server, err)
+	}
+	if !ro || (!w.readOnly && !rec.MySQL.ReadOnlyAt.After(w.start)) {
+		s.NotFrozen = append(s.NotFrozen, "mysql "+rec.MySQL.Server+": read_only was OFF during the backup (changed by hand?): the window is unknown")
+		return s, nil, nil
+	}
+	window := max(0, rec.MySQL.ReadOnlyAt.Sub(w.start).Seconds())
+	return s, &window, nil
+}

@@ -33,6 +33,10 @@ type Manifest struct {
 	Encryption  string            `json:"encryption,omitempty"` // "age" or empty
 	Tools       map[string]string `json:"tools,omitempty"`
 	Dumps       []Dump            `json:"dumps"`
+	// Freeze and DataLossWindowSeconds: see result.BackupRef (a backup of a
+	// frozen site only).
+	Freeze                *result.BackupFreeze `json:"freeze,omitempty"`
+	DataLossWindowSeconds *float64             `json:"dataLossWindowSeconds,omitempty"`
 }
 
 // Dump is one database's dump inside a backup.
@@ -75,7 +79,8 @@ func (m *Manifest) Ref() *result.BackupRef {
 	if m == nil {
 		return nil
 	}
-	r := &result.BackupRef{ID: m.ID, Site: m.Site, Started: m.Started, Finished: m.Finished, Compression: m.Compression, Encryption: m.Encryption}
+	r := &result.BackupRef{ID: m.ID, Site: m.Site, Started: m.Started, Finished: m.Finished, Compression: m.Compression, Encryption: m.Encryption,
+		Freeze: m.Freeze, DataLossWindowSeconds: m.DataLossWindowSeconds}
 	for _, d := range m.Dumps {
 		r.Dumps = append(r.Dumps, result.BackupDump{Kind: d.Kind, Database: d.Database, Key: d.Key, Size: d.Size, SHA256: d.SHA256, RawSize: d.RawSize, RawSHA256: d.RawSHA256})
 	}

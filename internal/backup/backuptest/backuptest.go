@@ -172,3 +172,26 @@ func (m Mongo) Seed(t *testing.T, dbName string, n int) {
 	}
 	flush("settings")
 }
+
+// FreezeLock serialises the tests that freeze this server (read_only is
+// global, and the backup packages' tests run at the same time): it holds a
+// lock on the server until the test ends.
+func (m MariaDB) FreezeLock(t *testing.T) {
+	t.Helper()
+	db := m.open()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(context.Background(), "SELECT GET_LOCK('slipway-test:freeze', 900)").Scan(&got); err != nil || got.Int64 != 1 {
+		conn.Close()
+		db.Close()
+		t.Fatalf("waiting for the freeze tests' lock: %v (got %v)", err, got)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		db.Close()
+	})
+}
