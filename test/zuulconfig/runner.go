@@ -11,10 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -601,11 +602,4 @@ func writeYAML(path string, v any) error {
 }
 
 // SortedNames returns m's keys in order (for stable output).
-func SortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
+func SortedNames[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
