@@ -24,10 +24,11 @@ build-image --native --base 127.0.0.1:5000/base/busybox:1.35 --add site:/srv/sit
 
 func app() *ucli.App {
 	return cli.New(cli.App{
-		Name:    "build-image",
-		Usage:   "build container images without a Docker daemon, with Zuul-aware tags and labels",
-		Example: example,
-		Flags:   flags(),
-		Action:  cli.Action(options, build),
+		Name:     "build-image",
+		Usage:    "build container images without a Docker daemon, with Zuul-aware tags and labels",
+		Example:  example,
+		Flags:    flags(),
+		Commands: []*ucli.Command{lockDebianCommand()},
+		Action:   cli.Action(options, build),
 	})
 }

@@ -45,3 +45,19 @@ func withFlags(err error) error {
 	}
 	return err
 }
+
+// withLockFlags names the flag behind an error about a lock-debian option.
+func withLockFlags(err error) error {
+	var ce *config.Error
+	if errors.As(err, &ce) && ce.File == "" {
+		switch ce.Field {
+		case "lock", "keyring", "source":
+			ce.Field = "--" + ce.Field
+		case "packages":
+			ce.Field = "--package"
+		case "sources":
+			ce.Field = "--source"
+		}
+	}
+	return err
+}

@@ -36,6 +36,9 @@ type NativeBackend struct {
 	Platform *v1.Platform
 	// Transport is the HTTP transport for base pulls (default: retrying).
 	Transport http.RoundTripper
+	// DebCache keeps downloaded Debian packages by digest (default
+	// DefaultDebCache()).
+	DebCache string
 	// Progress reports bytes written per layer (default: nothing).
 	Progress *progress.Printer
 	Log      *slog.Logger
@@ -72,18 +75,33 @@ func (n *NativeBackend) Build(ctx context.Context, p *Planned, deps map[string]*
 	created := v1.Time{Time: p.Created}
 	var adds []mutate.Addendum
 	for i, l := range p.Native.Layers {
-		n.log().Info("adding layer", "image", p.Name, "src", l.Src, "dest", l.Dest)
+		var fl *fileLayer
+		var files []string
+		var err error
+		what, createdBy := l.Src, "slipway native: add "+filepath.Base(l.Src)+" "+l.Dest
+		if l.Debian != nil {
+			what, createdBy = l.Debian.Lock, "slipway native: add the Debian packages of "+filepath.Base(l.Debian.Lock)
+			files, err = newDebFetcher(n.DebCache, n.Transport, n.log()).fetchAll(ctx, l.Debian.lock)
+			if err != nil {
+				return fmt.Errorf("building layer %d (%s) of %s: %w", i, what, p.Name, err)
+			}
+		}
+		n.log().Info("adding layer", "image", p.Name, "src", what, "dest", l.Dest)
 		task := n.progress().Start(fmt.Sprintf("%s layer %d", p.Name, i+1), 0)
-		fl, err := writeLayerBlob(ctx, blobDir, l.Src, l.Dest, p.Created, layerType, task)
+		if l.Debian != nil {
+			fl, err = writeDebianLayer(ctx, blobDir, l.Debian.lock, files, p.Created, layerType, task)
+		} else {
+			fl, err = writeLayerBlob(ctx, blobDir, l.Src, l.Dest, p.Created, layerType, task)
+		}
 		if err != nil {
 			task.Done("failed")
-			return fmt.Errorf("building layer %d (%s) of %s: %w", i, l.Src, p.Name, err)
+			return fmt.Errorf("building layer %d (%s) of %s: %w", i, what, p.Name, err)
 		}
 		task.Done("%s compressed to %s", progress.Bytes(fl.size), fl.digest)
 		adds = append(adds, mutate.Addendum{
 			Layer:     fl,
 			MediaType: layerType,
-			History:   v1.History{Created: created, CreatedBy: "slipway native: add " + filepath.Base(l.Src) + " " + l.Dest},
+			History:   v1.History{Created: created, CreatedBy: createdBy},
 		})
 	}
 	img, err := mutate.Append(base, adds...)

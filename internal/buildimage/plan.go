@@ -298,13 +298,25 @@ func planNative(f *File, im *Image, p *Planned) error {
 	p.Base = base
 	for i, l := range n.Layers {
 		sub := func(k string) string { return im.field(fmt.Sprintf("native.layers[%d].%s", i, k)) }
+		if l.Debian != nil {
+			if err := planDebian(f, im, &n.Layers[i], sub); err != nil {
+				return err
+			}
+			continue
+		}
 		if l.Src == "" {
-			return f.doc.Errorf(sub("src"), "missing: a layer needs a src file or directory")
+			return f.doc.Errorf(sub("src"), "missing: a layer needs a src file or directory (or debian: {lock: FILE})")
 		}
 		if !path.IsAbs(l.Dest) {
 			return f.doc.Errorf(sub("dest"), "%q must be an absolute path in the image", l.Dest)
 		}
-		src := l.Src
+		src, err := expandVars(l.Src, p.BuildArgs)
+		if err != nil {
+			return f.doc.Errorf(sub("src"), "%q: %v", l.Src, err)
+		}
+		if src == "" {
+			return f.doc.Errorf(sub("src"), "%q is empty once build args are replaced", l.Src)
+		}
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(im.Context, src)
 		}
@@ -321,6 +333,32 @@ func planNative(f *File, im *Image, p *Planned) error {
 	if n.Workdir != "" && !path.IsAbs(n.Workdir) {
 		return f.doc.Errorf(im.field("native.workdir"), "%q must be an absolute path", n.Workdir)
 	}
+	return nil
+}
+
+// planDebian checks a layer of Debian packages: no src or dest (packages
+// unpack at the root), and a lock that is well formed and complete.
+func planDebian(f *File, im *Image, l *NativeLayer, sub func(string) string) error {
+	switch {
+	case l.Src != "":
+		return f.doc.Errorf(sub("src"), "%q: a layer has src or debian, not both", l.Src)
+	case l.Dest != "" && l.Dest != "/":
+		return f.doc.Errorf(sub("dest"), "%q: Debian packages unpack at / (remove dest)", l.Dest)
+	case l.Debian.Lock == "":
+		return f.doc.Errorf(sub("debian.lock"), "missing: the lock file (build-image lock-debian makes it)")
+	}
+	lock := l.Debian.Lock
+	if !filepath.IsAbs(lock) {
+		lock = filepath.Join(im.Context, lock)
+	}
+	if st, err := os.Stat(lock); err != nil || !st.Mode().IsRegular() {
+		return f.doc.Errorf(sub("debian.lock"), "%q: no such file (resolved to %s; build-image lock-debian --lock %s --package NAME makes it)", l.Debian.Lock, lock, l.Debian.Lock)
+	}
+	dl, err := LoadDebianLock(lock)
+	if err != nil {
+		return err
+	}
+	l.Debian.Lock, l.Debian.lock = lock, dl
 	return nil
 }
 

@@ -164,6 +164,9 @@ func outsideLayers(f *File, plans []*Planned, out string) error {
 			continue
 		}
 		for i, l := range p.Native.Layers {
+			if l.Debian != nil {
+				continue
+			}
 			if rel, err := filepath.Rel(l.Src, out); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 				return f.doc.Errorf(p.field(fmt.Sprintf("native.layers[%d].src", i)),
 					"%q contains the output directory %s: the image would contain its own layout (choose another output directory)", l.Src, out)

@@ -101,10 +101,22 @@ type Secret struct {
 }
 
 // NativeLayer adds Src (a directory or file, relative to the image's
-// context) at Dest in the image.
+// context) at Dest in the image, or the Debian packages of a lock.
+// ${NAME} in Src is replaced by the build arg NAME, so a binary built by
+// the pipeline can be given by path on the command line.
 type NativeLayer struct {
-	Src  string `yaml:"src"`
-	Dest string `yaml:"dest"`
+	Src    string       `yaml:"src"`
+	Dest   string       `yaml:"dest"`
+	Debian *DebianLayer `yaml:"debian"`
+}
+
+// DebianLayer is a layer made of Debian packages: every package of Lock
+// (a file made by build-image lock-debian, relative to the image's
+// context), downloaded by digest and unpacked without maintainer scripts.
+type DebianLayer struct {
+	Lock string `yaml:"lock"`
+
+	lock *DebianLock
 }
 
 // field returns the field path of an image's field, as errors print it:

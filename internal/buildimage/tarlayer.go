@@ -79,6 +79,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // and executables and 0644 for other files (what git preserves), entries in
 // lexical order. counter sees the uncompressed bytes, for progress.
 func writeLayerBlob(ctx context.Context, blobDir, src, dest string, epoch time.Time, mt types.MediaType, counter io.Writer) (*fileLayer, error) {
+	return writeLayer(blobDir, src, mt, counter, func(tw *tar.Writer) error { return addTree(ctx, tw, src, dest, epoch) })
+}
+
+// writeLayer writes the gzip layer whose tar fill writes into blobDir and
+// returns it; what names the layer's source in errors.
+func writeLayer(blobDir, what string, mt types.MediaType, counter io.Writer, fill func(tw *tar.Writer) error) (*fileLayer, error) {
 	tmp, err := os.CreateTemp(blobDir, ".layer-*")
 	if err != nil {
 		return nil, fmt.Errorf("creating layer file: %w", err)
@@ -98,24 +104,24 @@ func writeLayerBlob(ctx context.Context, blobDir, src, dest string, epoch time.T
 		counter = io.Discard
 	}
 	tw := tar.NewWriter(io.MultiWriter(zw, diffH, counter))
-	if err := addTree(ctx, tw, src, dest, epoch); err != nil {
+	if err := fill(tw); err != nil {
 		return nil, err
 	}
 	for _, c := range []io.Closer{tw, zw} {
 		if err := c.Close(); err != nil {
-			return nil, fmt.Errorf("writing layer for %s: %w", src, err)
+			return nil, fmt.Errorf("writing layer for %s: %w", what, err)
 		}
 	}
 	if err := bw.Flush(); err != nil {
-		return nil, fmt.Errorf("writing layer for %s: %w", src, err)
+		return nil, fmt.Errorf("writing layer for %s: %w", what, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("writing layer for %s: %w", src, err)
+		return nil, fmt.Errorf("writing layer for %s: %w", what, err)
 	}
 	l := &fileLayer{digest: sum(digH), diffID: sum(diffH), size: cw.n, mediaType: mt}
 	l.path = filepath.Join(blobDir, l.digest.Hex)
 	if err := os.Rename(tmp.Name(), l.path); err != nil {
-		return nil, fmt.Errorf("writing layer for %s: %w", src, err)
+		return nil, fmt.Errorf("writing layer for %s: %w", what, err)
 	}
 	return l, nil
 }
