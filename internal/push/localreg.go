@@ -291,7 +291,7 @@ func sweepOne(dir string, log *slog.Logger) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = poll.Until(ctx, poll.Constant(20*time.Millisecond), func(context.Context) (bool, error) {
-				return exited(pid), nil
+				return runlock.Exited(pid), nil
 			})
 			cancel()
 			log.Warn("stopped a registry left by an earlier run", "pid", pid, "dir", dir)
@@ -304,17 +304,7 @@ func sweepOne(dir string, log *slog.Logger) {
 // pid may have been reused by now).
 func ownRegistry(pid int, dir string) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return err == nil && !exited(pid) && bytes.Contains(cmdline, []byte(filepath.Join(dir, "config.yml")))
-}
-
-// exited reports whether pid is gone or a zombie (its parent reaps it).
-func exited(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
+	return err == nil && !runlock.Exited(pid) && bytes.Contains(cmdline, []byte(filepath.Join(dir, "config.yml")))
 }
 
 func freePort() (int, error) {

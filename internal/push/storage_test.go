@@ -20,6 +20,7 @@ import (
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/push/pushtest"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/runlock"
 	"github.com/slipwayci/slipway/internal/testenv"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
@@ -140,7 +141,7 @@ func registriesLeft(t testing.TB, dir string) []string {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if exited(pid) {
+		if runlock.Exited(pid) {
 			continue
 		}
 		left = append(left, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
@@ -460,13 +461,13 @@ func TestSweepRegistries(t *testing.T) {
 	held, alive := start("alive", true)
 	defer held.Close()
 	sweepRegistries(state, logging.Discard())
-	if !exited(gone) {
+	if !runlock.Exited(gone) {
 		t.Errorf("the registry of a gone run (pid %d) still runs", gone)
 	}
 	if _, err := os.Stat(filepath.Join(state, "reg-gone")); !os.IsNotExist(err) {
 		t.Errorf("the state of a gone run was not removed: %v", err)
 	}
-	if exited(alive) {
+	if runlock.Exited(alive) {
 		t.Errorf("the registry of a live run (pid %d) was stopped", alive)
 	}
 	if _, err := os.Stat(filepath.Join(state, "reg-alive", "pid")); err != nil {

@@ -94,3 +94,34 @@ func TestTryLock(t *testing.T) {
 	}
 	g.Close()
 }
+
+// TestExited: a running process has not exited; once killed (a zombie
+// until reaped) and once reaped, it has.
+func TestExited(t *testing.T) {
+	if Exited(os.Getpid()) {
+		t.Fatal("this process reads as exited")
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if Exited(pid) {
+		t.Errorf("running child %d reads as exited", pid)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Not reaped yet: a zombie, which counts as exited.
+	deadline := time.Now().Add(time.Minute)
+	for !Exited(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !Exited(pid) {
+		t.Errorf("killed child %d does not read as exited", pid)
+	}
+	_ = cmd.Wait()
+	if !Exited(pid) {
+		t.Errorf("reaped child %d does not read as exited", pid)
+	}
+}

@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipwayci/slipway/internal/runlock"
 )
 
 // TestScriptsStartAndStop runs hack/testenv.sh itself: the servers it starts
@@ -75,7 +76,9 @@ func TestScriptsStartAndStop(t *testing.T) {
 
 	down()
 	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); err == nil && !zombie(pid) {
+		// The scripts' processes are reparented to PID 1, which here may
+		// not reap them: a zombie counts as stopped.
+		if !runlock.Exited(pid) {
 			t.Errorf("process %d still running after down", pid)
 		}
 	}
@@ -111,15 +114,4 @@ func unique(s []string) map[string]bool {
 		m[v] = true
 	}
 	return m
-}
-
-// zombie reports whether pid is a dead child nobody reaped: the scripts'
-// processes are reparented to PID 1, which here may not reap them.
-func zombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	fields := strings.Fields(string(b))
-	return len(fields) > 2 && fields[2] == "Z"
 }
