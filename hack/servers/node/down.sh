@@ -26,11 +26,11 @@ done
 # node_pids prints the PIDs of every process in the node's mount namespace
 # or in its cgroups.
 node_pids() {
-  local p
   if [ -n "$mntns" ]; then
-    for p in /proc/[0-9]*; do
-      [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mntns" ] && echo "${p#/proc/}"
-    done
+    # One find, not a readlink per process: on a loaded machine a fork per
+    # process made each scan take seconds.
+    find /proc/[0-9]*/ns/mnt -maxdepth 0 -lname "$(printf '%s' "$mntns" | sed 's/[][*?\\]/\\&/g')" 2>/dev/null |
+      cut -d/ -f3 || true
   fi
   if [ -n "$cgroup" ]; then
     find /sys/fs/cgroup/*/"$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null || true
