@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,5 +183,88 @@ func TestCLIPullAddress(t *testing.T) {
 	code, stdout, stderr := runCLI(t, args...)
 	if want := "registry-a.example:5000/overhangio/openedx@" + digest; code != 0 || lms() != want || !strings.Contains(stdout, "revision=2 changed=true") {
 		t.Errorf("SLIPWAY_PULL_ADDRESS=ci: exit %d, stdout %q, lms image %s, want %s as revision 2\n%s", code, stdout, lms(), want, stderr)
+	}
+}
+
+// TestCLIBadSiteFlags: every bad value of the site flags exits 2 with one
+// line naming the value and the flag (or file and field), before anything
+// is changed.
+func TestCLIBadSiteFlags(t *testing.T) {
+	k := deploytest.RequireKube(t)
+	tree := deploytest.PlatformTree(t)
+	push, _ := deploytest.WritePush(t, "v1")
+	branch := k.Branch(t, "clibad")
+	ns, _ := deploy.NamespaceFor(branch, deploy.DefaultBranchPrefix, "")
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.yaml")
+	os.WriteFile(open, []byte("secrets: {a: {k: Sup3r-s3cret-open}}\n"), 0o644)
+	badKey := filepath.Join(dir, "badkey.yaml")
+	os.WriteFile(badKey, []byte("secrets:\n  a: {k: Sup3r-s3cret-badkey, 'x/y': v}\n"), 0o600)
+	deployArgs := append([]string{"deploy", "--branch", branch}, commonArgs(k, tree, push)...)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"scale-down glob", append(deployArgs, "--standby", "--standby-scale-down", "lms["), `standby scale-down selector "lms[": not a workload name glob (lms, *-worker) or LABEL=VALUE; see --standby-scale-down`},
+		{"scale-down label", append(deployArgs, "--standby-scale-down", "app kind=web"), `standby scale-down selector "app kind=web": label key "app kind"`},
+		{"secrets file readable", append(deployArgs, "--secrets-file", open), "secrets file " + open + ": mode 0644 lets group or others read it: chmod 600 " + open},
+		{"secrets file bad key", append(deployArgs, "--secrets-file", badKey), badKey + `:2: secrets.a.x/y: "x/y" is not a Secret key`},
+		{"secrets file missing", append(deployArgs, "--secrets-file", filepath.Join(dir, "nope.yaml")), "nope.yaml"},
+		{"manifests missing", append(deployArgs, "--manifests", filepath.Join(dir, "nope")), "reading manifests"},
+		{"expect", []string{"status", "--branch", branch, "--kubeconfig", k.Kubeconfig, "--expect", "activ"}, `expected mode "activ": want active or standby; set --expect`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.args...)
+			if code != cli.ExitUsage || stdout != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", code, stdout, stderr, tc.want)
+			}
+			if strings.Contains(stderr, "Sup3r-s3cret") {
+				t.Errorf("stderr shows a secret value: %s", stderr)
+			}
+		})
+	}
+	if _, err := k.Core.CoreV1().Namespaces().Get(context.Background(), ns, metav1.GetOptions{}); err == nil {
+		t.Errorf("a refused deploy created namespace %s", ns)
+	}
+}
+
+// TestCLIStandbyAndStatus: a standby deploy with extra manifests and a
+// secrets file, then status: exit 0 with its JSON when healthy for the
+// expected mode, 1 with one line when not (or nothing is deployed).
+func TestCLIStandbyAndStatus(t *testing.T) {
+	k := deploytest.RequireKube(t)
+	tree := deploytest.PlatformTree(t)
+	push, _ := deploytest.WritePush(t, "v1")
+	branch := k.Branch(t, "clistandby")
+	dir := t.TempDir()
+	extra := filepath.Join(dir, "extra.yaml")
+	os.WriteFile(extra, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: backup-values}\ndata: {site: dr}\n"), 0o644)
+	secrets := filepath.Join(dir, "secrets.yaml")
+	os.WriteFile(secrets, []byte("secrets:\n  backup-s3: {AWS_SECRET_ACCESS_KEY: Sup3r-s3cret-cli-key}\n"), 0o600)
+	args := append([]string{"deploy", "--standby", "--branch", branch, "--manifests", extra, "--secrets-file", secrets, "--job", "lms-job", "--timeout", "90s"}, commonArgs(k, tree, push)...)
+	code, stdout, stderr := runCLI(t, args...)
+	if code != 0 || !strings.Contains(stdout, "revision=1 changed=true") || !strings.HasSuffix(stdout, " mode=standby\n") {
+		t.Fatalf("standby deploy: exit %d stdout %q stderr %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "created=20 ") {
+		t.Errorf("summary %q: want the example's 18 objects, the extra ConfigMap and the Secret created", stdout)
+	}
+	if strings.Contains(stdout+stderr, "Sup3r-s3cret") {
+		t.Errorf("output shows a secret value")
+	}
+	status := []string{"status", "--branch", branch, "--kubeconfig", k.Kubeconfig}
+	code, stdout, stderr = runCLI(t, append(status, "--expect", "standby")...)
+	var s deploy.SiteStatus
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil || code != 0 || !s.Healthy || s.Mode != "standby" || s.Revision != 1 || len(s.Workloads) != 7 {
+		t.Errorf("status --expect standby: exit %d, %+v (%v), stderr %s; want exit 0, healthy standby revision 1 with 7 workloads", code, s, err, stderr)
+	}
+	code, stdout, stderr = runCLI(t, append(status, "--expect", "active")...)
+	if code != cli.ExitFailed || !strings.Contains(stdout, `"healthy": false`) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "mode is standby, expected active") {
+		t.Errorf("status --expect active of a standby: exit %d, stdout %s, stderr %q; want exit 1, the JSON and one line", code, stdout, stderr)
+	}
+	code, _, stderr = runCLI(t, "status", "--branch", k.Branch(t, "clinever"), "--kubeconfig", k.Kubeconfig)
+	if code != cli.ExitFailed || !strings.Contains(stderr, "is not deployed at this site") {
+		t.Errorf("status of a branch never deployed: exit %d, stderr %q; want exit 1", code, stderr)
 	}
 }

@@ -53,7 +53,7 @@ func ReadSecretsFile(file string) ([]*unstructured.Unstructured, string, error) 
 	for _, name := range slices.Sorted(maps.Keys(sf.Secrets)) {
 		field := "secrets." + name
 		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-			return nil, "", doc.Errorf(field, "%q is not a Secret name: %s", name, strings.Join(errs, "; "))
+			return nil, "", doc.Errorf(field, "%q is not a Secret name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)", name)
 		}
 		if name == applySetParentName || strings.HasPrefix(name, "slipway-rev-") {
 			return nil, "", doc.Errorf(field, "%q is a name deploy-k8s keeps for itself (slipway, slipway-rev-N)", name)
@@ -65,7 +65,7 @@ func ReadSecretsFile(file string) ([]*unstructured.Unstructured, string, error) 
 		data := map[string]string{}
 		for _, key := range slices.Sorted(maps.Keys(keys)) {
 			if errs := validation.IsConfigMapKey(key); len(errs) > 0 {
-				return nil, "", doc.Errorf(field+"."+key, "%q is not a Secret key: %s", key, strings.Join(errs, "; "))
+				return nil, "", doc.Errorf(field+"."+key, "%q is not a Secret key (letters, digits, '-', '_' and '.')", key)
 			}
 			v := keys[key].Reveal()
 			enc := base64.StdEncoding.EncodeToString([]byte(v))

@@ -257,6 +257,37 @@ func TestConfigErrorFormat(t *testing.T) {
 	}
 }
 
+// TestConfigErrorFormatSecretsFile pins the whole message of each kind of
+// problem in a secrets file, which goes through the one strict decoder:
+// FILE:LINE: field.path: what is wrong, never a value.
+func TestConfigErrorFormatSecretsFile(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"unknown key", "secrets: {a: {k: v1}}\nsecret: {}\n", "F:2: secret: unknown field (known: secrets)"},
+		{"wrong type", "secrets:\n  a:\n    k: {nested: s3cret}\n", "F:3: secrets.a.k: must be a string, not a mapping"},
+		{"bad value", "secrets:\n  a:\n    'k y': s3cret\n", `F:3: secrets.a.k y: "k y" is not a Secret key (letters, digits, '-', '_' and '.')`},
+		{"bad name", "secrets:\n  A: {k: s3cret}\n", `F:2: secrets.A: "A" is not a Secret name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)`},
+		{"repeated key", "secrets:\n  a: {k: s3cret, k: s3cret}\n", "F:2: secrets.a.k: given twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "F")
+			if err := os.WriteFile(file, []byte(tc.in), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := ReadSecretsFile(file)
+			want := strings.Replace(tc.want, "F", file, 1)
+			if err == nil || err.Error() != want || !usererr.Is(err) {
+				t.Errorf("error:\n got %v\nwant %s (a user error)", err, want)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error shows a value: %v", err)
+			}
+		})
+	}
+}
+
 func FuzzParseManifests(f *testing.F) {
 	f.Add("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
 	f.Add(`{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}]}`)
