@@ -698,7 +698,7 @@ func keysOf(m map[schema.GroupKind]bool) []schema.GroupKind {
 }
 
 // ZuulReturn is the zuul_return data that hands later jobs the namespace,
-// revision and pinned images of res.
+// revision, mode and pinned images of res.
 func ZuulReturn(res *result.DeployResult) zuul.Return {
 	digests := map[string]string{}
 	for _, img := range res.Images {
@@ -706,7 +706,7 @@ func ZuulReturn(res *result.DeployResult) zuul.Return {
 	}
 	return zuul.Return{Vars: map[string]any{"slipway_deploy": map[string]any{
 		"namespace": res.Namespace, "revision": res.Revision, "changed": res.Changed,
-		"manifest_hash": res.ManifestHash, "images": digests,
+		"manifest_hash": res.ManifestHash, "images": digests, "mode": res.Mode,
 	}}}
 }
 
