@@ -139,9 +139,30 @@ slipway_src_dir: $SLIPWAY_ROOT
 slipway_bin_dir: $SLIPWAY_ROOT/bin
 slipway_build_binaries: false
 slipway_work_dir: "$state/work/{{ zuul.job }}"
+# Each region as Magnum runs it: push-registry starts its own distribution
+# 2.8 on the region's Swift container (behind the emulator's Keystone) and
+# the nodes pull localhost:5000 (node-a0's containerd maps it to its node
+# registry on region A's container).
+slipway_install_registry: false
 slipway_regions:
-  - {name: a, registry: "$SLIPWAY_TEST_REGISTRY_A", insecure: true}
-  - {name: b, registry: "$SLIPWAY_TEST_REGISTRY_B", insecure: true}
+  - name: a
+    nodeRegistry: "$SLIPWAY_TEST_NODE_REGISTRY_NAME"
+    swift:
+      authurl: "$SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL"
+      region: "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_A"
+      container: "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_A"
+      domain: "$SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN"
+      tenant: "$SLIPWAY_TEST_SWIFT_KEYSTONE_PROJECT"
+      tenantdomain: "$SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN"
+  - name: b
+    nodeRegistry: "$SLIPWAY_TEST_NODE_REGISTRY_NAME"
+    swift:
+      authurl: "$SLIPWAY_TEST_SWIFT_KEYSTONE_AUTH_URL"
+      region: "$SLIPWAY_TEST_SWIFT_KEYSTONE_REGION_B"
+      container: "$SLIPWAY_TEST_SWIFT_KEYSTONE_CONTAINER_B"
+      domain: "$SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN"
+      tenant: "$SLIPWAY_TEST_SWIFT_KEYSTONE_PROJECT"
+      tenantdomain: "$SLIPWAY_TEST_SWIFT_KEYSTONE_DOMAIN"
 # The test Swift (one Python proxy behind the emulator's Keystone) can stall
 # for tens of seconds on a loaded machine; a real region answers in 30 s.
 slipway_push_request_timeout: 2m
@@ -166,8 +187,10 @@ slipway_backup_dr:
 YAML
 cat >"$state/secrets.yaml" <<YAML
 # Local values of zuul.d/secrets.yaml's secrets (Zuul decrypts the real ones).
-slipway-registry-region-a: {username: "", password: ""}
-slipway-registry-region-b: {username: "", password: ""}
+slipway-registry-region-a: &keystone
+  username: "$SLIPWAY_TEST_SWIFT_KEYSTONE_USER"
+  password: "$SLIPWAY_TEST_SWIFT_KEYSTONE_PASSWORD"
+slipway-registry-region-b: *keystone
 slipway-openstack-region-a:
   auth_url: "$SLIPWAY_TEST_OS_AUTH_URL"
   region_name: RegionOne

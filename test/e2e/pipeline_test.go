@@ -88,9 +88,11 @@ func mysqlDump(t *testing.T, socket string) string {
 func TestPipelineEndToEnd(t *testing.T) {
 	env := testenv.Require(t, "SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_REGISTRY_B", "SLIPWAY_TEST_REGISTRY_B_NODE",
 		"SLIPWAY_TEST_KUBECONFIG", "SLIPWAY_TEST_OS_AUTH_URL", "SLIPWAY_TEST_MARIADB_PRIMARY_SOCKET",
-		"SLIPWAY_TEST_MARIADB_DR_SOCKET", "SLIPWAY_TEST_MONGO_PRIMARY_URI", "SLIPWAY_TEST_S3_ENDPOINT", "SLIPWAY_TEST_MONGODUMP")
+		"SLIPWAY_TEST_MARIADB_DR_SOCKET", "SLIPWAY_TEST_MONGO_PRIMARY_URI", "SLIPWAY_TEST_S3_ENDPOINT", "SLIPWAY_TEST_MONGODUMP",
+		"SLIPWAY_TEST_NODE_REGISTRY_NAME", "SLIPWAY_TEST_NODE_REGISTRY")
 	regA, regB, regBNode, kubeconfig := env[0], env[1], env[2], env[3]
 	primarySock, drSock := env[5], env[6]
+	nodeReg, nodeRegAddr := env[10], env[11]
 	testenv.Tool(t, "ansible-playbook")
 	state := t.TempDir()
 	// One commit for every run of this test, so reruns build the same digests.
@@ -123,7 +125,18 @@ func TestPipelineEndToEnd(t *testing.T) {
 		if im.Digest != built[im.Name] {
 			t.Errorf("image %s: pushed %s, built %s", im.Name, im.Digest, built[im.Name])
 		}
-		for _, host := range []string{regA, regB, regBNode} {
+		// The regions are storage-backed (push-registry ran its own
+		// registry on each region's Swift container): the nodes pull the
+		// node address, the same path on localhost:5000.
+		for _, r := range im.Regions {
+			path := strings.SplitN(r.Repository, "/", 2)[1]
+			if want := nodeReg + "/" + path; r.NodeRepository != want {
+				t.Errorf("image %s region %s: node repository %q, want %q", im.Name, r.Region, r.NodeRepository, want)
+			}
+		}
+		// Every registry on the regions' containers serves it: the env's
+		// registries A and B, region B's node registry and node-a0's.
+		for _, host := range []string{regA, regB, regBNode, nodeRegAddr} {
 			repo := host + "/" + strings.SplitN(im.Regions[0].Repository, "/", 2)[1]
 			if got := skopeoDigest(t, repo+"@"+im.Digest); got != im.Digest {
 				t.Errorf("%s@%s: skopeo sees %s", repo, im.Digest, got)
@@ -141,7 +154,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Errorf("cluster status %s", cluster.Cluster.Status)
 	}
 
-	// Deploy: the objects are in the branch's namespace, pinned to region A digests.
+	// Deploy: the objects are in the branch's namespace, pinned to region
+	// A's digests at the node address (localhost:5000), as Magnum's nodes
+	// pull.
 	var deploy result.DeployResult
 	readResult(t, state, "slipway-deploy-k8s", "deploy-result.json", &deploy)
 	if deploy.Namespace != "e2e-demo" {
@@ -166,7 +181,10 @@ func TestPipelineEndToEnd(t *testing.T) {
 	pinned := 0
 	for _, d := range deps.Items {
 		for _, c := range d.Spec.Template.Spec.Containers {
-			if strings.HasPrefix(c.Image, regA+"/") {
+			if strings.HasPrefix(c.Image, regA+"/") || strings.HasPrefix(c.Image, regB+"/") {
+				t.Errorf("deployment %s container %s: %s is pinned to a CI registry address, not the node's %s", d.Name, c.Name, c.Image, nodeReg)
+			}
+			if strings.HasPrefix(c.Image, nodeReg+"/") {
 				if !strings.Contains(c.Image, "@sha256:") {
 					t.Errorf("deployment %s container %s: %s is not pinned by digest", d.Name, c.Name, c.Image)
 				}
@@ -178,7 +196,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		}
 	}
 	if pinned == 0 {
-		t.Error("no container runs an image from region A")
+		t.Errorf("no container runs an image from %s", nodeReg)
 	}
 	checkRealNode(t, kc, "e2e-demo", state, &push)
 
