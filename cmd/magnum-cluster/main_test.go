@@ -189,6 +189,13 @@ func TestCLIOutputs(t *testing.T) {
 	if out := run(0, "kubeconfig", "--spec", spec, "-o", kc); !strings.Contains(out, `"written": true`) {
 		t.Errorf("kubeconfig printed %s", out)
 	}
+	// A spec without regions: --output-dir names the file after OS_REGION_NAME.
+	if out := run(0, "kubeconfig", "--spec", spec, "--output-dir", e.Dir); !strings.Contains(out, `"kubeconfig": "`+filepath.Join(e.Dir, "RegionOne.kubeconfig")+`"`) {
+		t.Errorf("kubeconfig --output-dir printed %s", out)
+	}
+	if fi, err := os.Stat(filepath.Join(e.Dir, "RegionOne.kubeconfig")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig --output-dir: %v %v", err, fi)
+	}
 	var deleted map[string]any
 	out := run(0, "cluster", "delete", "--name", "c", "--poll-interval", "100ms")
 	if err := json.Unmarshal([]byte(out), &deleted); err != nil || !cmp.Equal(deleted, map[string]any{"cluster": "c", "deleted": true, "uuid": file.Cluster.UUID}) {
