@@ -32,7 +32,8 @@ type Source interface {
 // restore left; Stage loads a dump beside the live data and Staged records
 // that it matched the manifest; Prepare journals the swap, Swap makes it
 // (returning an undo), Commit removes what the swap left over, Discard
-// removes a staged copy that is not wanted.
+// removes a staged copy that is not wanted; Finish records how the restore
+// ended (for the DR site's status).
 type Target interface {
 	Name() string
 	Recover(ctx context.Context, backup string, fresh bool) (Recovery, error)
@@ -42,6 +43,7 @@ type Target interface {
 	Swap(ctx context.Context) (undo func(context.Context) error, err error)
 	Commit(ctx context.Context) error
 	Discard(ctx context.Context) error
+	Finish(ctx context.Context, backup string, err error) error
 }
 
 // Recovery is what a target's journal said when a restore started.

@@ -5,11 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/slipwayci/slipway/internal/logging"
 )
 
 // A restore journals what it does to each database in the server that holds
@@ -78,6 +81,8 @@ func (j mysqlJournal) init(ctx context.Context) error {
 			"backup VARCHAR(32) NOT NULL DEFAULT '', restored VARCHAR(32) NOT NULL DEFAULT '', plan LONGTEXT NOT NULL, updated DATETIME(6) NOT NULL) ENGINE=InnoDB",
 		"CREATE TABLE IF NOT EXISTS " + quoteID(journalDB) + ".loaded (db VARCHAR(64) NOT NULL, backup VARCHAR(32) NOT NULL, tbl VARCHAR(64) NOT NULL, " +
 			"PRIMARY KEY (db, tbl)) ENGINE=InnoDB",
+		"CREATE TABLE IF NOT EXISTS " + quoteID(journalDB) + ".outcome (db VARCHAR(64) NOT NULL PRIMARY KEY, backup VARCHAR(32) NOT NULL, ok BOOL NOT NULL, " +
+			"error TEXT NOT NULL, finished DATETIME(6) NOT NULL) ENGINE=InnoDB",
 	} {
 		if _, err := j.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("creating the restore journal in MySQL database %s: %w", journalDB, err)
@@ -215,4 +220,97 @@ func (j mongoJournal) all(ctx context.Context) ([]journalEntry, error) {
 		out[i] = journalEntry(d)
 	}
 	return out, nil
+}
+
+// Outcome is how the last restore into one database ended, as the DR
+// server's journal keeps it (table or collection slipway_restore.outcome):
+// a run killed before its end leaves the previous outcome and a pending
+// journal entry.
+type Outcome struct {
+	Kind     string    `json:"kind"`
+	Database string    `json:"database"`
+	Backup   string    `json:"backup"`
+	OK       bool      `json:"ok"`
+	Error    string    `json:"error,omitempty"`
+	Finished time.Time `json:"finished"`
+}
+
+// outcomeError is the one line an outcome keeps of a failure.
+func outcomeError(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := strings.ReplaceAll(logging.Scrub(err.Error()), "\n", "; ")
+	if len(s) > 1000 {
+		s = s[:1000] + "..."
+	}
+	return s
+}
+
+func (j mysqlJournal) putOutcome(ctx context.Context, o Outcome) error {
+	_, err := j.db.ExecContext(ctx, "REPLACE INTO "+quoteID(journalDB)+".outcome (db, backup, ok, error, finished) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))",
+		o.Database, o.Backup, o.OK, o.Error)
+	if err != nil {
+		return fmt.Errorf("recording the outcome of the restore of MySQL database %s: %w", o.Database, err)
+	}
+	return nil
+}
+
+// outcome is the last restore's outcome for db (nil: none recorded).
+func (j mysqlJournal) outcome(ctx context.Context, db string) (*Outcome, error) {
+	var n int
+	if err := j.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'outcome'", journalDB).Scan(&n); err != nil || n == 0 {
+		return nil, err
+	}
+	o := Outcome{Kind: KindMySQL}
+	err := j.db.QueryRowContext(ctx, "SELECT db, backup, ok, error, finished FROM "+quoteID(journalDB)+".outcome WHERE db = ?", db).
+		Scan(&o.Database, &o.Backup, &o.OK, &o.Error, &o.Finished)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the restore outcome of MySQL database %s: %w", db, err)
+	}
+	return &o, nil
+}
+
+// running reports whether a restore of db holds its lock now.
+func (j mysqlJournal) running(ctx context.Context, db string) (bool, error) {
+	var id sql.NullInt64
+	if err := j.db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", "slipway:"+db).Scan(&id); err != nil {
+		return false, fmt.Errorf("reading the restore lock of MySQL database %s: %w", db, err)
+	}
+	return id.Valid, nil
+}
+
+type mongoOutcomeDoc struct {
+	Database string    `bson:"_id"`
+	Backup   string    `bson:"backup"`
+	OK       bool      `bson:"ok"`
+	Error    string    `bson:"error"`
+	Finished time.Time `bson:"finished"`
+}
+
+func (j mongoJournal) outcomes() *mongo.Collection {
+	return j.c.Database(journalDB).Collection("outcome")
+}
+
+func (j mongoJournal) putOutcome(ctx context.Context, o Outcome) error {
+	d := mongoOutcomeDoc{Database: o.Database, Backup: o.Backup, OK: o.OK, Error: o.Error, Finished: time.Now().UTC()}
+	if _, err := j.outcomes().ReplaceOne(ctx, bson.D{{Key: "_id", Value: o.Database}}, d, options.Replace().SetUpsert(true)); err != nil {
+		return fmt.Errorf("recording the outcome of the restore of MongoDB database %s: %w", o.Database, err)
+	}
+	return nil
+}
+
+func (j mongoJournal) outcome(ctx context.Context, db string) (*Outcome, error) {
+	var d mongoOutcomeDoc
+	err := j.outcomes().FindOne(ctx, bson.D{{Key: "_id", Value: db}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the restore outcome of MongoDB database %s: %w", db, err)
+	}
+	return &Outcome{Kind: KindMongo, Database: d.Database, Backup: d.Backup, OK: d.OK, Error: d.Error, Finished: d.Finished}, nil
 }

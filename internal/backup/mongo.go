@@ -338,3 +338,8 @@ func connectMongo(ctx context.Context, cfg MongoConfig) (*mongo.Client, error) {
 	}
 	return c, nil
 }
+
+// Finish records the restore's outcome in the journal.
+func (t *mongoTarget) Finish(ctx context.Context, backup string, err error) error {
+	return t.journal.putOutcome(ctx, Outcome{Database: t.db, Backup: backup, OK: err == nil, Error: outcomeError(err)})
+}

@@ -777,3 +777,8 @@ func (s *mysqlSwap) rollback(ctx context.Context) error {
 }
 
 func (t *mysqlTarget) Name() string { return KindMySQL + " " + t.db }
+
+// Finish records the restore's outcome in the journal.
+func (t *mysqlTarget) Finish(ctx context.Context, backup string, err error) error {
+	return t.journal.putOutcome(ctx, Outcome{Database: t.db, Backup: backup, OK: err == nil, Error: outcomeError(err)})
+}

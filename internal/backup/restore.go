@@ -60,7 +60,7 @@ type RestoreReport struct {
 // finished by the next one. A swap that had begun is completed before
 // anything else; staging of the same backup is resumed (unless Fresh);
 // staging of another backup is dropped.
-func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
+func Restore(ctx context.Context, opts RestoreOptions) (_ *RestoreReport, err error) {
 	if opts.Jobs < 0 {
 		return nil, usererr.Errorf("%s %d is negative", opts.Names.of("RestoreJobs"), opts.Jobs)
 	}
@@ -83,6 +83,16 @@ func Restore(ctx context.Context, opts RestoreOptions) (*RestoreReport, error) {
 		return nil, err
 	}
 	defer closeAll()
+	// How it ended, in each DR server: status --site reads it.
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for _, t := range targets {
+			if ferr := t.Finish(fctx, m.ID, err); ferr != nil {
+				opts.Logger.Warn("could not record the restore's outcome", "target", t.Name(), "err", ferr)
+			}
+		}
+	}()
 	rep := &RestoreReport{Manifest: m}
 	// An interrupted swap first: until it is finished a live database may
 	// be half swapped.

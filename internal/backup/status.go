@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/slipwayci/slipway/internal/usererr"
@@ -19,6 +20,11 @@ type StatusOptions struct {
 	// journals are read, and an interrupted swap makes the status stale.
 	MySQL MySQLConfig
 	Mongo MongoConfig
+	// Site, when set, names the restore (DR) site this status checks as a
+	// failover's preflight: the servers of every kind of the newest backup
+	// must be given, each of its databases' last restore must have
+	// succeeded, and none may be interrupted or running.
+	Site string
 }
 
 // Status is the freshness of the newest complete backup.
@@ -36,7 +42,16 @@ type Status struct {
 	// Restores lists the DR databases whose restore a killed run left
 	// unfinished (from the journals; only with the DR servers given).
 	Restores []JournalEntry `json:"restores,omitempty"`
+	// Site, LastRestores and Problems: with StatusOptions.Site, the last
+	// restore of each database of the newest backup and what is wrong.
+	Site         string    `json:"site,omitempty"`
+	LastRestores []Outcome `json:"lastRestores,omitempty"`
+	Problems     []string  `json:"problems,omitempty"`
 }
+
+// ErrNotReady is returned (with the Status) when the restore site's last
+// restore failed, is interrupted or running, or never happened.
+var ErrNotReady = errors.New("the restore site is not ready")
 
 // ErrStale is returned (with the Status) when the newest complete backup is
 // older than the maximum age, or there is none.
@@ -51,6 +66,10 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 	}
 	if opts.MaxAge <= 0 {
 		return nil, usererr.Errorf("%s must be positive (e.g. 26h for daily backups)", opts.Names.of("MaxAge"))
+	}
+	if opts.Site != "" && !opts.MySQL.Enabled() && !opts.Mongo.Enabled() {
+		return nil, usererr.Errorf("%s %s: give the servers of that site (%s or %s, and/or %s) to check its restores", opts.Names.of("Site"), opts.Site,
+			opts.Names.of("MySQL.Host"), opts.Names.of("MySQL.Socket"), opts.Names.of("Mongo.URI"))
 	}
 	entries, err := catalog(ctx, store, opts.S3.Prefix)
 	if err != nil {
@@ -78,6 +97,20 @@ func GetStatus(ctx context.Context, opts StatusOptions) (*Status, error) {
 	st.AgeSeconds = st.Age.Seconds()
 	if err := readJournals(ctx, opts, newest, st); err != nil {
 		return nil, err
+	}
+	if opts.Site != "" {
+		if err := checkSite(ctx, opts, newest, st); err != nil {
+			return nil, err
+		}
+		if st.Age > opts.MaxAge {
+			st.Problems = append(st.Problems, fmt.Sprintf("newest complete backup %s finished %s ago, more than %s %s: check the backup CronJob's logs at the primary",
+				st.Newest, st.Age.Round(time.Second), opts.Names.of("MaxAge"), opts.MaxAge))
+		}
+		if len(st.Problems) > 0 {
+			st.Stale = true
+			return st, fmt.Errorf("%w: site %s: %s", ErrNotReady, opts.Site, strings.Join(st.Problems, "; "))
+		}
+		return st, nil
 	}
 	for _, r := range st.Restores {
 		if r.State == JournalSwapping {
@@ -114,6 +147,7 @@ func (st *Status) WritePrometheus(w io.Writer) error {
 		{"slipway_backup_last_size_bytes", "Stored size of the newest complete backup.", "gauge", strconv.FormatInt(st.Size, 10)},
 		{"slipway_backup_complete_count", "Complete backups in the bucket.", "gauge", strconv.Itoa(st.Complete)},
 		{"slipway_backup_incomplete_count", "Backups without a manifest in the bucket.", "gauge", strconv.Itoa(st.Incomplete)},
+		{"slipway_backup_restore_problems", "Problems found at the restore site (0 unless --site was given).", "gauge", strconv.Itoa(len(st.Problems))},
 		{"slipway_backup_restore_swap_interrupted", "DR databases whose restore was killed during the swap (0 unless the DR servers were given).", "gauge", strconv.Itoa(swapping)},
 	}
 	for _, m := range metrics {
@@ -164,6 +198,75 @@ func readJournals(ctx context.Context, opts StatusOptions, m *Manifest, st *Stat
 			return err
 		}
 		add(KindMongo, entries)
+	}
+	return nil
+}
+
+// checkSite checks the restore site for each database of backup m: its
+// last restore succeeded, and no restore of it is interrupted or running.
+func checkSite(ctx context.Context, opts StatusOptions, m *Manifest, st *Status) error {
+	st.Site = opts.Site
+	pending := map[string]JournalEntry{}
+	for _, r := range st.Restores {
+		pending[r.Kind+" "+r.Database] = r
+	}
+	var my *mysqlJournal
+	var mg *mongoJournal
+	for _, d := range m.Dumps {
+		switch {
+		case d.Kind == KindMySQL && my == nil:
+			if !opts.MySQL.Enabled() {
+				return usererr.Errorf("backup %s holds MySQL database %s: give %s or %s of site %s", m.ID, d.Database, opts.Names.of("MySQL.Host"), opts.Names.of("MySQL.Socket"), opts.Site)
+			}
+			db, err := opts.MySQL.open()
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			my = &mysqlJournal{db}
+		case d.Kind == KindMongo && mg == nil:
+			if !opts.Mongo.Enabled() {
+				return usererr.Errorf("backup %s holds MongoDB database %s: give %s of site %s", m.ID, d.Database, opts.Names.of("Mongo.URI"), opts.Site)
+			}
+			c, err := connectMongo(ctx, opts.Mongo)
+			if err != nil {
+				return err
+			}
+			defer c.Disconnect(context.WithoutCancel(ctx))
+			mg = &mongoJournal{c}
+		}
+	}
+	problem := func(format string, args ...any) { st.Problems = append(st.Problems, fmt.Sprintf(format, args...)) }
+	for _, d := range m.Dumps {
+		name := d.Kind + " database " + d.Database
+		var o *Outcome
+		var err error
+		running := false
+		if d.Kind == KindMySQL {
+			if o, err = my.outcome(ctx, d.Database); err == nil {
+				running, err = my.running(ctx, d.Database)
+			}
+		} else {
+			o, err = mg.outcome(ctx, d.Database)
+		}
+		if err != nil {
+			return err
+		}
+		if o != nil {
+			o.Kind = d.Kind
+			st.LastRestores = append(st.LastRestores, *o)
+		}
+		p, isPending := pending[d.Kind+" "+d.Database]
+		switch {
+		case running:
+			problem("a restore into %s is running: wait for it to finish, then check again", name)
+		case isPending:
+			problem("the restore of backup %s into %s was interrupted (%s): run backup restore --latest at site %s to finish it", p.Backup, name, p.State, opts.Site)
+		case o == nil:
+			problem("no restore into %s is recorded at site %s: run backup restore --latest there", name, opts.Site)
+		case !o.OK:
+			problem("the last restore of backup %s into %s failed at %s: %s: fix that and run backup restore --latest at site %s", o.Backup, name, o.Finished.Format(time.RFC3339), o.Error, opts.Site)
+		}
 	}
 	return nil
 }
