@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -51,6 +52,8 @@ type Values struct {
 	} `yaml:"encryption"`
 	Compression string `yaml:"compression"`
 	Retention   Policy `yaml:"retention"`
+	// MaxAge is the freshness check's limit at the DR site (default 26h).
+	MaxAge string `yaml:"maxAge"`
 	Resources   struct {
 		Requests map[string]string `yaml:"requests"`
 		Limits   map[string]string `yaml:"limits"`
@@ -68,6 +71,8 @@ type Schedules struct {
 	Create  string `yaml:"create"`
 	Prune   string `yaml:"prune"`
 	Restore string `yaml:"restore"`
+	// Status is the DR site's freshness check (default hourly).
+	Status string `yaml:"status"`
 }
 
 // S3Values locate the bucket; the keys come from a Secret.
@@ -233,7 +238,20 @@ func (v *Values) checkEncryption(bad badFunc) error {
 }
 
 func (v *Values) checkSchedule(bad badFunc) error {
-	jobs := [][2]string{{"restore", v.Schedule.Restore}}
+	if v.Role == "dr" {
+		if v.Schedule.Status == "" {
+			v.Schedule.Status = "0 * * * *"
+		}
+		if v.MaxAge == "" {
+			v.MaxAge = "26h"
+		}
+		if d, err := time.ParseDuration(v.MaxAge); err != nil || d <= 0 {
+			return bad("maxAge", "%q is not a positive duration (e.g. 26h)", v.MaxAge)
+		}
+	} else if v.MaxAge != "" || v.Schedule.Status != "" {
+		return bad("maxAge", "only a dr site has the freshness check (maxAge, schedule.status)")
+	}
+	jobs := [][2]string{{"restore", v.Schedule.Restore}, {"status", v.Schedule.Status}}
 	if v.Role == "primary" {
 		jobs = [][2]string{{"create", v.Schedule.Create}, {"prune", v.Schedule.Prune}}
 	}
@@ -298,7 +316,7 @@ func RenderCronJobs(v *Values) ([]byte, error) {
 }
 
 // CronJobs builds the CronJob objects: create and prune on the primary,
-// restore on the DR site.
+// restore and the freshness check (status) on the DR site.
 func CronJobs(v *Values) []*batchv1.CronJob {
 	if v.Role == "primary" {
 		args := []string{"create", "--site=" + v.Site}
@@ -336,7 +354,13 @@ func CronJobs(v *Values) []*batchv1.CronJob {
 	if v.Mongo != nil && v.Mongo.NoIndexRestore {
 		args = append(args, "--mongo-no-index-restore")
 	}
-	return []*batchv1.CronJob{v.cronJob("restore", v.Schedule.Restore, args, true, true)}
+	// The freshness check reads the DR servers' journals too: it fails while
+	// a restore failed, is interrupted or never ran (backup status --site).
+	status := []string{"status", "--site=" + v.Site, "--max-age=" + v.MaxAge}
+	return []*batchv1.CronJob{
+		v.cronJob("restore", v.Schedule.Restore, args, true, true),
+		v.cronJob("status", v.Schedule.Status, status, true, false),
+	}
 }
 
 func secretEnv(name string, ref SecretRef) corev1.EnvVar {

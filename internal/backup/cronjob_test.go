@@ -37,7 +37,7 @@ func TestRenderExamples(t *testing.T) {
 		wantFirst []string // first args of each job
 	}{
 		{"primary.yaml", []string{"slipway-backup-create", "slipway-backup-prune"}, []string{"create", "prune"}},
-		{"dr.yaml", []string{"slipway-backup-restore"}, []string{"restore"}},
+		{"dr.yaml", []string{"slipway-backup-restore", "slipway-backup-status"}, []string{"restore", "status"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			v := exampleValues(t, tc.file)
@@ -74,7 +74,22 @@ func TestRenderExamples(t *testing.T) {
 						t.Errorf("%s: argument %q carries a secret", cj.Name, a)
 					}
 				}
-				if v.Role == "dr" {
+				for _, e := range c.Env {
+					// Every value in the spec is a name, an address or a path.
+					if e.Value != "" && (strings.Contains(e.Value, "@") || strings.Contains(strings.ToLower(e.Name), "password") || strings.Contains(e.Name, "SECRET") || strings.Contains(e.Name, "URI")) {
+						t.Errorf("%s: env %s holds a value %q: secrets must come from a Secret", cj.Name, e.Name, e.Value)
+					}
+				}
+				if c.Args[0] == "status" {
+					if diff := cmp.Diff([]string{"status", "--site=dr", "--max-age=26h"}, c.Args); diff != "" {
+						t.Errorf("status job args (-want +got):\n%s", diff)
+					}
+					// The DR servers, so that status reads their restore journals.
+					if !hasEnv(c.Env, "SLIPWAY_MYSQL_HOST") || !hasEnv(c.Env, "SLIPWAY_MYSQL_PASSWORD") || !hasEnv(c.Env, "SLIPWAY_MONGO_URI") {
+						t.Errorf("status job lacks the DR servers: %+v", c.Env)
+					}
+				}
+				if v.Role == "dr" && c.Args[0] == "restore" {
 					if !contains(c.Args, "--latest") {
 						t.Errorf("restore job args %v lack --latest", c.Args)
 					}
@@ -122,6 +137,16 @@ retention: {daily: 7}
 resources: {limits: {cpu: "1", memory: 256Mi}}
 `
 
+const goodDR = `role: dr
+site: dr
+namespace: acme
+image: localhost:5000/slipway/backup@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+schedule: {restore: "0 5 * * *"}
+s3: {bucket: b, credentialsSecret: s3}
+mysql: {host: mysql, user: root, passwordSecret: {name: pw, key: password}}
+resources: {limits: {cpu: "1", memory: 256Mi}}
+`
+
 func TestParseValuesErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, want string
@@ -139,6 +164,9 @@ func TestParseValuesErrors(t *testing.T) {
 		{"prefix without slash", strings.Replace(goodPrimary, "{bucket: b,", "{bucket: b, prefix: acme,", 1), `v.yaml:6: s3.prefix: "acme" must end in "/"`},
 		{"not yaml", "role: [", "v.yaml:1:"},
 		{"empty", "", "v.yaml: empty file: it needs role"},
+		{"dr: bad maxAge", goodDR + "maxAge: soon\n", `v.yaml:9: maxAge: "soon" is not a positive duration (e.g. 26h)`},
+		{"dr: bad status schedule", strings.Replace(goodDR, `{restore: "0 5 * * *"}`, `{restore: "0 5 * * *", status: "often"}`, 1), `v.yaml:5: schedule.status: "often" is not a cron schedule`},
+		{"primary: maxAge", goodPrimary + "maxAge: 26h\n", "v.yaml:10: maxAge: only a dr site has the freshness check"},
 		{"bad recipient", goodPrimary + "encryption: {recipients: [age1nope]}\n", `v.yaml:10: encryption.recipients[0]: "age1nope" is not an age1... public key`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,8 +183,16 @@ func TestParseValuesErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseValues(strings.NewReader(goodPrimary), "v.yaml"); err != nil {
-		t.Errorf("good values: %v", err)
+	for _, good := range []string{goodPrimary, goodDR} {
+		if _, err := ParseValues(strings.NewReader(good), "v.yaml"); err != nil {
+			t.Errorf("good values: %v", err)
+		}
+	}
+	// The DR defaults: an hourly freshness check with a 26h limit, and the
+	// image pinned to the node registry's address.
+	v, _ := ParseValues(strings.NewReader(goodDR), "v.yaml")
+	if jobs := CronJobs(v); len(jobs) != 2 || jobs[1].Spec.Schedule != "0 * * * *" || jobs[1].Spec.JobTemplate.Spec.Template.Spec.Containers[0].Image != v.Image {
+		t.Errorf("DR CronJobs: %+v", jobs)
 	}
 }
 
