@@ -53,8 +53,8 @@ type Values struct {
 	Compression string `yaml:"compression"`
 	Retention   Policy `yaml:"retention"`
 	// MaxAge is the freshness check's limit at the DR site (default 26h).
-	MaxAge string `yaml:"maxAge"`
-	Resources   struct {
+	MaxAge    string `yaml:"maxAge"`
+	Resources struct {
 		Requests map[string]string `yaml:"requests"`
 		Limits   map[string]string `yaml:"limits"`
 	} `yaml:"resources"`
