@@ -18,6 +18,7 @@ import (
 	"github.com/slipwayci/slipway/internal/backup/backuptest"
 	"github.com/slipwayci/slipway/internal/cli"
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/result"
 )
 
 // runCLI runs the backup binary's app in-process, as main does.
@@ -93,6 +94,12 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"password file", append([]string{"create", "--site", "p", "--mysql-password-file", "/nonexistent/pw"}, s3...), "--mysql-password-file"},
 		{"values", []string{"cronjob", "--values", bad}, fmt.Sprintf("%s:%d: extra: unknown field", bad, extraLine)},
 		{"no values", []string{"cronjob"}, "--values is required"},
+		{"freeze without site", append([]string{"freeze", "--mysql-host", "h"}, s3...), `--site "" is empty`},
+		{"freeze site with slash", append([]string{"freeze", "--site", "a/b", "--mysql-host", "h"}, s3...), `--site "a/b"`},
+		{"freeze nothing", append([]string{"freeze", "--site", "primary"}, s3...), "nothing to freeze: give --mysql-host"},
+		{"freeze host and socket", append([]string{"freeze", "--site", "primary", "--mysql-host", "h", "--mysql-socket", "/s"}, s3...), "--mysql-host and --mysql-socket both set"},
+		{"unfreeze nothing", append([]string{"unfreeze", "--site", "primary"}, s3...), "nothing to freeze: give --mysql-host"},
+		{"status site without servers", append([]string{"status", "--site", "dr"}, s3...), "--site dr: give the servers of that site"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, tc.args...)
@@ -281,5 +288,52 @@ func TestSecretsStayHidden(t *testing.T) {
 	check("child process arguments", string(args))
 	if strings.Contains(string(args), "mongodb://") {
 		t.Errorf("a MongoDB URI was passed on a command line:\n%s", args)
+	}
+}
+
+// TestCLIFreeze runs the failover's primary-side commands as the failover
+// job does: freeze, a final create, unfreeze, and reads the fields its
+// report prints from their results.
+func TestCLIFreeze(t *testing.T) {
+	cfg := s3Env(t)
+	my := backuptest.NewMariaDB(t, "PRIMARY")
+	my.FreezeLock(t)
+	db := my.DB(t)
+	name := "cli_frz_" + backuptest.RandHex(3)
+	my.DropOnCleanup(t, name)
+	backuptest.MustExec(t, db, "CREATE DATABASE "+name, "CREATE TABLE "+name+".t (id INT PRIMARY KEY)", "INSERT INTO "+name+".t VALUES (1)")
+	t.Cleanup(func() { db.Exec("SET GLOBAL read_only = OFF") })
+	conn := append(s3Args(cfg), "--site", "primary", "--mysql-host", my.Host, "--mysql-port", strconv.Itoa(my.Port))
+	run := func(args ...string) result.BackupResult {
+		t.Helper()
+		code, stdout, stderr := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s", args[0], code, stderr)
+		}
+		var r result.BackupResult
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("%s printed %q: %v", args[0], stdout, err)
+		}
+		return r
+	}
+	fr := run(append([]string{"freeze"}, conn...)...)
+	if fr.Operation != "freeze" || fr.Freeze == nil || fr.Freeze.State != "frozen" || !fr.Freeze.WriteRefused || fr.Freeze.LastWriteAt.IsZero() || len(fr.Done) == 0 {
+		t.Fatalf("freeze result: %+v freeze %+v", fr, fr.Freeze)
+	}
+	if again := run(append([]string{"freeze"}, conn...)...); len(again.Done) != 0 {
+		t.Fatalf("second freeze did %q", again.Done)
+	}
+	cr := run(append([]string{"create", "--mysql-database", name}, conn...)...)
+	if cr.Backup == nil || cr.Backup.DataLossWindowSeconds == nil || *cr.Backup.DataLossWindowSeconds != 0 || cr.Backup.Freeze == nil ||
+		!cr.Backup.Freeze.LastWriteAt.Equal(fr.Freeze.LastWriteAt) {
+		t.Fatalf("create at the frozen site: %+v", cr.Backup)
+	}
+	un := run(append([]string{"unfreeze"}, conn...)...)
+	if un.Freeze == nil || un.Freeze.State != "unfrozen" || len(un.Done) == 0 {
+		t.Fatalf("unfreeze result: %+v", un)
+	}
+	var ro bool
+	if err := db.QueryRow("SELECT @@GLOBAL.read_only").Scan(&ro); err != nil || ro {
+		t.Fatalf("read_only after unfreeze: %v %v", ro, err)
 	}
 }
