@@ -47,6 +47,9 @@ type LockOptions struct {
 	// Keyring verifies the sources' InRelease files with gpgv (default
 	// DefaultKeyring).
 	Keyring string
+	// Cache keeps downloaded Packages indexes by SHA-256 (default
+	// DefaultDebCache()/indexes); InRelease is always fetched.
+	Cache string
 	// Gpgv is the gpgv binary (default "gpgv").
 	Gpgv      string
 	Transport http.RoundTripper
@@ -245,12 +248,8 @@ func (ix *indexFetcher) load(ctx context.Context, idx *debIndex, s DebianSource,
 		if !ok {
 			return usererr.Errorf("%s %s has no %s/binary-%s/Packages index (is the component or architecture right?)", s.URL, s.Suite, comp, arch)
 		}
-		if data, err = ix.get(ctx, base+name); err != nil {
+		if data, err = ix.index(ctx, base+name, sum[1], sum[0]); err != nil {
 			return err
-		}
-		h := sha256.Sum256(data)
-		if hex.EncodeToString(h[:]) != sum[1] || strconv.Itoa(len(data)) != sum[0] {
-			return fmt.Errorf("%s%s does not match its SHA-256 in InRelease (the mirror is being updated? retry in a few minutes)", base, name)
 		}
 		var r io.Reader
 		if strings.HasSuffix(name, ".xz") {
@@ -266,6 +265,32 @@ func (ix *indexFetcher) load(ctx context.Context, idx *debIndex, s DebianSource,
 		}
 	}
 	return nil
+}
+
+// index returns the index at url whose SHA-256 and size InRelease gives,
+// from the cache when it holds it.
+func (ix *indexFetcher) index(ctx context.Context, url, sum, size string) ([]byte, error) {
+	cache := ix.o.Cache
+	if cache == "" {
+		cache = DefaultDebCache()
+	}
+	file := filepath.Join(cache, "indexes", sum)
+	if data, err := os.ReadFile(file); err == nil {
+		if h := sha256.Sum256(data); hex.EncodeToString(h[:]) == sum {
+			return data, nil
+		}
+	}
+	data, err := ix.get(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if h := sha256.Sum256(data); hex.EncodeToString(h[:]) != sum || strconv.Itoa(len(data)) != size {
+		return nil, fmt.Errorf("%s does not match its SHA-256 in InRelease (the mirror is being updated? retry in a few minutes)", url)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err == nil {
+		_ = result.WriteAtomic(file, data, 0o644) // a cache: a failed write costs a download
+	}
+	return data, nil
 }
 
 // verify checks an InRelease file's signature with gpgv and returns the

@@ -75,7 +75,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty images", "images: []\n", `b.yaml:1: images: must be a non-empty list`},
 		{"unknown image field", "images:\n  - name: a\n    contxt: .\n", `b.yaml:3: images[0].contxt: unknown field (known: build_args, context,`},
 		{"unknown native field", "images:\n  - name: a\n    native:\n      layer: []\n", `b.yaml:4: images[0].native.layer: unknown field (known: base, base_image,`},
-		{"unknown layer field", "images:\n  - name: a\n    native:\n      layers: [{src: a, dst: /b}]\n", `b.yaml:4: images[0].native.layers[0].dst: unknown field (known: dest, src)`},
+		{"unknown layer field", "images:\n  - name: a\n    native:\n      layers: [{src: a, dst: /b}]\n", `b.yaml:4: images[0].native.layers[0].dst: unknown field (known: debian, dest, src)`},
 		{"unknown tags field", "tags: {pr: x}\nimages: [{name: a}]\n", `b.yaml:1: tags.pr: unknown field (known: change, commit)`},
 		{"unknown secret field", "images:\n  - name: a\n    secrets: [{id: a, value: x}]\n", `b.yaml:3: images[0].secrets[0].value: unknown field (known: env, file, id)`},
 		{"repeated field", "images:\n  - name: a\n    name: b\n", `b.yaml:3: images[0].name: given twice`},
