@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -326,6 +327,53 @@ func TestFreezeCrash(t *testing.T) {
 				t.Errorf("second unfreeze did not say it had nothing to do:\n%s", again.stderr)
 			}
 			c.noOrphans()
+		})
+	}
+}
+
+// TestDataLossWindow: a backup's window is how long after its start
+// read_only took effect, 0 when before, and unknown when read_only was off
+// at its end, or off at its start with the record's instant before it.
+func TestDataLossWindow(t *testing.T) {
+	ctx := context.Background()
+	f := newFreezeEnv(t)
+	if _, err := Freeze(ctx, f.opts()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Unfreeze(context.Background(), f.opts()) })
+	at := f.record(t).MySQL.ReadOnlyAt
+	root := sqlDB(t, f.primary)
+	for _, tc := range []struct {
+		name      string
+		start     time.Duration // backup start relative to read_only taking effect
+		startRO   bool          // read_only at the start
+		endRO     bool          // read_only at the end
+		want      float64
+		unknown   bool
+		notFrozen string
+	}{
+		{"frozen before the start", 2 * time.Second, true, true, 0, false, ""},
+		{"frozen during the backup", -5 * time.Second, false, true, 5, false, ""},
+		{"off at the end", 2 * time.Second, true, false, 0, true, "read_only was OFF during the backup"},
+		{"off at the start, frozen earlier", 2 * time.Second, false, true, 0, true, "read_only was OFF during the backup"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mustExec(t, root, "SET GLOBAL read_only = "+onOff(tc.endRO))
+			w := &freezeWatch{store: f.store, prefix: f.s3.Prefix, site: "primary", mysql: f.primary, rec: f.record(t), start: at.Add(tc.start), readOnly: tc.startRO}
+			s, window, err := w.finish(ctx)
+			mustExec(t, root, "SET GLOBAL read_only = ON")
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.unknown && window != nil:
+				t.Fatalf("window = %v, want unknown", *window)
+			case !tc.unknown && (window == nil || *window != tc.want):
+				t.Fatalf("window = %v, want %v", window, tc.want)
+			}
+			if tc.notFrozen != "" && !strings.Contains(strings.Join(s.NotFrozen, "; "), tc.notFrozen) {
+				t.Errorf("notFrozen %q lacks %q", s.NotFrozen, tc.notFrozen)
+			}
 		})
 	}
 }
