@@ -297,10 +297,7 @@ func TestCLIStoragePromoteVerify(t *testing.T) {
 // stops nothing it should not and leaves no registry or state behind.
 func TestCLIStorageCrash(t *testing.T) {
 	e := newStorageEnv(t)
-	bin := filepath.Join(t.TempDir(), "push-registry")
-	if out, err := exec.Command("go", "build", "-tags", "slipway_crashpoints", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.CrashBinary(t, "./cmd/push-registry")
 	img := pushtest.RandomImage(t, 2, 1500<<10)
 	digest := pushtest.Digest(t, img)
 	layout := pushtest.WriteLayout(t, img)

@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/slipwayci/slipway/internal/crashpoint"
+	"github.com/slipwayci/slipway/internal/testenv"
 )
 
 var crashBin struct {
@@ -44,10 +45,8 @@ func crashBinary(t *testing.T) string {
 		if crashBin.dir, crashBin.err = os.MkdirTemp("", "slipway-crash-bin-"); crashBin.err != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-tags", "slipway_crashpoints", "-o", filepath.Join(crashBin.dir, "backup"), "../../cmd/backup").CombinedOutput()
-		if err != nil {
-			crashBin.err = fmt.Errorf("go build -tags slipway_crashpoints: %v\n%s", err, out)
-		}
+		// One build for every test package of the run.
+		_, crashBin.err = testenv.CrashBinaries(crashBin.dir, "./cmd/backup")
 	})
 	if crashBin.err != nil {
 		t.Fatal(crashBin.err)
