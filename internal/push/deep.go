@@ -2,11 +2,8 @@ package push
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -55,20 +52,16 @@ func checkBlob(ctx context.Context, c *client, repo string, d v1.Hash, size int6
 	default:
 		return "", registryError(resp)
 	}
-	buf := bufPool.Get().(*[chunkSize]byte)
-	defer bufPool.Put(buf)
-	h := sha256.New()
-	n, err := io.CopyBuffer(h, resp.Body, buf[:])
+	got, n, err := v1.SHA256(resp.Body)
 	if err != nil {
 		return "", fmt.Errorf("reading blob %s: %w", d, cleanErr(err))
 	}
-	got := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	switch {
 	case n == 0 && size > 0:
 		return fmt.Sprintf("it reads back as 0 bytes, want %d (a zero-byte object in the storage)", size), nil
 	case n != size:
 		return fmt.Sprintf("it reads back as %d bytes, want %d", n, size), nil
-	case d.Algorithm == "sha256" && got != d.String():
+	case d.Algorithm == "sha256" && got != d:
 		return fmt.Sprintf("its %d bytes hash to %s (corrupted in the storage)", n, got), nil
 	}
 	return "", nil
