@@ -28,7 +28,7 @@ func lockDebianCommand() *ucli.Command {
 		Usage:       "resolve Debian packages and their dependencies into the lock of a native image's debian layer",
 		Description: "EXAMPLES:\n   " + strings.ReplaceAll(lockDebianExample, "\n", "\n   "),
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "lock", Usage: "lock file to write (its roots, sources and architecture are the defaults)", EnvVars: env("FILE"), Required: true},
+			&ucli.StringFlag{Name: "lock", Usage: "lock file to write (its roots, sources and architecture are the defaults)", EnvVars: env("FILE")},
 			&ucli.StringSliceFlag{Name: "package", Aliases: []string{"p"}, Usage: "package the image needs (repeat; replaces the lock's roots)", EnvVars: env("PACKAGES")},
 			&ucli.StringSliceFlag{Name: "source", Usage: `apt source "URL SUITE [COMPONENT...]" (repeat; replaces the lock's; default bookworm, bookworm-updates, bookworm-security)`, EnvVars: env("SOURCES")},
 			&ucli.StringFlag{Name: "architecture", Usage: "dpkg architecture (default: the lock's, else amd64)", EnvVars: env("ARCHITECTURE")},
@@ -46,6 +46,9 @@ func lockOptions(cliContext *ucli.Context) (buildimage.LockOptions, error) {
 		Architecture: cliContext.String("architecture"),
 		Keyring:      cliContext.String("keyring"),
 		Log:          slog.Default(),
+	}
+	if o.Lock == "" {
+		return o, cli.Usagef("--lock: missing: the lock file to write")
 	}
 	for _, s := range cliContext.StringSlice("source") {
 		f := strings.Fields(s)
