@@ -20,7 +20,7 @@ func statusCommand() *ucli.Command {
 		UsageText: "deploy-k8s status [options]\n\n" +
 			"# the DR site must be a healthy standby: data stores ready, applications at 0 with no pods\n" +
 			"deploy-k8s status --branch platform/acme --kubeconfig kubeconfig-b --expect standby",
-		Flags: append(flags, cli.ZuulFlags()...),
+		Flags: append(flags, zuulVarsFlags()...),
 		Action: cli.Action(bind, func(ctx context.Context, cliContext *ucli.Context, opts deploy.Options) error {
 			return withFlag(runStatus(ctx, cliContext, opts))
 		}),
@@ -37,4 +37,16 @@ func runStatus(ctx context.Context, cliContext *ucli.Context, opts deploy.Option
 		}
 	}
 	return err
+}
+
+// zuulVarsFlags are the Zuul flags of a command that reads the Zuul context
+// (the branch) but hands nothing back to Zuul.
+func zuulVarsFlags() []ucli.Flag {
+	var out []ucli.Flag
+	for _, f := range cli.ZuulFlags() {
+		if f.Names()[0] != "zuul-return" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -110,6 +110,7 @@ func bind(cliContext *ucli.Context) (deploy.Options, error) {
 		Standby:            cliContext.Bool("standby"),
 		ScaleDown:          cliContext.StringSlice("standby-scale-down"),
 		Expect:             cliContext.String("expect"),
+		Mode:               cliContext.String("mode"),
 		PushResult:         cliContext.Path("push-result"),
 		Region:             cliContext.String("region"),
 		PullAddress:        cliContext.String("pull-address"),
@@ -155,6 +156,7 @@ var optionFlags = map[string]string{
 	"Jobs":               "set --job",
 	"ScaleDown":          "see --standby-scale-down",
 	"Expect":             "set --expect",
+	"Mode":               "set --mode",
 	"JobCleanup":         "set --job-cleanup",
 }
 

@@ -26,13 +26,14 @@ deploy-k8s namespace --branch platform/acme      # prints: acme
 # the DR site (region B) as a standby, with the backup CronJobs and their Secrets
 deploy-k8s deploy --standby --branch platform/acme --manifests env/ --manifests restore-cronjob.yaml \
   --secrets-file secrets-b.yaml --push-result push.json --region RegionTwo --kubeconfig kubeconfig-b
-deploy-k8s status --branch platform/acme --kubeconfig kubeconfig-b --expect standby`
+deploy-k8s status --branch platform/acme --kubeconfig kubeconfig-b --expect standby
+deploy-k8s set-mode --mode active --branch platform/acme --kubeconfig kubeconfig-b   # failover: DR serves`
 
 func app() *ucli.App {
 	return cli.New(cli.App{
 		Name:     "deploy-k8s",
 		Usage:    "deploy a platform's manifests into its branch's namespace, pinned to pushed digests",
 		Example:  example,
-		Commands: []*ucli.Command{deployCommand(), diffCommand(), rollbackCommand(), runJobCommand(), statusCommand(), namespaceCommand()},
+		Commands: []*ucli.Command{deployCommand(), diffCommand(), rollbackCommand(), runJobCommand(), setModeCommand(), statusCommand(), namespaceCommand()},
 	})
 }

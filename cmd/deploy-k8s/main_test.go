@@ -212,6 +212,7 @@ func TestCLIBadSiteFlags(t *testing.T) {
 		{"secrets file bad key", append(deployArgs, "--secrets-file", badKey), badKey + `:2: secrets.a.x/y: "x/y" is not a Secret key`},
 		{"secrets file missing", append(deployArgs, "--secrets-file", filepath.Join(dir, "nope.yaml")), "nope.yaml"},
 		{"manifests missing", append(deployArgs, "--manifests", filepath.Join(dir, "nope")), "reading manifests"},
+		{"set-mode", []string{"set-mode", "--branch", branch, "--kubeconfig", k.Kubeconfig, "--mode", "passive"}, `mode "passive": want active or standby; set --mode`},
 		{"expect", []string{"status", "--branch", branch, "--kubeconfig", k.Kubeconfig, "--expect", "activ"}, `expected mode "activ": want active or standby; set --expect`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -262,6 +263,14 @@ func TestCLIStandbyAndStatus(t *testing.T) {
 	code, stdout, stderr = runCLI(t, append(status, "--expect", "active")...)
 	if code != cli.ExitFailed || !strings.Contains(stdout, `"healthy": false`) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "mode is standby, expected active") {
 		t.Errorf("status --expect active of a standby: exit %d, stdout %s, stderr %q; want exit 1, the JSON and one line", code, stdout, stderr)
+	}
+	// set-mode needs no manifests: the site serves from the live revision.
+	code, stdout, stderr = runCLI(t, "set-mode", "--mode", "active", "--branch", branch, "--kubeconfig", k.Kubeconfig, "--timeout", "90s")
+	if code != 0 || !strings.Contains(stdout, "revision=2 changed=true") || !strings.HasSuffix(stdout, " mode=active\n") {
+		t.Fatalf("set-mode active: exit %d stdout %q stderr %s", code, stdout, stderr)
+	}
+	if code, stdout, stderr = runCLI(t, append(status, "--expect", "active")...); code != 0 {
+		t.Errorf("status --expect active after set-mode active: exit %d %s %s", code, stdout, stderr)
 	}
 	code, _, stderr = runCLI(t, "status", "--branch", k.Branch(t, "clinever"), "--kubeconfig", k.Kubeconfig)
 	if code != cli.ExitFailed || !strings.Contains(stderr, "is not deployed at this site") {

@@ -90,6 +90,8 @@ type Options struct {
 	// Expect makes Status require the site to be in this mode (ModeActive
 	// or ModeStandby); empty accepts either.
 	Expect string
+	// Mode is the mode SetMode puts the site in.
+	Mode string
 
 	// Zuul is recorded in the result.
 	Zuul *result.ZuulRef
@@ -166,7 +168,12 @@ func (o *Options) target(ctx context.Context, ns string) (*target, error) {
 
 // plan is a rendered, pinned, validated desired state.
 type plan struct {
+	// apply is what is applied; recorded, what a revision records of it:
+	// the same objects, but a standby's applications as the manifests
+	// have them (not scaled to 0) and their autoscalers too, so a
+	// revision can be deployed again in either mode.
 	apply     []*unstructured.Unstructured
+	recorded  []*unstructured.Unstructured
 	templates []*unstructured.Unstructured
 	mappings  map[*unstructured.Unstructured]*meta.RESTMapping
 	images    []result.DeployedImage
@@ -202,8 +209,8 @@ func (p *plan) state(branch string) revisionState {
 // all returns applied objects and templates, as a revision records them:
 // without the secrets file's Secrets, whose values are never recorded.
 func (p *plan) all() []*unstructured.Unstructured {
-	out := make([]*unstructured.Unstructured, 0, len(p.apply)+len(p.templates))
-	for _, u := range p.apply {
+	out := make([]*unstructured.Unstructured, 0, len(p.recorded)+len(p.templates))
+	for _, u := range p.recorded {
 		if !p.fromFile[objectID(u)] {
 			out = append(out, u)
 		}
@@ -293,9 +300,7 @@ func render(opts *Options) (*rendered, error) {
 	if opts.Standby {
 		r.mode = ModeStandby
 	}
-	if r.objs, r.apps, err = scale.apply(objs, opts.Standby, opts.Log); err != nil {
-		return nil, err
-	}
+	r.objs, r.apps = objs, scale.appsOf(objs)
 	if len(secrets) > 0 {
 		r.fromFile = map[string]bool{}
 		for _, u := range secrets {
@@ -335,6 +340,7 @@ func (t *target) place(objs []*unstructured.Unstructured, images []result.Deploy
 		return nil, err
 	}
 	p := &plan{mappings: mappings, images: images, site: s}
+	scaled := p.scaledDown()
 	for _, u := range objs {
 		if isJobTemplate(u) {
 			p.templates = append(p.templates, u)
@@ -346,21 +352,26 @@ func (t *target) place(objs []*unstructured.Unstructured, images []result.Deploy
 		}
 		lbl[labelPartOf] = t.id
 		u.SetLabels(lbl)
-		ann := u.GetAnnotations()
-		if ann == nil {
-			ann = map[string]string{}
-		}
-		delete(ann, annHash)
-		u.SetAnnotations(ann)
-		h, err := hashObject(u)
-		if err != nil {
+		if err := setHash(u); err != nil {
 			return nil, err
 		}
-		ann[annHash] = h
-		u.SetAnnotations(ann)
-		p.apply = append(p.apply, u)
+		p.recorded = append(p.recorded, u)
+		applied, err := standbyCopy(u, scaled, opts.Log)
+		switch {
+		case err != nil:
+			return nil, err
+		case applied == nil:
+			continue
+		case applied != u:
+			if err := setHash(applied); err != nil {
+				return nil, err
+			}
+			mappings[applied] = mappings[u]
+		}
+		p.apply = append(p.apply, applied)
 	}
 	sortForApply(p.apply)
+	sortForApply(p.recorded)
 	sortForApply(p.templates)
 	if err := checkTemplates(p.templates, opts.Jobs); err != nil {
 		return nil, err
@@ -370,6 +381,23 @@ func (t *target) place(objs []*unstructured.Unstructured, images []result.Deploy
 	}
 	p.hash = p.siteHash(p.hash)
 	return p, nil
+}
+
+// setHash puts the hash of u's content (without the hash) on u.
+func setHash(u *unstructured.Unstructured) error {
+	ann := u.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	delete(ann, annHash)
+	u.SetAnnotations(ann)
+	h, err := hashObject(u)
+	if err != nil {
+		return err
+	}
+	ann[annHash] = h
+	u.SetAnnotations(ann)
+	return nil
 }
 
 // prepare renders and pins the manifests, connects and checks them against
@@ -711,13 +739,36 @@ func ZuulReturn(res *result.DeployResult) zuul.Return {
 }
 
 // Rollback re-applies the previous good revision (or opts.ToRevision) and
-// records it as a new revision.
+// records it as a new revision. The revision's mode comes back with it.
 func Rollback(ctx context.Context, opts Options) (*result.DeployResult, error) {
-	t, revs, err := openDeployed(ctx, &opts, "branch %s was never deployed, nothing to roll back")
+	return reapply(ctx, opts, "rollback", "branch %s was never deployed, nothing to roll back",
+		func(revs []Revision) (*Revision, error) { return pickRollback(revs, opts.ToRevision) },
+		revisionState.mode)
+}
+
+// SetMode re-applies the newest good revision in mode opts.Mode (ModeActive
+// or ModeStandby), with the images and manifests it recorded, and records
+// it as a new revision; when that revision is current and already in that
+// mode nothing changes. It needs neither the manifests nor the push result:
+// it is how a failover turns a site standby or active.
+func SetMode(ctx context.Context, opts Options) (*result.DeployResult, error) {
+	if opts.Mode != ModeActive && opts.Mode != ModeStandby {
+		return nil, optionErrorf("Mode", "mode %q: want %s or %s", opts.Mode, ModeActive, ModeStandby)
+	}
+	return reapply(ctx, opts, "set-mode", "deploy branch %s first", pickCurrent,
+		func(revisionState) string { return opts.Mode })
+}
+
+// reapply deploys a recorded revision again, which pick chooses, in the
+// mode mode gives for its state; action names it in the result. The
+// secrets file's Secrets (whose values no record holds) are kept as they
+// are live; Jobs are not run.
+func reapply(ctx context.Context, opts Options, action, whatToDo string, pick func([]Revision) (*Revision, error), mode func(revisionState) string) (*result.DeployResult, error) {
+	t, revs, err := openDeployed(ctx, &opts, whatToDo)
 	if err != nil {
 		return nil, err
 	}
-	to, err := pickRollback(revs, opts.ToRevision)
+	to, err := pick(revs)
 	if err != nil {
 		return nil, err
 	}
@@ -728,15 +779,31 @@ func Rollback(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	registerSecrets(objs)
 	st := to.state()
 	opts.Jobs = nil
-	// The revision's mode comes back with it; the secrets file's Secrets
-	// (whose values no record holds) are kept as they are live.
-	p, err := t.place(objs, st.Images, &opts, site{mode: st.mode(), apps: st.Apps, secrets: st.Secrets, secretsHash: st.SecretsHash})
+	p, err := t.place(objs, st.Images, &opts, site{mode: mode(st), apps: st.Apps, secrets: st.Secrets, secretsHash: st.SecretsHash})
 	if err != nil {
 		return nil, err
 	}
 	p.pullAddress = st.PullAddress
-	opts.Log.Info("rolling back", "namespace", t.ns, "from", revs[0].Number, "to", to.Number, "mode", p.mode)
-	return t.run(ctx, p, &opts, "rollback", to.Number)
+	opts.Log.Info("re-applying a revision", "action", action, "namespace", t.ns, "from", revs[0].Number, "to", to.Number, "mode", p.mode)
+	return t.run(ctx, p, &opts, action, to.Number)
+}
+
+// pickCurrent chooses the revision set-mode re-applies: the newest good
+// one (a revision left deploying or failed is not what runs). A set-mode
+// or rollback a killed run left deploying is resumed with its target.
+func pickCurrent(revs []Revision) (*Revision, error) {
+	if len(revs) == 0 {
+		return nil, usererr.New("no deploy revisions recorded: deploy first")
+	}
+	if cur := revs[0]; cur.Status == statusDeploying && cur.RolledBackTo > 0 {
+		return pickRollback(revs, cur.RolledBackTo)
+	}
+	for i := range revs {
+		if revs[i].Status == statusGood {
+			return &revs[i], nil
+		}
+	}
+	return nil, usererr.Errorf("no good revision (kept: %s): deploy first", revisionNumbers(revs))
 }
 
 // pickRollback chooses the revision to return to: want, or the newest good

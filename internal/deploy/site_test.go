@@ -19,9 +19,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
 	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // exampleApps are the example's application Deployments (DefaultScaleDown
@@ -189,7 +191,41 @@ func TestStandbyModes(t *testing.T) {
 		t.Fatalf("rollback: %v, mode %q to %d; want standby, to 3", err, res.Mode, res.RolledBackTo)
 	}
 	k.checkSite(t, ctx, opts, ns, ModeStandby)
-	if diff := cmp.Diff([]string{"1:good:standby", "2:good:active", "3:good:standby", "4:good:active", "5:good:standby"}, k.modes(t, ns)); diff != "" {
+	// A standby's record holds the applications as the manifests have them
+	// (and their autoscalers), so that it can be deployed active again.
+	recorded := map[string]int64{}
+	for _, u := range k.recordedObjects(t, ns, 1) {
+		r, _, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "replicas")
+		n, _ := r.(float64) // the record is decoded as JSON
+		recorded[u.GetKind()+"/"+u.GetName()] = int64(n)
+	}
+	if recorded["Deployment/lms"] != 2 || recorded["Deployment/redis"] != 1 {
+		t.Errorf("standby revision 1 records lms with %d replicas, redis with %d; want the manifests' 2 and 1", recorded["Deployment/lms"], recorded["Deployment/redis"])
+	}
+	if _, ok := recorded["HorizontalPodAutoscaler/lms"]; !ok {
+		t.Errorf("standby revision 1 does not record the autoscaler of lms")
+	}
+
+	// set-mode re-applies the live revision in the other mode, without the
+	// manifests; in the same mode it changes nothing.
+	set := Options{Kubeconfig: opts.Kubeconfig, Branch: branch, Log: opts.Log, Mode: ModeActive}
+	if res, err = SetMode(ctx, set); err != nil || res.Revision != 6 || res.Mode != ModeActive || res.RolledBackTo != 5 || len(res.Jobs) != 0 {
+		t.Fatalf("set-mode active: %+v, %v; want revision 6, active, from 5, no jobs", res, err)
+	}
+	k.checkSite(t, ctx, opts, ns, ModeActive)
+	if res, err = SetMode(ctx, set); err != nil || res.Changed || res.Revision != 6 {
+		t.Errorf("set-mode active again: changed %t revision %d, %v; want no change", res.Changed, res.Revision, err)
+	}
+	set.Mode = ModeStandby
+	if res, err = SetMode(ctx, set); err != nil || res.Revision != 7 || res.Mode != ModeStandby {
+		t.Fatalf("set-mode standby: %v", err)
+	}
+	k.checkSite(t, ctx, opts, ns, ModeStandby)
+	set.Mode = "passive"
+	if _, err := SetMode(ctx, set); !usererr.Is(err) || !strings.Contains(err.Error(), `mode "passive": want active or standby`) {
+		t.Errorf("set-mode passive: %v, want a user error", err)
+	}
+	if diff := cmp.Diff([]string{"1:good:standby", "2:good:active", "3:good:standby", "4:good:active", "5:good:standby", "6:good:active", "7:good:standby"}, k.modes(t, ns)); diff != "" {
 		t.Errorf("revisions (-want +got):\n%s", diff)
 	}
 
@@ -431,6 +467,27 @@ func TestBackupCronJobsAndSecrets(t *testing.T) {
 			}
 		}
 	}
+}
+
+// recordedObjects returns the manifests revision n of ns recorded.
+func (k kube) recordedObjects(t *testing.T, ns string, n int) []*unstructured.Unstructured {
+	t.Helper()
+	tgt := &target{c: k.cluster(t), ns: ns}
+	revs, err := tgt.revisions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range revs {
+		if revs[i].Number == n {
+			objs, err := revs[i].manifests()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return objs
+		}
+	}
+	t.Fatalf("no revision %d in %s", n, ns)
+	return nil
 }
 
 func addJSON(t *testing.T, w io.Writer, v any) {

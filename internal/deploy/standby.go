@@ -9,7 +9,10 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/slipwayci/slipway/internal/usererr"
 )
 
 // Site modes a revision records.
@@ -84,44 +87,47 @@ func (s *ScaleDown) selects(u *unstructured.Unstructured) bool {
 	return false
 }
 
-// apply finds the application workloads of objs and returns their
-// objectIDs. For a standby it sets their replicas to 0 and leaves out the
-// HorizontalPodAutoscalers that scale them (they would scale them up
-// again); the rest of objs is unchanged.
-func (s *ScaleDown) apply(objs []*unstructured.Unstructured, standby bool, log *slog.Logger) ([]*unstructured.Unstructured, []string, error) {
+// appsOf returns the objectIDs of the application workloads in objs,
+// sorted.
+func (s *ScaleDown) appsOf(objs []*unstructured.Unstructured) []string {
 	var apps []string
-	byName := map[string]bool{}
 	for _, u := range objs {
-		if !s.selects(u) {
-			continue
+		if s.selects(u) {
+			apps = append(apps, objectID(u))
 		}
-		apps = append(apps, objectID(u))
-		byName[u.GetKind()+"/"+u.GetName()] = true
-		if !standby {
-			continue
-		}
-		if err := unstructured.SetNestedField(u.Object, int64(0), "spec", "replicas"); err != nil {
-			return nil, nil, optionErrorf("ScaleDown", "scaling %s to 0: %w", objectID(u), err)
-		}
-		log.Info("standby: application scaled to 0 replicas", "object", objectID(u))
 	}
 	slices.Sort(apps)
-	if !standby {
-		return objs, apps, nil
-	}
-	out := objs[:0:0]
-	for _, u := range objs {
-		if u.GetKind() == "HorizontalPodAutoscaler" && u.GroupVersionKind().Group == "autoscaling" {
-			kind, _, _ := unstructured.NestedString(u.Object, "spec", "scaleTargetRef", "kind")
-			name, _, _ := unstructured.NestedString(u.Object, "spec", "scaleTargetRef", "name")
-			if byName[kind+"/"+name] {
-				log.Info("standby: leaving out the autoscaler of an application", "object", objectID(u), "target", kind+"/"+name)
-				continue
-			}
+	return apps
+}
+
+// standbyCopy returns what a standby applies of object u: scaled, a copy
+// of an application workload with 0 replicas, or nil for the
+// HorizontalPodAutoscaler of one (it would scale it up again); else u.
+func standbyCopy(u *unstructured.Unstructured, scaled map[string]bool, log *slog.Logger) (*unstructured.Unstructured, error) {
+	if scaled[objectID(u)] {
+		c := u.DeepCopy()
+		if err := unstructured.SetNestedField(c.Object, int64(0), "spec", "replicas"); err != nil {
+			return nil, usererr.Errorf("scaling %s to 0: %w", objectID(u), err)
 		}
-		out = append(out, u)
+		log.Info("standby: application scaled to 0 replicas", "object", objectID(u))
+		return c, nil
 	}
-	return out, apps, nil
+	if u.GetKind() == "HorizontalPodAutoscaler" && u.GroupVersionKind().Group == "autoscaling" {
+		if target := hpaTarget(u); scaled[target] {
+			log.Info("standby: leaving out the autoscaler of an application", "object", objectID(u), "target", target)
+			return nil, nil
+		}
+	}
+	return u, nil
+}
+
+// hpaTarget is the objectID of the workload an autoscaler scales.
+func hpaTarget(u *unstructured.Unstructured) string {
+	apiVersion, _, _ := unstructured.NestedString(u.Object, "spec", "scaleTargetRef", "apiVersion")
+	kind, _, _ := unstructured.NestedString(u.Object, "spec", "scaleTargetRef", "kind")
+	name, _, _ := unstructured.NestedString(u.Object, "spec", "scaleTargetRef", "name")
+	gv, _ := schema.ParseGroupVersion(apiVersion)
+	return schema.GroupKind{Group: gv.Group, Kind: kind}.String() + "/" + name
 }
 
 // scaledDown returns the objectIDs of the workloads p keeps at 0

@@ -64,9 +64,24 @@ func TestScaleDown(t *testing.T) {
 			if userErrorCase(t, err, tt.wantErr) {
 				return
 			}
-			out, apps, err := s.apply(objs(), tt.standby, logging.Discard())
-			if err != nil {
-				t.Fatal(err)
+			in := objs()
+			apps := s.appsOf(in)
+			scaled := (&plan{site: site{mode: ModeActive, apps: apps}}).scaledDown()
+			if tt.standby {
+				scaled = (&plan{site: site{mode: ModeStandby, apps: apps}}).scaledDown()
+			}
+			var out []*unstructured.Unstructured
+			for _, u := range in {
+				c, err := standbyCopy(u, scaled, logging.Discard())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas"); r != 2 && u.GetKind() != "HorizontalPodAutoscaler" {
+					t.Errorf("%s: the object itself was changed (replicas %d); want a scaled copy", objectID(u), r)
+				}
+				if c != nil {
+					out = append(out, c)
+				}
 			}
 			if diff := cmp.Diff(tt.wantApps, apps); diff != "" {
 				t.Errorf("apps (-want +got):\n%s", diff)
