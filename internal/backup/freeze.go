@@ -250,6 +250,20 @@ func Freeze(ctx context.Context, opts FreezeOptions) (*FreezeReport, error) {
 	if rec.State != freezeFrozen {
 		rec.State = freezeFreezing
 	}
+	// A server the record does not cover yet (an earlier freeze without
+	// it): its state before goes into the record before it is changed.
+	if my != nil && rec.MySQL == nil {
+		if rec.MySQL, err = my.before(ctx); err != nil {
+			return nil, err
+		}
+		rec.State = freezeFreezing
+		if err := save(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Mongo.Enabled() && rec.Mongo == nil {
+		rec.Mongo = &mongoFreeze{}
+	}
 	if my != nil {
 		done, err := my.freeze(ctx, rec.MySQL, save, opts.Logger)
 		rep.Done = append(rep.Done, done...)

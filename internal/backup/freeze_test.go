@@ -203,6 +203,31 @@ func TestUnfreezeRestoresPrevious(t *testing.T) {
 		t.Fatalf("unfreeze without a freeze changed the server: %s", got)
 	}
 
+	// A freeze of MongoDB alone, then of both: the second adds MySQL.
+	mongoOnly := f.opts()
+	mongoOnly.MySQL = MySQLConfig{}
+	if _, err := Freeze(ctx, mongoOnly); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serverState(t); got != thawed {
+		t.Fatalf("a MongoDB-only freeze changed MySQL: %s", got)
+	}
+	if r := f.record(t); r == nil || r.MySQL != nil || r.Mongo == nil {
+		t.Fatalf("record of a MongoDB-only freeze: %+v", r)
+	}
+	if rep, err := Freeze(ctx, f.opts()); err != nil || rep.Freeze.State != freezeFrozen || !rep.Freeze.WriteRefused || f.record(t).MySQL == nil {
+		t.Fatalf("freeze adding MySQL: %+v, %v", rep, err)
+	}
+	if err := f.appWrite(t); !errReadOnly(err) {
+		t.Fatalf("write after the freeze added MySQL: %v", err)
+	}
+	if _, err := Unfreeze(ctx, f.opts()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.serverState(t); got != thawed {
+		t.Fatalf("after unfreeze: %s", got)
+	}
+
 	mustExec(t, root, "SET GLOBAL read_only = ON")
 	if _, err := Freeze(ctx, f.opts()); err != nil {
 		t.Fatal(err)
