@@ -171,6 +171,12 @@ func TestStandbyModes(t *testing.T) {
 	if res, err = Deploy(ctx, standby); err != nil || res.Changed || res.Revision != 1 {
 		t.Errorf("standby again: changed %t revision %d err %v; want no change", res.Changed, res.Revision, err)
 	}
+	if sum, err := Diff(ctx, standby); err != nil || sum.Create+sum.Change+sum.Prune != 0 {
+		t.Errorf("diff --standby of the standby: %+v, %v; want nothing to change", sum, err)
+	}
+	if sum, err := Diff(ctx, active); err != nil || sum.Create != 1 || sum.Change != len(exampleApps) || sum.Prune != 0 {
+		t.Errorf("diff (active) of the standby: %+v, %v; want the autoscaler created and the %d applications changed", sum, err, len(exampleApps))
+	}
 	if res, err = Deploy(ctx, active); err != nil || !res.Changed || res.Revision != 2 || res.Mode != ModeActive || len(res.Jobs) != 1 {
 		t.Fatalf("active deploy: %+v, %v; want revision 2, active, the job run", res, err)
 	}

@@ -5,7 +5,7 @@ package result
 type DeployResult struct {
 	Header
 	Zuul *ZuulRef `json:"zuul,omitempty"`
-	// Action is "deploy", "rollback" or "run-job".
+	// Action is "deploy", "rollback", "set-mode" or "run-job".
 	Action    string `json:"action"`
 	Branch    string `json:"branch"`
 	Namespace string `json:"namespace"`
