@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
+	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
 	"github.com/slipwayci/slipway/internal/usererr"
@@ -601,9 +602,25 @@ func TestInterruptedDeployRecovers(t *testing.T) {
 	tree, branch, opts, _ := k.example(t, "interrupt")
 	deploytest.NeverReady(t, tree, "mfe")
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
-	// Interrupt (SIGINT cancels the context) while the deploy waits.
+	// Interrupt (SIGINT cancels the context) while the deploy waits for
+	// mfe alone: once every other Deployment is ready (however long a
+	// loaded machine takes).
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(10*time.Second, cancel)
+	go func() {
+		defer cancel()
+		_ = poll.Until(testCtx(t), poll.Constant(250*time.Millisecond), func(pctx context.Context) (bool, error) {
+			deps, err := k.Core.AppsV1().Deployments(ns).List(pctx, metav1.ListOptions{})
+			if err != nil || len(deps.Items) < 7 {
+				return false, nil
+			}
+			for _, d := range deps.Items {
+				if d.Name != "mfe" && d.Status.ReadyReplicas < *d.Spec.Replicas {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+	}()
 	res, err := Deploy(ctx, opts)
 	if !errors.Is(err, context.Canceled) || usererr.Is(err) {
 		t.Fatalf("interrupted deploy: %v, want context.Canceled (exit 1)", err)
