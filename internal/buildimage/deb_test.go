@@ -484,6 +484,15 @@ func TestDebianLayer(t *testing.T) {
 			t.Errorf("writeDebianLayer = %v, want a conflict naming both packages", err)
 		}
 	})
+	t.Run("lock's depends differ from the package's", func(t *testing.T) {
+		lock, files := testLock(t, t.TempDir(), testDeb{name: "one", version: "1", arch: "amd64", depends: "two", files: map[string]string{"a": "a"}},
+			testDeb{name: "two", version: "1", arch: "amd64", files: map[string]string{"b": "b"}})
+		lock.Packages[0].Depends = ""
+		_, err := writeDebianLayer(context.Background(), t.TempDir(), lock, files, epoch, types.OCILayer, nil)
+		if err == nil || !strings.Contains(err.Error(), `the package depends on "two" (pre-depends ""), the lock says "" ("")`) {
+			t.Errorf("writeDebianLayer = %v, want a depends mismatch", err)
+		}
+	})
 	t.Run("file is not the locked package", func(t *testing.T) {
 		lock, _ := testLock(t, t.TempDir(), testDeb{name: "one", version: "1", arch: "amd64", files: map[string]string{"a": "a"}})
 		other := testDeb{name: "one", version: "2", arch: "amd64", files: map[string]string{"a": "a"}}
@@ -707,5 +716,24 @@ func TestPlanDebianLayer(t *testing.T) {
 				t.Errorf("Plan error %v is not a user error", err)
 			}
 		})
+	}
+}
+
+// TestSweepDownloads: a partial download older than the limit is removed,
+// a recent one (perhaps another run's, still writing) is kept.
+func TestSweepDownloads(t *testing.T) {
+	dir := t.TempDir()
+	old, recent := filepath.Join(dir, ".download-old"), filepath.Join(dir, ".download-new")
+	write(t, old, "x", 0o644)
+	write(t, recent, "x", 0o644)
+	if err := os.Chtimes(old, time.Now().Add(-2*time.Hour), time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	sweepDownloads(dir, time.Hour)
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the old partial download is still there")
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Errorf("the recent partial download was removed: %v", err)
 	}
 }

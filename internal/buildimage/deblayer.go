@@ -61,6 +61,7 @@ func (f *debFetcher) fetchAll(ctx context.Context, l *DebianLock) ([]string, err
 	if err := os.MkdirAll(f.cache, 0o755); err != nil {
 		return nil, fmt.Errorf("creating the package cache: %w", err)
 	}
+	sweepDownloads(f.cache, time.Hour)
 	files := make([]string, len(l.Packages))
 	err := fanout.Each(ctx, 4, l.Packages, func(ctx context.Context, i int, p LockedDeb) error {
 		file, err := f.fetch(ctx, l, i)
@@ -119,6 +120,17 @@ func (f *debFetcher) fetch(ctx context.Context, l *DebianLock, i int) (string, e
 		return "", fmt.Errorf("downloading %s: %w", p, err)
 	}
 	return file, nil
+}
+
+// sweepDownloads removes partial downloads a killed run left in the cache:
+// those untouched for longer than age (a live download writes all the time).
+func sweepDownloads(cache string, age time.Duration) {
+	tmps, _ := filepath.Glob(filepath.Join(cache, ".download-*"))
+	for _, tmp := range tmps {
+		if st, err := os.Stat(tmp); err == nil && time.Since(st.ModTime()) > age {
+			os.Remove(tmp)
+		}
+	}
 }
 
 // fileHasDigest reports whether file exists with the SHA-256 want; a cached
@@ -215,6 +227,11 @@ func (t *debTree) add(p *LockedDeb, file string) error {
 	c := deb.Control
 	if c["Package"] != p.Name || c["Version"] != p.Version || c["Architecture"] != p.Architecture {
 		return fmt.Errorf("reading %s (%s): the file is %s %s (%s), not the locked package", p, file, c["Package"], c["Version"], c["Architecture"])
+	}
+	// The lock's dependency check is only as good as its copy of them.
+	if oneLine(c["Depends"]) != p.Depends || oneLine(c["Pre-Depends"]) != p.PreDepends {
+		return fmt.Errorf("reading %s: the package depends on %q (pre-depends %q), the lock says %q (%q): regenerate the lock",
+			p, oneLine(c["Depends"]), oneLine(c["Pre-Depends"]), p.Depends, p.PreDepends)
 	}
 	return nil
 }
