@@ -18,6 +18,14 @@ build-image --file images/build.yaml --output out/images --zuul-vars zuul-vars.y
 # one Dockerfile image from flags, reproducible
 SOURCE_DATE_EPOCH=1700000000 build-image --context . --repository acme/openedx --tag latest --output out/images
 
+# the backup image: Debian packages of a lock plus static binaries (docs/build-image.md)
+build-image --file examples/images/backup/build.yaml --output out/backup-image \
+  --build-arg BACKUP_BIN=$PWD/out/bin/backup --build-arg MONGODUMP_BIN=/usr/local/bin/mongodump \
+  --build-arg MONGORESTORE_BIN=/usr/local/bin/mongorestore
+
+# (re)generate a Debian lock: the packages and their dependencies, pinned
+build-image lock-debian --lock examples/images/backup/backup.lock --package mariadb-client
+
 # one native image: a directory added to a base, no Dockerfile
 build-image --native --base 127.0.0.1:5000/base/busybox:1.35 --add site:/srv/site \
   --entrypoint /bin/httpd --repository acme/static --output out/images`

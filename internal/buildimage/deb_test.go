@@ -737,3 +737,25 @@ func TestSweepDownloads(t *testing.T) {
 		t.Errorf("the recent partial download was removed: %v", err)
 	}
 }
+
+// FuzzParseDebianLock: any input is a lock or an error, never a panic.
+func FuzzParseDebianLock(f *testing.F) {
+	f.Add(lockText)
+	f.Add(strings.Replace(lockText, "provides: virt (= 2), other", "provides: virt (>= 2)", 1))
+	f.Add("architecture: amd64\nroots: [x]\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		_, _ = ParseDebianLock(strings.NewReader(text), "f.lock")
+	})
+}
+
+// FuzzReadDeb: any bytes are a package or an error, never a panic.
+func FuzzReadDeb(f *testing.F) {
+	f.Add([]byte(arMagic))
+	f.Add([]byte(arMagic + fmt.Sprintf("%-16s%-12d%-6d%-6d%-8s%-10d`\n", "debian-binary", 0, 0, 0, "100644", 4) + "2.0\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = readDeb(bytes.NewReader(data), func(h *tar.Header, r io.Reader) error {
+			_, err := io.Copy(io.Discard, r)
+			return err
+		})
+	})
+}
