@@ -34,6 +34,7 @@ func flags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "insecure-registry", Usage: "HOST:PORT of a plain-HTTP registry for base images", EnvVars: []string{"SLIPWAY_INSECURE_REGISTRIES"}},
 		&ucli.StringFlag{Name: "source-date-epoch", Usage: "seconds since 1970: image and file times, for reproducible digests", EnvVars: []string{"SOURCE_DATE_EPOCH"}},
 		&ucli.StringFlag{Name: "work-dir", Usage: "directory for temporary build state (default: system temp dir)", EnvVars: env("WORK_DIR")},
+		&ucli.StringFlag{Name: "deb-cache", Usage: "directory keeping downloaded Debian packages by SHA-256 (default: USER_CACHE_DIR/slipway/debs)", EnvVars: env("DEB_CACHE")},
 		&ucli.StringFlag{Name: "buildah", Value: "buildah", Usage: "buildah binary", EnvVars: []string{"SLIPWAY_BUILDAH"}},
 		&ucli.StringFlag{Name: "storage-root", Usage: "buildah --root to keep between runs (default: fresh per run)", EnvVars: []string{"SLIPWAY_BUILDAH_ROOT"}},
 		&ucli.StringFlag{Name: "storage-runroot", Usage: "buildah --runroot, with --storage-root", EnvVars: []string{"SLIPWAY_BUILDAH_RUNROOT"}},
@@ -122,7 +123,7 @@ func options(cliContext *ucli.Context) (buildimage.Options, error) {
 	o.Buildah = buildimage.BuildahBackend{Path: cliContext.String("buildah"), Root: cliContext.String("storage-root"), RunRoot: cliContext.String("storage-runroot"),
 		StorageDriver: cliContext.String("storage-driver"), Isolation: cliContext.String("isolation"), WorkDir: work}
 	o.Docker = buildimage.DockerBackend{Path: cliContext.String("docker"), WorkDir: work}
-	o.Native = buildimage.NativeBackend{Progress: progress.New(cliContext.App.ErrWriter)}
+	o.Native = buildimage.NativeBackend{Progress: progress.New(cliContext.App.ErrWriter), DebCache: cliContext.String("deb-cache")}
 	single := false
 	for _, n := range []string{"context", "dockerfile", "target", "repository", "tag", "label", "secret", "native", "base", "add", "env", "entrypoint", "cmd", "user", "workdir", "name"} {
 		single = single || cliContext.IsSet(n)
