@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/slipwayci/slipway/internal/result"
@@ -87,37 +86,8 @@ func buildState(t *testing.T, out string) string {
 }
 
 func crashBuildImage(t *testing.T) {
-	crash(t, "build-image", scenario{name: "sample images", setup: func(t *testing.T, id string) *command {
+	crash(t, "build-image", 3, scenario{name: "sample images", setup: func(t *testing.T, id string) *command {
 		dir := filepath.Join(t.TempDir(), id)
 		return buildCommand(t, filepath.Join(dir, "images"), filepath.Join(dir, "work"))
 	}})
-}
-
-// sampleBuild is one uninterrupted build of the sample images, shared by the
-// push scenarios.
-var sampleBuild = struct {
-	once sync.Once
-	dir  string
-	err  string
-}{}
-
-// builtImages returns the build result of the sample images.
-func builtImages(t *testing.T) string {
-	t.Helper()
-	sampleBuild.once.Do(func() {
-		dir, err := os.MkdirTemp("", "slipway-crash-images-")
-		if err != nil {
-			sampleBuild.err = err.Error()
-			return
-		}
-		sampleBuild.dir = dir
-		o := run(t, buildCommand(t, filepath.Join(dir, "images"), filepath.Join(dir, "work")), nil)
-		if o.code != 0 {
-			sampleBuild.err = "building the sample images: " + o.String()
-		}
-	})
-	if sampleBuild.err != "" {
-		t.Fatal(sampleBuild.err)
-	}
-	return filepath.Join(sampleBuild.dir, "images", "build-result.json")
 }

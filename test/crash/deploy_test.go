@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -28,16 +29,14 @@ type platform struct {
 }
 
 func newPlatform(t *testing.T, k *deploytest.Kube) *platform {
-	p := &platform{k: k, branch: deploytest.UniqueBranch("harness"), tree: deploytest.PlatformTree(t)}
+	// Every point has a namespace of seven Deployments: they would fill
+	// the shared kwok node's pods if they stayed (kept when the test
+	// fails, to look at).
+	p := &platform{k: k, branch: k.Branch(t, "harness"), tree: deploytest.PlatformTree(t)}
 	var err error
 	if p.ns, err = deploy.NamespaceFor(p.branch, deploy.DefaultBranchPrefix, ""); err != nil {
 		t.Fatal(err)
 	}
-	// Every point has a namespace of seven Deployments: they would fill
-	// the shared kwok node's pods if they stayed.
-	t.Cleanup(func() {
-		_ = k.Core.CoreV1().Namespaces().Delete(context.Background(), p.ns, metav1.DeleteOptions{})
-	})
 	p.push1, _ = deploytest.WritePush(t, "v1")
 	p.push2, _ = deploytest.WritePush(t, "v2")
 	p.push3, _ = deploytest.WritePush(t, "v3")
@@ -63,6 +62,13 @@ func (p *platform) redeployEdit(t *testing.T) {
 	testenv.Edit(t, p.tree, "k8s/services.yml", "  name: redis\n", "  name: redis-v2\n")
 }
 
+var jobStarted = regexp.MustCompile(`msg="job started" job=(\S+)`)
+
+// command is args of deploy-k8s with a result file of its own. Besides the
+// end state, it checks jobs across the kill: a job the killed run started
+// and left running is taken over by the rerun (run-job reports that job),
+// not run again, and a job the killed run recorded on the revision
+// (deploy.job-recorded) is not run again.
 func (p *platform) command(t *testing.T, args []string, idempotent bool) *command {
 	c := &command{bin: "deploy-k8s", args: append(args, "--result", filepath.Join(t.TempDir(), "deploy.json")), state: p.state}
 	if idempotent {
@@ -73,23 +79,51 @@ func (p *platform) command(t *testing.T, args []string, idempotent bool) *comman
 			return nil
 		}
 	}
+	var leftJob string
+	c.afterKill = func(t *testing.T, killed outcome) {
+		if m := jobStarted.FindStringSubmatch(killed.stderr); m != nil {
+			j, err := p.k.Core.BatchV1().Jobs(p.ns).Get(context.Background(), m[1], metav1.GetOptions{})
+			if err == nil && j.DeletionTimestamp == nil {
+				leftJob = m[1]
+			}
+		}
+	}
+	c.afterRerun = func(t *testing.T, k killPoint, _, rerun outcome) {
+		if leftJob != "" && args[0] == "run-job" && !strings.Contains(rerun.stdout, "job="+leftJob+" ") {
+			t.Errorf("the killed run left job %s; the rerun ran another: %s", leftJob, rerun.stdout)
+		}
+		if leftJob != "" && !strings.Contains(rerun.stderr, "taking over a job an interrupted run started") {
+			t.Errorf("the killed run left job %s; the rerun did not take it over:\n%s", leftJob, tail(rerun.stderr, 15))
+		}
+		if k.step == "deploy.job-recorded" && strings.Contains(rerun.stderr, `msg="job started"`) {
+			t.Errorf("the killed run recorded its job on the revision; the rerun ran it again:\n%s", tail(rerun.stderr, 15))
+		}
+	}
 	return c
 }
 
+// crashDeployK8s kills each command at every named step it reaches (first
+// hit: each is a case a fix covers, e.g. changed redeploy at deploy.begin:
+// a revision on record as deploying is resumed) and at the points spread
+// over its run.
 func crashDeployK8s(t *testing.T) {
 	k := deploytest.RequireKube(t)
-	for _, s := range []scenario{
-		{name: "deploy", setup: func(t *testing.T, id string) *command {
+	crash(t, "deploy-k8s", 4,
+		scenario{name: "deploy", everyStep: true, setup: func(t *testing.T, id string) *command {
 			p := newPlatform(t, k)
 			return p.command(t, p.deploy(p.push1), true)
 		}},
-		{name: "changed redeploy", setup: func(t *testing.T, id string) *command {
+		// New digests, a Service renamed (one pruned), and a job run after
+		// the rollout.
+		scenario{name: "changed redeploy", everyStep: true, setup: func(t *testing.T, id string) *command {
 			p := newPlatform(t, k)
 			p.must(t, p.deploy(p.push1, "--no-wait")...)
 			p.redeployEdit(t)
 			return p.command(t, p.deploy(p.push2, "--job", "lms-job"), true)
 		}},
-		{name: "rollback", setup: func(t *testing.T, id string) *command {
+		// Back to revision 2 of three, keeping three records (so the
+		// oldest is trimmed).
+		scenario{name: "rollback", everyStep: true, setup: func(t *testing.T, id string) *command {
 			p := newPlatform(t, k)
 			p.must(t, p.deploy(p.push1, "--no-wait")...)
 			p.redeployEdit(t)
@@ -98,14 +132,12 @@ func crashDeployK8s(t *testing.T) {
 			return p.command(t, []string{"rollback", "--kubeconfig", k.Kubeconfig, "--branch", p.branch, "--to-revision", "2",
 				"--keep-revisions", "3", "--timeout", "90s"}, true)
 		}},
-		{name: "run-job", setup: func(t *testing.T, id string) *command {
+		scenario{name: "run-job", everyStep: true, setup: func(t *testing.T, id string) *command {
 			p := newPlatform(t, k)
 			p.must(t, p.deploy(p.push1, "--no-wait")...)
 			return p.command(t, []string{"run-job", "--kubeconfig", k.Kubeconfig, "--branch", p.branch, "--job", "lms-job", "--timeout", "90s"}, false)
 		}},
-	} {
-		t.Run(s.name, func(t *testing.T) { crash(t, "deploy-k8s", s) })
-	}
+	)
 }
 
 // state is what a converged namespace holds, in terms that do not depend

@@ -4,11 +4,18 @@
 // that was never interrupted, nothing left behind, and a further run that
 // changes nothing.
 //
-// The binaries are built once with -tags slipway_crashpoints, so a stage
-// can also be killed at its named steps (internal/crashpoint). The number
-// of points per command is SLIPWAY_CRASH_POINTS (default 2: one named step
-// and one instant); SLIPWAY_CRASH_REPORT names a file that receives the
-// report table printed at the end.
+// The binaries are built once with -tags slipway_crashpoints
+// (testenv.CrashBinaries), so a stage can also be killed at its named steps
+// (internal/crashpoint). The number of points spread over each command is
+// SLIPWAY_CRASH_POINTS (default 2: one named step and one instant); some
+// commands also try named steps of their own whatever that number (every
+// step of deploy-k8s, the repair steps of push-registry).
+// SLIPWAY_CRASH_REPORT names a file that receives the report table printed
+// at the end.
+//
+// The stages run side by side, and so do the commands of a stage: each
+// command's worlds are its own (repositories, namespaces, projects,
+// databases), and a stage's kill points share one limit of runs at once.
 package crash
 
 import (
@@ -33,6 +40,7 @@ import (
 
 	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
+	"github.com/slipwayci/slipway/internal/testenv"
 )
 
 // binDir holds the five binaries built with the crash hook.
@@ -46,10 +54,9 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		build := exec.Command("go", "build", "-tags", "slipway_crashpoints", "-o", dir+string(filepath.Separator), "./cmd/...")
-		build.Dir = repoRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building the stages with the crash hook: %v\n%s", err, out)
+		// One build for every test package of the run (testenv).
+		if _, err := testenv.CrashBinaries(dir, "./cmd/..."); err != nil {
+			fmt.Fprintf(os.Stderr, "building the stages with the crash hook: %v\n", err)
 			return 1
 		}
 		binDir = dir
@@ -60,9 +67,6 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		code := m.Run()
-		if sampleBuild.dir != "" {
-			os.RemoveAll(sampleBuild.dir)
-		}
 		// Processes that dropped their marker are found here.
 		if left := orphans(""); len(left) > 0 {
 			fmt.Fprintf(os.Stderr, "left running by the stages:\n  %s\n", strings.Join(left, "\n  "))
@@ -119,6 +123,12 @@ type command struct {
 	// unchanged checks that a further run reported no change; nil when
 	// every run of the command does new work (run-job).
 	unchanged func(out outcome) error
+	// afterKill, when set, checks what a killed run left before the rerun
+	// (no tag moved before the tag step, say).
+	afterKill func(t *testing.T, killed outcome)
+	// afterRerun, when set, checks the rerun against what the killed run
+	// left (a job it started taken over, not run again).
+	afterRerun func(t *testing.T, k killPoint, killed, rerun outcome)
 }
 
 // scenario is one command of a stage: setup makes a fresh world named id,
@@ -127,6 +137,17 @@ type command struct {
 type scenario struct {
 	name  string
 	setup func(t *testing.T, id string) *command
+	// everyStep: every named step the uninterrupted run reaches is also
+	// tried, at its first hit (each is a case a fix of deploy-k8s covers).
+	everyStep bool
+	// always are named steps (NAME:N) tried whatever the number of
+	// points; the uninterrupted run must reach each.
+	always []string
+	// alwaysOnly: by default only the always points are tried; the
+	// spread ones too when SLIPWAY_CRASH_POINTS is set (the repair
+	// scenarios: their other steps are those of the push scenario, and
+	// each of their worlds costs a push to two Swift regions).
+	alwaysOnly bool
 }
 
 // outcome is one run of a command.
@@ -159,6 +180,9 @@ type killPoint struct {
 	step  string
 	nth   int
 	after time.Duration
+	// forced: a named step the scenario always tries; a run must die
+	// there.
+	forced bool
 }
 
 func (k killPoint) String() string {
@@ -254,11 +278,27 @@ func choose(steps []string, took time.Duration, n int) []killPoint {
 	return out
 }
 
-// crash runs the scenario: a clean run for the reference state and the
-// steps, then each kill point in a fresh world with one rerun, and checks
-// convergence.
-func crash(t *testing.T, stage string, s scenario) {
+// crash runs the scenarios of stage side by side: for each a clean run for
+// the reference state and the steps, then each kill point in a fresh world
+// with one rerun, checking convergence. At most limit kill points of the
+// stage run at once: each has a world of its own and its runs mostly wait
+// on servers (goroutines and t.Run, not t.Parallel: -parallel would queue
+// them behind other stages).
+func crash(t *testing.T, stage string, limit int, scenarios ...scenario) {
 	t.Helper()
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for _, s := range scenarios {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(s.name, func(t *testing.T) { crashScenario(t, stage, s, sem) })
+		}()
+	}
+	wg.Wait()
+}
+
+func crashScenario(t *testing.T, stage string, s scenario, sem chan struct{}) {
 	stats := report.row(stage + " " + s.name)
 	ref := s.setup(t, "ref")
 	clean := run(t, ref, nil)
@@ -270,13 +310,13 @@ func crash(t *testing.T, stage string, s scenario) {
 		t.Fatalf("the uninterrupted run left behind:\n  %s", strings.Join(left, "\n  "))
 	}
 	t.Logf("uninterrupted run: %s, %d named steps: %s", clean.took.Round(time.Millisecond), len(clean.steps), strings.Join(slices.Compact(slices.Clone(clean.steps)), " "))
-	// Each point has a world of its own and its runs mostly wait on
-	// servers, so a few points run side by side (t.Run from goroutines,
-	// not t.Parallel: -parallel would queue them behind other stages).
-	sem := make(chan struct{}, pointsAtOnce)
+	kps, err := killPoints(s, clean, points(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for i, k := range choose(clean.steps, clean.took, points(t)) {
+	for i, k := range kps {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -286,8 +326,47 @@ func crash(t *testing.T, stage string, s scenario) {
 	}
 }
 
-// pointsAtOnce is how many kill points of one command run at once.
-const pointsAtOnce = 3
+// killPoints are the n points choose spreads over the clean run, then
+// those s always tries: its every step (first hit) and its named ones,
+// each point once.
+func killPoints(s scenario, clean outcome, n int) ([]killPoint, error) {
+	var kps []killPoint
+	if !s.alwaysOnly || os.Getenv("SLIPWAY_CRASH_POINTS") != "" {
+		kps = choose(clean.steps, clean.took, n)
+	}
+	add := func(k killPoint) {
+		k.forced = true
+		if i := slices.IndexFunc(kps, func(o killPoint) bool { return o.String() == k.String() }); i >= 0 {
+			kps[i].forced = true
+			return
+		}
+		kps = append(kps, k)
+	}
+	if s.everyStep {
+		for _, step := range clean.steps {
+			add(killPoint{step: step, nth: 1})
+		}
+	}
+	count := map[string]int{}
+	for _, step := range clean.steps {
+		count[step]++
+	}
+	for _, a := range s.always {
+		step, nth, _ := strings.Cut(a, ":")
+		k := killPoint{step: step, nth: 1}
+		if nth != "" {
+			var err error
+			if k.nth, err = strconv.Atoi(nth); err != nil {
+				return nil, fmt.Errorf("kill point %q: want NAME or NAME:N", a)
+			}
+		}
+		if count[step] < k.nth {
+			return nil, fmt.Errorf("the uninterrupted run reached %s %d times, so the kill point %s is never tried: the scenario no longer covers it", step, count[step], a)
+		}
+		add(k)
+	}
+	return kps, nil
+}
 
 // crashAt kills the command of s at k in world i, reruns it once and checks
 // it converged to want.
@@ -304,7 +383,15 @@ func crashAt(t *testing.T, s scenario, i int, k killPoint, want string, stats *r
 	}
 	stats.add(func(r *row) { r.tried++ })
 	if !killed.killed {
+		if k.forced {
+			t.Errorf("the run was never killed %s, a step the uninterrupted run reached (%s)", k, killed)
+		}
 		t.Logf("the run was never killed (%s): checking its rerun all the same", killed)
+	}
+	ok := true
+	if c.afterKill != nil {
+		c.afterKill(t, killed)
+		ok = !t.Failed()
 	}
 	rerun := run(t, c, nil)
 	stats.rerun(rerun.took)
@@ -312,7 +399,11 @@ func crashAt(t *testing.T, s scenario, i int, k killPoint, want string, stats *r
 		stats.fail(fmt.Sprintf("%s %s killed %s: rerun %s", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k, firstError(rerun.stderr)))
 		t.Fatalf("killed %s, the rerun did not converge: %s", k, rerun)
 	}
-	if checkAfter(t, c, want) {
+	if c.afterRerun != nil {
+		c.afterRerun(t, k, killed, rerun)
+		ok = ok && !t.Failed()
+	}
+	if checkAfter(t, c, want) && ok {
 		stats.add(func(r *row) { r.converged++ })
 	} else {
 		stats.fail(fmt.Sprintf("%s %s killed %s: end state or leftovers differ", c.bin, strings.Join(c.args[:min(2, len(c.args))], " "), k))
@@ -520,9 +611,22 @@ func (tb *table) print() {
 	}
 	slices.SortStableFunc(tb.rows, func(a, b *row) int { return rank(a) - rank(b) })
 	var failures []string
+	stages := map[string]*row{}
 	for _, r := range tb.rows {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", r.name, r.tried, r.converged, r.slowest.Round(10*time.Millisecond))
 		failures = append(failures, r.failures...)
+		stage, _, _ := strings.Cut(r.name, " ")
+		if stages[stage] == nil {
+			stages[stage] = &row{name: stage}
+		}
+		st := stages[stage]
+		st.tried, st.converged, st.slowest = st.tried+r.tried, st.converged+r.converged, max(st.slowest, r.slowest)
+	}
+	fmt.Fprintln(w, "per stage\t\t\t")
+	for _, name := range order {
+		if st := stages[name]; st != nil {
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", st.name, st.tried, st.converged, st.slowest.Round(10*time.Millisecond))
+		}
 	}
 	w.Flush()
 	for _, f := range failures {
@@ -552,6 +656,46 @@ func TestChoose(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
 			for _, k := range choose(tc.steps, 10*time.Second, tc.n) {
+				got = append(got, k.String())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("points (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestKillPoints: a scenario's own points come after the spread ones, each
+// point once; a named point the clean run never reaches is an error.
+func TestKillPoints(t *testing.T) {
+	t.Setenv("SLIPWAY_CRASH_POINTS", "")
+	clean := outcome{steps: []string{"a", "b", "b", "c"}, took: 10 * time.Second}
+	for _, tc := range []struct {
+		name    string
+		s       scenario
+		want    []string
+		wantErr string
+	}{
+		{"spread only", scenario{}, []string{"at b:2", "after 5s"}, ""},
+		{"every step", scenario{everyStep: true}, []string{"at b:2", "after 5s", "at a:1", "at b:1", "at c:1"}, ""},
+		{"always", scenario{always: []string{"b:2", "c", "a:1"}}, []string{"at b:2", "after 5s", "at c:1", "at a:1"}, ""},
+		{"always only", scenario{always: []string{"c"}, alwaysOnly: true}, []string{"at c:1"}, ""},
+		{"never reached", scenario{always: []string{"b:3"}}, nil, "reached b 2 times"},
+		{"bad point", scenario{always: []string{"b:x"}}, nil, `kill point "b:x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kps, err := killPoints(tc.s, clean, 2)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, k := range kps {
 				got = append(got, k.String())
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {

@@ -143,19 +143,17 @@ func deref(p *int) any {
 
 func crashMagnumCluster(t *testing.T) {
 	testenv.Require(t, "SLIPWAY_TEST_OS_AUTH_URL")
-	for _, s := range []scenario{
-		{name: "ensure (create)", setup: func(t *testing.T, id string) *command {
+	crash(t, "magnum-cluster", 3,
+		scenario{name: "ensure (create)", setup: func(t *testing.T, id string) *command {
 			e := magnumtest.New(t)
 			return ensureCommand(t, e, clusterSpec(t, e.Dir, false))
 		}},
-		{name: "ensure (upgrade)", setup: func(t *testing.T, id string) *command {
+		scenario{name: "ensure (upgrade)", setup: func(t *testing.T, id string) *command {
 			e := magnumtest.New(t)
 			if o := run(t, ensureCommand(t, e, clusterSpec(t, e.Dir, false)), nil); o.code != 0 {
 				t.Fatalf("creating the cluster to upgrade: %s", o)
 			}
 			return ensureCommand(t, e, clusterSpec(t, e.Dir, true))
 		}},
-	} {
-		t.Run(s.name, func(t *testing.T) { crash(t, "magnum-cluster", s) })
-	}
+	)
 }

@@ -5,19 +5,23 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
+	"github.com/slipwayci/slipway/internal/push/pushtest"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
@@ -26,36 +30,107 @@ func crashPushRegistry(t *testing.T) {
 	v := testenv.Require(t, "SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_REGISTRY_B")
 	regions := map[string]string{"a": v[0], "b": v[1]}
 	swift := openSwift(t)
-	build := pushedImages(t, builtImages(t), "openedx", "mfe")
+	build := pushImages(t)
 	run := deploytest.RandHex(3)
-	crash(t, "push-registry", scenario{name: "push to a and b", setup: func(t *testing.T, id string) *command {
-		ns := "crash-" + run + "-" + id
-		dir := t.TempDir()
-		res := filepath.Join(dir, "push.json")
-		return &command{
-			bin: "push-registry",
-			args: []string{"push", "--build-result", build, "--region", "a=" + v[0] + "/" + ns, "--region", "b=" + v[1] + "/" + ns,
-				"--result", res},
-			env:       []string{"HOME=" + dir},
-			dirs:      []string{dir},
-			state:     func(t *testing.T) string { return pushState(t, res, regions, ns) },
-			leftovers: func(t *testing.T) []string { return swift.uploads(t, ns) },
-			unchanged: func(outcome) error {
-				var pr result.PushResult
-				if err := result.ReadFile(res, &pr); err != nil {
-					return err
-				}
-				for _, im := range pr.Images {
-					for _, r := range im.Regions {
-						if r.BlobsUploaded+r.BlobsMounted > 0 {
-							return fmt.Errorf("%s in region %s: %d blobs uploaded, %d mounted", im.Name, r.Region, r.BlobsUploaded, r.BlobsMounted)
-						}
-					}
+	crash(t, "push-registry", 4,
+		scenario{name: "push to a and b", setup: func(t *testing.T, id string) *command {
+			ns := "crash-" + run + "-" + id
+			dir := t.TempDir()
+			res := filepath.Join(dir, "push.json")
+			return &command{
+				bin: "push-registry",
+				args: []string{"push", "--build-result", build, "--region", "a=" + v[0] + "/" + ns, "--region", "b=" + v[1] + "/" + ns,
+					"--result", res, "--request-timeout", requestTimeout},
+				env:       []string{"HOME=" + dir},
+				dirs:      []string{dir},
+				state:     func(t *testing.T) string { return pushState(t, res, regions, ns) },
+				leftovers: func(t *testing.T) []string { return swift.uploads(t, ns) },
+				unchanged: nothingPushed(res),
+			}
+		}},
+		// verify --deep --repair of a push whose two layers were damaged
+		// in region a's Swift: killed before the first damaged blob's
+		// objects are deleted and after both are, the rerun copies them
+		// from region b. By default only these points (alwaysOnly).
+		scenario{name: "verify --deep --repair", always: []string{"push.repair-delete:1", "push.repair-deleted:2"}, alwaysOnly: true, setup: func(t *testing.T, id string) *command {
+			w := newSwiftWorld(t, swift, "crash-"+run+"-repair-"+id)
+			w.damage(t)
+			c := w.command(t, "verify", "--result", w.res, "--deep", "--repair")
+			c.unchanged = func(o outcome) error {
+				if strings.Contains(o.stderr, "repaired a damaged blob") || o.stdout != "verified\n" {
+					return fmt.Errorf("stdout %q, stderr:\n%s", o.stdout, tail(o.stderr, 5))
 				}
 				return nil
-			},
+			}
+			return c
+		}},
+		// A push of a new tag over the damaged blobs: killed after one is
+		// deleted and before the other is, no tag has moved; the rerun
+		// repairs both and tags.
+		scenario{name: "push over damaged blobs", always: []string{"push.repair-deleted:1", "push.repair-delete:2"}, alwaysOnly: true, setup: func(t *testing.T, id string) *command {
+			w := newSwiftWorld(t, swift, "crash-"+run+"-over-"+id)
+			w.damage(t)
+			res := filepath.Join(w.dir, "push-v2.json")
+			c := w.command(t, "push", "--source", "oci:"+w.layout, "--repository", w.repo, "--tag", "v2", "--result", res)
+			c.unchanged = nothingPushed(res)
+			return c
+		}},
+	)
+}
+
+// requestTimeout is push-registry's --request-timeout in the harness: the
+// test Swift stalls for tens of seconds on a loaded machine (as in
+// hack/pipeline.sh).
+const requestTimeout = "2m"
+
+// nothingPushed checks that a push (its result in res) uploaded and
+// mounted nothing.
+func nothingPushed(res string) func(outcome) error {
+	return func(outcome) error {
+		var pr result.PushResult
+		if err := result.ReadFile(res, &pr); err != nil {
+			return err
 		}
-	}})
+		for _, im := range pr.Images {
+			for _, r := range im.Regions {
+				if r.BlobsUploaded+r.BlobsMounted > 0 {
+					return fmt.Errorf("%s in region %s: %d blobs uploaded, %d mounted", im.Name, r.Region, r.BlobsUploaded, r.BlobsMounted)
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// pushImages writes a build result of two images as build-image writes
+// one: a base and an image built on it, whose base layer is mounted, not
+// uploaded again. They are small, the same in every world (equal worlds,
+// equal digests): the Swift behind the test registries takes seconds a
+// blob on a loaded machine.
+func pushImages(t *testing.T) string {
+	t.Helper()
+	base := pushtest.RandomImage(t, 1, 1<<20)
+	top, err := random.Layer(256<<10, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := mutate.AppendLayers(base, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var br result.BuildResult
+	for _, im := range []struct {
+		name, repo string
+		img        v1.Image
+	}{{"openedx", "acme/openedx", base}, {"mfe", "acme/openedx-mfe", app}} {
+		br.Images = append(br.Images, result.BuiltImage{Name: im.name, Repository: im.repo, Tags: []string{"1.0", "latest"},
+			ManifestDigest: pushtest.Digest(t, im.img), Layout: pushtest.WriteLayout(t, im.img)})
+	}
+	p := filepath.Join(t.TempDir(), "build-result.json")
+	if err := result.WriteFile(p, &br, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // pushState is, per image and region, the repository (namespace ns
@@ -176,25 +251,4 @@ func (rs regionSwift) uploads(t *testing.T, ns string) []string {
 		}
 	}
 	return out
-}
-
-// pushedImages writes a build result of the named images of the one at
-// build: region b's Swift storage takes a few seconds a blob, so the
-// scenario pushes an image and one built on it (whose base layers are
-// mounted, not uploaded again) rather than all four.
-func pushedImages(t *testing.T, build string, names ...string) string {
-	t.Helper()
-	var br result.BuildResult
-	if err := result.ReadFile(build, &br); err != nil {
-		t.Fatal(err)
-	}
-	br.Images = slices.DeleteFunc(br.Images, func(im result.BuiltImage) bool { return !slices.Contains(names, im.Name) })
-	if len(br.Images) != len(names) {
-		t.Fatalf("the sample build has %d of the images %v", len(br.Images), names)
-	}
-	p := filepath.Join(t.TempDir(), "build-result.json")
-	if err := result.WriteFile(p, &br, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
