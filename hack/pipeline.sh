@@ -171,7 +171,7 @@ slipway_buildset_insecure: true
 slipway_insecure_registries: ["$SLIPWAY_TEST_REGISTRY_BUILDSET"]
 slipway_build_args:
   BASE_IMAGE: "$SLIPWAY_TEST_BASE_IMAGE"
-slipway_cluster_spec: examples/cluster/local.yaml
+slipway_cluster_spec: examples/cluster/local-sites.yaml
 slipway_cluster_poll_interval: 1s
 slipway_manifests: examples/local
 slipway_deploy_jobs: [static-check]
@@ -209,12 +209,12 @@ slipway-s3-region-a: &s3
   secret_key: "$SLIPWAY_TEST_S3_SECRET_KEY"
 slipway-s3-region-b: *s3
 slipway-databases-primary:
-  mysql_user: root
-  mysql_password: ""
+  mysql_user: "$SLIPWAY_TEST_MARIADB_PRIMARY_USER"
+  mysql_password: "$SLIPWAY_TEST_MARIADB_PRIMARY_PASSWORD"
   mongodb_uri: "$SLIPWAY_TEST_MONGO_PRIMARY_URI"
 slipway-databases-dr:
-  mysql_user: root
-  mysql_password: ""
+  mysql_user: "$SLIPWAY_TEST_MARIADB_DR_USER"
+  mysql_password: "$SLIPWAY_TEST_MARIADB_DR_PASSWORD"
   mongodb_uri: "$SLIPWAY_TEST_MONGO_DR_URI"
 YAML
 umask 022

@@ -89,7 +89,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	env := testenv.Require(t, "SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_REGISTRY_B", "SLIPWAY_TEST_REGISTRY_B_NODE",
 		"SLIPWAY_TEST_KUBECONFIG", "SLIPWAY_TEST_OS_AUTH_URL", "SLIPWAY_TEST_MARIADB_PRIMARY_SOCKET",
 		"SLIPWAY_TEST_MARIADB_DR_SOCKET", "SLIPWAY_TEST_MONGO_PRIMARY_URI", "SLIPWAY_TEST_S3_ENDPOINT", "SLIPWAY_TEST_MONGODUMP",
-		"SLIPWAY_TEST_NODE_REGISTRY_NAME", "SLIPWAY_TEST_NODE_REGISTRY")
+		"SLIPWAY_TEST_NODE_REGISTRY_NAME", "SLIPWAY_TEST_NODE_REGISTRY", "SLIPWAY_TEST_KUBE_B_KUBECONFIG")
 	regA, regB, regBNode, kubeconfig := env[0], env[1], env[2], env[3]
 	primarySock, drSock := env[5], env[6]
 	nodeReg, nodeRegAddr := env[10], env[11]
@@ -147,11 +147,18 @@ func TestPipelineEndToEnd(t *testing.T) {
 		}
 	}
 
-	// Cluster: converged on the emulator.
-	var cluster result.ClusterResult
-	readResult(t, state, "slipway-magnum-cluster", "cluster-result.json", &cluster)
-	if cluster.Cluster.Status != "CREATE_COMPLETE" && cluster.Cluster.Status != "UPDATE_COMPLETE" {
-		t.Errorf("cluster status %s", cluster.Cluster.Status)
+	// Clusters: one per region, converged on the emulator.
+	var clusters result.ClustersResult
+	readResult(t, state, "slipway-magnum-cluster", "cluster-result.json", &clusters)
+	for _, region := range []string{"RegionOne", "RegionTwo"} {
+		if _, err := clusters.In(region); err != nil || len(clusters.Regions) != 2 {
+			t.Fatalf("cluster result has regions %+v, want RegionOne and RegionTwo", clusters.Regions)
+		}
+	}
+	for _, c := range clusters.Regions {
+		if c.Cluster.Status != "CREATE_COMPLETE" && c.Cluster.Status != "UPDATE_COMPLETE" {
+			t.Errorf("cluster in %s: status %s", c.Region, c.Cluster.Status)
+		}
 	}
 
 	// Deploy: the objects are in the branch's namespace, pinned to region
@@ -199,6 +206,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Errorf("no container runs an image from %s", nodeReg)
 	}
 	checkRealNode(t, kc, "e2e-demo", state, &push)
+	checkStandby(t, env[12], "e2e-demo", state, &push)
 
 	// Backup: the DR site now holds the primary's data.
 	var restore result.BackupResult
@@ -231,6 +239,11 @@ func TestPipelineEndToEnd(t *testing.T) {
 	readResult(t, state, "slipway-deploy-k8s", "deploy-result.json", &again)
 	if again.Changed || again.Revision != deploy.Revision {
 		t.Errorf("second run changed the namespace: revision %d -> %d, changed=%v", deploy.Revision, again.Revision, again.Changed)
+	}
+	var againDR result.DeployResult
+	readResult(t, state, "slipway-deploy-k8s-dr", "deploy-result.json", &againDR)
+	if againDR.Changed || againDR.Mode != "standby" {
+		t.Errorf("second run changed the DR site: changed=%v mode=%s", againDR.Changed, againDR.Mode)
 	}
 
 	// Keep the two-region push result for the re-deploy below.

@@ -70,7 +70,7 @@ func TestRepoConfigShape(t *testing.T) {
 		}
 		return out
 	}
-	stages := []string{"slipway-build-image", "slipway-push-registry", "slipway-magnum-cluster", "slipway-deploy-k8s", "slipway-backup-verify"}
+	stages := []string{"slipway-build-image", "slipway-push-registry", "slipway-magnum-cluster", "slipway-deploy-k8s", "slipway-deploy-k8s-dr", "slipway-backup-verify"}
 	tests := []struct {
 		name, pipeline, branch string
 		want                   []string
@@ -144,23 +144,29 @@ func TestRepoSecretsBinding(t *testing.T) {
 				s = append(s, u.Name+"="+u.Secret)
 			}
 			if len(s) > 0 {
-				got[pb.Path] = s
+				got[j.Name+" "+pb.Path] = s
 			}
 		}
 	}
 	want := map[string][]string{}
-	for _, stage := range []string{"push-registry", "magnum-cluster", "deploy-k8s", "backup"} {
+	for _, job := range []string{"slipway-push-registry", "slipway-magnum-cluster", "slipway-deploy-k8s", "slipway-deploy-k8s-dr", "slipway-backup-verify"} {
 		var s []string
-		switch stage {
-		case "push-registry":
+		stage := strings.TrimSuffix(strings.TrimPrefix(job, "slipway-"), "-dr")
+		switch job {
+		case "slipway-push-registry":
 			s = []string{"slipway_registry_a=slipway-registry-region-a", "slipway_registry_b=slipway-registry-region-b"}
-		case "magnum-cluster", "deploy-k8s":
+		case "slipway-magnum-cluster":
+			s = []string{"slipway_openstack=slipway-openstack-region-a", "slipway_openstack_b=slipway-openstack-region-b"}
+		case "slipway-deploy-k8s":
 			s = []string{"slipway_openstack=slipway-openstack-region-a"}
-		case "backup":
+		case "slipway-deploy-k8s-dr":
+			s = []string{"slipway_openstack=slipway-openstack-region-b"}
+		case "slipway-backup-verify":
+			stage = "backup"
 			s = []string{"slipway_s3=slipway-s3-region-a", "slipway_db_primary=slipway-databases-primary", "slipway_db_dr=slipway-databases-dr"}
 		}
 		for _, ph := range []string{"pre", "run", "post"} {
-			want["playbooks/"+stage+"/"+ph+".yaml"] = s
+			want[job+" playbooks/"+stage+"/"+ph+".yaml"] = s
 		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -320,16 +326,16 @@ func TestBrokenConfigurationsAreCaught(t *testing.T) {
 			`zuul.d/project.yaml:\d+: project\.checks: unknown field \(known: .*check.*\)`},
 		{"gate queue in the pipeline (no longer valid)", "zuul.d/project.yaml", "    gate:\n      jobs:\n", "    gate:\n      queue: slipway\n      jobs:\n",
 			`zuul.d/project.yaml:\d+: project\.gate\.queue: unknown field \(known: debug, fail-fast, jobs\)`},
-		{"post-review false", "zuul.d/jobs.yaml", "    post-review: true\n    semaphores: slipway-magnum-region-a", "    post-review: false\n    semaphores: slipway-magnum-region-a",
+		{"post-review false", "zuul.d/jobs.yaml", "    post-review: true\n    semaphores:\n      - slipway-magnum-region-a", "    post-review: false\n    semaphores:\n      - slipway-magnum-region-a",
 			`zuul.d/jobs.yaml:\d+: .*post-review: false is not allowed`},
-		{"secrets without explicit post-review", "zuul.d/jobs.yaml", "    post-review: true\n    semaphores: slipway-magnum-region-a", "    semaphores: slipway-magnum-region-a",
+		{"secrets without explicit post-review", "zuul.d/jobs.yaml", "    post-review: true\n    semaphores:\n      - slipway-magnum-region-a", "    semaphores:\n      - slipway-magnum-region-a",
 			`job slipway-magnum-cluster: has secrets, so Zuul makes it post-review`},
 		{"unknown parent", "zuul.d/jobs.yaml", "name: slipway-tests\n    parent: slipway-base", "name: slipway-tests\n    parent: slipway-bsae",
 			`job slipway-tests: parent "slipway-bsae" is not defined`},
 		{"unknown dependency", "zuul.d/jobs.yaml", "      - slipway-magnum-cluster\n", "      - slipway-magnum\n",
 			`job slipway-deploy-k8s: dependency "slipway-magnum" is not a defined job`},
-		{"undefined semaphore", "zuul.d/jobs.yaml", "semaphores: slipway-deploy-region-a", "semaphores: slipway-deploy-region-b",
-			`job slipway-deploy-k8s: semaphore "slipway-deploy-region-b" is not defined`},
+		{"undefined semaphore", "zuul.d/jobs.yaml", "semaphores: slipway-deploy-region-a", "semaphores: slipway-deploy-region-c",
+			`job slipway-deploy-k8s: semaphore "slipway-deploy-region-c" is not defined`},
 		{"undefined queue", "zuul.d/project.yaml", "    queue: slipway\n", "    queue: slipway-gate\n",
 			`project: queue "slipway-gate" is not defined`},
 		{"secret job in check", "zuul.d/project.yaml", "        - slipway-tests\n        - slipway-pipeline-local\n    gate:", "        - slipway-tests\n        - slipway-push-registry\n        - slipway-pipeline-local\n    gate:",

@@ -12,10 +12,12 @@ import (
 // Summary is what a local pipeline run produced, read back from the result
 // files the jobs collected into their log directories.
 type Summary struct {
-	Jobs    []SummaryJob     `json:"jobs"`
-	Images  []SummaryImage   `json:"images,omitempty"`
-	Cluster map[string]any   `json:"cluster,omitempty"`
-	Deploy  map[string]any   `json:"deploy,omitempty"`
+	Jobs   []SummaryJob   `json:"jobs"`
+	Images []SummaryImage `json:"images,omitempty"`
+	// Clusters has one entry per region of the cluster spec.
+	Clusters []map[string]any `json:"clusters,omitempty"`
+	// Deploys has one entry per site deployed (primary and DR).
+	Deploys []map[string]any `json:"deploys,omitempty"`
 	Backups []map[string]any `json:"backups,omitempty"`
 }
 
@@ -91,16 +93,13 @@ func (s *Summary) add(doc map[string]any, images map[string]*SummaryImage, file 
 			}
 		}
 	case kind == "ClusterResult":
-		c, _ := doc["cluster"].(map[string]any)
-		s.Cluster = pick(c, "name", "uuid", "status", "healthStatus", "apiAddress", "masterCount", "nodeCount")
-		if t, ok := doc["template"].(map[string]any); ok {
-			s.Cluster["template"] = t["name"]
-		}
-		if ch, ok := doc["changes"].([]any); ok {
-			s.Cluster["changes"] = len(ch)
+		s.Clusters = append(s.Clusters, clusterSummary(doc))
+	case kind == "ClustersResult":
+		for _, r := range list(doc["regions"]) {
+			s.Clusters = append(s.Clusters, clusterSummary(r))
 		}
 	case kind == "DeployResult":
-		s.Deploy = pick(doc, "action", "branch", "namespace", "revision", "changed", "created", "configured", "unchanged")
+		s.Deploys = append(s.Deploys, pick(doc, "action", "branch", "namespace", "revision", "changed", "mode", "created", "configured", "unchanged"))
 	case kind == "BackupResult":
 		m := pick(doc, "operation", "prefix", "restored")
 		if b, ok := doc["backup"].(map[string]any); ok {
@@ -109,6 +108,22 @@ func (s *Summary) add(doc map[string]any, images map[string]*SummaryImage, file 
 		}
 		s.Backups = append(s.Backups, m)
 	}
+}
+
+// clusterSummary is one region's cluster of a ClusterResult.
+func clusterSummary(doc map[string]any) map[string]any {
+	c, _ := doc["cluster"].(map[string]any)
+	m := pick(c, "name", "uuid", "status", "healthStatus", "apiAddress", "masterCount", "nodeCount")
+	if r, ok := doc["region"]; ok {
+		m["region"] = r
+	}
+	if t, ok := doc["template"].(map[string]any); ok {
+		m["template"] = t["name"]
+	}
+	if ch, ok := doc["changes"].([]any); ok {
+		m["changes"] = len(ch)
+	}
+	return m
 }
 
 func image(images map[string]*SummaryImage, name string) *SummaryImage {
@@ -155,11 +170,11 @@ func (s *Summary) Text() string {
 			}
 		}
 	}
-	if len(s.Cluster) > 0 {
-		fmt.Fprintf(&b, "cluster: %s\n", kv(s.Cluster))
+	for _, c := range s.Clusters {
+		fmt.Fprintf(&b, "cluster: %s\n", kv(c))
 	}
-	if len(s.Deploy) > 0 {
-		fmt.Fprintf(&b, "deploy: %s\n", kv(s.Deploy))
+	for _, d := range s.Deploys {
+		fmt.Fprintf(&b, "deploy: %s\n", kv(d))
 	}
 	for _, bk := range s.Backups {
 		fmt.Fprintf(&b, "backup: %s\n", kv(bk))
