@@ -194,11 +194,23 @@ func heartbeat(ctx context.Context, store ObjectStore, key string, interval time
 	}
 }
 
-// beat is the heartbeat's content: the time, and who writes it (host, pid
-// and the process's start time, so a reused pid is not taken for it).
+// beat is the heartbeat's content: the time, and who writes it (host, pid,
+// the process's start time, so a reused pid is not taken for it, and its
+// PID namespace: pods with hostNetwork share the node's hostname, and a pid
+// means nothing across namespaces).
 func beat(now time.Time) string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s\nhost=%s pid=%d start=%s\n", now.UTC().Format(time.RFC3339), host, os.Getpid(), procStart(os.Getpid()))
+	return fmt.Sprintf("%s\nhost=%s pid=%d start=%s pidns=%s\n", now.UTC().Format(time.RFC3339), host, os.Getpid(), procStart(os.Getpid()), pidNS())
+}
+
+// pidNS names this process's PID namespace ("pid:[4026531836]"); "" when
+// /proc does not say.
+func pidNS() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil || strings.ContainsAny(ns, " \n") {
+		return ""
+	}
+	return ns
 }
 
 // procStart is field 22 of /proc/PID/stat, the process's start time in
@@ -220,21 +232,23 @@ func procStart(pid int) string {
 }
 
 // deadHere reports whether the heartbeat content hb was written by a
-// process of this host that is gone: then its backup is a killed run's at
-// once, without waiting for the heartbeat to go stale. A heartbeat of
-// another host (another CronJob pod) says nothing here.
+// process of this host and PID namespace that is gone: then its backup is a
+// killed run's at once, without waiting for the heartbeat to go stale. A
+// heartbeat of another host, or of another PID namespace on this host (a
+// CronJob pod with hostNetwork has the node's hostname), or one that does
+// not name its namespace, says nothing here: --stale-after decides.
 func deadHere(hb string) bool {
 	_, owner, ok := strings.Cut(hb, "\n")
 	if !ok {
 		return false
 	}
-	var host, start string
+	var host, start, ns string
 	var pid int
-	if n, _ := fmt.Sscanf(strings.TrimSpace(owner), "host=%s pid=%d start=%s", &host, &pid, &start); n != 3 {
+	if n, _ := fmt.Sscanf(strings.TrimSpace(owner), "host=%s pid=%d start=%s pidns=%s", &host, &pid, &start, &ns); n != 4 {
 		return false
 	}
 	me, err := os.Hostname()
-	if err != nil || host != me || pid <= 0 || start == "" {
+	if err != nil || host != me || pid <= 0 || start == "" || ns == "" || ns != pidNS() {
 		return false
 	}
 	return procStart(pid) != start

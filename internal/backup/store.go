@@ -3,12 +3,10 @@ package backup
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/slipwayci/slipway/internal/httpx"
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/usererr"
@@ -122,16 +121,9 @@ func newS3Store(cfg S3Config, n Names) (*S3Store, error) {
 	}
 	httpClient := awshttp.NewBuildableClient()
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := httpx.CertPool(cfg.CAFile)
 		if err != nil {
-			return nil, usererr.Errorf("reading %s: %w", n.of("S3.CAFile"), err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usererr.Errorf("%s %s holds no PEM certificate", n.of("S3.CAFile"), cfg.CAFile)
+			return nil, usererr.Errorf("%s: %w", n.of("S3.CAFile"), err)
 		}
 		httpClient = httpClient.WithTransportOptions(func(tr *http.Transport) {
 			if tr.TLSClientConfig == nil {
