@@ -171,6 +171,7 @@ slipway_buildset_insecure: true
 slipway_insecure_registries: ["$SLIPWAY_TEST_REGISTRY_BUILDSET"]
 slipway_build_args:
   BASE_IMAGE: "$SLIPWAY_TEST_BASE_IMAGE"
+slipway_mongo_tools_dir: "$(dirname "$SLIPWAY_TEST_MONGODUMP")"
 slipway_cluster_spec: examples/cluster/local-sites.yaml
 slipway_cluster_poll_interval: 1s
 slipway_manifests: examples/local

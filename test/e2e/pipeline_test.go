@@ -206,6 +206,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Errorf("no container runs an image from %s", nodeReg)
 	}
 	checkRealNode(t, kc, "e2e-demo", state, &push)
+	checkCronJobs(t, kc, "e2e-demo", []string{"create", "prune"}, knownSecrets())
 	checkStandby(t, env[12], "e2e-demo", state, &push)
 
 	// Backup: the DR site now holds the primary's data.

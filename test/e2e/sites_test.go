@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -81,6 +83,14 @@ func checkStandby(t *testing.T, kubeconfigB, ns, state string, push *result.Push
 	if len(pods.Items) != 0 {
 		t.Errorf("DR standby runs %d application pods, want none", len(pods.Items))
 	}
+	checkCronJobs(t, kc, ns, []string{"restore", "status"}, knownSecrets())
+}
+
+// knownSecrets are the secret values of the test servers the CronJobs'
+// Secrets are made of.
+func knownSecrets() []string {
+	return []string{os.Getenv("SLIPWAY_TEST_S3_SECRET_KEY"), os.Getenv("SLIPWAY_TEST_MARIADB_PRIMARY_PASSWORD"),
+		os.Getenv("SLIPWAY_TEST_MARIADB_DR_PASSWORD"), os.Getenv("SLIPWAY_TEST_MONGO_PRIMARY_URI"), os.Getenv("SLIPWAY_TEST_MONGO_DR_URI")}
 }
 
 func replicas(d *appsv1.Deployment) int32 {
@@ -88,4 +98,43 @@ func replicas(d *appsv1.Deployment) int32 {
 		return 1
 	}
 	return *d.Spec.Replicas
+}
+
+// checkCronJobs checks the backup CronJobs a site's deploy applied with the
+// platform: the ones of its role, the backup image pinned by digest at the
+// nodes' address, credentials only as Secret references (no value of a
+// known secret anywhere in their specs).
+func checkCronJobs(t *testing.T, kc kubernetes.Interface, ns string, want []string, secrets []string) {
+	t.Helper()
+	cjs, err := kc.BatchV1().CronJobs(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, cj := range cjs.Items {
+		for _, w := range want {
+			if strings.HasSuffix(cj.Name, "-"+w) {
+				found[w] = true
+			}
+		}
+		for _, c := range cj.Spec.JobTemplate.Spec.Template.Spec.Containers {
+			if !strings.HasPrefix(c.Image, "localhost:5000/") || !strings.Contains(c.Image, "@sha256:") {
+				t.Errorf("CronJob %s/%s container %s: image %s is not pinned at the node address", ns, cj.Name, c.Name, c.Image)
+			}
+		}
+		spec, err := json.Marshal(cj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			if s != "" && strings.Contains(string(spec), s) {
+				t.Errorf("CronJob %s/%s holds a secret value in its spec", ns, cj.Name)
+			}
+		}
+	}
+	for _, w := range want {
+		if !found[w] {
+			t.Errorf("namespace %s has no backup CronJob *-%s (has %d CronJobs)", ns, w, len(cjs.Items))
+		}
+	}
 }

@@ -158,9 +158,9 @@ func TestRepoSecretsBinding(t *testing.T) {
 		case "slipway-magnum-cluster":
 			s = []string{"slipway_openstack=slipway-openstack-region-a", "slipway_openstack_b=slipway-openstack-region-b"}
 		case "slipway-deploy-k8s":
-			s = []string{"slipway_openstack=slipway-openstack-region-a"}
+			s = []string{"slipway_openstack=slipway-openstack-region-a", "slipway_s3=slipway-s3-region-b", "slipway_db=slipway-databases-primary"}
 		case "slipway-deploy-k8s-dr":
-			s = []string{"slipway_openstack=slipway-openstack-region-b"}
+			s = []string{"slipway_openstack=slipway-openstack-region-b", "slipway_s3=slipway-s3-region-b", "slipway_db=slipway-databases-dr"}
 		case "slipway-backup-verify":
 			stage = "backup"
 			s = []string{"slipway_s3=slipway-s3-region-a", "slipway_db_primary=slipway-databases-primary", "slipway_db_dr=slipway-databases-dr"}
