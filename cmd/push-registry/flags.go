@@ -25,7 +25,7 @@ func regionFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "secrets-file", Usage: "Zuul secret vars `FILE` with registry_credentials: {REGION|HOST: {username, password}} and swift_credentials: {REGION: {username, password, trustid}}", EnvVars: []string{"SLIPWAY_REGISTRY_SECRETS"}},
 		&ucli.DurationFlag{Name: "request-timeout", Value: 30 * time.Second, Usage: "fail (and retry) a registry request with no answer for this long", EnvVars: []string{"SLIPWAY_PUSH_REQUEST_TIMEOUT"}},
 		&ucli.StringFlag{Name: "registry-binary", Value: push.DefaultRegistryBinary, Usage: "distribution 2.8 `BINARY` run on the Swift storage of swift regions", EnvVars: []string{"SLIPWAY_REGISTRY_BINARY"}},
-		&ucli.StringFlag{Name: "state-dir", Value: push.DefaultStateDir(), Usage: "`DIR` for the state of those registries (a rerun stops what a killed run left there)", EnvVars: []string{"SLIPWAY_PUSH_STATE_DIR"}},
+		&ucli.StringFlag{Name: "state-dir", Value: push.DefaultStateDir(), Usage: "`DIR` for the state of runs: the registries of swift regions and the open upload sessions (a rerun stops and cancels what a killed run left there)", EnvVars: []string{"SLIPWAY_PUSH_STATE_DIR"}},
 	}
 }
 

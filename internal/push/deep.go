@@ -18,8 +18,9 @@ var ErrDamaged = errors.New("damaged blob")
 
 // dial connects to one region's registry: the registry push-registry runs
 // on a storage-backed region's Swift without a login, any other with the
-// region's login.
-func dial(ctx context.Context, a *Auth, conn *Conn, r Region, st *storage, repos []string) (*client, Credential, error) {
+// region's login. The client records the upload sessions it opens in
+// journal (nil: none).
+func dial(ctx context.Context, a *Auth, conn *Conn, r Region, st *storage, repos []string, journal *uploadJournal) (*client, Credential, error) {
 	cred := Credential{From: "none (push-registry's own registry)"}
 	if st == nil {
 		var err error
@@ -28,7 +29,11 @@ func dial(ctx context.Context, a *Auth, conn *Conn, r Region, st *storage, repos
 		}
 	}
 	c, err := newClient(ctx, r, cred, conn, repos)
-	return c, cred, err
+	if err != nil {
+		return nil, cred, err
+	}
+	c.journal, c.st = journal, st
+	return c, cred, nil
 }
 
 // checkBlob reads blob d of repo back in full (GET, one pooled buffer, so

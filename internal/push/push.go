@@ -72,6 +72,8 @@ type pusher struct {
 	opts    *Options
 	regions []*regionState
 	stats   map[string]map[string]*stats // image repo → region → stats
+	// journal records the run's open upload sessions (uploads.go).
+	journal *uploadJournal
 }
 
 // Run pushes the images Options name to every region and returns what
@@ -97,10 +99,12 @@ func Run(ctx context.Context, opts Options) (*result.PushResult, error) {
 		return nil, err
 	}
 	defer stop()
-	p := &pusher{opts: &opts}
+	p := &pusher{opts: &opts, journal: newUploadJournal(opts.StateDir, opts.Log)}
+	defer p.journal.close()
 	if err := p.connect(ctx, images, regions, stores); err != nil {
 		return nil, err
 	}
+	cancelLeftUploads(ctx, &opts.Conn, &opts.Auth, opts.Log, regions, stores)
 	start := time.Now()
 	if err := p.push(ctx, images); err != nil {
 		return nil, err
@@ -174,7 +178,7 @@ func (p *pusher) connect(ctx context.Context, images []image, regions []Region, 
 		for _, img := range images {
 			repos = append(repos, r.Path(img.Repository))
 		}
-		c, cred, err := dial(ctx, &p.opts.Auth, &p.opts.Conn, r, stores[r.Name], repos)
+		c, cred, err := dial(ctx, &p.opts.Auth, &p.opts.Conn, r, stores[r.Name], repos, p.journal)
 		if err != nil {
 			return err
 		}

@@ -27,6 +27,11 @@ type client struct {
 	region Region
 	base   string // scheme://host
 	http   *http.Client
+	// journal records the upload sessions this client opens (nil: none
+	// recorded); st is the storage of a swift region, where a session is
+	// cancelled by deleting its objects.
+	journal *uploadJournal
+	st      *storage
 }
 
 // manifestAccepts lists every manifest media type we copy.
@@ -227,7 +232,18 @@ func (c *client) startUpload(ctx context.Context, repo, from string, d v1.Hash) 
 		return "", true, nil
 	case http.StatusAccepted:
 		loc, err := c.resolve(req.URL, resp.Header.Get("Location"))
-		return loc, false, err
+		if err != nil {
+			return "", false, err
+		}
+		// Recorded before the blob is sent: if this run dies, the next
+		// one cancels the session.
+		rec := uploadRecord{Region: c.region.Name, Storage: storageKey(c.region), Repository: repo, Digest: d.String(),
+			UUID: locationUUID(loc), Location: loc, Started: time.Now().UTC()}
+		if err := c.journal.add(rec); err != nil {
+			c.cancelUpload(loc)
+			return "", false, fmt.Errorf("recording the upload session in the state directory: %w", err)
+		}
+		return loc, false, nil
 	}
 	return "", false, registryError(resp)
 }
@@ -267,20 +283,33 @@ func (c *client) putBlob(ctx context.Context, location string, d v1.Hash, size i
 		return err
 	}
 	defer resp.Body.Close()
-	return registryError(resp, http.StatusCreated)
+	if err := registryError(resp, http.StatusCreated); err != nil {
+		return err
+	}
+	c.journal.done(location)
+	return nil
 }
 
-// cancelUpload deletes an unfinished upload session so nothing half-done is
-// left behind. Best effort: the registry purges old sessions anyway.
+// cancelUpload ends an unfinished upload session so nothing half-done is
+// left behind: in a swift region by deleting its objects (distribution's
+// own cancel leaves a hash state in the storage), elsewhere by DELETE.
+// Its record goes once it is cancelled; one that could not be is
+// cancelled by the next run.
 func (c *client) cancelUpload(location string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, location, nil)
-	if err != nil {
-		return
+	var err error
+	if c.st != nil {
+		var store *objectStore
+		repo, uuid := locationSession(location)
+		if store, err = c.st.objects(ctx); err == nil {
+			err = store.deleteUpload(ctx, repo, uuid, c.journal.digest(location))
+		}
+	} else {
+		err = c.deleteUpload(ctx, location)
 	}
-	if resp, err := c.do(req); err == nil {
-		resp.Body.Close()
+	if err == nil {
+		c.journal.done(location)
 	}
 }
 

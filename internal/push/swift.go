@@ -248,24 +248,48 @@ func (o *objectStore) blobObject(d v1.Hash) string {
 // deleteBlob removes the stored data of blob d: its object and, for a
 // large object, its segments. What is already gone counts as removed.
 func (o *objectStore) deleteBlob(ctx context.Context, d v1.Hash) error {
-	obj := o.blobObject(d)
+	return o.deleteObject(ctx, o.blobObject(d), "")
+}
+
+// head returns the headers of obj in the container, nil when it is gone.
+func (o *objectStore) head(ctx context.Context, obj string) (*objects.GetHeader, error) {
 	h, err := objects.Get(ctx, o.sc, o.container, obj, nil).Extract()
 	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading object %s/%s: %s", o.container, obj, logging.Scrub(err.Error()))
+		return nil, fmt.Errorf("reading object %s/%s: %s", o.container, obj, logging.Scrub(err.Error()))
 	}
-	if h.ObjectManifest != "" {
+	return h, nil
+}
+
+// list names the objects of container below prefix.
+func (o *objectStore) list(ctx context.Context, container, prefix string) ([]string, error) {
+	var names []string
+	err := objects.List(o.sc, container, objects.ListOpts{Prefix: prefix}).EachPage(ctx, func(_ context.Context, page pagination.Page) (bool, error) {
+		n, err := objects.ExtractNames(page)
+		names = append(names, n...)
+		return true, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s/%s: %s", container, prefix, logging.Scrub(err.Error()))
+	}
+	return names, nil
+}
+
+// deleteObject removes obj and, for a large object, its segments, unless
+// they are those of the large object keep (CONTAINER/PREFIX) too. What is
+// already gone counts as removed.
+func (o *objectStore) deleteObject(ctx context.Context, obj, keep string) error {
+	h, err := o.head(ctx, obj)
+	if err != nil || h == nil {
+		return err
+	}
+	if h.ObjectManifest != "" && h.ObjectManifest != keep {
 		container, prefix, _ := strings.Cut(h.ObjectManifest, "/")
-		var segs []string
-		err := objects.List(o.sc, container, objects.ListOpts{Prefix: prefix}).EachPage(ctx, func(_ context.Context, page pagination.Page) (bool, error) {
-			names, err := objects.ExtractNames(page)
-			segs = append(segs, names...)
-			return true, err
-		})
+		segs, err := o.list(ctx, container, prefix)
 		if err != nil {
-			return fmt.Errorf("listing segments %s: %s", h.ObjectManifest, logging.Scrub(err.Error()))
+			return fmt.Errorf("segments: %w", err)
 		}
 		for _, seg := range segs {
 			if err := ignoreNotFound(objects.Delete(ctx, o.sc, container, seg, nil).Err); err != nil {

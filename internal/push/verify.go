@@ -148,6 +148,9 @@ type VerifyOptions struct {
 	StallTimeout time.Duration
 	Conn
 	Log *slog.Logger
+
+	// journal records the upload sessions of repairs (uploads.go).
+	journal *uploadJournal
 }
 
 // check is one image in one region of a push result.
@@ -211,6 +214,9 @@ func Verify(ctx context.Context, o VerifyOptions) error {
 		return err
 	}
 	defer stop()
+	o.journal = newUploadJournal(o.StateDir, o.Log)
+	defer o.journal.close()
+	cancelLeftUploads(ctx, &o.Conn, &o.Auth, o.Log, opened, stores)
 	for i := range checks {
 		if st := stores[checks[i].r.Name]; st != nil {
 			checks[i].st = st
@@ -380,7 +386,7 @@ func resultChecks(o VerifyOptions) ([]check, error) {
 
 // verifyCheck checks one image in one region: its tree, then its tags.
 func verifyCheck(ctx context.Context, o *VerifyOptions, ch *check, tc treeCheck) error {
-	c, _, err := dial(ctx, &o.Auth, &o.Conn, ch.r, ch.st, []string{ch.repo})
+	c, _, err := dial(ctx, &o.Auth, &o.Conn, ch.r, ch.st, []string{ch.repo}, o.journal)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,403 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/runlock"
+)
+
+// A run records every blob upload session it opens, so that the next run
+// cancels those a killed run (SIGKILL: no clean-up of its own) left open.
+// Distribution keeps an open session's objects in the storage
+// (docker/registry/v2/repositories/REPO/_uploads/UUID/) until its upload
+// purging removes them, a week later by default, and never for the
+// registry push-registry runs on a swift region.
+//
+// The records of a run are in a directory of its own below the state
+// directory, uploads/runNNN: a lock the run holds, and one file (0600) per
+// open session, written before its blob is sent and removed once the
+// upload finished or was cancelled. A directory whose lock is free belongs
+// to a run that is gone; the next run of the same regions cancels its
+// sessions and removes it (runlock).
+
+// uploadRecord is one open upload session.
+type uploadRecord struct {
+	Region string `json:"region"`
+	// Storage says where the session is: "swift AUTHURL REGION CONTAINER
+	// PREFIX" for a swift region (cancelled by deleting its objects), or
+	// "registry HOST" (cancelled by DELETE of its location).
+	Storage    string    `json:"storage"`
+	Repository string    `json:"repository"`
+	Digest     string    `json:"digest"`
+	UUID       string    `json:"uuid"`
+	Location   string    `json:"location"`
+	Started    time.Time `json:"started"`
+}
+
+// storageKey says where region r keeps its upload sessions: a record is
+// acted on only by a run whose region of the same name has the same key.
+func storageKey(r Region) string {
+	if s := r.Swift; s != nil {
+		return strings.Join([]string{"swift", s.AuthURL, s.Region, s.Container, strings.Trim(s.Prefix, "/")}, " ")
+	}
+	return "registry " + r.Registry
+}
+
+// recordMaxAge is how long the record of a session a dead run left is
+// kept for a run of its region: distribution purges sessions older than a
+// week by default.
+const recordMaxAge = 7 * 24 * time.Hour
+
+// uploadJournal holds the records of this run's open sessions. Its
+// directory is made with the first session: a run that uploads nothing
+// writes nothing.
+type uploadJournal struct {
+	stateDir string
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	dir   string
+	lock  *os.File
+	seq   int
+	files map[string]journalEntry // by location
+}
+
+type journalEntry struct {
+	file string
+	rec  uploadRecord
+}
+
+func newUploadJournal(stateDir string, log *slog.Logger) *uploadJournal {
+	return &uploadJournal{stateDir: stateDir, log: log, files: map[string]journalEntry{}}
+}
+
+func uploadsDir(stateDir string) string { return filepath.Join(stateDir, "uploads") }
+
+// add records an open session; the blob may be sent once it returns nil.
+func (j *uploadJournal) add(rec uploadRecord) error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.dir == "" {
+		if err := os.MkdirAll(uploadsDir(j.stateDir), 0o700); err != nil {
+			return err
+		}
+		dir, err := os.MkdirTemp(uploadsDir(j.stateDir), "run")
+		if err != nil {
+			return err
+		}
+		lock, ok, err := runlock.TryLock(filepath.Join(dir, "lock"), true)
+		if !ok {
+			_ = os.RemoveAll(dir)
+			if err == nil {
+				err = fmt.Errorf("locking %s: another process holds its lock", dir)
+			}
+			return err
+		}
+		j.dir, j.lock = dir, lock
+	}
+	j.seq++
+	file := filepath.Join(j.dir, strconv.Itoa(j.seq)+".json")
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := result.WriteAtomic(file, data, 0o600); err != nil {
+		return err
+	}
+	j.files[rec.Location] = journalEntry{file, rec}
+	return nil
+}
+
+// digest is the blob of the session at location, "" when unknown.
+func (j *uploadJournal) digest(location string) string {
+	if j == nil {
+		return ""
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.files[location].rec.Digest
+}
+
+// done forgets the session at location: finished or cancelled.
+func (j *uploadJournal) done(location string) {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if e, ok := j.files[location]; ok {
+		if err := os.Remove(e.file); err != nil && !os.IsNotExist(err) {
+			j.log.Warn("removing an upload record", "file", e.file, "error", err.Error())
+		}
+		delete(j.files, location)
+	}
+}
+
+// close ends the journal: its directory goes when every session it
+// recorded is finished or cancelled; otherwise the next run cancels the
+// rest (the lock is released either way).
+func (j *uploadJournal) close() {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.dir == "" {
+		return
+	}
+	if len(j.files) == 0 {
+		_ = os.RemoveAll(j.dir)
+	} else {
+		j.log.Warn("upload sessions left open: the next run cancels them", "sessions", len(j.files))
+	}
+	j.lock.Close()
+	j.dir, j.lock = "", nil
+}
+
+// uploadUUID is the UUID of an upload location: the last element of its
+// path, as distribution names its sessions.
+var uploadUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+func locationUUID(location string) string {
+	_, id := locationSession(location)
+	return id
+}
+
+// locationSession is the repository and UUID of an upload location
+// (/v2/REPO/blobs/uploads/UUID); "" for what does not read so.
+func locationSession(location string) (repo, uuid string) {
+	u, err := url.Parse(location)
+	if err != nil {
+		return "", ""
+	}
+	rest, ok := strings.CutPrefix(u.Path, "/v2/")
+	if !ok {
+		return "", ""
+	}
+	dir, id := path.Split(rest)
+	repo, ok = strings.CutSuffix(dir, "/blobs/uploads/")
+	if !ok || !uploadUUID.MatchString(id) {
+		return "", ""
+	}
+	return repo, id
+}
+
+// errUploadStuck is a session a registry will not cancel: distribution
+// 2.8 refuses every request for a session whose data grew past the offset
+// its location records (the blob was being sent when the run died).
+var errUploadStuck = errors.New("the registry will not cancel it")
+
+// leftUpload is a session a dead run left, with its record file.
+type leftUpload struct {
+	file string
+	rec  uploadRecord
+}
+
+// cancelLeftUploads cancels the upload sessions that dead runs left open
+// in the regions of this run, and removes their records; a dead run's
+// directory goes with its last record. A record of a region this run does
+// not have is kept for a run that has it (for a week). Failures are
+// warnings: the records stay for the next run.
+func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logger, regions []Region, stores map[string]*storage) {
+	entries, err := os.ReadDir(uploadsDir(conn.StateDir))
+	if err != nil {
+		return
+	}
+	var dirs []string
+	for _, e := range entries {
+		dir := filepath.Join(uploadsDir(conn.StateDir), e.Name())
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, "lock")); os.IsNotExist(err) {
+			// Being set up by a run, or left by one killed then, before
+			// any record: old ones go.
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
+				_ = os.RemoveAll(dir)
+			}
+			continue
+		}
+		dirs = append(dirs, dir)
+	}
+	byName := map[string]Region{}
+	for _, r := range regions {
+		byName[r.Name] = r
+	}
+	runlock.SweepDead(dirs, func(dir string) string { return filepath.Join(dir, "lock") }, func(dir string) {
+		left := readRecords(dir, log)
+		// One client per registry region, for the repositories its
+		// sessions are in.
+		repos := map[string][]string{}
+		var mine []leftUpload
+		for _, l := range left {
+			r, ok := byName[l.rec.Region]
+			if !ok || storageKey(r) != l.rec.Storage {
+				if time.Since(l.rec.Started) > recordMaxAge {
+					_ = os.Remove(l.file)
+				}
+				continue
+			}
+			mine = append(mine, l)
+			repos[r.Name] = append(repos[r.Name], l.rec.Repository)
+		}
+		clients := map[string]*client{}
+		for name, rs := range repos {
+			r := byName[name]
+			if r.storage() {
+				continue
+			}
+			c, _, err := dial(ctx, a, conn, r, nil, rs, nil)
+			if err != nil {
+				log.Warn("cancelling the upload sessions a killed run left: connecting", "region", name, "error", logging.Scrub(err.Error()))
+				continue
+			}
+			clients[name] = c
+		}
+		for _, l := range mine {
+			r := byName[l.rec.Region]
+			var err error
+			switch {
+			case r.storage():
+				var store *objectStore
+				if store, err = stores[r.Name].objects(ctx); err == nil {
+					err = store.deleteUpload(ctx, l.rec.Repository, l.rec.UUID, l.rec.Digest)
+				}
+			case clients[r.Name] == nil:
+				continue
+			default:
+				err = clients[r.Name].deleteUpload(ctx, l.rec.Location)
+			}
+			switch {
+			case errors.Is(err, errUploadStuck):
+				log.Warn("an upload session a killed run left cannot be cancelled through the registry: its upload purging removes it, or remove it from its storage",
+					"region", r.Name, "repository", l.rec.Repository, "directory", "docker/registry/v2/repositories/"+l.rec.Repository+"/_uploads/"+l.rec.UUID+"/")
+			case err != nil:
+				log.Warn("cancelling an upload session a killed run left (the next run tries again)", "region", r.Name, "repository", l.rec.Repository, "error", logging.Scrub(err.Error()))
+				continue
+			default:
+				log.Info("cancelled an upload session a killed run left", "region", r.Name, "repository", l.rec.Repository, "blob", l.rec.Digest)
+			}
+			_ = os.Remove(l.file)
+		}
+		if len(readRecords(dir, log)) == 0 {
+			_ = os.RemoveAll(dir)
+		}
+	})
+}
+
+// readRecords reads the records of a run's directory; a record that does
+// not read (a file torn by the kill cannot be: records are written
+// atomically) is removed.
+func readRecords(dir string, log *slog.Logger) []leftUpload {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	var out []leftUpload
+	for _, f := range files {
+		var rec uploadRecord
+		data, err := os.ReadFile(f)
+		if err == nil {
+			err = json.Unmarshal(data, &rec)
+		}
+		if err == nil && (!uploadUUID.MatchString(rec.UUID) || !nsPath.MatchString(rec.Repository)) {
+			err = fmt.Errorf("repository %q, uuid %q", rec.Repository, rec.UUID)
+		}
+		if err != nil {
+			log.Warn("removing an upload record that does not read", "file", f, "error", err.Error())
+			_ = os.Remove(f)
+			continue
+		}
+		out = append(out, leftUpload{f, rec})
+	}
+	return out
+}
+
+// deleteUpload cancels the session at location through the registry API
+// (DELETE). A session the registry no longer knows counts as cancelled;
+// errUploadStuck is one it refuses to cancel.
+func (c *client) deleteUpload(ctx context.Context, location string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, location, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	err = registryError(resp, http.StatusNoContent, http.StatusAccepted, http.StatusOK)
+	var te *transport.Error
+	if errors.As(err, &te) {
+		if te.StatusCode == http.StatusNotFound && len(te.Errors) == 0 {
+			return nil
+		}
+		for _, e := range te.Errors {
+			switch e.Code {
+			case transport.BlobUploadUnknownErrorCode:
+				return nil
+			case transport.BlobUploadInvalidErrorCode:
+				return errUploadStuck
+			}
+		}
+	}
+	return err
+}
+
+// uploadObjectsDir is the Swift path of an upload session's objects.
+func (o *objectStore) uploadObjectsDir(repo, uuid string) string {
+	p := "files/docker/registry/v2/repositories/" + repo + "/_uploads/" + uuid + "/"
+	if o.prefix != "" {
+		p = o.prefix + "/" + p
+	}
+	return p
+}
+
+// deleteUpload removes an upload session's objects from the region's
+// Swift: its data (a large object: its segments too), start time and hash
+// states. Distribution's own cancel leaves a hash state behind, and one
+// whose data grew past the offset its location records not even that.
+// The segments of the data are kept when blob digest's object refers to
+// them (its registry died moving the finished data there).
+func (o *objectStore) deleteUpload(ctx context.Context, repo, uuid, digest string) error {
+	if !uploadUUID.MatchString(uuid) || !nsPath.MatchString(repo) {
+		return fmt.Errorf("not an upload session: repository %q, uuid %q", repo, uuid)
+	}
+	names, err := o.list(ctx, o.container, o.uploadObjectsDir(repo, uuid))
+	if err != nil {
+		return err
+	}
+	var keep string
+	if d, err := v1.NewHash(digest); err == nil {
+		if h, err := o.head(ctx, o.blobObject(d)); err == nil && h != nil {
+			keep = h.ObjectManifest
+		}
+	}
+	for _, n := range names {
+		if err := o.deleteObject(ctx, n, keep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
