@@ -80,6 +80,10 @@ type Options struct {
 	NoWait bool
 	// Jobs are Job templates to run after the rollout (Tutor's init jobs).
 	Jobs []string
+	// CronJobs are live CronJobs of the namespace whose jobTemplate RunJob
+	// runs once each, in order (instead of Jobs): how a failover runs the
+	// backup CronJobs' steps in the cluster.
+	CronJobs []string
 	// JobCleanup is always, on-success (default) or never.
 	JobCleanup string
 	// KeepRevisions is how many revision records to keep (default 10).
@@ -843,15 +847,22 @@ func revisionNumbers(revs []Revision) string {
 }
 
 // RunJob runs Job templates from the revision now live in the branch's
-// namespace (so the images are the deployed digests). After a failed job it
-// returns the result too.
+// namespace (so the images are the deployed digests), or (opts.CronJobs)
+// the jobTemplate of live CronJobs of the namespace, each once. After a
+// failed job it returns the result too.
 func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
-	if len(opts.Jobs) == 0 {
-		return nil, optionErrorf("Jobs", "no Job template given: name the Job template to run")
+	switch {
+	case len(opts.Jobs) == 0 && len(opts.CronJobs) == 0:
+		return nil, optionErrorf("JobOrCronJob", "no Job template or CronJob given: name what to run")
+	case len(opts.Jobs) > 0 && len(opts.CronJobs) > 0:
+		return nil, optionErrorf("JobOrCronJob", "both Job templates (%s) and CronJobs (%s) given: run them one kind at a time", strings.Join(opts.Jobs, ", "), strings.Join(opts.CronJobs, ", "))
 	}
 	t, revs, err := openDeployed(ctx, &opts, "deploy branch %s first")
 	if err != nil {
 		return nil, err
+	}
+	if len(opts.CronJobs) > 0 {
+		return t.runCronJobsOf(ctx, &opts, revs)
 	}
 	if len(revs) == 0 {
 		return nil, usererr.Errorf("namespace %s has no deploy revision: deploy branch %s first", t.ns, opts.Branch)
@@ -859,7 +870,6 @@ func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	if revs[0].Status == statusDeploying {
 		return nil, fmt.Errorf("revision %d in %s is being deployed, or its deploy was cut short: wait for that deploy, or run it again to finish it, then run the job", revs[0].Number, t.ns)
 	}
-	st := revs[0].state()
 	objs, err := revs[0].manifests()
 	if err != nil {
 		return nil, err
@@ -873,10 +883,32 @@ func RunJob(ctx context.Context, opts Options) (*result.DeployResult, error) {
 	if err := checkTemplates(templates, opts.Jobs); err != nil {
 		return nil, err
 	}
-	res := &result.DeployResult{Action: "run-job", Branch: opts.Branch, Namespace: t.ns, Zuul: opts.Zuul,
-		Revision: revs[0].Number, ManifestHash: revs[0].ManifestHash, Images: st.Images, PullAddress: st.PullAddress,
-		Objects: []result.DeployedObject{}, Pruned: []result.DeployedObject{}}
+	res := runJobResult(&opts, t.ns, revs)
 	return res, t.runJobs(ctx, templates, &opts, res, nil)
+}
+
+// runCronJobsOf is RunJob of opts.CronJobs: each live CronJob's jobTemplate
+// is run once as it is live (suspended or not, standby or active, whatever
+// the newest revision's status: the CronJob controller would run it so).
+func (t *target) runCronJobsOf(ctx context.Context, opts *Options, revs []Revision) (*result.DeployResult, error) {
+	srcs, err := t.findCronJobs(ctx, opts.CronJobs)
+	if err != nil {
+		return nil, err
+	}
+	res := runJobResult(opts, t.ns, revs)
+	return res, t.runCronJobs(ctx, srcs, opts, res)
+}
+
+// runJobResult is the result of a run-job into namespace ns, naming the
+// newest revision of revs (none when empty).
+func runJobResult(opts *Options, ns string, revs []Revision) *result.DeployResult {
+	res := &result.DeployResult{Action: "run-job", Branch: opts.Branch, Namespace: ns, Zuul: opts.Zuul,
+		Objects: []result.DeployedObject{}, Pruned: []result.DeployedObject{}}
+	if len(revs) > 0 {
+		st := revs[0].state()
+		res.Revision, res.ManifestHash, res.Images, res.PullAddress, res.Mode = revs[0].Number, revs[0].ManifestHash, st.Images, st.PullAddress, st.mode()
+	}
+	return res
 }
 
 // openDeployed opens the branch's existing namespace and its recorded

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,7 +30,10 @@ const (
 	CleanupNever     = "never"
 )
 
-var jobsGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+var (
+	jobsGVR     = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+	cronJobsGVR = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "cronjobs"}
+)
 
 // A one-off Job records which template it runs (labelTemplateName), the
 // hash of that template (so a rerun knows it runs the same thing) and its
@@ -39,7 +43,97 @@ const (
 	labelTemplateName = labelJobTemplate + "-name"
 	annTemplateHash   = "slipway.dev/template-hash"
 	annJobCleanup     = "slipway.dev/job-cleanup"
+	// A one-off Job of a CronJob's jobTemplate carries labelCronJobName
+	// instead of labelTemplateName, and what `kubectl create job --from`
+	// gives it: annInstantiate and the CronJob as its controller.
+	labelCronJobName = "slipway.dev/cronjob-name"
+	annInstantiate   = "cronjob.kubernetes.io/instantiate"
 )
+
+// jobSource is what a one-off Job runs: a Job template of the live
+// revision's manifests, or the jobTemplate of a live CronJob.
+type jobSource struct {
+	// job is Job-shaped (apiVersion, kind, metadata with the name of the
+	// template or CronJob, spec); its hash tells a rerun it runs the same.
+	job *unstructured.Unstructured
+	// cronJob is set when job is a CronJob's jobTemplate: the CronJob.
+	cronJob *unstructured.Unstructured
+}
+
+func templateSource(template *unstructured.Unstructured) jobSource {
+	return jobSource{job: template}
+}
+
+// cronJobSource is the Job a CronJob's spec.jobTemplate describes, as the
+// CronJob controller (or `kubectl create job --from=cronjob/NAME`) makes it.
+func cronJobSource(cj *unstructured.Unstructured) (jobSource, error) {
+	tmpl, found, err := unstructured.NestedMap(cj.Object, "spec", "jobTemplate")
+	if err != nil || !found {
+		return jobSource{}, fmt.Errorf("CronJob %s in %s has no spec.jobTemplate", cj.GetName(), cj.GetNamespace())
+	}
+	spec, _, _ := unstructured.NestedMap(tmpl, "spec")
+	job := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job", "spec": spec}}
+	job.SetName(cj.GetName())
+	lbl, _, _ := unstructured.NestedStringMap(tmpl, "metadata", "labels")
+	job.SetLabels(lbl)
+	ann, _, _ := unstructured.NestedStringMap(tmpl, "metadata", "annotations")
+	job.SetAnnotations(ann)
+	return jobSource{job: job, cronJob: cj}, nil
+}
+
+// name is the template's or the CronJob's name.
+func (s jobSource) name() string { return s.job.GetName() }
+
+// label is the label that names the source on its one-off Jobs.
+func (s jobSource) label() string {
+	if s.cronJob != nil {
+		return labelCronJobName
+	}
+	return labelTemplateName
+}
+
+// String says what the source is, for logs and errors.
+func (s jobSource) String() string {
+	if s.cronJob != nil {
+		return "cronjob " + s.name()
+	}
+	return "template " + s.name()
+}
+
+// findCronJobs reads the live CronJobs names of the namespace, all of them
+// before any runs: one that does not exist is a user error.
+func (t *target) findCronJobs(ctx context.Context, names []string) ([]jobSource, error) {
+	var srcs []jobSource
+	for _, name := range names {
+		cj, err := t.c.dyn.Resource(cronJobsGVR).Namespace(t.ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, usererr.Errorf("cronjob %q does not exist in namespace %s (deploy it with the platform: --manifests of the rendered CronJobs)", name, t.ns)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading cronjob %s in %s: %w", name, t.ns, ctxErr(ctx, err))
+		}
+		src, err := cronJobSource(cj)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, src)
+	}
+	return srcs, nil
+}
+
+// runCronJobs runs the jobTemplate of each CronJob in srcs once, in order,
+// whatever the CronJob's suspend flag, and records them in res; it stops at
+// the first that fails.
+func (t *target) runCronJobs(ctx context.Context, srcs []jobSource, opts *Options, res *result.DeployResult) error {
+	for _, src := range srcs {
+		jr, err := t.runJob(ctx, src, opts.JobCleanup, opts.Out)
+		res.Jobs = append(res.Jobs, jr)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // findTemplate returns the Job template called name.
 func findTemplate(templates []*unstructured.Unstructured, name string) (*unstructured.Unstructured, error) {
@@ -80,7 +174,7 @@ func (t *target) runJobs(ctx context.Context, templates []*unstructured.Unstruct
 			res.Jobs = append(res.Jobs, result.DeployedJob{Template: name, Name: job, Succeeded: true, Deleted: opts.JobCleanup != CleanupNever})
 			continue
 		}
-		jr, err := t.runJob(ctx, tmpl, opts.JobCleanup, opts.Out)
+		jr, err := t.runJob(ctx, templateSource(tmpl), opts.JobCleanup, opts.Out)
 		res.Jobs = append(res.Jobs, jr)
 		if err != nil {
 			return err
@@ -95,17 +189,20 @@ func (t *target) runJobs(ctx context.Context, templates []*unstructured.Unstruct
 	return nil
 }
 
-// oneOff is the Job that runs template once: a unique name, no ApplySet
-// membership, and no retries unless the template asks for them.
-func (t *target) oneOff(template *unstructured.Unstructured, cleanup string) (*unstructured.Unstructured, error) {
-	hash, err := hashObject(template)
+// oneOff is the Job that runs src once: a unique name, no ApplySet
+// membership, and no retries unless the template asks for them. A
+// CronJob's Job has the CronJob as its controller and
+// cronjob.kubernetes.io/instantiate=manual, as `kubectl create job --from`
+// makes it.
+func (t *target) oneOff(src jobSource, cleanup string) (*unstructured.Unstructured, error) {
+	hash, err := hashObject(src.job)
 	if err != nil {
 		return nil, err
 	}
-	u := template.DeepCopy()
+	u := src.job.DeepCopy()
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
-	base := template.GetName()
+	base := src.name()
 	if len(base) > 40 {
 		base = base[:40]
 	}
@@ -117,7 +214,7 @@ func (t *target) oneOff(template *unstructured.Unstructured, cleanup string) (*u
 	if lbl == nil {
 		lbl = map[string]string{}
 	}
-	lbl[labelTemplateName] = template.GetName()
+	lbl[src.label()] = src.name()
 	lbl[labelManagedBy] = fieldManager
 	u.SetLabels(lbl)
 	ann := u.GetAnnotations()
@@ -127,6 +224,11 @@ func (t *target) oneOff(template *unstructured.Unstructured, cleanup string) (*u
 	delete(ann, annHash)
 	ann[annTemplateHash] = hash
 	ann[annJobCleanup] = cleanup
+	if cj := src.cronJob; cj != nil {
+		ann[annInstantiate] = "manual"
+		u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "CronJob",
+			Name: cj.GetName(), UID: cj.GetUID(), Controller: ptr(true)}})
+	}
 	u.SetAnnotations(ann)
 	// A one-off job's result is its first run unless the template asks for retries.
 	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "backoffLimit"); !found {
@@ -140,11 +242,11 @@ func (t *target) oneOff(template *unstructured.Unstructured, cleanup string) (*u
 // over rather than run twice at once, as is one that succeeded but was not
 // cleaned up as its policy says; a failed one that should have been deleted
 // is deleted. It returns the name of the Job to follow.
-func (t *target) startJob(ctx context.Context, u *unstructured.Unstructured, template string) (string, error) {
+func (t *target) startJob(ctx context.Context, u *unstructured.Unstructured, src jobSource) (string, error) {
 	jobs := t.c.dyn.Resource(jobsGVR).Namespace(t.ns)
-	left, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: labelTemplateName + "=" + template + "," + labelManagedBy + "=" + fieldManager})
+	left, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: src.label() + "=" + src.name() + "," + labelManagedBy + "=" + fieldManager})
 	if err != nil {
-		return "", fmt.Errorf("listing jobs of template %s in %s: %w", template, t.ns, ctxErr(ctx, err))
+		return "", fmt.Errorf("listing jobs of %s in %s: %w", src, t.ns, ctxErr(ctx, err))
 	}
 	for i := range left.Items {
 		j := &left.Items[i]
@@ -155,28 +257,32 @@ func (t *target) startJob(ctx context.Context, u *unstructured.Unstructured, tem
 		done, failed := jobDone(j)
 		switch {
 		case failed == "" && (!done || ann[annJobCleanup] != CleanupNever):
-			t.log.Info("taking over a job an interrupted run started", "job", j.GetName(), "template", template, "namespace", t.ns)
+			t.log.Info("taking over a job an interrupted run started", "job", j.GetName(), "from", src.String(), "namespace", t.ns)
 			return j.GetName(), nil
 		case failed != "" && ann[annJobCleanup] == CleanupAlways:
 			t.deleteJob(ctx, j.GetName())
 		}
 	}
 	if _, err := jobs.Create(ctx, u, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
-		return "", fmt.Errorf("creating job %s from template %s: %w", u.GetName(), template, ctxErr(ctx, err))
+		return "", fmt.Errorf("creating job %s from %s: %w", u.GetName(), src, ctxErr(ctx, err))
 	}
-	t.log.Info("job started", "job", u.GetName(), "template", template, "namespace", t.ns)
+	t.log.Info("job started", "job", u.GetName(), "from", src.String(), "namespace", t.ns)
 	return u.GetName(), nil
 }
 
-// runJob creates a Job from template under a unique name, streams its pod's
-// log to out, waits for it to finish and cleans it up per policy.
-func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured, cleanup string, out io.Writer) (result.DeployedJob, error) {
-	jr := result.DeployedJob{Template: template.GetName()}
-	u, err := t.oneOff(template, cleanup)
+// runJob creates a Job from src under a unique name, streams its pod's
+// log to out, waits for it to finish and cleans it up per policy. The
+// result names the Job's last pod, its image and how its container ended.
+func (t *target) runJob(ctx context.Context, src jobSource, cleanup string, out io.Writer) (result.DeployedJob, error) {
+	jr := result.DeployedJob{Template: src.name()}
+	if src.cronJob != nil {
+		jr = result.DeployedJob{CronJob: src.name()}
+	}
+	u, err := t.oneOff(src, cleanup)
 	if err != nil {
 		return jr, err
 	}
-	name, err := t.startJob(ctx, u, template.GetName())
+	name, err := t.startJob(ctx, u, src)
 	if err != nil {
 		return jr, err
 	}
@@ -199,21 +305,22 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 		}
 		done, why := jobDone(j)
 		if why != "" {
-			failure = why + failedPod(pods)
+			failure = why + t.failedPod(ctx, pods)
 			return true, nil
 		}
 		return done, nil
 	})
 	// A pod that finished between two looks has not been read yet.
-	_, _ = w.streamPods(context.WithoutCancel(ctx), false)
+	pods, _ := w.streamPods(context.WithoutCancel(ctx), false)
 	w.wait(streamGrace)
 	jr.Succeeded = err == nil && failure == ""
+	podOutcome(&jr, lastPod(pods, ""))
 	crashpoint.Hit("deploy.job-finished")
 	if cleanup == CleanupAlways || (cleanup == CleanupOnSuccess && jr.Succeeded) {
 		jr.Deleted = t.deleteJob(ctx, name)
 	}
 	if err != nil {
-		return jr, fmt.Errorf("running job %s (template %s): %w; last log lines: %s", name, template.GetName(), err, strings.Join(w.logs.tail(), " | "))
+		return jr, fmt.Errorf("running job %s (%s): %w; last log lines: %s", name, src, err, strings.Join(w.logs.tail(), " | "))
 	}
 	if failure != "" {
 		if !jr.Deleted {
@@ -225,14 +332,84 @@ func (t *target) runJob(ctx context.Context, template *unstructured.Unstructured
 	return jr, nil
 }
 
-// failedPod describes the first failed pod in pods, as "; pod ...".
-func failedPod(pods []corev1.Pod) string {
-	for i := range pods {
-		if pods[i].Status.Phase == corev1.PodFailed {
-			return "; " + describePod(&pods[i])
+// failedPod describes the newest failed pod in pods, as "; pod ...": its
+// containers' exit codes, the termination message its container left and
+// its last Warning event.
+func (t *target) failedPod(ctx context.Context, pods []corev1.Pod) string {
+	p := lastPod(pods, corev1.PodFailed)
+	if p == nil {
+		return ""
+	}
+	s := "; " + describePod(p)
+	var jr result.DeployedJob
+	if podOutcome(&jr, p); jr.TerminationMessage != "" {
+		s += fmt.Sprintf(", termination message %q", firstLine(jr.TerminationMessage))
+	}
+	if evs, err := t.c.core.CoreV1().Events(t.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name}); err == nil {
+		if ev := telling(evs.Items); ev != nil && ev.Type == corev1.EventTypeWarning {
+			s += fmt.Sprintf("; last warning: %s: %s", ev.Reason, ev.Message)
 		}
 	}
+	return s
+}
+
+// lastPod is the newest pod in pods in phase (any phase when empty), or nil.
+func lastPod(pods []corev1.Pod, phase corev1.PodPhase) *corev1.Pod {
+	var last *corev1.Pod
+	for i := range pods {
+		p := &pods[i]
+		if phase != "" && p.Status.Phase != phase {
+			continue
+		}
+		if last == nil || p.CreationTimestamp.After(last.CreationTimestamp.Time) ||
+			(p.CreationTimestamp.Equal(&last.CreationTimestamp) && p.Name > last.Name) {
+			last = p
+		}
+	}
+	return last
+}
+
+// podOutcome records in jr what pod p ran and how its first container
+// ended (the container whose log is streamed).
+func podOutcome(jr *result.DeployedJob, p *corev1.Pod) {
+	if p == nil || len(p.Spec.Containers) == 0 {
+		return
+	}
+	c := p.Spec.Containers[0]
+	jr.Pod, jr.Image = p.Name, c.Image
+	jr.ImageDigest = digestOf(c.Image)
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name != c.Name {
+			continue
+		}
+		if cs.Image != "" {
+			jr.Image = cs.Image
+		}
+		if d := digestOf(cs.ImageID); d != "" {
+			jr.ImageDigest = d
+		}
+		if term := cs.State.Terminated; term != nil {
+			jr.ExitCode = ptr(term.ExitCode)
+			jr.Reason, jr.TerminationMessage = term.Reason, term.Message
+		}
+	}
+}
+
+// digestOf is the sha256 digest an image reference or imageID names, or "".
+func digestOf(ref string) string {
+	if i := strings.LastIndex(ref, "sha256:"); i >= 0 {
+		return ref[i:]
+	}
 	return ""
+}
+
+// firstLine is s up to its first line break, trimmed.
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
 }
 
 // deleteJob deletes the one-off Job name and reports whether it did.

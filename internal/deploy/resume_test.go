@@ -178,7 +178,7 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
-			left, err := tgt.oneOff(tmpl, tt.leftPolicy)
+			left, err := tgt.oneOff(templateSource(tmpl), tt.leftPolicy)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -56,10 +56,25 @@ type DeployedObject struct {
 	Action string `json:"action"`
 }
 
-// DeployedJob is one one-off Job run from a template.
+// DeployedJob is one one-off Job run from a Job template of the manifests
+// or from a live CronJob's jobTemplate.
 type DeployedJob struct {
-	Template  string `json:"template"`
+	// Template is the Job template run; CronJob the CronJob whose
+	// jobTemplate was run instead (one of the two is set).
+	Template  string `json:"template,omitempty"`
+	CronJob   string `json:"cronJob,omitempty"`
 	Name      string `json:"name"`
 	Succeeded bool   `json:"succeeded"`
 	Deleted   bool   `json:"deleted"`
+	// Pod is the Job's last pod; Image its (first) container's image as
+	// the pod ran it, ImageDigest that image's digest (from the
+	// container's imageID, else the pinned reference), empty when unknown.
+	Pod         string `json:"pod,omitempty"`
+	Image       string `json:"image,omitempty"`
+	ImageDigest string `json:"imageDigest,omitempty"`
+	// ExitCode, Reason and TerminationMessage are the container's
+	// termination (ExitCode nil when it did not terminate).
+	ExitCode           *int32 `json:"exitCode,omitempty"`
+	Reason             string `json:"reason,omitempty"`
+	TerminationMessage string `json:"terminationMessage,omitempty"`
 }
