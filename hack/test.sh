@@ -38,4 +38,4 @@ mkdir -p "$TMPDIR"
 
 args=("$@"); [ ${#args[@]} -gt 0 ] || args=(./...)
 log "go test ${args[*]}"
-go test -count=1 -timeout 40m "${args[@]}"
+go test -count=1 -timeout 60m "${args[@]}"
