@@ -21,11 +21,12 @@ func runCreate(ctx context.Context, cliContext *ucli.Context, o options) error {
 	t0 := time.Now()
 	m, err := backup.Create(ctx, backup.CreateOptions{Common: o.Common, Site: cliContext.String("site"), MySQL: o.MySQL, Mongo: o.Mongo,
 		Compression: cliContext.String("compression"), CompressionLevel: cliContext.Int("compression-level"),
-		AgeRecipients: cliContext.StringSlice("age-recipient"), Jobs: cliContext.Int("dump-jobs"), StaleAfter: cliContext.Duration("stale-after")})
+		AgeRecipients: cliContext.StringSlice("age-recipient"), Jobs: cliContext.Int("dump-jobs"), StaleAfter: cliContext.Duration("stale-after"),
+		Verify: cliContext.Bool("verify")})
 	if err != nil {
 		return err
 	}
-	return emit(cliContext, o, result.BackupResult{Operation: "create", Backup: m.Ref(), Seconds: time.Since(t0).Seconds()})
+	return emit(cliContext, o, result.BackupResult{Operation: "create", Backup: m.Ref(), Verified: cliContext.Bool("verify"), Seconds: time.Since(t0).Seconds()})
 }
 
 func createCommand() *ucli.Command {
@@ -37,6 +38,7 @@ func createCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "compression-level", Usage: "compressor level (0 = default: zstd 1, gzip 6)", EnvVars: []string{"SLIPWAY_BACKUP_COMPRESSION_LEVEL"}},
 			&ucli.StringSliceFlag{Name: "age-recipient", Usage: "encrypt for this age public key or recipients `FILE` (repeatable)", EnvVars: []string{"SLIPWAY_AGE_RECIPIENTS"}},
 			&ucli.IntFlag{Name: "dump-jobs", Value: 2, Usage: "databases dumped at once, each its own consistent stream (about 20 MiB each)", EnvVars: []string{"SLIPWAY_DUMP_JOBS"}},
+			&ucli.BoolFlag{Name: "verify", Usage: "then download the new backup and check it as backup verify does (the failover's final backup)", EnvVars: []string{"SLIPWAY_BACKUP_VERIFY"}},
 			&ucli.DurationFlag{Name: "stale-after", Value: 10 * time.Minute, Usage: "an unfinished backup silent this long is a killed run's: removed, with its open uploads", EnvVars: []string{"SLIPWAY_BACKUP_STALE_AFTER"}},
 		}),
 		Action: action(runCreate),

@@ -26,6 +26,6 @@ backup prune --s3-bucket acme-backups --s3-prefix acme/ --keep-last 3 --keep-dai
 backup restore --latest --s3-bucket acme-backups --s3-prefix acme/ --mysql-host mysql \
   --mysql-user root --mongo-uri-file /run/secrets/mongo-uri --age-identity-file /run/secrets/age
 backup status --s3-bucket acme-backups --s3-prefix acme/ --max-age 26h --format prometheus`,
-		Commands: []*ucli.Command{createCommand(), listCommand(), verifyCommand(), restoreCommand(), pruneCommand(), statusCommand(), freezeCommand(), unfreezeCommand(), cronjobCommand()},
+		Commands: []*ucli.Command{createCommand(), listCommand(), showCommand(), verifyCommand(), restoreCommand(), pruneCommand(), statusCommand(), freezeCommand(), unfreezeCommand(), cronjobCommand()},
 	})
 }

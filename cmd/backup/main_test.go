@@ -67,6 +67,9 @@ func TestCLIUsageErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, append(example, "extra: 1\n"...), 0o644)
 	extraLine := bytes.Count(example, []byte("\n")) + 1
+	badPod := filepath.Join(t.TempDir(), "badpod.yaml")
+	os.WriteFile(badPod, bytes.Replace(example, []byte("operator: Equal"), []byte("operator: Always"), 1), 0o644)
+	tolLine := bytes.Count(example[:bytes.Index(example, []byte("operator: Equal"))], []byte("\n")) + 1
 	s3 := s3Args(cfg)
 	for _, tc := range []struct {
 		name string
@@ -99,6 +102,11 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"freeze nothing", append([]string{"freeze", "--site", "primary"}, s3...), "nothing to freeze: give --mysql-host"},
 		{"freeze host and socket", append([]string{"freeze", "--site", "primary", "--mysql-host", "h", "--mysql-socket", "/s"}, s3...), "--mysql-host and --mysql-socket both set"},
 		{"unfreeze nothing", append([]string{"unfreeze", "--site", "primary"}, s3...), "nothing to freeze: give --mysql-host"},
+		{"show without id", append([]string{"show"}, s3...), "give a backup ID or --latest"},
+		{"show id and latest", append(append([]string{"show", "--latest"}, s3...), "20260101T000000Z"), "not both"},
+		{"ca file missing", append([]string{"list", "--s3-ca-file", "/nonexistent/ca.pem"}, s3...), "--s3-ca-file: open /nonexistent/ca.pem"},
+		{"ca file not PEM", append([]string{"list", "--s3-ca-file", bad}, s3...), "--s3-ca-file: " + bad + " holds no PEM certificate"},
+		{"values: pod field", []string{"cronjob", "--values", badPod}, fmt.Sprintf("%s:%d: tolerations[0].operator: \"Always\" is not Exists or Equal", badPod, tolLine)},
 		{"status site without servers", append([]string{"status", "--site", "dr"}, s3...), "--site dr: give the servers of that site"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -323,10 +331,26 @@ func TestCLIFreeze(t *testing.T) {
 	if again := run(append([]string{"freeze"}, conn...)...); len(again.Done) != 0 {
 		t.Fatalf("second freeze did %q", again.Done)
 	}
-	cr := run(append([]string{"create", "--mysql-database", name}, conn...)...)
+	// The failover's final backup: create, then verify, in one run (the
+	// primary's <name>-final CronJob).
+	cr := run(append([]string{"create", "--verify", "--mysql-database", name}, conn...)...)
 	if cr.Backup == nil || cr.Backup.DataLossWindowSeconds == nil || *cr.Backup.DataLossWindowSeconds != 0 || cr.Backup.Freeze == nil ||
-		!cr.Backup.Freeze.LastWriteAt.Equal(fr.Freeze.LastWriteAt) {
-		t.Fatalf("create at the frozen site: %+v", cr.Backup)
+		!cr.Backup.Freeze.LastWriteAt.Equal(fr.Freeze.LastWriteAt) || !cr.Verified {
+		t.Fatalf("create --verify at the frozen site: verified %t %+v", cr.Verified, cr.Backup)
+	}
+	// What the failover's report reads from S3 alone, on a node that
+	// reaches no database: show prints it at create's paths, list has it in
+	// each manifest.
+	for _, args := range [][]string{append([]string{"show", "--latest"}, s3Args(cfg)...), append(append([]string{"show"}, s3Args(cfg)...), cr.Backup.ID)} {
+		sh := run(args...)
+		if sh.Operation != "show" || sh.Backup == nil || sh.Backup.ID != cr.Backup.ID || sh.Backup.DataLossWindowSeconds == nil ||
+			*sh.Backup.DataLossWindowSeconds != 0 || sh.Backup.Freeze == nil || !sh.Backup.Freeze.LastWriteAt.Equal(fr.Freeze.LastWriteAt) {
+			t.Fatalf("%v: %+v", args, sh.Backup)
+		}
+	}
+	if entries, _ := listBackups(t, s3Args(cfg)...); len(entries) == 0 || entries[0].Manifest == nil || entries[0].Manifest.DataLossWindowSeconds == nil ||
+		entries[0].Manifest.Freeze == nil || entries[0].ID != cr.Backup.ID {
+		t.Fatalf("list: %+v", entries)
 	}
 	un := run(append([]string{"unfreeze"}, conn...)...)
 	if un.Freeze == nil || un.Freeze.State != "unfrozen" || len(un.Done) == 0 {

@@ -37,6 +37,11 @@ type CreateOptions struct {
 	// before a later create takes it for a killed run and removes it, open
 	// multipart uploads included (default 10m).
 	StaleAfter time.Duration
+	// Verify downloads the new backup once written and checks it as
+	// backup verify does (the failover's final backup: create, then verify,
+	// in one run). Without age identities (the primary holds none) an
+	// encrypted backup's stored checksums are checked.
+	Verify bool
 }
 
 // heartbeatName is the object an unfinished create rewrites while it runs:
@@ -152,6 +157,11 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		opts.Logger.Warn("could not delete the backup's heartbeat object (harmless)", "backup", id, "err", err)
 	}
 	opts.Logger.Info("backup complete", "backup", id, "dumps", len(m.Dumps))
+	if opts.Verify {
+		if err := verifyAll(ctx, store, m, nil, opts.Logger); err != nil {
+			return m, fmt.Errorf("backup %s was written but does not verify (do not restore it; run create again): %w", id, err)
+		}
+	}
 	return m, nil
 }
 

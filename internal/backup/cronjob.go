@@ -64,6 +64,40 @@ type Values struct {
 	FailedJobsHistory       *int32 `yaml:"failedJobsHistory"`
 	ServiceAccountName      string `yaml:"serviceAccountName"`
 	TTLSecondsAfterFinished *int32 `yaml:"ttlSecondsAfterFinished"`
+
+	// Where and how every job's pod runs, in Kubernetes' own field names and
+	// types: decoded strictly, checked, and passed through as written.
+	NodeSelector map[string]string   `yaml:"nodeSelector"`
+	Tolerations  []corev1.Toleration `yaml:"tolerations"`
+	Affinity     *corev1.Affinity    `yaml:"affinity"`
+	// HostNetwork runs the pods in the node's network namespace (the test
+	// env's real node reaches its databases on the host's 127.0.0.1).
+	HostNetwork    bool              `yaml:"hostNetwork"`
+	DNSPolicy      string            `yaml:"dnsPolicy"`
+	PodLabels      map[string]string `yaml:"podLabels"`
+	PodAnnotations map[string]string `yaml:"podAnnotations"`
+	// PodSecurityContext and SecurityContext change fields of the defaults
+	// (non-root uid 65532, read-only root filesystem, no privilege
+	// escalation, every capability dropped); weakening those is refused.
+	PodSecurityContext *corev1.PodSecurityContext `yaml:"podSecurityContext"`
+	SecurityContext    *corev1.SecurityContext    `yaml:"securityContext"`
+
+	// Freeze holds the admin credentials of the primary's freeze and
+	// unfreeze jobs (default: mysql.user and mongo.uriSecret).
+	Freeze *FreezeValues `yaml:"freeze"`
+}
+
+// FreezeValues are the credentials backup freeze and unfreeze use: an admin
+// of the MySQL server (SET GLOBAL read_only, CREATE USER, KILL), and the
+// MongoDB URI.
+type FreezeValues struct {
+	MySQL *struct {
+		User           string    `yaml:"user"`
+		PasswordSecret SecretRef `yaml:"passwordSecret"`
+	} `yaml:"mysql"`
+	Mongo *struct {
+		URISecret SecretRef `yaml:"uriSecret"`
+	} `yaml:"mongo"`
 }
 
 // Schedules are cron expressions per job.
@@ -138,7 +172,8 @@ func (v *Values) checked(doc *config.Doc, err error) (*Values, error) {
 		}
 		return e
 	}
-	for _, check := range []func(badFunc) error{v.checkSite, v.checkS3, v.checkDatabases, v.checkEncryption, v.checkSchedule, v.checkResources} {
+	for _, check := range []func(badFunc) error{v.checkSite, v.checkS3, v.checkDatabases, v.checkEncryption, v.checkSchedule, v.checkResources,
+		v.checkPod, v.checkFreeze} {
 		if err := check(bad); err != nil {
 			return nil, err
 		}
@@ -315,9 +350,28 @@ func RenderCronJobs(v *Values) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// CronJobs builds the CronJob objects: create and prune on the primary,
-// restore and the freshness check (status) on the DR site.
+// never is the schedule of the jobs that run only when triggered (kubectl
+// create job --from=cronjob/NAME, deploy-k8s run-job): they are suspended,
+// and February 31st never comes, should one be resumed by mistake.
+const never = "0 0 31 2 *"
+
+// job is one CronJob of a site: its verb (the name's suffix), schedule
+// (never: suspended, run when triggered) and arguments, and what it reads:
+// the databases (dbs), as their admin (admin: freeze, unfreeze), the age
+// identity (identity).
+type job struct {
+	verb, schedule string
+	args           []string
+	dbs, admin     bool
+	identity       bool
+}
+
+// CronJobs builds the CronJob objects. The primary: create and prune on
+// their schedules; final (create --verify), freeze and unfreeze suspended,
+// for the failover to trigger. The DR site: restore and the freshness
+// check (status), both scheduled; the failover triggers them too.
 func CronJobs(v *Values) []*batchv1.CronJob {
+	var jobs []job
 	if v.Role == "primary" {
 		args := []string{"create", "--site=" + v.Site}
 		if v.Compression != "" {
@@ -345,22 +399,32 @@ func CronJobs(v *Values) []*batchv1.CronJob {
 				pr = append(pr, fmt.Sprintf("--keep-%s=%d", kv.f, kv.n))
 			}
 		}
-		return []*batchv1.CronJob{
-			v.cronJob("create", v.Schedule.Create, args, true, false),
-			v.cronJob("prune", v.Schedule.Prune, pr, false, false),
+		jobs = []job{
+			{verb: "create", schedule: v.Schedule.Create, args: args, dbs: true},
+			{verb: "prune", schedule: v.Schedule.Prune, args: pr},
+			// The failover's step 3: the final backup, then verified, in one pod.
+			{verb: "final", schedule: never, args: append(slices.Clip(args), "--verify"), dbs: true},
+			{verb: "freeze", schedule: never, args: []string{"freeze", "--site=" + v.Site}, dbs: true, admin: true},
+			{verb: "unfreeze", schedule: never, args: []string{"unfreeze", "--site=" + v.Site}, dbs: true, admin: true},
+		}
+	} else {
+		args := []string{"restore", "--latest"}
+		if v.Mongo != nil && v.Mongo.NoIndexRestore {
+			args = append(args, "--mongo-no-index-restore")
+		}
+		// The freshness check reads the DR servers' journals too: it fails while
+		// a restore failed, is interrupted or never ran (backup status --site).
+		status := []string{"status", "--site=" + v.Site, "--max-age=" + v.MaxAge}
+		jobs = []job{
+			{verb: "restore", schedule: v.Schedule.Restore, args: args, dbs: true, identity: true},
+			{verb: "status", schedule: v.Schedule.Status, args: status, dbs: true},
 		}
 	}
-	args := []string{"restore", "--latest"}
-	if v.Mongo != nil && v.Mongo.NoIndexRestore {
-		args = append(args, "--mongo-no-index-restore")
+	out := make([]*batchv1.CronJob, len(jobs))
+	for i, j := range jobs {
+		out[i] = v.cronJob(j)
 	}
-	// The freshness check reads the DR servers' journals too: it fails while
-	// a restore failed, is interrupted or never ran (backup status --site).
-	status := []string{"status", "--site=" + v.Site, "--max-age=" + v.MaxAge}
-	return []*batchv1.CronJob{
-		v.cronJob("restore", v.Schedule.Restore, args, true, true),
-		v.cronJob("status", v.Schedule.Status, status, true, false),
-	}
+	return out
 }
 
 func secretEnv(name string, ref SecretRef) corev1.EnvVar {
@@ -368,15 +432,20 @@ func secretEnv(name string, ref SecretRef) corev1.EnvVar {
 		LocalObjectReference: corev1.LocalObjectReference{Name: ref.Name}, Key: ref.Key}}}
 }
 
-func (v *Values) cronJob(verb, schedule string, args []string, dbs, identity bool) *batchv1.CronJob {
-	name := v.Name + "-" + verb
+func (v *Values) cronJob(j job) *batchv1.CronJob {
+	name := v.Name + "-" + j.verb
 	labels := map[string]string{
 		"app.kubernetes.io/name":       "slipway-backup",
-		"app.kubernetes.io/component":  verb,
+		"app.kubernetes.io/component":  j.verb,
 		"app.kubernetes.io/managed-by": "slipway",
 		"slipway.dev/site":             v.Site,
 	}
-	env, mounts, vols := v.inputs(dbs, identity)
+	podLabels := maps.Clone(labels)
+	maps.Copy(podLabels, v.PodLabels)
+	podSC, sc := podDefaults()
+	overlay(podSC, v.PodSecurityContext)
+	overlay(sc, v.SecurityContext)
+	env, mounts, vols := v.inputs(j)
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	for k, q := range v.Resources.Requests {
 		res.Requests[corev1.ResourceName(k)] = resource.MustParse(q)
@@ -395,7 +464,7 @@ func (v *Values) cronJob(verb, schedule string, args []string, dbs, identity boo
 		return p
 	}
 	spec := batchv1.CronJobSpec{
-		Schedule:                   schedule,
+		Schedule:                   j.schedule,
 		ConcurrencyPolicy:          batchv1.ForbidConcurrent,
 		StartingDeadlineSeconds:    ptr(int64(3600)),
 		SuccessfulJobsHistoryLimit: hist(v.SuccessfulJobsHistory, 3),
@@ -407,32 +476,36 @@ func (v *Values) cronJob(verb, schedule string, args []string, dbs, identity boo
 				ActiveDeadlineSeconds:   v.ActiveDeadlineSeconds,
 				TTLSecondsAfterFinished: v.TTLSecondsAfterFinished,
 				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: v.PodAnnotations},
 					Spec: corev1.PodSpec{
 						RestartPolicy:                corev1.RestartPolicyNever,
 						ServiceAccountName:           v.ServiceAccountName,
 						AutomountServiceAccountToken: ptr(false),
-						SecurityContext:              &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(65532)), FSGroup: ptr(int64(65532))},
+						SecurityContext:              podSC,
+						NodeSelector:                 v.NodeSelector,
+						Tolerations:                  v.Tolerations,
+						Affinity:                     v.Affinity,
+						HostNetwork:                  v.HostNetwork,
+						DNSPolicy:                    corev1.DNSPolicy(v.DNSPolicy),
 						Volumes:                      vols,
 						Containers: []corev1.Container{{
-							Name:         verb,
-							Image:        v.Image,
-							Command:      v.Command,
-							Args:         args,
-							Env:          env,
-							VolumeMounts: mounts,
-							Resources:    res,
-							SecurityContext: &corev1.SecurityContext{
-								AllowPrivilegeEscalation: ptr(false),
-								ReadOnlyRootFilesystem:   ptr(true),
-								Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-							},
+							Name:            j.verb,
+							Image:           v.Image,
+							Command:         v.Command,
+							Args:            j.args,
+							Env:             env,
+							VolumeMounts:    mounts,
+							Resources:       res,
+							SecurityContext: sc,
 						}},
 					},
 				},
 			},
 		},
 	}
+	// Explicit either way: a deploy puts back a scheduled job suspended by
+	// hand, and the failover's jobs stay suspended.
+	spec.Suspend = ptr(j.schedule == never)
 	if v.TimeZone != "" {
 		spec.TimeZone = ptr(v.TimeZone)
 	}
@@ -445,8 +518,9 @@ func (v *Values) cronJob(verb, schedule string, args []string, dbs, identity boo
 
 // inputs are what a job's container reads: its environment (credentials by
 // secretKeyRef), and the volumes it mounts (an in-memory /tmp and the Secret
-// files). dbs adds the databases' connection, identity the age identity.
-func (v *Values) inputs(dbs, identity bool) (env []corev1.EnvVar, mounts []corev1.VolumeMount, vols []corev1.Volume) {
+// files). j.dbs adds the databases' connection (as their admin with
+// j.admin), j.identity the age identity.
+func (v *Values) inputs(j job) (env []corev1.EnvVar, mounts []corev1.VolumeMount, vols []corev1.Volume) {
 	env = []corev1.EnvVar{
 		{Name: "SLIPWAY_S3_BUCKET", Value: v.S3.Bucket},
 		{Name: "SLIPWAY_LOG_FORMAT", Value: "json"},
@@ -475,18 +549,26 @@ func (v *Values) inputs(dbs, identity bool) (env []corev1.EnvVar, mounts []corev
 	if v.S3.CASecret != nil {
 		add("SLIPWAY_S3_CA_FILE", mountSecret("s3-ca", *v.S3.CASecret, "/etc/slipway/s3-ca"))
 	}
-	if dbs && v.MySQL != nil {
+	if j.dbs && v.MySQL != nil {
+		user, pw := v.MySQL.User, v.MySQL.PasswordSecret
+		if j.admin && v.Freeze != nil && v.Freeze.MySQL != nil {
+			user, pw = v.Freeze.MySQL.User, v.Freeze.MySQL.PasswordSecret
+		}
 		add("SLIPWAY_MYSQL_HOST", v.MySQL.Host)
 		if v.MySQL.Port != 0 {
 			add("SLIPWAY_MYSQL_PORT", strconv.Itoa(v.MySQL.Port))
 		}
-		add("SLIPWAY_MYSQL_USER", v.MySQL.User)
-		env = append(env, secretEnv("SLIPWAY_MYSQL_PASSWORD", v.MySQL.PasswordSecret))
+		add("SLIPWAY_MYSQL_USER", user)
+		env = append(env, secretEnv("SLIPWAY_MYSQL_PASSWORD", pw))
 	}
-	if dbs && v.Mongo != nil {
-		env = append(env, secretEnv("SLIPWAY_MONGO_URI", v.Mongo.URISecret))
+	if j.dbs && v.Mongo != nil {
+		uri := v.Mongo.URISecret
+		if j.admin && v.Freeze != nil && v.Freeze.Mongo != nil {
+			uri = v.Freeze.Mongo.URISecret
+		}
+		env = append(env, secretEnv("SLIPWAY_MONGO_URI", uri))
 	}
-	if identity && v.Encryption.IdentitySecret != nil {
+	if j.identity && v.Encryption.IdentitySecret != nil {
 		add("SLIPWAY_AGE_IDENTITY_FILE", mountSecret("age-identity", *v.Encryption.IdentitySecret, "/etc/slipway/age"))
 	}
 	return env, mounts, vols

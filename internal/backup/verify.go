@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"filippo.io/age"
 )
@@ -25,13 +26,33 @@ func Verify(ctx context.Context, opts VerifyOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	return m, verifyAll(ctx, store, m, ids, opts.Logger)
+}
+
+// verifyAll checks every dump of m in store.
+func verifyAll(ctx context.Context, store ObjectStore, m *Manifest, ids []age.Identity, logger *slog.Logger) error {
 	for _, d := range m.Dumps {
 		if err := verifyDump(ctx, store, m, d, ids); err != nil {
-			return m, fmt.Errorf("verifying backup %s: %w", m.ID, err)
+			return fmt.Errorf("verifying backup %s: %w", m.ID, err)
 		}
-		opts.Logger.Info("verified", "kind", d.Kind, "database", d.Database, "bytes", d.Size)
+		logger.Info("verified", "kind", d.Kind, "database", d.Database, "bytes", d.Size)
 	}
-	return m, nil
+	return nil
+}
+
+// ShowOptions configures Show.
+type ShowOptions struct {
+	Common
+	ID     string // empty with Latest
+	Latest bool
+}
+
+// Show reads one backup's manifest (the newest complete one with Latest):
+// what it holds, and for a backup of a frozen site its freeze and
+// data-loss window. Nothing but the manifest is read.
+func Show(ctx context.Context, opts ShowOptions) (*Manifest, error) {
+	_, _, m, err := opts.open(ctx, opts.ID, opts.Latest, nil)
+	return m, err
 }
 
 func verifyDump(ctx context.Context, store ObjectStore, m *Manifest, d Dump, ids []age.Identity) error {

@@ -318,7 +318,9 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) error {
 }
 
 // fields maps the yaml names of t's fields to their index paths, following
-// `,inline` into embedded structs.
+// `,inline` into embedded structs. A field without a yaml tag is named by
+// its json tag, so Kubernetes API types (tolerations, affinity) decode by
+// their own field names.
 func fields(t reflect.Type) map[string][]int {
 	out := map[string][]int{}
 	var walk func(t reflect.Type, prefix []int)
@@ -328,7 +330,10 @@ func fields(t reflect.Type) map[string][]int {
 			if !f.IsExported() {
 				continue
 			}
-			tag := f.Tag.Get("yaml")
+			tag, ok := f.Tag.Lookup("yaml")
+			if !ok {
+				tag = f.Tag.Get("json")
+			}
 			name, opts, _ := strings.Cut(tag, ",")
 			if name == "-" {
 				continue

@@ -24,8 +24,11 @@ type BackupResult struct {
 	Freeze *BackupFreeze `json:"freeze,omitempty"`
 	// Done lists the steps a freeze or unfreeze changed something with
 	// (empty: the site was already as asked).
-	Done    []string `json:"done,omitempty"`
-	Seconds float64  `json:"seconds"`
+	Done []string `json:"done,omitempty"`
+	// Verified: the backup was downloaded and checked after it was written
+	// (create --verify).
+	Verified bool    `json:"verified,omitempty"`
+	Seconds  float64 `json:"seconds"`
 }
 
 // BackupFreeze is the freeze of a site's databases (backup freeze): in a
