@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -36,7 +37,8 @@ func printJobs(w io.Writer, res *result.DeployResult) error {
 			if j.ExitCode != nil {
 				exit = strconv.Itoa(int(*j.ExitCode))
 			}
-			_, err = fmt.Fprintf(w, "job=%s cronjob=%s pod=%s exit=%s succeeded=%t\n", j.Name, j.CronJob, j.Pod, exit, j.Succeeded)
+			pod := cmp.Or(j.Pod, "none")
+			_, err = fmt.Fprintf(w, "job=%s cronjob=%s pod=%s exit=%s succeeded=%t\n", j.Name, j.CronJob, pod, exit, j.Succeeded)
 		} else {
 			_, err = fmt.Fprintf(w, "job=%s template=%s succeeded=%t\n", j.Name, j.Template, j.Succeeded)
 		}

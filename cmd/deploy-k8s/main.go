@@ -27,7 +27,10 @@ deploy-k8s namespace --branch platform/acme      # prints: acme
 deploy-k8s deploy --standby --branch platform/acme --manifests env/ --manifests restore-cronjob.yaml \
   --secrets-file secrets-b.yaml --push-result push.json --region RegionTwo --kubeconfig kubeconfig-b
 deploy-k8s status --branch platform/acme --kubeconfig kubeconfig-b --expect standby
-deploy-k8s set-mode --mode active --branch platform/acme --kubeconfig kubeconfig-b   # failover: DR serves`
+deploy-k8s set-mode --mode active --branch platform/acme --kubeconfig kubeconfig-b   # failover: DR serves
+
+# run a (suspended) backup CronJob's job once, e.g. a failover's restore at the DR site
+deploy-k8s run-job --cronjob acme-backup-restore --branch platform/acme --kubeconfig kubeconfig-b --result restore.json`
 
 func app() *ucli.App {
 	return cli.New(cli.App{
