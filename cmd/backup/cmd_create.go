@@ -22,11 +22,15 @@ func runCreate(ctx context.Context, cliContext *ucli.Context, o options) error {
 	m, err := backup.Create(ctx, backup.CreateOptions{Common: o.Common, Site: cliContext.String("site"), MySQL: o.MySQL, Mongo: o.Mongo,
 		Compression: cliContext.String("compression"), CompressionLevel: cliContext.Int("compression-level"),
 		AgeRecipients: cliContext.StringSlice("age-recipient"), Jobs: cliContext.Int("dump-jobs"), StaleAfter: cliContext.Duration("stale-after"),
-		Verify: cliContext.Bool("verify")})
+		Verify: cliContext.Bool("verify"), SkipFrozen: cliContext.Bool("skip-frozen")})
 	if err != nil {
 		return err
 	}
-	return emit(cliContext, o, result.BackupResult{Operation: "create", Backup: m.Ref(), Verified: cliContext.Bool("verify"), Seconds: time.Since(t0).Seconds()})
+	r := result.BackupResult{Operation: "create", Backup: m.Ref(), Verified: m != nil && cliContext.Bool("verify"), Seconds: time.Since(t0).Seconds()}
+	if m == nil {
+		r.Skipped = "the site is frozen"
+	}
+	return emit(cliContext, o, r)
 }
 
 func createCommand() *ucli.Command {
@@ -39,6 +43,7 @@ func createCommand() *ucli.Command {
 			&ucli.StringSliceFlag{Name: "age-recipient", Usage: "encrypt for this age public key or recipients `FILE` (repeatable)", EnvVars: []string{"SLIPWAY_AGE_RECIPIENTS"}},
 			&ucli.IntFlag{Name: "dump-jobs", Value: 2, Usage: "databases dumped at once, each its own consistent stream (about 20 MiB each)", EnvVars: []string{"SLIPWAY_DUMP_JOBS"}},
 			&ucli.BoolFlag{Name: "verify", Usage: "then download the new backup and check it as backup verify does (the failover's final backup)", EnvVars: []string{"SLIPWAY_BACKUP_VERIFY"}},
+			&ucli.BoolFlag{Name: "skip-frozen", Usage: "make no backup while the site is frozen (the scheduled create: no backup of a failed-over primary reaches the DR site's restore)", EnvVars: []string{"SLIPWAY_BACKUP_SKIP_FROZEN"}},
 			&ucli.DurationFlag{Name: "stale-after", Value: 10 * time.Minute, Usage: "an unfinished backup silent this long is a killed run's: removed, with its open uploads", EnvVars: []string{"SLIPWAY_BACKUP_STALE_AFTER"}},
 		}),
 		Action: action(runCreate),

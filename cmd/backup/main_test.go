@@ -331,6 +331,13 @@ func TestCLIFreeze(t *testing.T) {
 	if again := run(append([]string{"freeze"}, conn...)...); len(again.Done) != 0 {
 		t.Fatalf("second freeze did %q", again.Done)
 	}
+	// The scheduled create makes no backup while the site is frozen.
+	if sk := run(append([]string{"create", "--skip-frozen", "--mysql-database", name}, conn...)...); sk.Backup != nil || sk.Skipped == "" {
+		t.Fatalf("create --skip-frozen at the frozen site: %+v", sk)
+	}
+	if entries, _ := listBackups(t, s3Args(cfg)...); len(entries) != 0 {
+		t.Fatalf("create --skip-frozen at the frozen site left backups: %+v", entries)
+	}
 	// The failover's final backup: create, then verify, in one run (the
 	// primary's <name>-final CronJob).
 	cr := run(append([]string{"create", "--verify", "--mysql-database", name}, conn...)...)
@@ -359,5 +366,9 @@ func TestCLIFreeze(t *testing.T) {
 	var ro bool
 	if err := db.QueryRow("SELECT @@GLOBAL.read_only").Scan(&ro); err != nil || ro {
 		t.Fatalf("read_only after unfreeze: %v %v", ro, err)
+	}
+	// Unfrozen, the scheduled create backs up again (and records no freeze).
+	if again := run(append([]string{"create", "--skip-frozen", "--mysql-database", name}, conn...)...); again.Backup == nil || again.Skipped != "" || again.Backup.Freeze != nil {
+		t.Fatalf("create --skip-frozen after unfreeze: %+v", again)
 	}
 }

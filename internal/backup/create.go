@@ -42,6 +42,11 @@ type CreateOptions struct {
 	// in one run). Without age identities (the primary holds none) an
 	// encrypted backup's stored checksums are checked.
 	Verify bool
+	// SkipFrozen makes no backup at a site whose freeze record exists (a
+	// failover froze it): the scheduled create, so that a frozen primary
+	// adds no backup the DR site's scheduled restore would take over the
+	// data written there since the failover. Create then returns nil.
+	SkipFrozen bool
 }
 
 // heartbeatName is the object an unfinished create rewrites while it runs:
@@ -84,6 +89,17 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	}
 	if opts.StaleAfter <= 0 {
 		opts.StaleAfter = 10 * time.Minute
+	}
+	if opts.SkipFrozen {
+		rec, err := readFreeze(ctx, store, opts.S3.Prefix, opts.Site)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil {
+			opts.Logger.Info("the site is frozen (a failover): no backup made; backup unfreeze ends the freeze, create without --skip-frozen makes one anyway",
+				"site", opts.Site, "state", rec.State, "frozen_at", rec.FrozenAt)
+			return nil, nil
+		}
 	}
 	// What a killed create left goes first: its objects and open uploads
 	// (a rerun in the same second as the run it follows has its ID).

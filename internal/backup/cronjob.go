@@ -400,7 +400,9 @@ func CronJobs(v *Values) []*batchv1.CronJob {
 			}
 		}
 		jobs = []job{
-			{verb: "create", schedule: v.Schedule.Create, args: args, dbs: true},
+			// A frozen primary (failed over) adds no backup for the DR
+			// site's scheduled restore to take over its new data.
+			{verb: "create", schedule: v.Schedule.Create, args: append(slices.Clip(args), "--skip-frozen"), dbs: true},
 			{verb: "prune", schedule: v.Schedule.Prune, args: pr},
 			// The failover's step 3: the final backup, then verified, in one pod.
 			{verb: "final", schedule: never, args: append(slices.Clip(args), "--verify"), dbs: true},

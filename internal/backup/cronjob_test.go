@@ -101,8 +101,12 @@ func TestRenderExamples(t *testing.T) {
 				switch cj.Name {
 				case "slipway-backup-final":
 					create := jobArgs(t, out, "slipway-backup-create")
-					if diff := cmp.Diff(append(create, "--verify"), c.Args); diff != "" {
-						t.Errorf("final job args: want the create's and --verify (-want +got):\n%s", diff)
+					if create[len(create)-1] != "--skip-frozen" {
+						t.Errorf("scheduled create %v: want --skip-frozen last", create)
+					}
+					// The final backup is made at the frozen site.
+					if diff := cmp.Diff(append(create[:len(create)-1], "--verify"), c.Args); diff != "" {
+						t.Errorf("final job args: want the create's without --skip-frozen and with --verify (-want +got):\n%s", diff)
 					}
 				case "slipway-backup-freeze", "slipway-backup-unfreeze":
 					if diff := cmp.Diff([]string{c.Args[0], "--site=primary"}, c.Args); diff != "" {

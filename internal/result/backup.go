@@ -27,8 +27,11 @@ type BackupResult struct {
 	Done []string `json:"done,omitempty"`
 	// Verified: the backup was downloaded and checked after it was written
 	// (create --verify).
-	Verified bool    `json:"verified,omitempty"`
-	Seconds  float64 `json:"seconds"`
+	Verified bool `json:"verified,omitempty"`
+	// Skipped says why a create made no backup (create --skip-frozen at a
+	// frozen site); Backup is then absent.
+	Skipped string  `json:"skipped,omitempty"`
+	Seconds float64 `json:"seconds"`
 }
 
 // BackupFreeze is the freeze of a site's databases (backup freeze): in a
