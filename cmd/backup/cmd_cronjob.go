@@ -35,7 +35,7 @@ func runCronjob(cliContext *ucli.Context) error {
 }
 
 func cronjobCommand() *ucli.Command {
-	return &ucli.Command{Name: "cronjob", Usage: "render the site's Kubernetes CronJobs (primary: create + prune; dr: restore) as YAML",
+	return &ucli.Command{Name: "cronjob", Usage: "render the site's Kubernetes CronJobs as YAML (primary: create, prune and, suspended, final, freeze, unfreeze; dr: restore, status)",
 		UsageText: "backup cronjob --values examples/backup/primary.yaml > cronjobs.yaml",
 		Flags:     []ucli.Flag{&ucli.StringFlag{Name: "values", Usage: "values `FILE` (see examples/backup/)", EnvVars: []string{"SLIPWAY_BACKUP_VALUES"}}},
 		Action:    runCronjob,
