@@ -270,6 +270,7 @@ func TestParseValuesErrors(t *testing.T) {
 
 func FuzzParseValues(f *testing.F) {
 	f.Add(goodPrimary)
+	f.Add(goodPrimary + localPlacement)
 	for _, n := range []string{"primary.yaml", "dr.yaml"} {
 		if b, err := os.ReadFile(filepath.Join("..", "..", "examples", "backup", n)); err == nil {
 			f.Add(string(b))
