@@ -98,9 +98,8 @@ func Run(ctx context.Context, opts Options) (*result.PushResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
 	p := &pusher{opts: &opts, journal: newUploadJournal(opts.StateDir, opts.Log)}
-	defer p.journal.close()
+	defer func() { stop(); p.journal.close() }()
 	if err := p.connect(ctx, images, regions, stores); err != nil {
 		return nil, err
 	}

@@ -222,29 +222,36 @@ func (c *client) startUpload(ctx context.Context, repo, from string, d v1.Hash) 
 	if err != nil {
 		return "", false, err
 	}
+	// Recorded before the session is opened, and again with its location
+	// before the blob is sent: if this run dies, the next one cancels it.
+	rec, err := c.journal.begin(uploadRecord{Region: c.region.Name, Storage: storageKey(c.region), Repository: repo, Digest: d.String(), Started: time.Now().UTC()}, c.st)
+	if err != nil {
+		return "", false, fmt.Errorf("recording the upload session in the state directory: %w", err)
+	}
 	resp, err := c.do(req)
 	if err != nil {
+		c.journal.forget(rec)
 		return "", false, err
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusCreated:
+		c.journal.forget(rec)
 		return "", true, nil
 	case http.StatusAccepted:
 		loc, err := c.resolve(req.URL, resp.Header.Get("Location"))
 		if err != nil {
+			c.journal.forget(rec)
 			return "", false, err
 		}
-		// Recorded before the blob is sent: if this run dies, the next
-		// one cancels the session.
-		rec := uploadRecord{Region: c.region.Name, Storage: storageKey(c.region), Repository: repo, Digest: d.String(),
-			UUID: locationUUID(loc), Location: loc, Started: time.Now().UTC()}
-		if err := c.journal.add(rec); err != nil {
+		if err := c.journal.opened(rec, loc); err != nil {
 			c.cancelUpload(loc)
+			c.journal.forget(rec)
 			return "", false, fmt.Errorf("recording the upload session in the state directory: %w", err)
 		}
 		return loc, false, nil
 	}
+	c.journal.forget(rec)
 	return "", false, registryError(resp)
 }
 
@@ -292,24 +299,22 @@ func (c *client) putBlob(ctx context.Context, location string, d v1.Hash, size i
 
 // cancelUpload ends an unfinished upload session so nothing half-done is
 // left behind: in a swift region by deleting its objects (distribution's
-// own cancel leaves a hash state in the storage), elsewhere by DELETE.
-// Its record goes once it is cancelled; one that could not be is
-// cancelled by the next run.
+// own cancel leaves a hash state in the storage; the journal deletes them
+// once more after the registry stopped, in case it was still writing),
+// elsewhere by DELETE, after which its record goes. A session that could
+// not be cancelled is cancelled by the next run.
 func (c *client) cancelUpload(location string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var err error
-	if c.st != nil {
-		var store *objectStore
-		repo, uuid := locationSession(location)
-		if store, err = c.st.objects(ctx); err == nil {
-			err = store.deleteUpload(ctx, repo, uuid, c.journal.digest(location))
+	if c.st == nil {
+		if c.deleteUpload(ctx, location) == nil {
+			c.journal.done(location)
 		}
-	} else {
-		err = c.deleteUpload(ctx, location)
+		return
 	}
-	if err == nil {
-		c.journal.done(location)
+	repo, uuid := locationSession(location)
+	if store, err := c.st.objects(ctx); err == nil {
+		_ = store.deleteUpload(ctx, repo, uuid, c.journal.record(location).Digest)
 	}
 }
 

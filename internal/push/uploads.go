@@ -19,9 +19,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 
 	"github.com/slipwayci/slipway/internal/logging"
-	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/runlock"
 )
 
@@ -74,38 +75,43 @@ type uploadJournal struct {
 	stateDir string
 	log      *slog.Logger
 
-	mu    sync.Mutex
-	dir   string
-	lock  *os.File
-	seq   int
-	files map[string]journalEntry // by location
+	mu      sync.Mutex
+	dir     string
+	lock    *os.File
+	seq     int
+	entries map[string]*journalEntry // by record file
+	byLoc   map[string]string        // location → record file
 }
 
 type journalEntry struct {
-	file string
-	rec  uploadRecord
+	rec uploadRecord
+	st  *storage // a swift region's storage (nil: a registry region)
 }
 
 func newUploadJournal(stateDir string, log *slog.Logger) *uploadJournal {
-	return &uploadJournal{stateDir: stateDir, log: log, files: map[string]journalEntry{}}
+	return &uploadJournal{stateDir: stateDir, log: log, entries: map[string]*journalEntry{}, byLoc: map[string]string{}}
 }
 
 func uploadsDir(stateDir string) string { return filepath.Join(stateDir, "uploads") }
 
-// add records an open session; the blob may be sent once it returns nil.
-func (j *uploadJournal) add(rec uploadRecord) error {
+// begin records a session about to be opened (st: its swift region's
+// storage, or nil), before the request that opens it: a run killed while
+// its registry creates the session leaves this record without a
+// location, by which the next run finds the session in a swift region's
+// storage. It returns the record's file.
+func (j *uploadJournal) begin(rec uploadRecord, st *storage) (string, error) {
 	if j == nil {
-		return nil
+		return "", nil
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.dir == "" {
 		if err := os.MkdirAll(uploadsDir(j.stateDir), 0o700); err != nil {
-			return err
+			return "", err
 		}
 		dir, err := os.MkdirTemp(uploadsDir(j.stateDir), "run")
 		if err != nil {
-			return err
+			return "", err
 		}
 		lock, ok, err := runlock.TryLock(filepath.Join(dir, "lock"), true)
 		if !ok {
@@ -113,31 +119,74 @@ func (j *uploadJournal) add(rec uploadRecord) error {
 			if err == nil {
 				err = fmt.Errorf("locking %s: another process holds its lock", dir)
 			}
-			return err
+			return "", err
 		}
 		j.dir, j.lock = dir, lock
 	}
 	j.seq++
 	file := filepath.Join(j.dir, strconv.Itoa(j.seq)+".json")
+	if err := writeRecord(file, rec); err != nil {
+		return "", err
+	}
+	j.entries[file] = &journalEntry{rec, st}
+	return file, nil
+}
+
+// opened completes the record in file with the session's location; the
+// blob may be sent once it returns nil.
+func (j *uploadJournal) opened(file, location string) error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e := j.entries[file]
+	rec := e.rec
+	rec.Location, rec.UUID = location, locationUUID(location)
+	if err := writeRecord(file, rec); err != nil {
+		return err
+	}
+	e.rec = rec
+	j.byLoc[location] = file
+	return nil
+}
+
+// writeRecord writes rec to file whole, then renames it into place: a
+// record reads in full or not at all. Not result.WriteAtomic: its crash
+// hook (result.write) would sit inside the window this record closes; a
+// torn .new file goes with the run's directory.
+func writeRecord(file string, rec uploadRecord) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if err := result.WriteAtomic(file, data, 0o600); err != nil {
+	_ = os.Remove(file + ".new")
+	if err := writePrivate(file+".new", data); err != nil {
 		return err
 	}
-	j.files[rec.Location] = journalEntry{file, rec}
-	return nil
+	return os.Rename(file+".new", file)
 }
 
-// digest is the blob of the session at location, "" when unknown.
-func (j *uploadJournal) digest(location string) string {
-	if j == nil {
-		return ""
+// forget removes the record in file: no session was opened, or it ended.
+func (j *uploadJournal) forget(file string) {
+	if j == nil || file == "" {
+		return
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.files[location].rec.Digest
+	j.forgetLocked(file)
+}
+
+func (j *uploadJournal) forgetLocked(file string) {
+	e, ok := j.entries[file]
+	if !ok {
+		return
+	}
+	if err := os.Remove(file); err != nil && !os.IsNotExist(err) {
+		j.log.Warn("removing an upload record", "file", file, "error", err.Error())
+	}
+	delete(j.byLoc, e.rec.Location)
+	delete(j.entries, file)
 }
 
 // done forgets the session at location: finished or cancelled.
@@ -147,17 +196,30 @@ func (j *uploadJournal) done(location string) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if e, ok := j.files[location]; ok {
-		if err := os.Remove(e.file); err != nil && !os.IsNotExist(err) {
-			j.log.Warn("removing an upload record", "file", e.file, "error", err.Error())
-		}
-		delete(j.files, location)
+	if file, ok := j.byLoc[location]; ok {
+		j.forgetLocked(file)
 	}
 }
 
-// close ends the journal: its directory goes when every session it
-// recorded is finished or cancelled; otherwise the next run cancels the
-// rest (the lock is released either way).
+// record is the record of the session at location (zero when unknown).
+func (j *uploadJournal) record(location string) uploadRecord {
+	if j == nil {
+		return uploadRecord{}
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if e := j.entries[j.byLoc[location]]; e != nil {
+		return e.rec
+	}
+	return uploadRecord{}
+}
+
+// close ends the journal once the run's registries are stopped. The
+// sessions of swift regions that were cancelled (their objects deleted)
+// while their registry may still have been writing them (an upload
+// aborted mid-blob) are deleted once more now that nothing writes, and
+// their records go. The directory goes when no record is left; otherwise
+// the next run cancels the rest (the lock is released either way).
 func (j *uploadJournal) close() {
 	if j == nil {
 		return
@@ -167,10 +229,26 @@ func (j *uploadJournal) close() {
 	if j.dir == "" {
 		return
 	}
-	if len(j.files) == 0 {
+	for file, e := range j.entries {
+		if e.st == nil || e.rec.UUID == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		store, err := e.st.objects(ctx)
+		if err == nil {
+			err = store.deleteUpload(ctx, e.rec.Repository, e.rec.UUID, e.rec.Digest)
+		}
+		cancel()
+		if err != nil {
+			j.log.Warn("cancelling an upload session (the next run tries again)", "region", e.rec.Region, "repository", e.rec.Repository, "error", logging.Scrub(err.Error()))
+			continue
+		}
+		j.forgetLocked(file)
+	}
+	if len(j.entries) == 0 {
 		_ = os.RemoveAll(j.dir)
 	} else {
-		j.log.Warn("upload sessions left open: the next run cancels them", "sessions", len(j.files))
+		j.log.Warn("upload sessions left open: the next run cancels them", "sessions", len(j.entries))
 	}
 	j.lock.Close()
 	j.dir, j.lock = "", nil
@@ -217,15 +295,20 @@ type leftUpload struct {
 
 // cancelLeftUploads cancels the upload sessions that dead runs left open
 // in the regions of this run, and removes their records; a dead run's
-// directory goes with its last record. A record of a region this run does
-// not have is kept for a run that has it (for a week). Failures are
-// warnings: the records stay for the next run.
+// directory goes with its last record. A record without a location (the
+// run died while its registry opened the session) is, in a swift region,
+// the session of its repository that started then and that no record
+// names; in a registry region it cannot be found and is dropped. A record
+// of a region this run does not have is kept for a run that has it (for a
+// week). Failures are warnings: the records stay for the next run.
 func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logger, regions []Region, stores map[string]*storage) {
+	sweepStart := time.Now()
 	entries, err := os.ReadDir(uploadsDir(conn.StateDir))
 	if err != nil {
 		return
 	}
 	var dirs []string
+	known := map[string]bool{} // the session UUIDs every run (live or dead) recorded
 	for _, e := range entries {
 		dir := filepath.Join(uploadsDir(conn.StateDir), e.Name())
 		if !e.IsDir() {
@@ -240,13 +323,16 @@ func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logge
 			continue
 		}
 		dirs = append(dirs, dir)
+		for _, l := range readRecords(dir, log, false) {
+			known[l.rec.UUID] = true
+		}
 	}
 	byName := map[string]Region{}
 	for _, r := range regions {
 		byName[r.Name] = r
 	}
 	runlock.SweepDead(dirs, func(dir string) string { return filepath.Join(dir, "lock") }, func(dir string) {
-		left := readRecords(dir, log)
+		left := readRecords(dir, log, true)
 		// One client per registry region, for the repositories its
 		// sessions are in.
 		repos := map[string][]string{}
@@ -257,6 +343,10 @@ func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logge
 				if time.Since(l.rec.Started) > recordMaxAge {
 					_ = os.Remove(l.file)
 				}
+				continue
+			}
+			if l.rec.UUID == "" && !r.storage() {
+				_ = os.Remove(l.file)
 				continue
 			}
 			mine = append(mine, l)
@@ -278,11 +368,22 @@ func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logge
 		for _, l := range mine {
 			r := byName[l.rec.Region]
 			var err error
+			uuids := []string{l.rec.UUID}
 			switch {
 			case r.storage():
 				var store *objectStore
-				if store, err = stores[r.Name].objects(ctx); err == nil {
-					err = store.deleteUpload(ctx, l.rec.Repository, l.rec.UUID, l.rec.Digest)
+				if store, err = stores[r.Name].objects(ctx); err != nil {
+					break
+				}
+				if l.rec.UUID == "" {
+					if uuids, err = store.unrecordedUploads(ctx, l.rec.Repository, l.rec.Started, sweepStart, known); err != nil {
+						break
+					}
+				}
+				for _, id := range uuids {
+					if err = store.deleteUpload(ctx, l.rec.Repository, id, l.rec.Digest); err != nil {
+						break
+					}
 				}
 			case clients[r.Name] == nil:
 				continue
@@ -297,20 +398,22 @@ func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logge
 				log.Warn("cancelling an upload session a killed run left (the next run tries again)", "region", r.Name, "repository", l.rec.Repository, "error", logging.Scrub(err.Error()))
 				continue
 			default:
-				log.Info("cancelled an upload session a killed run left", "region", r.Name, "repository", l.rec.Repository, "blob", l.rec.Digest)
+				for _, id := range uuids {
+					log.Info("cancelled an upload session a killed run left", "region", r.Name, "repository", l.rec.Repository, "blob", l.rec.Digest, "session", id)
+				}
 			}
 			_ = os.Remove(l.file)
 		}
-		if len(readRecords(dir, log)) == 0 {
+		if len(readRecords(dir, log, false)) == 0 {
 			_ = os.RemoveAll(dir)
 		}
 	})
 }
 
-// readRecords reads the records of a run's directory; a record that does
-// not read (a file torn by the kill cannot be: records are written
-// atomically) is removed.
-func readRecords(dir string, log *slog.Logger) []leftUpload {
+// readRecords reads the records of a run's directory. With remove (the
+// run is dead), a record that does not read (not written by
+// push-registry: records are renamed into place whole) is removed.
+func readRecords(dir string, log *slog.Logger, remove bool) []leftUpload {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	var out []leftUpload
 	for _, f := range files {
@@ -319,12 +422,14 @@ func readRecords(dir string, log *slog.Logger) []leftUpload {
 		if err == nil {
 			err = json.Unmarshal(data, &rec)
 		}
-		if err == nil && (!uploadUUID.MatchString(rec.UUID) || !nsPath.MatchString(rec.Repository)) {
+		if err == nil && ((rec.UUID != "" && !uploadUUID.MatchString(rec.UUID)) || !nsPath.MatchString(rec.Repository)) {
 			err = fmt.Errorf("repository %q, uuid %q", rec.Repository, rec.UUID)
 		}
 		if err != nil {
-			log.Warn("removing an upload record that does not read", "file", f, "error", err.Error())
-			_ = os.Remove(f)
+			if remove {
+				log.Warn("removing an upload record that does not read", "file", f, "error", err.Error())
+				_ = os.Remove(f)
+			}
 			continue
 		}
 		out = append(out, leftUpload{f, rec})
@@ -366,8 +471,12 @@ func (c *client) deleteUpload(ctx context.Context, location string) error {
 }
 
 // uploadObjectsDir is the Swift path of an upload session's objects.
+// With uuid "", that of all of repo's sessions.
 func (o *objectStore) uploadObjectsDir(repo, uuid string) string {
-	p := "files/docker/registry/v2/repositories/" + repo + "/_uploads/" + uuid + "/"
+	p := "files/docker/registry/v2/repositories/" + repo + "/_uploads/"
+	if uuid != "" {
+		p += uuid + "/"
+	}
 	if o.prefix != "" {
 		p = o.prefix + "/" + p
 	}
@@ -400,4 +509,41 @@ func (o *objectStore) deleteUpload(ctx context.Context, repo, uuid, digest strin
 		}
 	}
 	return nil
+}
+
+// unrecordedUploads lists the sessions of repo in the container that no
+// run recorded (known) and that started between from (a second early:
+// distribution writes the start time in whole seconds) and until: those a
+// run that died while its registry opened them left. Its registry ran on
+// this host, so its clock is this one's.
+func (o *objectStore) unrecordedUploads(ctx context.Context, repo string, from, until time.Time, known map[string]bool) ([]string, error) {
+	if !nsPath.MatchString(repo) {
+		return nil, fmt.Errorf("not a repository: %q", repo)
+	}
+	dir := o.uploadObjectsDir(repo, "")
+	names, err := o.list(ctx, o.container, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		id, file, ok := strings.Cut(strings.TrimPrefix(n, dir), "/")
+		if !ok || file != "startedat" || !uploadUUID.MatchString(id) || known[id] {
+			continue
+		}
+		dl := objects.Download(ctx, o.sc, o.container, n, nil)
+		raw, err := dl.ExtractContent()
+		if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s/%s: %s", o.container, n, logging.Scrub(err.Error()))
+		}
+		started, err := time.Parse(time.RFC3339, strings.TrimSpace(string(raw)))
+		if err != nil || started.Before(from.Add(-time.Second)) || started.After(until) {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out, nil
 }

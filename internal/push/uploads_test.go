@@ -167,6 +167,16 @@ func TestKilledUploadsSwift(t *testing.T) {
 	sending := killed.open(t, l0)
 	killed.open(t, l1)
 	killed.patch(t, killed.open(t, cfg), 100)
+	// Killed while its registry opened a session: recorded, no location.
+	if _, err := killed.journal.begin(uploadRecord{Region: "a", Storage: storageKey(opened[0]), Repository: repo, Digest: cfg.String(), Started: time.Now().UTC()}, stores["a"]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(killed.c.base+"/v2/"+repo+"/blobs/uploads/", "", nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("opening a session: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	unrecorded := locationUUID(resp.Header.Get("Location"))
 
 	// Send more than one segment of the first blob, then kill.
 	st := k.store(t, "a")
@@ -200,11 +210,11 @@ func TestKilledUploadsSwift(t *testing.T) {
 	wg.Wait()
 	killed.die()
 
-	if n := len(records(t, o.StateDir)); n != 3 {
-		t.Fatalf("the killed run left %d upload records, want 3", n)
+	if n := len(records(t, o.StateDir)); n != 4 {
+		t.Fatalf("the killed run left %d upload records, want 4", n)
 	}
-	if left := uploadObjects(t, st, repo); len(left) == 0 {
-		t.Fatal("the killed run left no upload session in Swift: the test kills nothing")
+	if left := strings.Join(uploadObjects(t, st, repo), " "); !strings.Contains(left, locationUUID(sending)+"/data") || !strings.Contains(left, unrecorded+"/startedat") {
+		t.Fatalf("the killed run left no upload session in Swift: the test kills nothing (%s)", left)
 	}
 
 	// One rerun converges.
@@ -319,7 +329,14 @@ func TestUploadRecords(t *testing.T) {
 		t.Fatalf("a run without uploads wrote state: %v", err)
 	}
 	loc := "http://127.0.0.1:5000/v2/acme/img/blobs/uploads/0d6c6b8e-3a0b-4c43-9a53-2b1f0c0e9d4a?_state=x"
-	if err := j.add(uploadRecord{Region: "a", Storage: "registry r", Repository: "acme/img", UUID: locationUUID(loc), Location: loc, Started: time.Now()}); err != nil {
+	file, err := j.begin(uploadRecord{Region: "a", Storage: "registry r", Repository: "acme/img", Started: time.Now()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := records(t, state); len(got) != 1 || got[0].UUID != "" {
+		t.Fatalf("before the session opens: records = %+v", got)
+	}
+	if err := j.opened(file, loc); err != nil {
 		t.Fatal(err)
 	}
 	if got := records(t, state); len(got) != 1 || got[0].UUID != "0d6c6b8e-3a0b-4c43-9a53-2b1f0c0e9d4a" {

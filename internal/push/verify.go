@@ -213,9 +213,8 @@ func Verify(ctx context.Context, o VerifyOptions) error {
 	if err != nil {
 		return err
 	}
-	defer stop()
 	o.journal = newUploadJournal(o.StateDir, o.Log)
-	defer o.journal.close()
+	defer func() { stop(); o.journal.close() }()
 	cancelLeftUploads(ctx, &o.Conn, &o.Auth, o.Log, opened, stores)
 	for i := range checks {
 		if st := stores[checks[i].r.Name]; st != nil {
