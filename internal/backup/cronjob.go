@@ -22,7 +22,8 @@ import (
 
 // Values describe the CronJobs of one site (examples/backup/*.yaml).
 type Values struct {
-	// Role is "primary" (create + prune CronJobs) or "dr" (restore).
+	// Role is "primary" (create, prune; suspended: final, freeze, unfreeze)
+	// or "dr" (restore, status).
 	Role      string `yaml:"role"`
 	Site      string `yaml:"site"`
 	Namespace string `yaml:"namespace"`
