@@ -32,6 +32,9 @@ type client struct {
 	// cancelled by deleting its objects.
 	journal *uploadJournal
 	st      *storage
+	// openWithin bounds how long a request that opens a session takes,
+	// every retry included.
+	openWithin time.Duration
 }
 
 // manifestAccepts lists every manifest media type we copy.
@@ -142,7 +145,8 @@ func newClient(ctx context.Context, r Region, cred Credential, conn *Conn, repos
 		base:   reg.Scheme() + "://" + reg.RegistryStr(),
 		// No overall timeout: blobs can take long; stalls are caught by the
 		// upload watchdog and everything else by ctx.
-		http: &http.Client{Transport: t},
+		http:       &http.Client{Transport: t},
+		openWithin: time.Duration(max(conn.Retry.Attempts, 1)) * (conn.RequestTimeout + conn.Retry.Max + time.Second),
 	}, nil
 }
 
@@ -224,7 +228,7 @@ func (c *client) startUpload(ctx context.Context, repo, from string, d v1.Hash) 
 	}
 	// Recorded before the session is opened, and again with its location
 	// before the blob is sent: if this run dies, the next one cancels it.
-	rec, err := c.journal.begin(uploadRecord{Region: c.region.Name, Storage: storageKey(c.region), Repository: repo, Digest: d.String(), Started: time.Now().UTC()}, c.st)
+	rec, err := c.journal.begin(uploadRecord{Region: c.region.Name, Storage: storageKey(c.region), Repository: repo, Digest: d.String(), Started: time.Now().UTC(), OpenBy: time.Now().UTC().Add(c.openWithin)}, c.st)
 	if err != nil {
 		return "", false, fmt.Errorf("recording the upload session in the state directory: %w", err)
 	}

@@ -52,6 +52,10 @@ type uploadRecord struct {
 	UUID       string    `json:"uuid"`
 	Location   string    `json:"location"`
 	Started    time.Time `json:"started"`
+	// OpenBy is when the request that opens the session has ended, its
+	// retries included: a session of a record without a location started
+	// between Started and OpenBy.
+	OpenBy time.Time `json:"openBy"`
 }
 
 // storageKey says where region r keeps its upload sessions: a record is
@@ -298,7 +302,8 @@ type leftUpload struct {
 // directory goes with its last record. A record without a location (the
 // run died while its registry opened the session) is, in a swift region,
 // the session of its repository that started then and that no record
-// names; in a registry region it cannot be found and is dropped. A record
+// names (until the request could have lasted); in a registry region it
+// cannot be found and is dropped. A record
 // of a region this run does not have is kept for a run that has it (for a
 // week). Failures are warnings: the records stay for the next run.
 func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logger, regions []Region, stores map[string]*storage) {
@@ -376,7 +381,11 @@ func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logge
 					break
 				}
 				if l.rec.UUID == "" {
-					if uuids, err = store.unrecordedUploads(ctx, l.rec.Repository, l.rec.Started, sweepStart, known); err != nil {
+					until := sweepStart
+					if !l.rec.OpenBy.IsZero() && l.rec.OpenBy.Before(until) {
+						until = l.rec.OpenBy
+					}
+					if uuids, err = store.unrecordedUploads(ctx, l.rec.Repository, l.rec.Started, until, known); err != nil {
 						break
 					}
 				}

@@ -168,7 +168,7 @@ func TestKilledUploadsSwift(t *testing.T) {
 	killed.open(t, l1)
 	killed.patch(t, killed.open(t, cfg), 100)
 	// Killed while its registry opened a session: recorded, no location.
-	if _, err := killed.journal.begin(uploadRecord{Region: "a", Storage: storageKey(opened[0]), Repository: repo, Digest: cfg.String(), Started: time.Now().UTC()}, stores["a"]); err != nil {
+	if _, err := killed.journal.begin(uploadRecord{Region: "a", Storage: storageKey(opened[0]), Repository: repo, Digest: cfg.String(), Started: time.Now().UTC(), OpenBy: time.Now().UTC().Add(time.Minute)}, stores["a"]); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.Post(killed.c.base+"/v2/"+repo+"/blobs/uploads/", "", nil)
