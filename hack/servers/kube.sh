@@ -110,12 +110,16 @@ start_bg kube-controller-manager$sfx "$dir" "$bin/kube-controller-manager" \
   --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
   --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
   --service-cluster-ip-range=10.0.0.0/16 --flex-volume-plugin-dir="$root/flexvolume" \
-  --node-monitor-grace-period=10m --node-startup-grace-period=10m \
+  --node-monitor-grace-period=24h --node-startup-grace-period=24h \
   --kube-api-qps=200 --kube-api-burst=400 --concurrent-deployment-syncs=10 --concurrent-replicaset-syncs=10
-# Long node grace periods: on a loaded CI machine kwok's node heartbeat can lag
-# past the default 50 s, and the node-lifecycle controller would then mark every
-# pod NotReady and stall rollouts that have nothing wrong with them. (The
-# controller must still run: it removes the node's initial not-ready taint.)
+# Long node grace periods: kwok's node heartbeat (with our own pod stages,
+# which turn off its built-in ones) comes only about every 10 minutes, and
+# later on a loaded CI machine; past the grace period the node-lifecycle
+# controller marks every pod of the node NotReady (event NodeNotReady) and
+# kwok never makes them Ready again, stalling rollouts that have nothing
+# wrong with them (seen at 10m with tests of several packages side by side).
+# (The controller must still run: it removes the node's initial not-ready
+# taint.)
 start_bg kube-scheduler$sfx "$dir" "$bin/kube-scheduler" \
   --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
   --bind-address=127.0.0.1 --secure-port="$sched" --cert-dir="$root/certs/scheduler" --leader-elect=false \
