@@ -305,13 +305,17 @@ func (c *client) putBlob(ctx context.Context, location string, d v1.Hash, size i
 // left behind: in a swift region by deleting its objects (distribution's
 // own cancel leaves a hash state in the storage; the journal deletes them
 // once more after the registry stopped, in case it was still writing),
-// elsewhere by DELETE, after which its record goes. A session that could
-// not be cancelled is cancelled by the next run.
+// elsewhere by DELETE, after which its record goes (also when the
+// registry refuses: it is named in a warning). A session that could not
+// be cancelled otherwise is cancelled by the next run.
 func (c *client) cancelUpload(location string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if c.st == nil {
-		if c.deleteUpload(ctx, location) == nil {
+		switch err := c.deleteUpload(ctx, location); {
+		case errors.Is(err, errUploadStuck):
+			c.journal.stuck(location)
+		case err == nil:
 			c.journal.done(location)
 		}
 		return

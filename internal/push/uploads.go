@@ -205,6 +205,25 @@ func (j *uploadJournal) done(location string) {
 	}
 }
 
+// stuck forgets the session at location, which its registry refuses to
+// cancel, after a warning that names it.
+func (j *uploadJournal) stuck(location string) {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if file, ok := j.byLoc[location]; ok {
+		warnStuck(j.log, j.entries[file].rec)
+		j.forgetLocked(file)
+	}
+}
+
+func warnStuck(log *slog.Logger, rec uploadRecord) {
+	log.Warn("an upload session cannot be cancelled through the registry (distribution refuses a session whose data grew past the offset its location records): its upload purging removes it, or remove it from its storage",
+		"region", rec.Region, "repository", rec.Repository, "directory", "docker/registry/v2/repositories/"+rec.Repository+"/_uploads/"+rec.UUID+"/")
+}
+
 // record is the record of the session at location (zero when unknown).
 func (j *uploadJournal) record(location string) uploadRecord {
 	if j == nil {
@@ -401,8 +420,7 @@ func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logge
 			}
 			switch {
 			case errors.Is(err, errUploadStuck):
-				log.Warn("an upload session a killed run left cannot be cancelled through the registry: its upload purging removes it, or remove it from its storage",
-					"region", r.Name, "repository", l.rec.Repository, "directory", "docker/registry/v2/repositories/"+l.rec.Repository+"/_uploads/"+l.rec.UUID+"/")
+				warnStuck(log, l.rec)
 			case err != nil:
 				log.Warn("cancelling an upload session a killed run left (the next run tries again)", "region", r.Name, "repository", l.rec.Repository, "error", logging.Scrub(err.Error()))
 				continue

@@ -280,8 +280,22 @@ func TestKilledUploadsRegistry(t *testing.T) {
 	mu.Lock()
 	out := logs.String()
 	mu.Unlock()
-	pushtest.MustContain(t, out, "cancelled an upload session a killed run left", "cannot be cancelled through the registry",
+	pushtest.MustContain(t, out, "cancelled an upload session a killed run left", "an upload session cannot be cancelled through the registry",
 		"directory=docker/registry/v2/repositories/"+repo+"/_uploads/"+locationUUID(grown)+"/")
+	noRunState(t, o.StateDir)
+
+	// A live run's cancel of such a session (a PUT that failed mid-blob)
+	// warns and forgets it: the run leaves no record behind.
+	live := &killedRun{journal: newUploadJournal(o.StateDir, o.Log), repo: repo, c: killed.c}
+	live.c.journal = live.journal
+	failed := live.open(t, l0)
+	live.patch(t, failed, 100)
+	live.c.cancelUpload(failed)
+	live.journal.close()
+	mu.Lock()
+	out = logs.String()
+	mu.Unlock()
+	pushtest.MustContain(t, out, "_uploads/"+locationUUID(failed)+"/")
 	noRunState(t, o.StateDir)
 }
 
