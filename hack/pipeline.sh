@@ -8,6 +8,13 @@
 #   hack/pipeline.sh rerun JOB [-e KEY=VALUE...]
 #                             rerun one job with the results of the last run
 #                             (e.g. rerun slipway-push-registry -e 'slipway_push_regions=[b]')
+#   hack/pipeline.sh failover [--dry-run] [-e KEY=VALUE...]
+#                             fail platform/demo over to the DR site (the
+#                             slipway-failover job; --dry-run: preflight
+#                             and plan only; -e slipway_failover_from=b
+#                             -e slipway_failover_to=a is the failback)
+#   hack/pipeline.sh unfreeze bring the primary back after a failover
+#                             (the slipway-unfreeze job)
 #   hack/pipeline.sh stop     stop the servers
 #
 # It installs what is missing (hack/install-deps.sh), builds the test tools
@@ -47,13 +54,14 @@ servers_alive() {
 }
 
 cmd=${1:-run}; [ $# -gt 0 ] && shift
-only=()
+only=() pipeline=post
 case "$cmd" in
   stop)
     hack/testenv.sh down "$servers"
     log "servers stopped (state kept in $state)"
     exit 0 ;;
   run) ;;
+  failover|unfreeze) pipeline=$cmd ;;
   rerun)
     [ $# -ge 1 ] || usage
     only=(--only "$1"); shift ;;
@@ -64,6 +72,7 @@ extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -e) [ $# -ge 2 ] || usage; extra+=(-e "$2"); shift 2 ;;
+    --dry-run) [ "$cmd" = failover ] || usage; extra+=(-e slipway_failover_dry_run=true); shift ;;
     *) usage ;;
   esac
 done
@@ -116,7 +125,7 @@ umask 077
 cat >"$state/zuul.yaml" <<YAML
 zuul:
   tenant: local
-  pipeline: post
+  pipeline: $pipeline
   branch: $branch
   ref: refs/heads/$branch
   newrev: $newrev
@@ -179,6 +188,15 @@ slipway_deploy_jobs: [static-check]
 slipway_deploy_timeout: 5m
 slipway_namespace_prefix: "${SLIPWAY_PIPELINE_NAMESPACE_PREFIX:-}"
 slipway_backup_mongo_no_index_restore: true
+# The backup CronJobs' pods run in real containers on the real nodes
+# (node-a0, node-b0) and reach the test servers on the host's 127.0.0.1
+# (docs/testenv-node.md).
+slipway_backup_pod:
+  hostNetwork: true
+  dnsPolicy: Default
+  nodeSelector: {type: real}
+  tolerations:
+    - {key: slipway.test/real-node, operator: Exists, effect: NoSchedule}
 slipway_backup_primary:
   mysql_host: "${SLIPWAY_TEST_MARIADB_PRIMARY_ADDR%:*}"
   mysql_port: ${SLIPWAY_TEST_MARIADB_PRIMARY_ADDR##*:}
@@ -212,6 +230,8 @@ slipway-s3-region-b: *s3
 slipway-databases-primary:
   mysql_user: "$SLIPWAY_TEST_MARIADB_PRIMARY_USER"
   mysql_password: "$SLIPWAY_TEST_MARIADB_PRIMARY_PASSWORD"
+  mysql_admin_user: root
+  mysql_admin_password: ""
   mongodb_uri: "$SLIPWAY_TEST_MONGO_PRIMARY_URI"
 slipway-databases-dr:
   mysql_user: "$SLIPWAY_TEST_MARIADB_DR_USER"
@@ -223,16 +243,16 @@ umask 022
 # mongodump/mongorestore come from the test tools.
 PATH="$(dirname "$SLIPWAY_TEST_MONGODUMP"):$PATH"
 
-log "running pipeline post for $branch (job logs under $state/jobs)"
+log "running pipeline $pipeline for $branch (job logs under $state/jobs)"
 rc=0
-"$state/zuul-local" --root "$SLIPWAY_ROOT" --state "$state" --pipeline post --branch "$branch" \
+"$state/zuul-local" --root "$SLIPWAY_ROOT" --state "$state" --pipeline "$pipeline" --branch "$branch" \
   --zuul "$state/zuul.yaml" --site-vars "$state/site-vars.yaml" --secrets "$state/secrets.yaml" \
   ${only[@]+"${only[@]}"} ${extra[@]+"${extra[@]}"} || rc=$?
 echo
 if [ $rc -eq 0 ]; then
-  echo "pipeline post for $branch: SUCCESS (state and logs: $state)"
+  echo "pipeline $pipeline for $branch: SUCCESS (state and logs: $state)"
 else
-  echo "pipeline post for $branch: FAILED, see the job logs above (state and logs: $state)"
+  echo "pipeline $pipeline for $branch: FAILED, see the job logs above (state and logs: $state)"
 fi
 echo "servers are still running; stop them with: hack/pipeline.sh stop"
 exit $rc

@@ -169,6 +169,8 @@ type Config struct {
 var Pipelines = map[string]bool{
 	"check": false, "gate": true, "post": true, "promote": true,
 	"deploy": true, "periodic": true, "tag": true, "release": true,
+	// Manual: an operator enqueues a branch (zuul-client enqueue-ref).
+	"failover": true, "unfreeze": true,
 }
 
 // ansibleVarName is Zuul's ansible_var_name schema.
@@ -383,12 +385,17 @@ type projectDef struct {
 	Periodic      *pipelineDef   `yaml:"periodic"`
 	Tag           *pipelineDef   `yaml:"tag"`
 	Release       *pipelineDef   `yaml:"release"`
+	// Failover and Unfreeze are manual pipelines of the tenant (trigger:
+	// zuul-client enqueue-ref only), for slipway-failover and -unfreeze.
+	Failover *pipelineDef `yaml:"failover"`
+	Unfreeze *pipelineDef `yaml:"unfreeze"`
 }
 
 func (p *projectDef) pipelines() map[string]*pipelineDef {
 	return map[string]*pipelineDef{
 		"check": p.Check, "gate": p.Gate, "post": p.Post, "promote": p.Promote,
 		"deploy": p.Deploy, "periodic": p.Periodic, "tag": p.Tag, "release": p.Release,
+		"failover": p.Failover, "unfreeze": p.Unfreeze,
 	}
 }
 
