@@ -9,6 +9,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/slipwayci/slipway/internal/result"
 )
 
 // Workload roles in a SiteStatus.
@@ -36,6 +38,10 @@ type SiteStatus struct {
 	Healthy   bool             `json:"healthy"`
 	Problems  []string         `json:"problems"`
 	Workloads []WorkloadStatus `json:"workloads"`
+	// Images are the images the newest revision pinned, as its nodes pull
+	// them (a failover's preflight checks each is whole in the site's
+	// region: push-registry verify --deployed).
+	Images []result.DeployedImage `json:"images"`
 }
 
 // WorkloadStatus is one workload of the newest revision, as it is live.
@@ -78,7 +84,7 @@ func Status(ctx context.Context, opts Options) (*SiteStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &SiteStatus{Namespace: ns, Branch: opts.Branch, Problems: []string{}, Workloads: []WorkloadStatus{}}
+	s := &SiteStatus{Namespace: ns, Branch: opts.Branch, Problems: []string{}, Workloads: []WorkloadStatus{}, Images: []result.DeployedImage{}}
 	exists, err := t.checkNamespace(ctx, opts.Branch, false)
 	switch {
 	case err != nil:
@@ -96,6 +102,7 @@ func Status(ctx context.Context, opts Options) (*SiteStatus, error) {
 	cur := revs[0]
 	st := cur.state()
 	s.Revision, s.RevisionStatus, s.Mode = cur.Number, cur.Status, st.mode()
+	s.Images = append(s.Images, st.Images...)
 	var problems []string
 	if cur.Status != statusGood {
 		problems = append(problems, fmt.Sprintf("revision %d is %s", cur.Number, cur.Status))

@@ -2,6 +2,7 @@ package push
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/slipwayci/slipway/internal/fanout"
@@ -129,6 +132,13 @@ func (tc treeCheck) blob(ctx context.Context, c *client, repo string, b v1.Descr
 type VerifyOptions struct {
 	// ResultFile is the push result to check.
 	ResultFile string
+	// DeployedFile, instead of ResultFile, lists the images a site runs
+	// (a deploy-k8s status or deploy result: images[].pinned, as the
+	// site's nodes pull them), checked in DeployedRegion, which Regions
+	// must name: a failover's preflight checks this way that every image
+	// the DR site needs is whole in its region.
+	DeployedFile   string
+	DeployedRegion string
 	// Regions gives connection settings (insecure, CA file, auth file; the
 	// Swift storage of a storage-backed region) by region name; regions of
 	// the result not listed use defaults.
@@ -174,8 +184,8 @@ type damagedBlob struct {
 // manifest digest, every blob's presence and size (Deep: its full content),
 // and that every recorded tag still points at the digest.
 func Verify(ctx context.Context, o VerifyOptions) error {
-	if o.ResultFile == "" {
-		return usererr.New("no push result to verify")
+	if (o.ResultFile == "") == (o.DeployedFile == "") {
+		return usererr.New("verify needs a push result or a deployed-images file, one of them")
 	}
 	if o.Repair && !o.Deep {
 		return usererr.New("repair needs a deep verify (every blob read back)")
@@ -349,6 +359,9 @@ func repairFrom(ctx context.Context, o *VerifyOptions, d damagedBlob, src *check
 // resultChecks lists the checks of the push result, with each region's
 // connection settings.
 func resultChecks(o VerifyOptions) ([]check, error) {
+	if o.DeployedFile != "" {
+		return deployedChecks(o)
+	}
 	var res result.PushResult
 	if err := result.ReadFile(o.ResultFile, &res); err != nil {
 		return nil, usererr.Errorf("push result: %w", err)
@@ -404,4 +417,56 @@ func verifyCheck(ctx context.Context, o *VerifyOptions, ch *check, tc treeCheck)
 		}
 	}
 	return nil
+}
+
+// deployedImages is what deployedChecks reads of a deploy-k8s status or
+// deploy result.
+type deployedImages struct {
+	Images []result.DeployedImage `json:"images"`
+}
+
+// deployedChecks are the checks of a site's deployed images in
+// o.DeployedRegion: each pinned reference names the region's node
+// registry (or its registry), and is looked up in the region's registry.
+func deployedChecks(o VerifyOptions) ([]check, error) {
+	raw, err := os.ReadFile(o.DeployedFile)
+	if err != nil {
+		return nil, usererr.Errorf("deployed images: %w", err)
+	}
+	var d deployedImages
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, usererr.Errorf("deployed images %s: not a deploy-k8s status or deploy result: %w", o.DeployedFile, err)
+	}
+	i := slices.IndexFunc(o.Regions, func(r Region) bool { return r.Name == o.DeployedRegion })
+	if i < 0 {
+		return nil, usererr.Errorf("deployed images %s: region %q is not among the targets' regions", o.DeployedFile, o.DeployedRegion)
+	}
+	r := o.Regions[i]
+	if len(d.Images) == 0 {
+		return nil, usererr.Errorf("deployed images %s: no images (is the site deployed?)", o.DeployedFile)
+	}
+	var checks []check
+	seen := map[string]bool{}
+	for j, img := range d.Images {
+		ref, err := name.NewDigest(img.Pinned, name.StrictValidation)
+		if err != nil {
+			return nil, usererr.Errorf("deployed images %s: images[%d].pinned: %q is not repository@digest: %v", o.DeployedFile, j, img.Pinned, err)
+		}
+		host := ref.Context().RegistryStr()
+		if host != r.nodeRegistry() && host != r.Registry {
+			return nil, usererr.Errorf("deployed images %s: images[%d].pinned: %q is not pulled from region %s (its nodes pull %s)",
+				o.DeployedFile, j, img.Pinned, r.Name, cmp.Or(r.nodeRegistry(), r.Registry))
+		}
+		if seen[img.Pinned] {
+			continue
+		}
+		seen[img.Pinned] = true
+		repo := ref.Context().RepositoryStr()
+		rr := r
+		rr.Namespace = ""
+		checks = append(checks, check{img: result.PushedImage{Name: img.Reference, Digest: ref.DigestStr()},
+			rp: result.RegionPushed{Region: r.Name, Repository: img.Pinned[:strings.LastIndex(img.Pinned, "@")], Digest: ref.DigestStr()},
+			r:  rr, repo: repo})
+	}
+	return checks, nil
 }

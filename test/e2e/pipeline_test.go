@@ -30,23 +30,37 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// pipeline runs hack/pipeline.sh with args against the test runner's servers;
-// no secret may show in a process list or the state it leaves (sampleSecrets).
-func pipeline(t *testing.T, state, rev string, args ...string) string {
-	t.Helper()
-	defer sampleSecrets(t, state)()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
+// pipelineCmd is hack/pipeline.sh with args against the test runner's
+// servers, in state.
+func pipelineCmd(ctx context.Context, t *testing.T, state, rev string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "bash", append([]string{"hack/pipeline.sh"}, args...)...)
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(os.Environ(), "SLIPWAY_PIPELINE_SERVERS=env", "SLIPWAY_PIPELINE_DIR="+state,
 		"SLIPWAY_PIPELINE_NAMESPACE_PREFIX=e2e-", "SLIPWAY_PIPELINE_REV="+rev,
 		"PATH="+filepath.Dir(os.Getenv("SLIPWAY_TEST_MONGODUMP"))+":"+os.Getenv("PATH"))
-	out, err := cmd.CombinedOutput()
+	return cmd
+}
+
+// pipelineRun runs hack/pipeline.sh with args and returns its output and
+// how it ended; no secret may show in a process list or the state it
+// leaves (sampleSecrets).
+func pipelineRun(t *testing.T, state, rev string, args ...string) (string, error) {
+	t.Helper()
+	defer sampleSecrets(t, state)()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	out, err := pipelineCmd(ctx, t, state, rev, args...).CombinedOutput()
+	return string(out), err
+}
+
+// pipeline runs hack/pipeline.sh with args, which must succeed.
+func pipeline(t *testing.T, state, rev string, args ...string) string {
+	t.Helper()
+	out, err := pipelineRun(t, state, rev, args...)
 	if err != nil {
-		t.Fatalf("hack/pipeline.sh %v: %v\n%s", args, err, tail(string(out), 60))
+		t.Fatalf("hack/pipeline.sh %v: %v\n%s", args, err, tail(out, 60))
 	}
-	return string(out)
+	return out
 }
 
 func tail(s string, n int) string {
@@ -276,4 +290,15 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if redeploy.Namespace != "e2e-demo" || redeploy.Changed {
 		t.Errorf("re-deploy from %s: namespace %s changed=%v", firstPush, redeploy.Namespace, redeploy.Changed)
 	}
+
+	// Failover to the DR site and back (failover_test.go).
+	cfgB, err := clientcmd.BuildConfigFromFlags("", env[12])
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcB, err := kubernetes.NewForConfig(cfgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFailover(t, sites{ns: "e2e-demo", a: kc, b: kcB, sockA: primarySock, sockB: drSock, state: state, rev: rev, work: filepath.Join(state, "work")})
 }
