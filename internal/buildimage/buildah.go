@@ -21,6 +21,7 @@ import (
 
 	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/internal/logging"
+	"github.com/slipwayci/slipway/internal/runlock"
 )
 
 // BuildahBackend builds Dockerfiles with buildah: chroot isolation (no
@@ -126,7 +127,7 @@ func (b *BuildahBackend) start() error {
 		return fmt.Errorf("creating buildah work directory: %w", err)
 	}
 	b.state = dir
-	lock, _, err := lockFile(filepath.Join(dir, stateLock), true)
+	lock, _, err := runlock.TryLock(filepath.Join(dir, stateLock), true)
 	if err != nil {
 		return fmt.Errorf("creating buildah work directory: %w", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/slipwayci/slipway/internal/runlock"
 )
 
 // A run killed with SIGKILL runs no deferred clean-up. What it leaves is
@@ -23,33 +25,12 @@ import (
 // directory.
 var ErrOutputBusy = errors.New("another build-image run is writing to the output directory")
 
-// lockFile takes the exclusive lock on path (a directory or a file),
-// without waiting; ok is false when a live process holds it.
-func lockFile(path string, create bool) (f *os.File, ok bool, err error) {
-	if create {
-		f, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	} else {
-		f, err = os.Open(path)
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, false, nil
-		}
-		return nil, false, fmt.Errorf("locking %s: %w", path, err)
-	}
-	return f, true, nil
-}
-
 // lockOutput locks the output directory for this run and undoes what a
 // killed run left in it: temporary layouts are removed, and a layout that
 // was moved aside to be replaced is put back when its replacement never
 // arrived, so the directory holds the earlier outputs as they were.
 func lockOutput(out string, log *slog.Logger) (*os.File, error) {
-	lock, ok, err := lockFile(out, false)
+	lock, ok, err := runlock.TryLock(out, false)
 	if err != nil {
 		return nil, err
 	}
@@ -107,16 +88,11 @@ func removeStaleStates(dir string, log *slog.Logger) {
 		dir = os.TempDir()
 	}
 	matches, _ := filepath.Glob(filepath.Join(dir, "slipway-buildah-*"))
-	for _, m := range matches {
-		lock, ok, err := lockFile(filepath.Join(m, stateLock), false)
-		if err != nil || !ok {
-			continue
-		}
+	runlock.SweepDead(matches, func(m string) string { return filepath.Join(m, stateLock) }, func(m string) {
 		log.Info("removing the buildah state of an interrupted run", "path", m)
 		unmountUnder(m)
 		removeAll(m)
-		lock.Close()
-	}
+	})
 }
 
 // unmountUnder detaches every mount at or below dir, deepest first.

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
+	"github.com/slipwayci/slipway/internal/runlock"
 )
 
 // TestLockOutput: what a run killed while placing layouts leaves in the
@@ -47,7 +48,7 @@ func TestLockOutput(t *testing.T) {
 				}
 			}
 			if tc.busy {
-				other, ok, err := lockFile(out, false)
+				other, ok, err := runlock.TryLock(out, false)
 				if err != nil || !ok {
 					t.Fatalf("taking the lock as the other run: %v %v", ok, err)
 				}
@@ -97,7 +98,7 @@ func TestRemoveStaleStates(t *testing.T) {
 		t.Fatalf("mounting a tmpfs as a killed buildah's mount (needs root, as buildah does): %v", err)
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(mounted, syscall.MNT_DETACH) })
-	lock, ok, err := lockFile(filepath.Join(live, stateLock), false)
+	lock, ok, err := runlock.TryLock(filepath.Join(live, stateLock), false)
 	if err != nil || !ok {
 		t.Fatalf("locking the live run's state: %v %v", ok, err)
 	}
