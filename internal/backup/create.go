@@ -386,7 +386,7 @@ func buildSources(my MySQLConfig, mg MongoConfig, n Names) ([]Source, error) {
 			return nil, usererr.Errorf("MySQL dump tool: %w", err)
 		}
 		for _, db := range my.Databases {
-			out = append(out, &mysqlSource{cfg: my, bin: bin, db: db})
+			out = append(out, my.source(bin, db))
 		}
 	}
 	if len(mg.Databases) > 0 {
@@ -401,7 +401,7 @@ func buildSources(my MySQLConfig, mg MongoConfig, n Names) ([]Source, error) {
 			return nil, usererr.Errorf("MongoDB dump tool: %w", err)
 		}
 		for _, db := range mg.Databases {
-			out = append(out, &mongoSource{cfg: mg, bin: bin, db: db})
+			out = append(out, mg.source(bin, db))
 		}
 	}
 	return out, nil

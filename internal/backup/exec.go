@@ -161,6 +161,31 @@ func (t tool) exitError(ctx context.Context, err error, errBuf *tailBuffer, outE
 	return nil
 }
 
+// dumpSource is a Source whose dump tool (mariadb-dump, mongodump) writes
+// the dump to its stdout.
+type dumpSource struct {
+	kind, db, ext string
+	bin           string // the dump tool, for --version
+	// dump is the tool's run, made when it starts: its secret file is not
+	// kept in the source.
+	dump func() tool
+}
+
+var _ Source = (*dumpSource)(nil)
+
+func (s *dumpSource) Kind() string     { return s.kind }
+func (s *dumpSource) Database() string { return s.db }
+func (s *dumpSource) Ext() string      { return s.ext }
+
+// Version is the first line of the tool's --version.
+func (s *dumpSource) Version(ctx context.Context) string {
+	v, _ := tool{path: s.bin, args: []string{"--version"}}.output(ctx)
+	first, _, _ := strings.Cut(v, "\n")
+	return first
+}
+
+func (s *dumpSource) Dump(ctx context.Context, w io.Writer) error { return s.dump().run(ctx, nil, w) }
+
 // output runs the tool and returns its stdout (for --version).
 func (t tool) output(ctx context.Context) (string, error) {
 	var out bytes.Buffer

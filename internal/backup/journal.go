@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/slipwayci/slipway/internal/crashpoint"
 	"github.com/slipwayci/slipway/internal/logging"
 )
 
@@ -313,4 +315,118 @@ func (j mongoJournal) outcome(ctx context.Context, db string) (*Outcome, error) 
 		return nil, fmt.Errorf("reading the restore outcome of MongoDB database %s: %w", db, err)
 	}
 	return &Outcome{Kind: KindMongo, Database: d.Database, Backup: d.Backup, OK: d.OK, Error: d.Error, Finished: d.Finished}, nil
+}
+
+// journal is a DR server's restore journal: mysqlJournal or mongoJournal.
+type journal interface {
+	get(ctx context.Context, db string) (*journalEntry, error)
+	put(ctx context.Context, e journalEntry) error
+	putOutcome(ctx context.Context, o Outcome) error
+}
+
+var (
+	_ journal = mysqlJournal{}
+	_ journal = mongoJournal{}
+)
+
+// journalled is the part of a Target both kinds share: its database's
+// entry in the server's journal J, and what this run did to it.
+type journalled[J journal] struct {
+	kind    string // KindMySQL or KindMongo
+	journal J
+	db      string
+	backup  string
+	// restored is the backup in place before this run (journal).
+	restored string
+	// prepared: this run journalled the swap; dirty: it started it and
+	// did not roll it back.
+	prepared, dirty bool
+}
+
+// server names the kind of server in messages.
+func (j *journalled[J]) server() string {
+	if j.kind == KindMongo {
+		return "MongoDB"
+	}
+	return "MySQL"
+}
+
+func (j *journalled[J]) Name() string { return j.kind + " " + j.db }
+
+func (j *journalled[J]) entry(state string) journalEntry {
+	return journalEntry{Database: j.db, State: state, Backup: j.backup, Restored: j.restored}
+}
+
+// read returns the database's entry (nil: none) and takes from it the
+// backup in place.
+func (j *journalled[J]) read(ctx context.Context) (*journalEntry, error) {
+	e, err := j.journal.get(ctx, j.db)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	j.restored = e.Restored
+	return e, nil
+}
+
+// plan decodes the swap plan of entry e into v.
+func (j *journalled[J]) plan(e *journalEntry, v any) error {
+	if err := json.Unmarshal([]byte(e.Plan), v); err != nil {
+		return fmt.Errorf("reading the swap plan of %s database %s from the journal: %w", j.server(), j.db, err)
+	}
+	return nil
+}
+
+// Staged records that the staging holds the whole backup, checked.
+func (j *journalled[J]) Staged(ctx context.Context) error {
+	return j.journal.put(ctx, j.entry(stateStaged))
+}
+
+// prepare journals the swap's plan: from here on, a killed run is finished
+// by the next one.
+func (j *journalled[J]) prepare(ctx context.Context, plan any) error {
+	data, err := json.Marshal(plan)
+	if err != nil {
+		return err
+	}
+	e := j.entry(stateSwapping)
+	e.Plan = string(data)
+	if err := j.journal.put(ctx, e); err != nil {
+		return err
+	}
+	j.prepared = true
+	return nil
+}
+
+// commit drops what the swap left over (drop) and records backup as the
+// one in place.
+func (j *journalled[J]) commit(ctx context.Context, backup string, drop func(context.Context) error) error {
+	if err := drop(ctx); err != nil {
+		return err
+	}
+	crashpoint.Hit("backup.restore.commit")
+	j.restored = backup
+	return j.journal.put(ctx, journalEntry{Database: j.db, State: stateIdle, Restored: backup})
+}
+
+// discard drops the staging data (drop; what names it), unless the journal
+// says a swap is under way: the next run finishes that one, and needs it.
+func (j *journalled[J]) discard(ctx context.Context, what string, drop func(context.Context) error) error {
+	e, err := j.journal.get(ctx, j.db)
+	if err != nil {
+		return err
+	}
+	// A swap this run planned but never started (or rolled back) left the
+	// live data alone.
+	if e != nil && e.State == stateSwapping && (!j.prepared || j.dirty) {
+		return fmt.Errorf("%s database %s: the swap of backup %s is under way, not dropping its %s (the next restore finishes it)", j.server(), j.db, e.Backup, what)
+	}
+	if err := drop(ctx); err != nil {
+		return err
+	}
+	return j.journal.put(ctx, journalEntry{Database: j.db, State: stateIdle, Restored: j.restored})
+}
+
+// Finish records the restore's outcome in the journal.
+func (j *journalled[J]) Finish(ctx context.Context, backup string, err error) error {
+	return j.journal.putOutcome(ctx, Outcome{Database: j.db, Backup: backup, OK: err == nil, Error: outcomeError(err)})
 }

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -68,28 +67,11 @@ func (c MongoConfig) toolConfig() []byte {
 	return []byte("uri: '" + strings.ReplaceAll(c.URI.Reveal(), "'", "''") + "'\n")
 }
 
-// mongoSource dumps one database with mongodump --archive.
-type mongoSource struct {
-	cfg MongoConfig
-	bin string
-	db  string
-}
-
-var _ Source = (*mongoSource)(nil)
-
-func (s *mongoSource) Kind() string     { return KindMongo }
-func (s *mongoSource) Database() string { return s.db }
-func (s *mongoSource) Ext() string      { return ".archive" }
-
-func (s *mongoSource) Version(ctx context.Context) string {
-	v, _ := tool{path: s.bin, args: []string{"--version"}}.output(ctx)
-	first, _, _ := strings.Cut(v, "\n")
-	return first
-}
-
-func (s *mongoSource) Dump(ctx context.Context, w io.Writer) error {
-	args := []string{"--config=" + secretFD, "--db=" + s.db, "--archive", "--quiet"}
-	return tool{path: s.bin, args: args, secretFile: s.cfg.toolConfig()}.run(ctx, nil, w)
+// source dumps database db with mongodump (bin) --archive.
+func (c MongoConfig) source(bin, db string) *dumpSource {
+	return &dumpSource{kind: KindMongo, db: db, ext: ".archive", bin: bin, dump: func() tool {
+		return tool{path: bin, args: []string{"--config=" + secretFD, "--db=" + db, "--archive", "--quiet"}, secretFile: c.toolConfig()}
+	}}
 }
 
 // mongoTarget restores into slipway_new__<collection> inside the live
@@ -97,18 +79,11 @@ func (s *mongoSource) Dump(ctx context.Context, w io.Writer) error {
 // then renames collections into place, journalling each step in the
 // server's slipway_restore.journal collection.
 type mongoTarget struct {
-	cfg     MongoConfig
-	bin     string
-	client  *mongo.Client
-	db      string
-	backup  string
-	journal mongoJournal
-	// restored is the backup in place before this run (journal).
-	restored string
-	moves    []mongoMove
-	// prepared: this run journalled the swap; dirty: it started it and
-	// did not roll it back.
-	prepared, dirty bool
+	journalled[mongoJournal]
+	cfg    MongoConfig
+	bin    string
+	client *mongo.Client
+	moves  []mongoMove
 }
 
 var _ Target = (*mongoTarget)(nil)
@@ -119,10 +94,9 @@ type mongoMove struct {
 	To   string `json:"to"`
 }
 
-func (t *mongoTarget) Name() string { return KindMongo + " " + t.db }
-
-func (t *mongoTarget) entry(state string) journalEntry {
-	return journalEntry{Database: t.db, State: state, Backup: t.backup, Restored: t.restored}
+// newMongoTarget restores database db of backup through client c.
+func newMongoTarget(cfg MongoConfig, bin string, c *mongo.Client, db, backup string) *mongoTarget {
+	return &mongoTarget{journalled: journalled[mongoJournal]{kind: KindMongo, journal: mongoJournal{c}, db: db, backup: backup}, cfg: cfg, bin: bin, client: c}
 }
 
 func (t *mongoTarget) collections(ctx context.Context) ([]string, error) {
@@ -154,16 +128,15 @@ func (t *mongoTarget) dropPrefixed(ctx context.Context, prefixes ...string) erro
 // drops any other staging a killed run left (a MongoDB load is not resumed:
 // mongorestore has no record of what it finished).
 func (t *mongoTarget) Recover(ctx context.Context, _ string, _ bool) (Recovery, error) {
-	e, err := t.journal.get(ctx, t.db)
+	e, err := t.read(ctx)
 	if err != nil || e == nil {
 		return Recovery{}, err
 	}
-	t.restored = e.Restored
 	switch e.State {
 	case stateSwapping:
 		var moves []mongoMove
-		if err := json.Unmarshal([]byte(e.Plan), &moves); err != nil {
-			return Recovery{}, fmt.Errorf("reading the swap plan of MongoDB database %s from the journal: %w", t.db, err)
+		if err := t.plan(e, &moves); err != nil {
+			return Recovery{}, err
 		}
 		names, err := t.collections(ctx)
 		if err != nil {
@@ -184,7 +157,7 @@ func (t *mongoTarget) Recover(ctx context.Context, _ string, _ bool) (Recovery, 
 			delete(have, m.From)
 			have[m.To] = true
 		}
-		if err := t.commit(ctx, e.Backup); err != nil {
+		if err := t.commit(ctx, e.Backup, t.dropCopies); err != nil {
 			return Recovery{}, err
 		}
 		return Recovery{Finished: true, Restored: e.Backup}, nil
@@ -214,11 +187,6 @@ func (t *mongoTarget) Stage(ctx context.Context, r io.Reader, _ *stageProgress) 
 		return fmt.Errorf("restoring into staging collections of %s: %w", t.db, err)
 	}
 	return nil
-}
-
-// Staged records that the staging collections hold the whole backup.
-func (t *mongoTarget) Staged(ctx context.Context) error {
-	return t.journal.put(ctx, t.entry(stateStaged))
 }
 
 func (t *mongoTarget) rename(ctx context.Context, from, to string) error {
@@ -256,17 +224,7 @@ func (t *mongoTarget) Prepare(ctx context.Context) error {
 	for _, n := range staged {
 		t.moves = append(t.moves, mongoMove{mongoNewPrefix + n, n})
 	}
-	plan, err := json.Marshal(t.moves)
-	if err != nil {
-		return err
-	}
-	e := t.entry(stateSwapping)
-	e.Plan = string(plan)
-	if err := t.journal.put(ctx, e); err != nil {
-		return err
-	}
-	t.prepared = true
-	return nil
+	return t.prepare(ctx, t.moves)
 }
 
 // Swap makes the planned renames; on error it renames everything back.
@@ -298,33 +256,17 @@ func (t *mongoTarget) Swap(ctx context.Context) (func(context.Context) error, er
 	return undo, nil
 }
 
-func (t *mongoTarget) Commit(ctx context.Context) error { return t.commit(ctx, t.backup) }
-
-func (t *mongoTarget) commit(ctx context.Context, backup string) error {
-	if err := t.dropPrefixed(ctx, mongoOldPrefix, mongoNewPrefix); err != nil {
-		return err
-	}
-	crashpoint.Hit("backup.restore.commit")
-	t.restored = backup
-	return t.journal.put(ctx, journalEntry{Database: t.db, State: stateIdle, Restored: backup})
-}
+// Commit drops the old and staging collections after every swap succeeded.
+func (t *mongoTarget) Commit(ctx context.Context) error { return t.commit(ctx, t.backup, t.dropCopies) }
 
 // Discard drops the staging collections, unless a swap is under way (the
 // next run finishes it and needs them).
 func (t *mongoTarget) Discard(ctx context.Context) error {
-	e, err := t.journal.get(ctx, t.db)
-	if err != nil {
-		return err
-	}
-	// A swap this run planned but never started (or rolled back) left the
-	// live data alone.
-	if e != nil && e.State == stateSwapping && (!t.prepared || t.dirty) {
-		return fmt.Errorf("MongoDB database %s: the swap of backup %s is under way, not dropping its staging collections (the next restore finishes it)", t.db, e.Backup)
-	}
-	if err := t.dropPrefixed(ctx, mongoNewPrefix, mongoOldPrefix); err != nil {
-		return err
-	}
-	return t.journal.put(ctx, journalEntry{Database: t.db, State: stateIdle, Restored: t.restored})
+	return t.discard(ctx, "staging collections", t.dropCopies)
+}
+
+func (t *mongoTarget) dropCopies(ctx context.Context) error {
+	return t.dropPrefixed(ctx, mongoNewPrefix, mongoOldPrefix)
 }
 
 func connectMongo(ctx context.Context, cfg MongoConfig) (*mongo.Client, error) {
@@ -337,9 +279,4 @@ func connectMongo(ctx context.Context, cfg MongoConfig) (*mongo.Client, error) {
 		return nil, fmt.Errorf("connecting to MongoDB: %w", err)
 	}
 	return c, nil
-}
-
-// Finish records the restore's outcome in the journal.
-func (t *mongoTarget) Finish(ctx context.Context, backup string, err error) error {
-	return t.journal.putOutcome(ctx, Outcome{Database: t.db, Backup: backup, OK: err == nil, Error: outcomeError(err)})
 }

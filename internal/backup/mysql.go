@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -144,51 +143,28 @@ func (c MySQLConfig) openWith(edit func(*mysql.Config)) (*sql.DB, error) {
 	return db, nil
 }
 
-// mysqlSource dumps one database with mariadb-dump/mysqldump.
-type mysqlSource struct {
-	cfg MySQLConfig
-	bin string
-	db  string
-}
-
-var _ Source = (*mysqlSource)(nil)
-
-func (s *mysqlSource) Kind() string     { return KindMySQL }
-func (s *mysqlSource) Database() string { return s.db }
-func (s *mysqlSource) Ext() string      { return ".sql" }
-
-func (s *mysqlSource) Version(ctx context.Context) string {
-	v, _ := tool{path: s.bin, args: []string{"--version"}}.output(ctx)
-	return v
-}
-
-// Dump writes a consistent dump of the database without CREATE DATABASE/USE,
-// so it can be loaded into a staging database of another name.
-func (s *mysqlSource) Dump(ctx context.Context, w io.Writer) error {
-	return s.cfg.client(s.bin, "--single-transaction", "--quick", "--routines", "--events", "--triggers",
-		"--max-allowed-packet=1G", "--", s.db).run(ctx, nil, w)
+// source dumps database db with mariadb-dump/mysqldump (bin): a consistent
+// dump without CREATE DATABASE/USE, so it can be loaded into a staging
+// database of another name.
+func (c MySQLConfig) source(bin, db string) *dumpSource {
+	return &dumpSource{kind: KindMySQL, db: db, ext: ".sql", bin: bin, dump: func() tool {
+		return c.client(bin, "--single-transaction", "--quick", "--routines", "--events", "--triggers", "--max-allowed-packet=1G", "--", db)
+	}}
 }
 
 // mysqlTarget loads a dump into <db>_slipway_new, then swaps its tables and
 // objects into <db> in one RENAME TABLE, journalling each step in the
 // server's slipway_restore database.
 type mysqlTarget struct {
-	cfg     MySQLConfig
-	client  string
-	sqldb   *sql.DB
-	lock    *sql.Conn // holds the database's restore lock
-	journal mysqlJournal
-	db      string
-	backup  string
-	jobs    int
-	logger  *slog.Logger
-	// restored is the backup in place before this run (journal).
-	restored string
-	resume   bool
-	swap     *mysqlSwap
-	// prepared: this run journalled the swap; dirty: it started it and
-	// did not roll it back.
-	prepared, dirty bool
+	journalled[mysqlJournal]
+	cfg    MySQLConfig
+	client string
+	sqldb  *sql.DB
+	lock   *sql.Conn // holds the database's restore lock
+	jobs   int
+	logger *slog.Logger
+	resume bool
+	swap   *mysqlSwap
 }
 
 var _ Target = (*mysqlTarget)(nil)
@@ -220,7 +196,8 @@ func newMySQLTarget(ctx context.Context, cfg MySQLConfig, client, db, backup str
 		lock.Close()
 		return nil, fmt.Errorf("another restore of MySQL database %s is running (it holds the lock slipway:%s): let it finish, then rerun", db, db)
 	}
-	t := &mysqlTarget{cfg: cfg, client: client, sqldb: sqldb, lock: lock, journal: mysqlJournal{sqldb}, db: db, backup: backup, jobs: jobs, logger: logger}
+	t := &mysqlTarget{journalled: journalled[mysqlJournal]{kind: KindMySQL, journal: mysqlJournal{sqldb}, db: db, backup: backup},
+		cfg: cfg, client: client, sqldb: sqldb, lock: lock, jobs: jobs, logger: logger}
 	if err := t.journal.init(ctx); err != nil {
 		lock.Close()
 		return nil, err
@@ -239,24 +216,19 @@ func (t *mysqlTarget) close() {
 func (t *mysqlTarget) staging() string { return t.db + mysqlNewSuffix }
 func (t *mysqlTarget) old() string     { return t.db + mysqlOldSuffix }
 
-func (t *mysqlTarget) entry(state string) journalEntry {
-	return journalEntry{Database: t.db, State: state, Backup: t.backup, Restored: t.restored}
-}
-
 // Recover reads the journal: a swap that had begun is finished from its
 // plan; staging of this backup is resumed unless fresh; other staging is
 // dropped.
 func (t *mysqlTarget) Recover(ctx context.Context, backup string, fresh bool) (Recovery, error) {
-	e, err := t.journal.get(ctx, t.db)
+	e, err := t.read(ctx)
 	if err != nil || e == nil {
 		return Recovery{}, err
 	}
-	t.restored = e.Restored
 	switch e.State {
 	case stateSwapping:
 		var plan mysqlPlan
-		if err := json.Unmarshal([]byte(e.Plan), &plan); err != nil {
-			return Recovery{}, fmt.Errorf("reading the swap plan of MySQL database %s from the journal: %w", t.db, err)
+		if err := t.plan(e, &plan); err != nil {
+			return Recovery{}, err
 		}
 		s, err := t.newSwap(ctx)
 		if err != nil {
@@ -267,7 +239,7 @@ func (t *mysqlTarget) Recover(ctx context.Context, backup string, fresh bool) (R
 		if err := s.run(ctx, true); err != nil {
 			return Recovery{}, err
 		}
-		if err := t.commit(ctx, e.Backup); err != nil {
+		if err := t.commit(ctx, e.Backup, t.dropCopies); err != nil {
 			return Recovery{}, err
 		}
 		return Recovery{Finished: true, Restored: e.Backup}, nil
@@ -341,11 +313,6 @@ func (t *mysqlTarget) Stage(ctx context.Context, r io.Reader, p *stageProgress) 
 	return nil
 }
 
-// Staged records that staging holds the whole backup, checked.
-func (t *mysqlTarget) Staged(ctx context.Context) error {
-	return t.journal.put(ctx, t.entry(stateStaged))
-}
-
 func (t *mysqlTarget) newSwap(ctx context.Context) (*mysqlSwap, error) {
 	conn, err := t.sqldb.Conn(ctx)
 	if err != nil {
@@ -365,18 +332,11 @@ func (t *mysqlTarget) Prepare(ctx context.Context) error {
 		s.conn.Close()
 		return err
 	}
-	plan, err := json.Marshal(s.mysqlPlan)
-	if err != nil {
+	if err := t.prepare(ctx, s.mysqlPlan); err != nil {
 		s.conn.Close()
 		return err
 	}
-	e := t.entry(stateSwapping)
-	e.Plan = string(plan)
-	if err := t.journal.put(ctx, e); err != nil {
-		s.conn.Close()
-		return err
-	}
-	t.swap, t.prepared = s, true
+	t.swap = s
 	return nil
 }
 
@@ -404,16 +364,7 @@ func (t *mysqlTarget) Swap(ctx context.Context) (undo func(context.Context) erro
 }
 
 // Commit drops the staging and old databases after every swap succeeded.
-func (t *mysqlTarget) Commit(ctx context.Context) error { return t.commit(ctx, t.backup) }
-
-func (t *mysqlTarget) commit(ctx context.Context, backup string) error {
-	if err := t.dropCopies(ctx); err != nil {
-		return err
-	}
-	crashpoint.Hit("backup.restore.commit")
-	t.restored = backup
-	return t.journal.put(ctx, journalEntry{Database: t.db, State: stateIdle, Restored: backup})
-}
+func (t *mysqlTarget) Commit(ctx context.Context) error { return t.commit(ctx, t.backup, t.dropCopies) }
 
 func (t *mysqlTarget) dropCopies(ctx context.Context) error {
 	for _, db := range []string{t.staging(), t.old()} {
@@ -427,19 +378,7 @@ func (t *mysqlTarget) dropCopies(ctx context.Context) error {
 // Discard drops the staging data, unless the journal says a swap is under
 // way: the next run finishes that one, and needs both copies.
 func (t *mysqlTarget) Discard(ctx context.Context) error {
-	e, err := t.journal.get(ctx, t.db)
-	if err != nil {
-		return err
-	}
-	// A swap this run planned but never started (or rolled back) left the
-	// live data alone.
-	if e != nil && e.State == stateSwapping && (!t.prepared || t.dirty) {
-		return fmt.Errorf("MySQL database %s: the swap of backup %s is under way, not dropping its staging copy (the next restore finishes it)", t.db, e.Backup)
-	}
-	if err := t.dropCopies(ctx); err != nil {
-		return err
-	}
-	return t.journal.put(ctx, journalEntry{Database: t.db, State: stateIdle, Restored: t.restored})
+	return t.discard(ctx, "staging copy", t.dropCopies)
 }
 
 // sqlObject is a view, trigger, routine or event and how to recreate it.
@@ -774,11 +713,4 @@ func (s *mysqlSwap) rollback(ctx context.Context) error {
 		return fmt.Errorf("rolling back MySQL database %s: %w", s.live, err)
 	}
 	return nil
-}
-
-func (t *mysqlTarget) Name() string { return KindMySQL + " " + t.db }
-
-// Finish records the restore's outcome in the journal.
-func (t *mysqlTarget) Finish(ctx context.Context, backup string, err error) error {
-	return t.journal.putOutcome(ctx, Outcome{Database: t.db, Backup: backup, OK: err == nil, Error: outcomeError(err)})
 }

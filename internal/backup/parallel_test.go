@@ -107,7 +107,7 @@ func TestParallelLoad(t *testing.T) {
 
 	// The serial baseline: mariadb-dump | mariadb into another database.
 	var dump bytes.Buffer
-	src := &mysqlSource{cfg: e.primary, bin: "mariadb-dump", db: zoo}
+	src := e.primary.source("mariadb-dump", zoo)
 	if err := src.Dump(ctx, &dump); err != nil {
 		t.Fatal(err)
 	}

@@ -275,7 +275,7 @@ func buildTarget(ctx context.Context, opts RestoreOptions, id string, d Dump) (t
 		if err != nil {
 			return nil, nil, err
 		}
-		return &mongoTarget{cfg: opts.Mongo, bin: bin, client: c, db: d.Database, backup: id, journal: mongoJournal{c}},
+		return newMongoTarget(opts.Mongo, bin, c, d.Database, id),
 			func() { c.Disconnect(context.Background()) }, nil
 	default:
 		return nil, nil, fmt.Errorf("backup %s: dump kind %q is not %s or %s", id, d.Kind, KindMySQL, KindMongo)
