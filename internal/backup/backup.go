@@ -77,6 +77,17 @@ func (n Names) of(option string) string {
 	return option
 }
 
+// checkDatabases checks each database name given: the first bad one is a
+// user error.
+func checkDatabases(dbs []string, check func(string) error) error {
+	for _, db := range dbs {
+		if err := check(db); err != nil {
+			return usererr.Wrap(err)
+		}
+	}
+	return nil
+}
+
 // Common holds the options every command shares.
 type Common struct {
 	S3     S3Config

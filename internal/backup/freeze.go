@@ -165,30 +165,6 @@ type FreezeReport struct {
 	Duration time.Duration
 }
 
-func (o *FreezeOptions) check() (*S3Store, error) {
-	store, err := o.setup()
-	if err != nil {
-		return nil, err
-	}
-	if o.Site == "" || strings.ContainsAny(o.Site, "/\\ ") {
-		return nil, usererr.Errorf("%s %q is empty or holds a slash or space: name the site whose databases are frozen (e.g. primary)", o.Names.of("Site"), o.Site)
-	}
-	if !o.MySQL.Enabled() && !o.Mongo.Enabled() {
-		return nil, usererr.Errorf("nothing to freeze: give %s (or %s) and/or %s", o.Names.of("MySQL.Host"), o.Names.of("MySQL.Socket"), o.Names.of("Mongo.URI"))
-	}
-	if o.MySQL.Enabled() {
-		if err := o.MySQL.validate(o.Names); err != nil {
-			return nil, err
-		}
-	}
-	if o.Mongo.Enabled() {
-		if err := o.Mongo.validate(o.Names); err != nil {
-			return nil, err
-		}
-	}
-	return store, nil
-}
-
 // server names a MySQL server as the freeze record keeps it.
 func (c MySQLConfig) server() string {
 	if c.Socket != "" {
@@ -209,21 +185,61 @@ func (c MySQLConfig) server() string {
 // site checks that it holds and changes nothing; a freeze killed at any
 // step is finished by the next one or undone by Unfreeze.
 func Freeze(ctx context.Context, opts FreezeOptions) (*FreezeReport, error) {
+	return opts.run(ctx, freeze)
+}
+
+// Unfreeze undoes what Freeze recorded: read_only and super_read_only back
+// to their values before the freeze, the check user dropped, then the
+// record deleted. Without a record it does nothing. An unfreeze killed at
+// any step is finished by the next one.
+func Unfreeze(ctx context.Context, opts FreezeOptions) (*FreezeReport, error) {
+	return opts.run(ctx, unfreeze)
+}
+
+// run checks the options, reads the site's freeze record (nil: not
+// frozen), refusing one of other servers, and has do freeze or unfreeze.
+func (o *FreezeOptions) run(ctx context.Context, do func(context.Context, FreezeOptions, *S3Store, *freezeRecord) (*FreezeReport, error)) (*FreezeReport, error) {
 	t0 := time.Now()
-	store, err := opts.check()
+	store, err := o.setup()
 	if err != nil {
 		return nil, err
 	}
+	if o.Site == "" || strings.ContainsAny(o.Site, "/\\ ") {
+		return nil, usererr.Errorf("%s %q is empty or holds a slash or space: name the site whose databases are frozen (e.g. primary)", o.Names.of("Site"), o.Site)
+	}
+	if !o.MySQL.Enabled() && !o.Mongo.Enabled() {
+		return nil, usererr.Errorf("nothing to freeze: give %s (or %s) and/or %s", o.Names.of("MySQL.Host"), o.Names.of("MySQL.Socket"), o.Names.of("Mongo.URI"))
+	}
+	if o.MySQL.Enabled() {
+		if err := o.MySQL.validate(o.Names); err != nil {
+			return nil, err
+		}
+	}
+	if o.Mongo.Enabled() {
+		if err := o.Mongo.validate(o.Names); err != nil {
+			return nil, err
+		}
+	}
+	rec, err := readFreeze(ctx, store, o.S3.Prefix, o.Site)
+	if err != nil {
+		return nil, err
+	}
+	if err := rec.matches(*o); err != nil {
+		return nil, err
+	}
+	rep, err := do(ctx, *o, store, rec)
+	if err != nil {
+		return nil, err
+	}
+	rep.Duration = time.Since(t0)
+	return rep, nil
+}
+
+func freeze(ctx context.Context, opts FreezeOptions, store *S3Store, rec *freezeRecord) (*FreezeReport, error) {
 	prefix := opts.S3.Prefix
-	rec, err := readFreeze(ctx, store, prefix, opts.Site)
-	if err != nil {
-		return nil, err
-	}
-	if err := rec.matches(opts); err != nil {
-		return nil, err
-	}
 	rep := &FreezeReport{}
 	var my *mysqlFreezer
+	var err error
 	if opts.MySQL.Enabled() {
 		if my, err = newMySQLFreezer(ctx, opts.MySQL); err != nil {
 			return nil, err
@@ -289,7 +305,6 @@ func Freeze(ctx context.Context, opts FreezeOptions) (*FreezeReport, error) {
 		opts.Logger.Info("site already frozen, and the freeze holds: nothing to do", "site", opts.Site)
 	}
 	rep.Freeze = rec.summary()
-	rep.Duration = time.Since(t0)
 	return rep, nil
 }
 
@@ -313,29 +328,12 @@ func (r *freezeRecord) matches(opts FreezeOptions) error {
 	return nil
 }
 
-// Unfreeze undoes what Freeze recorded: read_only and super_read_only back
-// to their values before the freeze, the check user dropped, then the
-// record deleted. Without a record it does nothing. An unfreeze killed at
-// any step is finished by the next one.
-func Unfreeze(ctx context.Context, opts FreezeOptions) (*FreezeReport, error) {
-	t0 := time.Now()
-	store, err := opts.check()
-	if err != nil {
-		return nil, err
-	}
+func unfreeze(ctx context.Context, opts FreezeOptions, store *S3Store, rec *freezeRecord) (*FreezeReport, error) {
 	prefix := opts.S3.Prefix
-	rec, err := readFreeze(ctx, store, prefix, opts.Site)
-	if err != nil {
-		return nil, err
-	}
 	rep := &FreezeReport{Freeze: &result.BackupFreeze{Site: opts.Site, State: FreezeUnfrozen}}
 	if rec == nil {
 		opts.Logger.Info("site is not frozen (no freeze record): nothing to do", "site", opts.Site)
-		rep.Duration = time.Since(t0)
 		return rep, nil
-	}
-	if err := rec.matches(opts); err != nil {
-		return nil, err
 	}
 	if rec.State != freezeUnfreezing {
 		rec.State = freezeUnfreezing
@@ -364,7 +362,6 @@ func Unfreeze(ctx context.Context, opts FreezeOptions) (*FreezeReport, error) {
 	rep.Freeze = rec.summary()
 	rep.Freeze.State = FreezeUnfrozen
 	opts.Logger.Info("site unfrozen", "site", opts.Site)
-	rep.Duration = time.Since(t0)
 	return rep, nil
 }
 
@@ -620,15 +617,15 @@ func (f *mysqlFreezer) unfreeze(ctx context.Context, r *mysqlFreeze) (done []str
 			return done, err
 		}
 	}
-	var n int
-	if err := f.conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", freezeDB).Scan(&n); err != nil {
+	probe, err := exists(ctx, f.conn, freezeDB)
+	if err != nil {
 		return done, fmt.Errorf("looking for database %s: %w", freezeDB, err)
 	}
 	var users int
 	if err := f.conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.user WHERE User = ?", checkUser).Scan(&users); err != nil {
 		return done, fmt.Errorf("looking for the check user: %w", err)
 	}
-	if n > 0 || users > 0 {
+	if probe || users > 0 {
 		if err := f.exec(ctx, "DROP USER IF EXISTS "+checkAccount, "DROP DATABASE IF EXISTS "+quoteID(freezeDB)); err != nil {
 			return done, err
 		}

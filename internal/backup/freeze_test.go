@@ -89,6 +89,21 @@ func (f *freezeEnv) record(t *testing.T) *freezeRecord {
 
 const thawed = "read_only=OFF check_user=0 freeze_db=0"
 
+// thawed checks that an unfreeze put everything back: the server thawed,
+// the application's write accepted, no freeze record left.
+func (f *freezeEnv) thawed(t *testing.T) {
+	t.Helper()
+	if got := f.serverState(t); got != thawed {
+		t.Fatalf("after unfreeze: %s, want %s", got, thawed)
+	}
+	if err := f.appWrite(t); err != nil {
+		t.Fatalf("write after unfreeze: %v", err)
+	}
+	if r := f.record(t); r != nil {
+		t.Fatalf("freeze record left: %+v", r)
+	}
+}
+
 // TestFreeze: freeze refuses the application user's write and kills its
 // open write transaction; a second freeze changes nothing; a backup of the
 // frozen site has a data-loss window of 0; unfreeze puts everything back
@@ -163,15 +178,7 @@ func TestFreeze(t *testing.T) {
 	if un.Freeze.State != FreezeUnfrozen || len(un.Done) == 0 {
 		t.Fatalf("unfreeze = %+v, done %q", un.Freeze, un.Done)
 	}
-	if got := f.serverState(t); got != thawed {
-		t.Fatalf("after unfreeze: %s, want %s", got, thawed)
-	}
-	if err := f.appWrite(t); err != nil {
-		t.Fatalf("write after unfreeze: %v", err)
-	}
-	if r := f.record(t); r != nil {
-		t.Fatalf("freeze record left: %+v", r)
-	}
+	f.thawed(t)
 	un2, err := Unfreeze(ctx, f.opts())
 	if err != nil || len(un2.Done) != 0 {
 		t.Fatalf("second unfreeze: done %q, err %v; want nothing", un2.Done, err)
@@ -337,15 +344,7 @@ func TestFreezeCrash(t *testing.T) {
 				}
 			}
 			ok(run("", "unfreeze"), "unfreeze")
-			if got := f.serverState(t); got != thawed {
-				t.Fatalf("after unfreeze: %s, want %s", got, thawed)
-			}
-			if err := f.appWrite(t); err != nil {
-				t.Fatalf("write after unfreeze: %v", err)
-			}
-			if r := f.record(t); r != nil {
-				t.Fatalf("freeze record left: %+v", r)
-			}
+			f.thawed(t)
 			again := run("", "unfreeze")
 			ok(again, "second unfreeze")
 			if !strings.Contains(again.stderr, "nothing to do") {

@@ -115,13 +115,21 @@ func (j mysqlJournal) put(ctx context.Context, e journalEntry) error {
 	return nil
 }
 
+// has reports whether the journal's table name exists: a server a restore
+// never reached has none.
+func (j mysqlJournal) has(ctx context.Context, name string) (bool, error) {
+	var n int
+	err := j.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", journalDB, name).Scan(&n)
+	return n > 0, err
+}
+
 // all returns every entry; a server without a journal has none.
 func (j mysqlJournal) all(ctx context.Context) ([]journalEntry, error) {
-	var n int
-	if err := j.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'journal'", journalDB).Scan(&n); err != nil {
+	ok, err := j.has(ctx, "journal")
+	if err != nil {
 		return nil, fmt.Errorf("reading the MySQL restore journal: %w", err)
 	}
-	if n == 0 {
+	if !ok {
 		return nil, nil
 	}
 	rows, err := j.db.QueryContext(ctx, "SELECT db, state, backup, restored, updated FROM "+quoteID(journalDB)+".journal ORDER BY db")
@@ -142,20 +150,15 @@ func (j mysqlJournal) all(ctx context.Context) ([]journalEntry, error) {
 
 // loaded returns the tables of db whose load from backup finished.
 func (j mysqlJournal) loaded(ctx context.Context, db, backup string) (map[string]bool, error) {
-	rows, err := j.db.QueryContext(ctx, "SELECT tbl FROM "+quoteID(journalDB)+".loaded WHERE db = ? AND backup = ?", db, backup)
+	names, err := queryStrings(ctx, j.db, "SELECT tbl FROM "+quoteID(journalDB)+".loaded WHERE db = ? AND backup = ?", db, backup)
 	if err != nil {
 		return nil, fmt.Errorf("reading the loaded tables of MySQL database %s: %w", db, err)
 	}
-	defer rows.Close()
 	out := map[string]bool{}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out[s] = true
+	for _, n := range names {
+		out[n] = true
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (j mysqlJournal) markLoaded(ctx context.Context, db, backup, table string) error {
@@ -186,23 +189,38 @@ type mongoJournalDoc struct {
 
 func (j mongoJournal) coll() *mongo.Collection { return j.c.Database(journalDB).Collection("journal") }
 
-func (j mongoJournal) get(ctx context.Context, db string) (*journalEntry, error) {
-	var d mongoJournalDoc
-	err := j.coll().FindOne(ctx, bson.D{{Key: "_id", Value: db}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+// findID returns the document of coll with _id db, nil when there is
+// none; what names coll in errors.
+func findID[T any](ctx context.Context, coll *mongo.Collection, db, what string) (*T, error) {
+	var d T
+	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: db}}).Decode(&d)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
 		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the %s of MongoDB database %s: %w", what, db, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the restore journal of MongoDB database %s: %w", db, err)
+	return &d, nil
+}
+
+// putID writes doc as the document of coll with _id id.
+func putID(ctx context.Context, coll *mongo.Collection, id string, doc any) error {
+	_, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true))
+	return err
+}
+
+func (j mongoJournal) get(ctx context.Context, db string) (*journalEntry, error) {
+	d, err := findID[mongoJournalDoc](ctx, j.coll(), db, "restore journal")
+	if d == nil {
+		return nil, err
 	}
-	e := journalEntry(d)
+	e := journalEntry(*d)
 	return &e, nil
 }
 
 func (j mongoJournal) put(ctx context.Context, e journalEntry) error {
 	e.Updated = time.Now().UTC()
-	_, err := j.coll().ReplaceOne(ctx, bson.D{{Key: "_id", Value: e.Database}}, mongoJournalDoc(e), options.Replace().SetUpsert(true))
-	if err != nil {
+	if err := putID(ctx, j.coll(), e.Database, mongoJournalDoc(e)); err != nil {
 		return fmt.Errorf("writing the restore journal of MongoDB database %s: %w", e.Database, err)
 	}
 	return nil
@@ -260,8 +278,7 @@ func (j mysqlJournal) putOutcome(ctx context.Context, o Outcome) error {
 
 // outcome is the last restore's outcome for db (nil: none recorded).
 func (j mysqlJournal) outcome(ctx context.Context, db string) (*Outcome, error) {
-	var n int
-	if err := j.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'outcome'", journalDB).Scan(&n); err != nil || n == 0 {
+	if ok, err := j.has(ctx, "outcome"); err != nil || !ok {
 		return nil, err
 	}
 	o := Outcome{Kind: KindMySQL}
@@ -299,20 +316,16 @@ func (j mongoJournal) outcomes() *mongo.Collection {
 
 func (j mongoJournal) putOutcome(ctx context.Context, o Outcome) error {
 	d := mongoOutcomeDoc{Database: o.Database, Backup: o.Backup, OK: o.OK, Error: o.Error, Finished: time.Now().UTC()}
-	if _, err := j.outcomes().ReplaceOne(ctx, bson.D{{Key: "_id", Value: o.Database}}, d, options.Replace().SetUpsert(true)); err != nil {
+	if err := putID(ctx, j.outcomes(), o.Database, d); err != nil {
 		return fmt.Errorf("recording the outcome of the restore of MongoDB database %s: %w", o.Database, err)
 	}
 	return nil
 }
 
 func (j mongoJournal) outcome(ctx context.Context, db string) (*Outcome, error) {
-	var d mongoOutcomeDoc
-	err := j.outcomes().FindOne(ctx, bson.D{{Key: "_id", Value: db}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the restore outcome of MongoDB database %s: %w", db, err)
+	d, err := findID[mongoOutcomeDoc](ctx, j.outcomes(), db, "restore outcome")
+	if d == nil {
+		return nil, err
 	}
 	return &Outcome{Kind: KindMongo, Database: d.Database, Backup: d.Backup, OK: d.OK, Error: d.Error, Finished: d.Finished}, nil
 }

@@ -37,12 +37,7 @@ func (c MongoConfig) validate(n Names) error {
 	if !strings.HasPrefix(c.URI.Reveal(), "mongodb://") && !strings.HasPrefix(c.URI.Reveal(), "mongodb+srv://") {
 		return usererr.Errorf("%s does not start with mongodb:// or mongodb+srv://", n.of("Mongo.URI"))
 	}
-	for _, db := range c.Databases {
-		if err := checkMongoName(db); err != nil {
-			return usererr.Wrap(err)
-		}
-	}
-	return nil
+	return checkDatabases(c.Databases, checkMongoName)
 }
 
 func checkMongoName(db string) error {

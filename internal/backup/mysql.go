@@ -43,12 +43,7 @@ func (c MySQLConfig) validate(n Names) error {
 	if c.User == "" {
 		return usererr.Errorf("%s is empty", n.of("MySQL.User"))
 	}
-	for _, db := range c.Databases {
-		if err := checkMySQLName(db); err != nil {
-			return usererr.Wrap(err)
-		}
-	}
-	return nil
+	return checkDatabases(c.Databases, checkMySQLName)
 }
 
 func checkMySQLName(db string) error {
@@ -245,7 +240,7 @@ func (t *mysqlTarget) Recover(ctx context.Context, backup string, fresh bool) (R
 		return Recovery{Finished: true, Restored: e.Backup}, nil
 	case stateLoading, stateStaged:
 		if e.Backup == backup && !fresh {
-			ok, err := t.stagingExists(ctx)
+			ok, err := exists(ctx, t.sqldb, t.staging())
 			if err != nil {
 				return Recovery{}, err
 			}
@@ -260,12 +255,6 @@ func (t *mysqlTarget) Recover(ctx context.Context, backup string, fresh bool) (R
 		}
 	}
 	return Recovery{Restored: e.Restored}, nil
-}
-
-func (t *mysqlTarget) stagingExists(ctx context.Context) (bool, error) {
-	var n int
-	err := t.sqldb.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", t.staging()).Scan(&n)
-	return n > 0, err
 }
 
 // Stage loads the dump into the staging database, its tables over Jobs
@@ -391,13 +380,26 @@ type sqlObject struct {
 
 func quoteID(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
-func exists(ctx context.Context, conn *sql.Conn, db string) (bool, error) {
+// queryer runs queries: a *sql.DB, or one of its connections.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var (
+	_ queryer = (*sql.DB)(nil)
+	_ queryer = (*sql.Conn)(nil)
+)
+
+// exists reports whether the server has database db.
+func exists(ctx context.Context, conn queryer, db string) (bool, error) {
 	var n int
 	err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", db).Scan(&n)
 	return n > 0, err
 }
 
-func queryStrings(ctx context.Context, conn *sql.Conn, q string, args ...any) ([]string, error) {
+// queryStrings returns the one column of the rows of query q.
+func queryStrings(ctx context.Context, conn queryer, q string, args ...any) ([]string, error) {
 	rows, err := conn.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
