@@ -172,19 +172,22 @@ func checkAffinity(a *corev1.Affinity, bad badFunc) error {
 		}
 	}
 	for _, pa := range []struct {
-		field     string
-		required  []corev1.PodAffinityTerm
-		preferred []corev1.WeightedPodAffinityTerm
+		field string
+		terms *corev1.PodAffinity
 	}{
-		{"affinity.podAffinity", podReq(a.PodAffinity), podPref(a.PodAffinity)},
-		{"affinity.podAntiAffinity", antiReq(a.PodAntiAffinity), antiPref(a.PodAntiAffinity)},
+		{"affinity.podAffinity", a.PodAffinity},
+		// PodAntiAffinity has PodAffinity's fields: it converts.
+		{"affinity.podAntiAffinity", (*corev1.PodAffinity)(a.PodAntiAffinity)},
 	} {
-		for i, term := range pa.required {
+		if pa.terms == nil {
+			continue
+		}
+		for i, term := range pa.terms.RequiredDuringSchedulingIgnoredDuringExecution {
 			if err := checkPodTerm(fmt.Sprintf("%s.requiredDuringSchedulingIgnoredDuringExecution[%d]", pa.field, i), term, bad); err != nil {
 				return err
 			}
 		}
-		for i, w := range pa.preferred {
+		for i, w := range pa.terms.PreferredDuringSchedulingIgnoredDuringExecution {
 			f := fmt.Sprintf("%s.preferredDuringSchedulingIgnoredDuringExecution[%d]", pa.field, i)
 			if w.Weight < 1 || w.Weight > 100 {
 				return bad(f+".weight", "%d is not from 1 to 100", w.Weight)
@@ -195,34 +198,6 @@ func checkAffinity(a *corev1.Affinity, bad badFunc) error {
 		}
 	}
 	return nil
-}
-
-func podReq(p *corev1.PodAffinity) []corev1.PodAffinityTerm {
-	if p == nil {
-		return nil
-	}
-	return p.RequiredDuringSchedulingIgnoredDuringExecution
-}
-
-func podPref(p *corev1.PodAffinity) []corev1.WeightedPodAffinityTerm {
-	if p == nil {
-		return nil
-	}
-	return p.PreferredDuringSchedulingIgnoredDuringExecution
-}
-
-func antiReq(p *corev1.PodAntiAffinity) []corev1.PodAffinityTerm {
-	if p == nil {
-		return nil
-	}
-	return p.RequiredDuringSchedulingIgnoredDuringExecution
-}
-
-func antiPref(p *corev1.PodAntiAffinity) []corev1.WeightedPodAffinityTerm {
-	if p == nil {
-		return nil
-	}
-	return p.PreferredDuringSchedulingIgnoredDuringExecution
 }
 
 func checkNodeTerm(field string, term corev1.NodeSelectorTerm, bad badFunc) error {

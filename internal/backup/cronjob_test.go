@@ -15,12 +15,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/slipwayci/slipway/internal/config"
-	"github.com/slipwayci/slipway/internal/testenv"
+	"github.com/slipwayci/slipway/internal/deploy/deploytest"
 )
 
 func exampleValues(t *testing.T, name string) *Values {
@@ -299,15 +297,7 @@ func FuzzParseValues(f *testing.F) {
 // the real kube-apiserver with a server-side dry run (full validation and
 // admission, nothing stored).
 func TestCronJobsServerDryRun(t *testing.T) {
-	kc := testenv.Get(t, "SLIPWAY_TEST_KUBECONFIG")
-	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := deploytest.RequireKube(t).Core
 	ctx := context.Background()
 	ns := "backup-test-" + randHex(3)
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
