@@ -226,7 +226,12 @@ func heartbeat(ctx context.Context, store ObjectStore, key string, interval time
 // means nothing across namespaces).
 func beat(now time.Time) string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s\nhost=%s pid=%d start=%s pidns=%s\n", now.UTC().Format(time.RFC3339), host, os.Getpid(), procStart(os.Getpid()), pidNS())
+	return beatOf(now, host, os.Getpid(), procStart(os.Getpid()), pidNS())
+}
+
+// beatOf is the content beat writes, for the writer given.
+func beatOf(now time.Time, host string, pid int, start, ns string) string {
+	return fmt.Sprintf("%s\nhost=%s pid=%d start=%s pidns=%s\n", now.UTC().Format(time.RFC3339), host, pid, start, ns)
 }
 
 // pidNS names this process's PID namespace ("pid:[4026531836]"); "" when

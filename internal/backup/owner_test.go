@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +20,7 @@ func TestDeadHere(t *testing.T) {
 		t.Fatalf("pidNS() = %q, want pid:[inode]", ns)
 	}
 	gone := gonePID(t)
-	owner := func(host, ns string) string {
-		return now.Format(time.RFC3339) + "\nhost=" + host + " pid=" + strconv.Itoa(gone) + " start=123 pidns=" + ns + "\n"
-	}
+	owner := func(host, ns string) string { return beatOf(now, host, gone, "123", ns) }
 	self := beat(now)
 	if !strings.Contains(self, " pidns="+ns+"\n") {
 		t.Fatalf("beat %q does not name the PID namespace %s", self, ns)
@@ -78,7 +75,7 @@ func TestSweepKeepsOtherPIDNamespace(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := cfg.Prefix + "sweep-" + randHex(3) + "/"
 			id := NewID(time.Now().UTC())
-			hb := time.Now().UTC().Format(time.RFC3339) + "\nhost=" + host + " pid=" + strconv.Itoa(gone) + " start=123 pidns=" + tc.ns + "\n"
+			hb := beatOf(time.Now(), host, gone, "123", tc.ns)
 			putAll(t, store, prefix+id+"/"+heartbeatName, []byte(hb))
 			putAll(t, store, prefix+id+"/mysql-app.sql.zst", []byte("partial"))
 			// The heartbeat is fresh: only its owner can make it dead.
