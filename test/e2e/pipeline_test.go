@@ -63,6 +63,20 @@ func pipeline(t *testing.T, state, rev string, args ...string) string {
 	return out
 }
 
+// kubeClient is a client of the cluster kubeconfig names.
+func kubeClient(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kc
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > n {
@@ -183,14 +197,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if deploy.Namespace != "e2e-demo" {
 		t.Fatalf("deployed into %q, want e2e-demo", deploy.Namespace)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kc := kubeClient(t, kubeconfig)
 	ctx := context.Background()
 	deps, err := kc.AppsV1().Deployments("e2e-demo").List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -223,11 +230,36 @@ func TestPipelineEndToEnd(t *testing.T) {
 	checkCronJobs(t, kc, "e2e-demo", []string{"create", "prune"}, knownSecrets())
 	checkStandby(t, env[12], "e2e-demo", state, &push)
 
-	// Backup: the DR site now holds the primary's data.
-	var restore result.BackupResult
-	readResult(t, state, "slipway-backup-verify", "backup-restore.json", &restore)
-	if restore.Backup == nil || restore.Backup.ID == "" {
-		t.Fatalf("restore result names no backup: %+v", restore)
+	// Backup: each CronJob run once in its cluster, the backup image in a
+	// real container (the digest pushed to that site's region); the DR
+	// site now holds the primary's data.
+	backupDigest := map[string]string{}
+	for _, im := range push.Images {
+		if im.Name == "backup" {
+			for _, r := range im.Regions {
+				backupDigest[r.Region] = r.Digest
+			}
+		}
+	}
+	for _, j := range []struct{ file, cronjob, region string }{
+		{"backup-create-job.json", "slipway-backup-create", "a"},
+		{"backup-restore-job.json", "slipway-backup-restore", "b"},
+		{"backup-status-job.json", "slipway-backup-status", "b"},
+		{"backup-prune-job.json", "slipway-backup-prune", "a"},
+	} {
+		var run result.DeployResult
+		readResult(t, state, "slipway-backup-verify", j.file, &run)
+		if len(run.Jobs) != 1 || run.Jobs[0].CronJob != j.cronjob || !run.Jobs[0].Succeeded {
+			t.Fatalf("backup drill %s: jobs %+v, want %s run once, succeeded", j.file, run.Jobs, j.cronjob)
+		}
+		if got := run.Jobs[0].ImageDigest; got == "" || got != backupDigest[j.region] {
+			t.Errorf("backup drill %s: the Job ran image digest %q, want the backup image's %q in region %s", j.cronjob, got, backupDigest[j.region], j.region)
+		}
+	}
+	var verified result.BackupResult
+	readResult(t, state, "slipway-backup-verify", "backup-verify.json", &verified)
+	if verified.Backup == nil || verified.Backup.ID == "" {
+		t.Fatalf("verify result names no backup: %+v", verified)
 	}
 	if want, got := mysqlDump(t, primarySock), mysqlDump(t, drSock); want != got || !strings.Contains(got, "Backups that restore") {
 		t.Errorf("DR data differs from primary:\nprimary:\n%s\nDR:\n%s", want, got)
@@ -292,13 +324,5 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 
 	// Failover to the DR site and back (failover_test.go).
-	cfgB, err := clientcmd.BuildConfigFromFlags("", env[12])
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcB, err := kubernetes.NewForConfig(cfgB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkFailover(t, sites{ns: "e2e-demo", a: kc, b: kcB, sockA: primarySock, sockB: drSock, state: state, rev: rev, work: filepath.Join(state, "work")})
+	checkFailover(t, sites{ns: "e2e-demo", a: kc, b: kubeClient(t, env[12]), sockA: primarySock, sockB: drSock, state: state, rev: rev, work: filepath.Join(state, "work")})
 }

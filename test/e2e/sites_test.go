@@ -10,7 +10,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/slipwayci/slipway/internal/result"
 )
@@ -31,14 +30,7 @@ func checkStandby(t *testing.T, kubeconfigB, ns, state string, push *result.Push
 	if dr.Namespace != ns || dr.Mode != "standby" {
 		t.Fatalf("DR deploy: namespace %q mode %q, want %q standby", dr.Namespace, dr.Mode, ns)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kc := kubeClient(t, kubeconfigB)
 	ctx := context.Background()
 	deps, err := kc.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {

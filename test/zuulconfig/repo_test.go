@@ -162,11 +162,17 @@ func TestRepoSecretsBinding(t *testing.T) {
 		case "slipway-deploy-k8s-dr":
 			s = []string{"slipway_openstack=slipway-openstack-region-b", "slipway_s3=slipway-s3-region-b", "slipway_db=slipway-databases-dr"}
 		case "slipway-backup-verify":
+			// The CronJobs run in the clusters: no database credential on
+			// the node; the pre-run is the failover's (kubeconfigs, S3 keys).
 			stage = "backup"
-			s = []string{"slipway_s3=slipway-s3-region-a", "slipway_db_primary=slipway-databases-primary", "slipway_db_dr=slipway-databases-dr"}
+			s = []string{"slipway_openstack=slipway-openstack-region-a", "slipway_openstack_b=slipway-openstack-region-b", "slipway_s3=slipway-s3-region-b"}
 		}
 		for _, ph := range []string{"pre", "run", "post"} {
-			want[job+" playbooks/"+stage+"/"+ph+".yaml"] = s
+			pb := "playbooks/" + stage + "/" + ph + ".yaml"
+			if job == "slipway-backup-verify" && ph == "pre" {
+				pb = "playbooks/failover/pre.yaml"
+			}
+			want[job+" "+pb] = s
 		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -308,8 +314,8 @@ func TestBrokenConfigurationsAreCaught(t *testing.T) {
 	}{
 		{"missing secret", "zuul.d/jobs.yaml", "secret: slipway-registry-region-b", "secret: slipway-registry-region-c",
 			`zuul.d/jobs.yaml:\d+: .*job slipway-push-registry: secret "slipway-registry-region-c" is not defined`},
-		{"secret removed from secrets file", "zuul.d/secrets.yaml", "name: slipway-s3-region-a", "name: slipway-s3-region-x",
-			`zuul.d/jobs.yaml:\d+: .*job slipway-backup-verify: secret "slipway-s3-region-a" is not defined`},
+		{"secret removed from secrets file", "zuul.d/secrets.yaml", "name: slipway-s3-region-b", "name: slipway-s3-region-x",
+			`zuul.d/jobs.yaml:\d+: .*job slipway-backup-verify: secret "slipway-s3-region-b" is not defined`},
 		{"wrong playbook path", "zuul.d/jobs.yaml", "run: playbooks/deploy-k8s/run.yaml", "run: playbooks/deploy/run.yaml",
 			`zuul.d/jobs.yaml:\d+: .*job slipway-deploy-k8s: playbook playbooks/deploy/run.yaml does not exist`},
 		{"playbook path that is not yaml", "zuul.d/jobs.yaml", "run: playbooks/tests/run.yaml", "run: playbooks/tests/run",

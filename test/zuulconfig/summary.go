@@ -19,6 +19,8 @@ type Summary struct {
 	// Deploys has one entry per site deployed (primary and DR).
 	Deploys []map[string]any `json:"deploys,omitempty"`
 	Backups []map[string]any `json:"backups,omitempty"`
+	// Failovers are the failover reports (a dry run's plan too).
+	Failovers []map[string]any `json:"failovers,omitempty"`
 }
 
 // SummaryJob is one job's outcome.
@@ -100,6 +102,21 @@ func (s *Summary) add(doc map[string]any, images map[string]*SummaryImage, file 
 		}
 	case kind == "DeployResult":
 		s.Deploys = append(s.Deploys, pick(doc, "action", "branch", "namespace", "revision", "changed", "mode", "created", "configured", "unchanged"))
+	case kind == "FailoverReport":
+		m := pick(doc, "from", "to", "dryRun", "rtoSeconds", "dataLossWindowSeconds", "backup")
+		var steps []string
+		for _, st := range list(doc["steps"]) {
+			steps = append(steps, fmt.Sprintf("%v:%v", st["step"], st["delta"]))
+		}
+		m["steps"] = strings.Join(steps, ",")
+		if plan, ok := doc["plan"].([]any); ok {
+			var names []string
+			for _, p := range plan {
+				names = append(names, fmt.Sprint(p))
+			}
+			m["plan"] = strings.Join(names, ",")
+		}
+		s.Failovers = append(s.Failovers, m)
 	case kind == "BackupResult":
 		m := pick(doc, "operation", "prefix", "restored")
 		if b, ok := doc["backup"].(map[string]any); ok {
@@ -178,6 +195,9 @@ func (s *Summary) Text() string {
 	}
 	for _, bk := range s.Backups {
 		fmt.Fprintf(&b, "backup: %s\n", kv(bk))
+	}
+	for _, f := range s.Failovers {
+		fmt.Fprintf(&b, "failover: %s\n", kv(f))
 	}
 	return b.String()
 }
