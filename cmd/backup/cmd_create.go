@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"runtime/debug"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -13,11 +11,8 @@ import (
 )
 
 func runCreate(ctx context.Context, cliContext *ucli.Context, o options) error {
-	// A soft limit keeps the heap (and so the pod's RSS) small: the stream
-	// needs ~20 MiB; GOMEMLIMIT overrides it.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(40 << 20)
-	}
+	// The stream needs ~20 MiB.
+	softMemoryLimit(40 << 20)
 	t0 := time.Now()
 	m, err := backup.Create(ctx, backup.CreateOptions{Common: o.Common, Site: cliContext.String("site"), MySQL: o.MySQL, Mongo: o.Mongo,
 		Compression: cliContext.String("compression"), CompressionLevel: cliContext.Int("compression-level"),

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"runtime/debug"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -13,11 +11,8 @@ import (
 )
 
 func runRestore(ctx context.Context, cliContext *ucli.Context, o options) error {
-	// As for create: a soft limit keeps the pod's RSS near what the load
-	// holds (chunks in flight on each connection); GOMEMLIMIT overrides it.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(64 << 20)
-	}
+	// The load holds chunks in flight on each connection.
+	softMemoryLimit(64 << 20)
 	rep, err := backup.Restore(ctx, backup.RestoreOptions{Common: o.Common, ID: o.ID, Latest: cliContext.Bool("latest"), MySQL: o.MySQL, Mongo: o.Mongo,
 		AgeIdentityFiles: cliContext.StringSlice("age-identity-file"), Jobs: cliContext.Int("restore-jobs"), Fresh: cliContext.Bool("fresh"),
 		Progress: progress.New(cliContext.App.ErrWriter)})

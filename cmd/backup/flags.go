@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -162,6 +163,14 @@ func secretFrom(cliContext *ucli.Context, fileFlag, envVar string) (logging.Secr
 	}
 	logging.Register(s)
 	return logging.Secret(s), nil
+}
+
+// softMemoryLimit keeps the heap (and so the pod's RSS) near what a
+// command's stream needs, limit bytes; GOMEMLIMIT overrides it.
+func softMemoryLimit(limit int64) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(limit)
+	}
 }
 
 // emit hands a command's BackupResult to cli.Emit (--result, then stdout).
