@@ -13,8 +13,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 
+	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
@@ -141,7 +141,7 @@ func TestBackupImage(t *testing.T) {
 	}
 	t.Logf("backup image %s: first build %s, second (other directory, warm cache) %s", d1, t1.Round(time.Millisecond), t2.Round(time.Millisecond))
 
-	img := layoutImage(t, first, d1)
+	img := buildtest.LayoutImage(t, first, d1)
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -179,23 +179,6 @@ func TestBackupImage(t *testing.T) {
 			t.Errorf("%s in the image: %v\n%s\nwant output with %q", strings.Join(c.cmd, " "), err, out, c.want)
 		}
 	}
-}
-
-func layoutImage(t *testing.T, dir, digest string) v1.Image {
-	t.Helper()
-	p, err := layout.FromPath(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := v1.NewHash(digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := p.Image(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
 }
 
 // extract unpacks the image's layers in order into a new directory with

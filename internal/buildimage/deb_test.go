@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/slipwayci/slipway/internal/buildimage/buildtest"
 	"github.com/slipwayci/slipway/internal/config"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
@@ -118,22 +119,16 @@ func TestArReader(t *testing.T) {
 	member("even", "abcd")
 	a := newArReader(bytes.NewReader(b.Bytes()))
 	var got []string
-	for {
-		m, err := a.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	buildtest.Each(t, a.Next, func(m *arMember) {
 		var data []byte
 		if m.Name != "odd" { // skipped unread: Next must skip it
+			var err error
 			if data, err = io.ReadAll(a); err != nil {
 				t.Fatal(err)
 			}
 		}
 		got = append(got, fmt.Sprintf("%s:%d:%q", m.Name, m.Size, data))
-	}
+	})
 	want := []string{`debian-binary:4:"2.0\n"`, `odd:3:""`, `even:4:"abcd"`}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("members (-want +got):\n%s", diff)
@@ -394,14 +389,7 @@ func layerEntries(t *testing.T, l *fileLayer) map[string]string {
 	out := map[string]string{}
 	tr := tar.NewReader(rc)
 	var last string
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	buildtest.Each(t, tr.Next, func(h *tar.Header) {
 		if h.Name < last {
 			t.Errorf("entry %s after %s: not sorted", h.Name, last)
 		}
@@ -418,7 +406,7 @@ func layerEntries(t *testing.T, l *fileLayer) map[string]string {
 			v += " " + string(data)
 		}
 		out[h.Name] = v
-	}
+	})
 	return out
 }
 

@@ -81,32 +81,42 @@ type TarEntry struct {
 	Content  string
 }
 
+// Each calls f with each item next yields (the next tar or ar member)
+// until io.EOF; any other error fails t.
+func Each[T any](t testing.TB, next func() (T, error), f func(T)) {
+	t.Helper()
+	for {
+		v, err := next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(v)
+	}
+}
+
 // ReadTar reads every entry of a tar stream.
 func ReadTar(t testing.TB, r io.Reader) []TarEntry {
 	t.Helper()
 	var out []TarEntry
 	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	Each(t, tr.Next, func(h *tar.Header) {
 		data, err := io.ReadAll(tr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, TarEntry{Name: h.Name, Type: h.Typeflag, Mode: h.Mode, Uid: h.Uid, Gid: h.Gid, Owner: h.Uname + h.Gname,
 			ModTime: h.ModTime.Unix(), Link: h.Linkname, Content: string(data)})
-	}
+	})
+	return out
 }
 
-// ImageFiles reads the small files of an image in a layout.
-func ImageFiles(t testing.TB, layoutDir, digest string) map[string]string {
+// LayoutImage returns the image with manifest digest in the layout at dir.
+func LayoutImage(t testing.TB, dir, digest string) v1.Image {
 	t.Helper()
-	lp, err := layout.FromPath(layoutDir)
+	lp, err := layout.FromPath(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +128,13 @@ func ImageFiles(t testing.TB, layoutDir, digest string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+// ImageFiles reads the small files of an image in a layout.
+func ImageFiles(t testing.TB, layoutDir, digest string) map[string]string {
+	t.Helper()
+	img := LayoutImage(t, layoutDir, digest)
 	files := map[string]string{}
 	for _, f := range ReadTar(t, mutate.Extract(img)) {
 		files[f.Name] = f.Content
