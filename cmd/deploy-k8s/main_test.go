@@ -28,6 +28,19 @@ func commonArgs(k *deploytest.Kube, tree, push string) []string {
 		"--allow-image", "docker.io/redis", "--allow-image", "docker.io/caddy"}
 }
 
+// cliExample gives a test the real control plane, its own copy of the
+// example tree with a push result (writePush's, seed v1) and a branch with
+// its namespace; common deploys them, digest is the openedx image's.
+func cliExample(t *testing.T, name string, writePush func(*testing.T, string) (string, string)) (k *deploytest.Kube, branch, ns string, common []string, digest string) {
+	t.Helper()
+	k = deploytest.RequireKube(t)
+	tree := deploytest.PlatformTree(t)
+	push, digest := writePush(t, "v1")
+	branch = k.Branch(t, name)
+	ns, _ = deploy.NamespaceFor(branch, deploy.DefaultBranchPrefix, "")
+	return k, branch, ns, commonArgs(k, tree, push), digest
+}
+
 func TestCLIExitCodes(t *testing.T) {
 	k := deploytest.RequireKube(t)
 	tree := deploytest.PlatformTree(t)
@@ -154,12 +167,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 // one with --pull-address ci (or its environment twin); a bad value exits 2
 // naming the flag.
 func TestCLIPullAddress(t *testing.T) {
-	k := deploytest.RequireKube(t)
-	tree := deploytest.PlatformTree(t)
-	push, digest := deploytest.WritePushNode(t, "v1")
-	branch := k.Branch(t, "clipull")
-	ns, _ := deploy.NamespaceFor(branch, deploy.DefaultBranchPrefix, "")
-	args := append([]string{"deploy", "--branch", branch, "--no-wait"}, commonArgs(k, tree, push)...)
+	k, branch, ns, common, digest := cliExample(t, "clipull", deploytest.WritePushNode)
+	args := append([]string{"deploy", "--branch", branch, "--no-wait"}, common...)
 
 	code, _, stderr := runCLI(t, append(args, "--pull-address", "nodes")...)
 	if code != cli.ExitUsage || !strings.Contains(stderr, `pull address "nodes"`) || !strings.Contains(stderr, "--pull-address") {
@@ -190,17 +199,13 @@ func TestCLIPullAddress(t *testing.T) {
 // line naming the value and the flag (or file and field), before anything
 // is changed.
 func TestCLIBadSiteFlags(t *testing.T) {
-	k := deploytest.RequireKube(t)
-	tree := deploytest.PlatformTree(t)
-	push, _ := deploytest.WritePush(t, "v1")
-	branch := k.Branch(t, "clibad")
-	ns, _ := deploy.NamespaceFor(branch, deploy.DefaultBranchPrefix, "")
+	k, branch, ns, common, _ := cliExample(t, "clibad", deploytest.WritePush)
 	dir := t.TempDir()
 	open := filepath.Join(dir, "open.yaml")
 	os.WriteFile(open, []byte("secrets: {a: {k: Sup3r-s3cret-open}}\n"), 0o644)
 	badKey := filepath.Join(dir, "badkey.yaml")
 	os.WriteFile(badKey, []byte("secrets:\n  a: {k: Sup3r-s3cret-badkey, 'x/y': v}\n"), 0o600)
-	deployArgs := append([]string{"deploy", "--branch", branch}, commonArgs(k, tree, push)...)
+	deployArgs := append([]string{"deploy", "--branch", branch}, common...)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -234,16 +239,13 @@ func TestCLIBadSiteFlags(t *testing.T) {
 // secrets file, then status: exit 0 with its JSON when healthy for the
 // expected mode, 1 with one line when not (or nothing is deployed).
 func TestCLIStandbyAndStatus(t *testing.T) {
-	k := deploytest.RequireKube(t)
-	tree := deploytest.PlatformTree(t)
-	push, _ := deploytest.WritePush(t, "v1")
-	branch := k.Branch(t, "clistandby")
+	k, branch, _, common, _ := cliExample(t, "clistandby", deploytest.WritePush)
 	dir := t.TempDir()
 	extra := filepath.Join(dir, "extra.yaml")
 	os.WriteFile(extra, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: backup-values}\ndata: {site: dr}\n"), 0o644)
 	secrets := filepath.Join(dir, "secrets.yaml")
 	os.WriteFile(secrets, []byte("secrets:\n  backup-s3: {AWS_SECRET_ACCESS_KEY: Sup3r-s3cret-cli-key}\n"), 0o600)
-	args := append([]string{"deploy", "--standby", "--branch", branch, "--manifests", extra, "--secrets-file", secrets, "--job", "lms-job", "--timeout", "90s"}, commonArgs(k, tree, push)...)
+	args := append([]string{"deploy", "--standby", "--branch", branch, "--manifests", extra, "--secrets-file", secrets, "--job", "lms-job", "--timeout", "90s"}, common...)
 	code, stdout, stderr := runCLI(t, args...)
 	if code != 0 || !strings.Contains(stdout, "revision=1 changed=true") || !strings.HasSuffix(stdout, " mode=standby\n") {
 		t.Fatalf("standby deploy: exit %d stdout %q stderr %s", code, stdout, stderr)

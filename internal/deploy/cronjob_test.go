@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,7 +13,6 @@ import (
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
 	"github.com/slipwayci/slipway/internal/logging"
-	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
@@ -68,17 +66,8 @@ spec:
 func TestRunCronJob(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := deploytest.PlatformTree(t)
 	dBackup := deploytest.DigestOf("backup-cron")
-	pr := deploytest.PushResult(map[string]string{"overhangio/openedx": deploytest.DigestOf("openedx"),
-		"overhangio/openedx-mfe": deploytest.DigestOf("mfe"), "slipway/backup": dBackup})
-	push := filepath.Join(t.TempDir(), "push.json")
-	if err := result.WriteFile(push, pr, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	branch := k.Branch(t, "cronrun")
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
-	opts := k.opts(t, branch, tree, push)
+	branch, ns, opts := k.backupExample(t, "cronrun", dBackup)
 	opts.Manifests = append(opts.Manifests, writeFile(t, "cronjobs.yaml", failoverCronJobs, 0o644))
 	opts.Standby = true // the DR restore runs on the standby
 	if _, err := Deploy(ctx, opts); err != nil {

@@ -296,24 +296,7 @@ func TestJobs(t *testing.T) {
 	ctx := testCtx(t)
 	tree, branch, opts, dOpenedx := k.example(t, "jobs")
 	// cms-job fails (kwok fails pods with this annotation); lms-job succeeds.
-	testenv.Edit(t, tree, "k8s/jobs.yml", `  name: cms-job
-  labels:
-    app.kubernetes.io/component: job
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-`, `  name: cms-job
-  labels:
-    app.kubernetes.io/component: job
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      annotations:
-        test.kwok/fail: "true"
-    spec:
-`)
+	failCMSJob(t, tree)
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	var out bytes.Buffer
 	opts.Out = &out

@@ -3,12 +3,15 @@ package deploy
 import (
 	"context"
 	"io"
+	"path/filepath"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
+	"github.com/slipwayci/slipway/internal/result"
+	"github.com/slipwayci/slipway/internal/testenv"
 )
 
 // kube is the real test control plane (hack/servers/kube.sh).
@@ -36,6 +39,29 @@ func (k kube) example(t *testing.T, name string) (tree, branch string, opts Opti
 	push, digest := deploytest.WritePush(t, "v1")
 	branch = k.Branch(t, name)
 	return tree, branch, k.opts(t, branch, tree, push), digest
+}
+
+// backupExample is example with the backup image, at dBackup, in the push
+// result too; ns is the branch's namespace.
+func (k kube) backupExample(t *testing.T, name, dBackup string) (branch, ns string, opts Options) {
+	t.Helper()
+	tree := deploytest.PlatformTree(t)
+	pr := deploytest.PushResult(map[string]string{"overhangio/openedx": deploytest.DigestOf("openedx"),
+		"overhangio/openedx-mfe": deploytest.DigestOf("mfe"), "slipway/backup": dBackup})
+	push := filepath.Join(t.TempDir(), "push.json")
+	if err := result.WriteFile(push, pr, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	branch = k.Branch(t, name)
+	ns, _ = NamespaceFor(branch, DefaultBranchPrefix, "")
+	return branch, ns, k.opts(t, branch, tree, push)
+}
+
+// failCMSJob makes kwok fail the pod of the example's cms-job.
+func failCMSJob(t *testing.T, tree string) {
+	t.Helper()
+	const head = "  name: cms-job\n  labels:\n    app.kubernetes.io/component: job\nspec:\n  backoffLimit: 0\n  template:\n"
+	testenv.Edit(t, tree, "k8s/jobs.yml", head+"    spec:\n", head+"    metadata:\n      annotations:\n        test.kwok/fail: \"true\"\n    spec:\n")
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -17,8 +17,9 @@ import (
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
-// history lists the namespace's revisions as number:status:back=N, oldest first.
-func (k kube) history(t *testing.T, ns string) []string {
+// revisionList lists the namespace's revisions as show writes each, oldest
+// first.
+func (k kube) revisionList(t *testing.T, ns string, show func(Revision) string) []string {
 	t.Helper()
 	tgt := &target{c: k.cluster(t), ns: ns}
 	revs, err := tgt.revisions(context.Background())
@@ -27,9 +28,17 @@ func (k kube) history(t *testing.T, ns string) []string {
 	}
 	var out []string
 	for i := len(revs) - 1; i >= 0; i-- {
-		out = append(out, fmt.Sprintf("%d:%s:back=%d", revs[i].Number, revs[i].Status, revs[i].RolledBackTo))
+		out = append(out, show(revs[i]))
 	}
 	return out
+}
+
+// history lists the namespace's revisions as number:status:back=N, oldest first.
+func (k kube) history(t *testing.T, ns string) []string {
+	t.Helper()
+	return k.revisionList(t, ns, func(r Revision) string {
+		return fmt.Sprintf("%d:%s:back=%d", r.Number, r.Status, r.RolledBackTo)
+	})
 }
 
 func (k kube) cluster(t *testing.T) *cluster {
@@ -139,15 +148,7 @@ func TestLeftJobs(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
 	tree, branch, opts, _ := k.example(t, "leftjobs")
-	failing := `  name: cms-job
-  labels:
-    app.kubernetes.io/component: job
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-`
-	testenv.Edit(t, tree, "k8s/jobs.yml", failing, strings.Replace(failing, "  template:\n", "  template:\n    metadata:\n      annotations:\n        test.kwok/fail: \"true\"\n", 1))
+	failCMSJob(t, tree)
 	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	if _, err := Deploy(ctx, opts); err != nil {
 		t.Fatal(err)

@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
-	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/usererr"
 )
 
@@ -95,16 +94,9 @@ func (k kube) appPods(t *testing.T, ns string) int {
 // modes lists the namespace's revisions as number:status:mode, oldest first.
 func (k kube) modes(t *testing.T, ns string) []string {
 	t.Helper()
-	tgt := &target{c: k.cluster(t), ns: ns}
-	revs, err := tgt.revisions(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for i := len(revs) - 1; i >= 0; i-- {
-		out = append(out, itoa(int64(revs[i].Number))+":"+revs[i].Status+":"+revs[i].state().mode())
-	}
-	return out
+	return k.revisionList(t, ns, func(r Revision) string {
+		return itoa(int64(r.Number)) + ":" + r.Status + ":" + r.state().mode()
+	})
 }
 
 // checkSite checks a settled site in mode: replicas, no application pods
@@ -378,16 +370,8 @@ spec:
 func TestBackupCronJobsAndSecrets(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree := deploytest.PlatformTree(t)
-	dOpenedx, dBackup := deploytest.DigestOf("openedx"), deploytest.DigestOf("backup")
-	pr := deploytest.PushResult(map[string]string{"overhangio/openedx": dOpenedx, "overhangio/openedx-mfe": deploytest.DigestOf("mfe"), "slipway/backup": dBackup})
-	push := filepath.Join(t.TempDir(), "push.json")
-	if err := result.WriteFile(push, pr, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	branch := k.Branch(t, "cron")
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
-	opts := k.opts(t, branch, tree, push)
+	dBackup := deploytest.DigestOf("backup")
+	_, ns, opts := k.backupExample(t, "cron", dBackup)
 	cron := writeFile(t, "cronjobs.yaml", backupCronJob, 0o644)
 	opts.Manifests = append(opts.Manifests, cron)
 	const s3Key, dbPass, dbPass2 = "S3-s3cret-access-key-value", "Db-pa55word-value-1", "Db-pa55word-value-2"
