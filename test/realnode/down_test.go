@@ -66,30 +66,21 @@ func TestDownLeavesNothing(t *testing.T) {
 	env := readEnv(t, filepath.Join(dir, "env"))
 	type nodeState struct{ name, bridge, cgroup, mntns, ip string }
 	var nodes []nodeState
-	for _, c := range []struct{ state, prefix, kubeconfig string }{
-		{"node", "SLIPWAY_TEST_NODE", "SLIPWAY_TEST_KUBECONFIG"},
-		{"node-b", "SLIPWAY_TEST_NODE_B", "SLIPWAY_TEST_KUBE_B_KUBECONFIG"},
-	} {
-		st := readEnv(t, filepath.Join(dir, c.state, "state"))
-		ns := nodeState{name: env[c.prefix], bridge: st["bridge"], cgroup: st["cgroup"], mntns: strings.Trim(st["mntns"], "'"), ip: env[c.prefix+"_IP"]}
+	for _, c := range []nodeEnv{nodeA, nodeB} {
+		st := readEnv(t, filepath.Join(dir, c.State, "state"))
+		ns := nodeState{name: env[c.Prefix], bridge: st["bridge"], cgroup: st["cgroup"], mntns: strings.Trim(st["mntns"], "'"), ip: env[c.Prefix+"_IP"]}
 		if ns.bridge == "" || ns.cgroup == "" || ns.mntns == "" || ns.ip == "" {
-			t.Fatalf("%s: state %v or %s_IP lacks bridge, cgroup, mntns or IP", c.state, st, c.prefix)
+			t.Fatalf("%s: state %v or %s_IP lacks bridge, cgroup, mntns or IP", c.State, st, c.Prefix)
 		}
 		nodes = append(nodes, ns)
 
 		// A container on the node: the pause image, from the node registry.
-		n := &node{Kubeconfig: env[c.kubeconfig], Kubectl: env["SLIPWAY_TEST_KUBECTL"]}
+		n := &node{Kubeconfig: env[c.Kubeconfig], Kubectl: env["SLIPWAY_TEST_KUBECTL"]}
 		pod := `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper", "namespace": "default"},
-	  "spec": {"nodeSelector": {"kubernetes.io/hostname": "` + env[c.prefix] + `"},
-	    "tolerations": [{"key": "` + env[c.prefix+"_TAINT"] + `", "operator": "Exists"}],
-	    "containers": [{"name": "sleeper", "image": "` + env[c.prefix+"_REGISTRY_NAME"] + `/slipway/pause:1"}]}}`
-		f := filepath.Join(t.TempDir(), "pod.json")
-		if err := os.WriteFile(f, []byte(pod), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := kubectl(t, n, "apply", "-f", f); err != nil {
-			t.Fatalf("kubectl apply: %v\n%s", err, out)
-		}
+	  "spec": {"nodeSelector": {"kubernetes.io/hostname": "` + env[c.Prefix] + `"},
+	    "tolerations": [{"key": "` + env[c.Prefix+"_TAINT"] + `", "operator": "Exists"}],
+	    "containers": [{"name": "sleeper", "image": "` + env[c.Prefix+"_REGISTRY_NAME"] + `/slipway/pause:1"}]}}`
+		apply(t, n, "pod.json", pod)
 		if out, err := kubectl(t, n, "wait", "--for=condition=Ready", "pod/sleeper", "--timeout=90s"); err != nil {
 			t.Fatalf("pod sleeper on %s not ready: %v\n%s", ns.name, err, out)
 		}

@@ -15,16 +15,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
@@ -82,12 +85,31 @@ type node struct {
 	Core         kubernetes.Interface
 }
 
-func requireNode(t testing.TB) *node {
+// nodeEnv names the environment of one region's node: the node's name is
+// in Prefix (its taint, registry name and IP in Prefix_TAINT,
+// Prefix_REGISTRY_NAME, Prefix_IP), the region's CI registry in Registry,
+// its control plane's kubeconfig in Kubeconfig; State is its directory
+// under the env dir.
+type nodeEnv struct{ Region, State, Prefix, Registry, Kubeconfig string }
+
+// nodeA is node-a0 of region A (hack/servers/node.sh); nodeB is node-b0 in
+// region B's control plane (hack/servers/node-b.sh), with the node
+// registry on region B's container.
+var (
+	nodeA = nodeEnv{"a", "node", "SLIPWAY_TEST_NODE", "SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_KUBECONFIG"}
+	nodeB = nodeEnv{"b", "node-b", "SLIPWAY_TEST_NODE_B", "SLIPWAY_TEST_REGISTRY_B", "SLIPWAY_TEST_KUBE_B_KUBECONFIG"}
+)
+
+func requireNode(t testing.TB) *node { t.Helper(); return requireNodeOf(t, nodeA) }
+
+func requireNodeB(t testing.TB) *node { t.Helper(); return requireNodeOf(t, nodeB) }
+
+func requireNodeOf(t testing.TB, e nodeEnv) *node {
 	t.Helper()
-	v := testenv.Require(t, "SLIPWAY_TEST_NODE", "SLIPWAY_TEST_NODE_TAINT", "SLIPWAY_TEST_NODE_REGISTRY_NAME",
-		"SLIPWAY_TEST_REGISTRY_A", "SLIPWAY_TEST_REGISTRY_BUILDSET", "SLIPWAY_TEST_BASE_IMAGE",
-		"SLIPWAY_TEST_KUBECONFIG", "SLIPWAY_TEST_KUBECTL", "SLIPWAY_TESTENV_DIR")
-	return newNode(t, &node{Name: v[0], Taint: v[1], Region: "a", RegistryName: v[2], Registry: v[3], Buildset: v[4],
+	v := testenv.Require(t, e.Prefix, e.Prefix+"_TAINT", e.Prefix+"_REGISTRY_NAME",
+		e.Registry, "SLIPWAY_TEST_REGISTRY_BUILDSET", "SLIPWAY_TEST_BASE_IMAGE",
+		e.Kubeconfig, "SLIPWAY_TEST_KUBECTL", "SLIPWAY_TESTENV_DIR")
+	return newNode(t, &node{Name: v[0], Taint: v[1], Region: e.Region, RegistryName: v[2], Registry: v[3], Buildset: v[4],
 		BaseImage: v[5], Kubeconfig: v[6], Kubectl: v[7], EnvDir: v[8]})
 }
 
@@ -154,12 +176,27 @@ func pushImage(t testing.TB, n *node, name string) *image {
 		"--output", "out"); err != nil {
 		t.Fatalf("build-image: %v\n%s", err, stderr)
 	}
-	im.PushResult = filepath.Join(dir, "push.json")
+	var data []byte
+	im.PushResult, data, im.Digest = pushBuild(t, n, dir)
+	im.NodePushResult = filepath.Join(dir, "push-node.json")
+	node := bytes.ReplaceAll(data, []byte(`"`+n.Registry+"/"), []byte(`"`+n.RegistryName+"/"))
+	if err := os.WriteFile(im.NodePushResult, node, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return im
+}
+
+// pushBuild pushes the one image build-image built into dir/out to the
+// node's region with push-registry; it returns the push result it wrote
+// (dir/push.json), its content and the image's digest.
+func pushBuild(t testing.TB, n *node, dir string) (file string, data []byte, digest string) {
+	t.Helper()
+	file = filepath.Join(dir, "push.json")
 	if _, stderr, err := run(t, dir, bin(t, "push-registry"), "push", "--build-result", "out/build-result.json",
-		"--region", n.Region+"="+n.Registry, "--result", im.PushResult); err != nil {
+		"--region", n.Region+"="+n.Registry, "--result", file); err != nil {
 		t.Fatalf("push-registry: %v\n%s", err, stderr)
 	}
-	data, err := os.ReadFile(im.PushResult)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,15 +206,37 @@ func pushImage(t testing.TB, n *node, name string) *image {
 		} `json:"images"`
 	}
 	if err := json.Unmarshal(data, &pr); err != nil || len(pr.Images) != 1 {
-		t.Fatalf("push result %s: %v\n%s", im.PushResult, err, data)
+		t.Fatalf("push result %s: %v\n%s", file, err, data)
 	}
-	im.Digest = pr.Images[0].Digest
-	im.NodePushResult = filepath.Join(dir, "push-node.json")
-	node := bytes.ReplaceAll(data, []byte(`"`+n.Registry+"/"), []byte(`"`+n.RegistryName+"/"))
-	if err := os.WriteFile(im.NodePushResult, node, 0o644); err != nil {
-		t.Fatal(err)
+	return file, data, pr.Images[0].Digest
+}
+
+// waitMarker waits for the log of pod in ns to be im's marker line: it may
+// reach the log file a moment after the pod is ready.
+func waitMarker(t *testing.T, n *node, ns, pod string, im *image) {
+	t.Helper()
+	var logs string
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := poll.Until(ctx, poll.Constant(250*time.Millisecond), func(context.Context) (bool, error) {
+		var err error
+		logs, err = kubectl(t, n, "-n", ns, "logs", pod)
+		return err == nil && logs == im.Marker, nil
+	})
+	if err != nil {
+		t.Errorf("kubectl logs %s = %q; want the container's own line %q", pod, logs, im.Marker)
 	}
-	return im
+}
+
+// pulledByContainerd reports whether the node registry's log (logs/name
+// under the env dir) has containerd's GET of im's manifest by digest.
+func pulledByContainerd(n *node, name string, im *image) (bool, error) {
+	log, err := os.ReadFile(filepath.Join(n.EnvDir, "logs", name))
+	if err != nil {
+		return false, err
+	}
+	req := regexp.MustCompile(`"GET /v2/` + regexp.QuoteMeta(im.Repo) + `/manifests/` + im.Digest + `[ ?][^"]*" 200 .*"containerd/`)
+	return req.Match(log), nil
 }
 
 // deleteManifest removes the image's manifest from the region's registry: the
@@ -224,19 +283,88 @@ kind: Deployment
 metadata: {name: %[1]s}
 spec:
   replicas: 1
-  progressDeadlineSeconds: %[8]d
+  progressDeadlineSeconds: %[7]d
   minReadySeconds: %[2]d
   selector: {matchLabels: {app: %[1]s}}
   template:
     metadata: {labels: {app: %[1]s}}
     spec:
-      nodeSelector: {kubernetes.io/hostname: %[3]s}
-      tolerations: [{key: %[4]s, operator: Exists, effect: NoSchedule}]
-      terminationGracePeriodSeconds: 1
+%[3]s      terminationGracePeriodSeconds: 1
       containers:
       - name: %[1]s-main
-        image: %[5]s
-%[6]s%[7]s`, w.Name, w.MinReady, n.Name, n.Taint, w.Image, w.Container, w.Extra, deadline)
+        image: %[4]s
+%[5]s%[6]s`, w.Name, w.MinReady, n.placement("      "), w.Image, w.Container, w.Extra, deadline)
+}
+
+// placement is the YAML of the pod spec fields that put a pod on n: its
+// hostname selector and a toleration of its taint, each line indented by
+// indent.
+func (n *node) placement(indent string) string {
+	return indent + "nodeSelector: {kubernetes.io/hostname: " + n.Name + "}\n" +
+		indent + "tolerations: [{key: " + n.Taint + ", operator: Exists, effect: NoSchedule}]\n"
+}
+
+// jobPod is the YAML of the pod spec of a one-off Job on n: container
+// runs script with /bin/sh in image, never restarted; each line indented by
+// indent.
+func (n *node) jobPod(indent, container, image, script string) string {
+	return indent + "restartPolicy: Never\n" + n.placement(indent) + fmt.Sprintf(`%[1]scontainers:
+%[1]s- name: %[2]s
+%[1]s  image: %[3]s
+%[1]s  command: [/bin/sh, -c, %[4]q]
+`, indent, container, image, script)
+}
+
+// apply writes manifest to a file named name and applies it with kubectl.
+func apply(t testing.TB, n *node, name, manifest string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, n, "apply", "-f", f); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+}
+
+// tempNamespace names a namespace of its own for the test (rn-prefix-HEX)
+// and deletes it when the test ends.
+func tempNamespace(t testing.TB, n *node, prefix string) string {
+	ns := "rn-" + prefix + "-" + randHex(3)
+	t.Cleanup(func() { _ = n.Core.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	return ns
+}
+
+// createNamespace creates a tempNamespace.
+func createNamespace(t testing.TB, n *node, prefix string) string {
+	t.Helper()
+	ns := tempNamespace(t, n, prefix)
+	if _, err := n.Core.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// runPod applies the manifest of pod name in ns and waits up to timeout for
+// it to end; it returns the ended pod.
+func runPod(t testing.TB, n *node, ns, name, manifest string, timeout time.Duration) *corev1.Pod {
+	t.Helper()
+	apply(t, n, "pod.yaml", manifest)
+	var pod *corev1.Pod
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := poll.Until(ctx, poll.Constant(500*time.Millisecond), func(ctx context.Context) (bool, error) {
+		p, err := n.Core.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		pod = p
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s did not end: %v (last status %+v)", ns, name, err, pod)
+	}
+	return pod
 }
 
 // deployed is what one deploy-k8s deploy left.
@@ -257,10 +385,7 @@ func deploy(t testing.TB, n *node, w workload, pushResult string) deployed {
 	if err := os.WriteFile(filepath.Join(dir, "manifests", "deploy.yaml"), []byte(w.manifest(n)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := deployed{Namespace: "rn-" + w.Name + "-" + randHex(3)}
-	t.Cleanup(func() {
-		_ = n.Core.CoreV1().Namespaces().Delete(context.Background(), d.Namespace, metav1.DeleteOptions{})
-	})
+	d := deployed{Namespace: tempNamespace(t, n, w.Name)}
 	d.Stdout, d.Stderr, d.Err = run(t, dir, bin(t, "deploy-k8s"), "deploy", "--branch", "platform/"+d.Namespace,
 		"--manifests", "manifests", "--push-result", pushResult, "--region", n.Region, "--kubeconfig", n.Kubeconfig,
 		"--timeout", "2m")

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
@@ -115,14 +113,9 @@ func TestPodsReachHostServers(t *testing.T) {
 // it returns the pod's log and the ended pod.
 func probePod(t *testing.T, n *node, image, script, token string, hostNet bool) (string, *corev1.Pod) {
 	t.Helper()
-	ns := "rn-hostnet-" + randHex(3)
-	ctx := context.Background()
-	if _, err := n.Core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Core.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	ns := createNamespace(t, n, "hostnet")
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}, StringData: map[string]string{"token": token}}
-	if _, err := n.Core.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+	if _, err := n.Core.CoreV1().Secrets(ns).Create(context.Background(), secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// What a backup CronJob's pod template needs on the test nodes:
@@ -137,36 +130,14 @@ spec:
   dnsPolicy: Default
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
-  nodeSelector: {kubernetes.io/hostname: %s}
-  tolerations: [{key: %s, operator: Exists, effect: NoSchedule}]
-  containers:
+%s  containers:
   - name: probe
     image: %s
     command: [/bin/sh, -c, %q]
     volumeMounts: [{name: creds, mountPath: /creds, readOnly: true}]
   volumes: [{name: creds, secret: {secretName: creds}}]
-`, ns, hostNet, n.Name, n.Taint, image, script)
-	f := filepath.Join(t.TempDir(), "pod.yaml")
-	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := kubectl(t, n, "apply", "-f", f); err != nil {
-		t.Fatalf("kubectl apply: %v\n%s", err, out)
-	}
-	var pod *corev1.Pod
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	err := poll.Until(wctx, poll.Constant(500*time.Millisecond), func(ctx context.Context) (bool, error) {
-		p, err := n.Core.CoreV1().Pods(ns).Get(ctx, "probe", metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		pod = p
-		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
-	})
-	if err != nil {
-		t.Fatalf("pod %s/probe did not end: %v (last status %+v)", ns, err, pod)
-	}
+`, ns, hostNet, n.placement("  "), image, script)
+	pod := runPod(t, n, ns, "probe", manifest, 3*time.Minute)
 	if pod.Status.Phase != corev1.PodSucceeded || len(pod.Status.ContainerStatuses) != 1 {
 		t.Fatalf("pod %s/probe %s, want Succeeded: %+v", ns, pod.Status.Phase, pod.Status)
 	}

@@ -10,12 +10,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/slipwayci/slipway/internal/poll"
+	"github.com/slipwayci/slipway/internal/cli"
+	"github.com/slipwayci/slipway/internal/result"
 )
 
 // onePod returns the only pod of namespace ns.
@@ -68,29 +68,17 @@ func TestPushedImageRunsOnNode(t *testing.T) {
 			if id := pod.Status.ContainerStatuses[0].ImageID; !strings.HasSuffix(id, "/"+im.Repo+"@"+im.Digest) {
 				t.Errorf("imageID %q, want the pushed %s@%s", id, im.Repo, im.Digest)
 			}
-			// The line may reach the log file a moment after the pod is ready.
-			var logs string
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			err := poll.Until(ctx, poll.Constant(250*time.Millisecond), func(context.Context) (bool, error) {
-				var err error
-				logs, err = kubectl(t, n, "-n", d.Namespace, "logs", pod.Name)
-				return err == nil && logs == im.Marker, nil
-			})
-			if err != nil {
-				t.Errorf("kubectl logs %s = %q; want the container's own line %q", pod.Name, logs, im.Marker)
-			}
+			waitMarker(t, n, d.Namespace, pod.Name, im)
 		})
 	}
 	t.Cleanup(func() {
 		// The node registry served the manifest by digest to containerd.
-		log, err := os.ReadFile(filepath.Join(n.EnvDir, "logs", "node-registry.log"))
+		pulled, err := pulledByContainerd(n, "node-registry.log", im)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		req := regexp.MustCompile(`"GET /v2/` + regexp.QuoteMeta(im.Repo) + `/manifests/` + im.Digest + `[ ?][^"]*" 200 .*"containerd/`)
-		if !req.Match(log) {
+		if !pulled {
 			t.Errorf("the node registry's log has no containerd GET of %s@%s", im.Repo, im.Digest)
 		}
 	})
@@ -225,14 +213,7 @@ metadata:
 spec:
   template:
     spec:
-      restartPolicy: Never
-      nodeSelector: {kubernetes.io/hostname: %[2]s}
-      tolerations: [{key: %[3]s, operator: Exists, effect: NoSchedule}]
-      containers:
-      - name: %[1]s
-        image: %[4]s
-        command: [/bin/sh, -c, %[5]q]
-`, name, n.Name, n.Taint, im.Repo, script)
+%[2]s`, name, n.jobPod("      ", name, im.Repo, script))
 	}
 	w := workload{Name: "web", Image: im.Repo, ProgressDeadline: 120}
 	w.Extra = job("migrate", "for i in 1 2 3; do echo migration step $i on $(hostname); done") +
@@ -265,5 +246,106 @@ spec:
 		if !strings.Contains(msg, s) {
 			t.Errorf("run-job's error does not name %q:\n%s", s, msg)
 		}
+	}
+}
+
+// TestRunCronJobOnNode: `deploy-k8s run-job --cronjob` runs a deployed,
+// suspended CronJob's jobTemplate once in a real container on node-a0 (an
+// image pushed to region A, pulled by the node as localhost:5000/...): its
+// line is streamed to stderr and the result names the pod, the digest the
+// node ran and exit code 0; one that exits 3 exits 1 naming the exit code
+// and its termination message; a CronJob that is not there exits 2 naming
+// it and the namespace.
+func TestRunCronJobOnNode(t *testing.T) {
+	t.Parallel()
+	n := requireNode(t)
+	im := pushImage(t, n, "cronjob")
+	image := n.RegistryName + "/" + im.Repo + "@" + im.Digest
+	cronJob := func(name, script string) string {
+		return fmt.Sprintf(`---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: %[1]s}
+spec:
+  schedule: "0 0 31 2 *"
+  suspend: true
+  jobTemplate:
+    spec:
+      backoffLimit: 0
+      template:
+        spec:
+%[2]s`, name, n.jobPod("          ", "step", image, script))
+	}
+	dir := t.TempDir()
+	manifests := filepath.Join(dir, "cronjobs.yaml")
+	if err := os.WriteFile(manifests, []byte(cronJob("hello", "echo failover step ran on $(hostname)")+
+		cronJob("broken", "echo checking; echo 'restore journal interrupted' > /dev/termination-log; exit 3")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns := tempNamespace(t, n, "cronnode")
+	common := []string{"--branch", "platform/" + ns, "--kubeconfig", n.Kubeconfig}
+	deployK8s := func(args ...string) (int, string, string) {
+		stdout, stderr, err := run(t, dir, bin(t, "deploy-k8s"), append(args, common...)...)
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			return 0, stdout, stderr
+		case errors.As(err, &exit):
+			return exit.ExitCode(), stdout, stderr
+		}
+		t.Fatalf("deploy-k8s %s: %v", args[0], err)
+		return 0, "", ""
+	}
+	code, stdout, stderr := deployK8s("deploy", "--manifests", manifests, "--allow-image", n.RegistryName+"/"+im.Repo, "--timeout", "2m")
+	if code != 0 {
+		t.Fatalf("deploy: exit %d\n%s%s", code, stdout, stderr)
+	}
+	runJob := func(name string) (int, string, string, *result.DeployResult) {
+		file := filepath.Join(dir, name+".json")
+		code, stdout, stderr := deployK8s("run-job", "--cronjob", name, "--timeout", "3m", "--result", file)
+		var res result.DeployResult
+		if code != cli.ExitUsage {
+			if err := result.ReadFile(file, &res); err != nil {
+				t.Errorf("run-job --cronjob %s wrote no result: %v", name, err)
+			}
+		}
+		return code, stdout, stderr, &res
+	}
+
+	code, stdout, stderr, res := runJob("hello")
+	if code != 0 || len(res.Jobs) != 1 {
+		t.Fatalf("run-job --cronjob hello: exit %d, jobs %+v\n%s%s", code, res.Jobs, stdout, stderr)
+	}
+	jr := res.Jobs[0]
+	t.Logf("run-job --cronjob hello: %s", stdout)
+	if !strings.Contains(stderr, jr.Name+": failover step ran on ") {
+		t.Errorf("the container's line was not streamed to stderr:\n%s", stderr)
+	}
+	if want := fmt.Sprintf("job=%s cronjob=hello pod=%s exit=0 succeeded=true\n", jr.Name, jr.Pod); stdout != want || !strings.HasPrefix(jr.Pod, jr.Name+"-") {
+		t.Errorf("stdout %q, want %q", stdout, want)
+	}
+	if jr.ImageDigest != im.Digest || jr.ExitCode == nil || *jr.ExitCode != 0 || !jr.Succeeded || !jr.Deleted {
+		t.Errorf("result job %+v: want digest %s run, exit code 0, succeeded and cleaned up", jr, im.Digest)
+	}
+
+	code, stdout, stderr, res = runJob("broken")
+	if code != cli.ExitFailed || len(res.Jobs) != 1 {
+		t.Fatalf("run-job --cronjob broken: exit %d, want 1\n%s%s", code, stdout, stderr)
+	}
+	msg := lastLine(stderr)
+	t.Logf("run-job --cronjob broken: %s", msg)
+	for _, s := range []string{"Job.batch/broken-", "container step exited 3 (Error)", `termination message "restore journal interrupted"`, "checking"} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("run-job's error does not name %q:\n%s", s, msg)
+		}
+	}
+	if jr := res.Jobs[0]; jr.ExitCode == nil || *jr.ExitCode != 3 || jr.TerminationMessage != "restore journal interrupted\n" || jr.Succeeded || jr.Pod == "" {
+		t.Errorf("result job %+v: want exit code 3, the termination message, failed, its pod", jr)
+	}
+
+	code, stdout, stderr, _ = runJob("nope")
+	if code != cli.ExitUsage || stdout != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 ||
+		!strings.Contains(stderr, `"nope"`) || !strings.Contains(stderr, "namespace "+ns) {
+		t.Errorf("missing cronjob: exit %d stdout %q stderr %q; want exit 2, one line naming it and namespace %s", code, stdout, stderr, ns)
 	}
 }

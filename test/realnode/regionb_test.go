@@ -1,30 +1,13 @@
 package realnode
 
 import (
-	"context"
 	"net/http"
-	"os"
-	"path/filepath"
-	"regexp"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
-
-// requireNodeB is region B's real node, node-b0 in region B's control plane
-// (hack/servers/node-b.sh), with the node registry on region B's container.
-func requireNodeB(t testing.TB) *node {
-	t.Helper()
-	v := testenv.Require(t, "SLIPWAY_TEST_NODE_B", "SLIPWAY_TEST_NODE_B_TAINT", "SLIPWAY_TEST_NODE_B_REGISTRY_NAME",
-		"SLIPWAY_TEST_REGISTRY_B", "SLIPWAY_TEST_REGISTRY_BUILDSET", "SLIPWAY_TEST_BASE_IMAGE",
-		"SLIPWAY_TEST_KUBE_B_KUBECONFIG", "SLIPWAY_TEST_KUBECTL", "SLIPWAY_TESTENV_DIR")
-	return newNode(t, &node{Name: v[0], Taint: v[1], Region: "b", RegistryName: v[2], Registry: v[3], Buildset: v[4],
-		BaseImage: v[5], Kubeconfig: v[6], Kubectl: v[7], EnvDir: v[8]})
-}
 
 // manifestStatus is the HTTP status of a HEAD of repo@digest at registry.
 func manifestStatus(t *testing.T, registry, repo, digest string) int {
@@ -72,25 +55,14 @@ func TestPushedImageRunsOnNodeB(t *testing.T) {
 	if id := pod.Status.ContainerStatuses[0].ImageID; id != n.RegistryName+"/"+im.Repo+"@"+im.Digest {
 		t.Errorf("imageID %q, want the pushed %s/%s@%s", id, n.RegistryName, im.Repo, im.Digest)
 	}
-	var logs string
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	err := poll.Until(ctx, poll.Constant(250*time.Millisecond), func(context.Context) (bool, error) {
-		var err error
-		logs, err = kubectl(t, n, "-n", d.Namespace, "logs", pod.Name)
-		return err == nil && logs == im.Marker, nil
-	})
-	if err != nil {
-		t.Errorf("kubectl logs %s = %q; want the container's own line %q", pod.Name, logs, im.Marker)
-	}
+	waitMarker(t, n, d.Namespace, pod.Name, im)
 
 	// containerd got the manifest from region B's node registry.
-	log, err := os.ReadFile(filepath.Join(n.EnvDir, "logs", "node-b-registry.log"))
+	pulled, err := pulledByContainerd(n, "node-b-registry.log", im)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := regexp.MustCompile(`"GET /v2/` + regexp.QuoteMeta(im.Repo) + `/manifests/` + im.Digest + `[ ?][^"]*" 200 .*"containerd/`)
-	if !req.Match(log) {
+	if !pulled {
 		t.Errorf("region B's node registry's log has no containerd GET of %s@%s", im.Repo, im.Digest)
 	}
 	// The two regions' stores are apart: the image is in region B's only.
