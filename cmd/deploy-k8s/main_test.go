@@ -28,6 +28,16 @@ func commonArgs(k *deploytest.Kube, tree, push string) []string {
 		"--allow-image", "docker.io/redis", "--allow-image", "docker.io/caddy"}
 }
 
+// writeFile writes content to dir/name with mode and returns its path.
+func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // cliExample gives a test the real control plane, its own copy of the
 // example tree with a push result (writePush's, seed v1) and a branch with
 // its namespace; common deploys them, digest is the openedx image's.
@@ -119,9 +129,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	push, _ := deploytest.WritePush(t, "v1")
 	const value1, value2 = "Sup3r-s3cret-db-password-1", "Sup3r-s3cret-db-password-2"
 	secretDoc := "apiVersion: v1\nkind: Secret\nmetadata: {name: openedx-db}\nstringData: {MYSQL_PASSWORD: " + value1 + "}\n"
-	if err := os.WriteFile(filepath.Join(tree, "k8s", "secret.yml"), []byte(secretDoc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(tree, "k8s"), "secret.yml", secretDoc, 0o644)
 	testenv.Edit(t, tree, "kustomization.yml", "- k8s/volumes.yml\n", "- k8s/volumes.yml\n- k8s/secret.yml\n")
 	branch := k.Branch(t, "secret")
 	resultFile := filepath.Join(t.TempDir(), "deploy.json")
@@ -201,10 +209,8 @@ func TestCLIPullAddress(t *testing.T) {
 func TestCLIBadSiteFlags(t *testing.T) {
 	k, branch, ns, common, _ := cliExample(t, "clibad", deploytest.WritePush)
 	dir := t.TempDir()
-	open := filepath.Join(dir, "open.yaml")
-	os.WriteFile(open, []byte("secrets: {a: {k: Sup3r-s3cret-open}}\n"), 0o644)
-	badKey := filepath.Join(dir, "badkey.yaml")
-	os.WriteFile(badKey, []byte("secrets:\n  a: {k: Sup3r-s3cret-badkey, 'x/y': v}\n"), 0o600)
+	open := writeFile(t, dir, "open.yaml", "secrets: {a: {k: Sup3r-s3cret-open}}\n", 0o644)
+	badKey := writeFile(t, dir, "badkey.yaml", "secrets:\n  a: {k: Sup3r-s3cret-badkey, 'x/y': v}\n", 0o600)
 	deployArgs := append([]string{"deploy", "--branch", branch}, common...)
 	for _, tc := range []struct {
 		name string
@@ -241,10 +247,8 @@ func TestCLIBadSiteFlags(t *testing.T) {
 func TestCLIStandbyAndStatus(t *testing.T) {
 	k, branch, _, common, _ := cliExample(t, "clistandby", deploytest.WritePush)
 	dir := t.TempDir()
-	extra := filepath.Join(dir, "extra.yaml")
-	os.WriteFile(extra, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: backup-values}\ndata: {site: dr}\n"), 0o644)
-	secrets := filepath.Join(dir, "secrets.yaml")
-	os.WriteFile(secrets, []byte("secrets:\n  backup-s3: {AWS_SECRET_ACCESS_KEY: Sup3r-s3cret-cli-key}\n"), 0o600)
+	extra := writeFile(t, dir, "extra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: backup-values}\ndata: {site: dr}\n", 0o644)
+	secrets := writeFile(t, dir, "secrets.yaml", "secrets:\n  backup-s3: {AWS_SECRET_ACCESS_KEY: Sup3r-s3cret-cli-key}\n", 0o600)
 	args := append([]string{"deploy", "--standby", "--branch", branch, "--manifests", extra, "--secrets-file", secrets, "--job", "lms-job", "--timeout", "90s"}, common...)
 	code, stdout, stderr := runCLI(t, args...)
 	if code != 0 || !strings.Contains(stdout, "revision=1 changed=true") || !strings.HasSuffix(stdout, " mode=standby\n") {

@@ -39,13 +39,12 @@ func actions(res *result.DeployResult) map[string]string {
 func TestDeployFirstAndNoChange(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	_, branch, opts, dOpenedx := k.example(t, "first")
+	_, branch, ns, opts, dOpenedx := k.example(t, "first")
 
 	res, err := Deploy(ctx, opts)
 	if err != nil {
 		t.Fatalf("first deploy: %v", err)
 	}
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	if res.Namespace != ns || res.Revision != 1 || !res.Changed || res.Created != exampleApplied || res.Configured != 0 || res.Unchanged != 0 {
 		t.Fatalf("first deploy result: namespace %s revision %d changed %t created %d configured %d unchanged %d; want %s 1 true %d 0 0",
 			res.Namespace, res.Revision, res.Changed, res.Created, res.Configured, res.Unchanged, ns, exampleApplied)
@@ -137,14 +136,7 @@ func TestDeployFirstAndNoChange(t *testing.T) {
 	}
 
 	// Drift: someone scales lms by hand; the next deploy puts it back.
-	scale, err := k.Core.AppsV1().Deployments(ns).GetScale(ctx, "lms", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	scale.Spec.Replicas = 5
-	if _, err := k.Core.AppsV1().Deployments(ns).UpdateScale(ctx, "lms", scale, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	k.scaleByHand(t, ctx, ns, "lms", 5)
 	res3, err := Deploy(ctx, opts)
 	if err != nil {
 		t.Fatalf("deploy after drift: %v", err)
@@ -184,11 +176,10 @@ func resourceVersions(t *testing.T, k kube, ns string) map[string]string {
 func TestPruneRemovedServiceOnly(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree, branch, opts, _ := k.example(t, "prune")
+	tree, _, ns, opts, _ := k.example(t, "prune")
 	if _, err := Deploy(ctx, opts); err != nil {
 		t.Fatalf("first deploy: %v", err)
 	}
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	// An object slipway does not own, with the same labels as the mfe Service.
 	unowned := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "mfe-by-hand", Labels: map[string]string{"app.kubernetes.io/name": "mfe", "app.kubernetes.io/part-of": "openedx"}},
@@ -240,7 +231,7 @@ spec:
 func TestNeverReadyDeploymentFails(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree, branch, opts, _ := k.example(t, "never")
+	tree, _, ns, opts, _ := k.example(t, "never")
 	// kwok keeps pods with this annotation Running but never Ready.
 	deploytest.NeverReady(t, tree, "cms")
 	// The whole deploy has 25s: the apply takes a few, the rest is the wait.
@@ -258,7 +249,6 @@ func TestNeverReadyDeploymentFails(t *testing.T) {
 		t.Fatalf("error %v: want a WorkloadError for Deployment.apps/cms", err)
 	}
 	msg := err.Error()
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	pods, _ := k.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=cms"})
 	if len(pods.Items) == 0 || !strings.Contains(msg, "pod "+pods.Items[0].Name) {
 		t.Errorf("error does not name the cms pod: %s", msg)
@@ -294,10 +284,9 @@ func TestJobs(t *testing.T) {
 		t.Fatalf("%s holds no log lines", podLog)
 	}
 	ctx := testCtx(t)
-	tree, branch, opts, dOpenedx := k.example(t, "jobs")
+	tree, _, ns, opts, dOpenedx := k.example(t, "jobs")
 	// cms-job fails (kwok fails pods with this annotation); lms-job succeeds.
 	failCMSJob(t, tree)
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	var out bytes.Buffer
 	opts.Out = &out
 	opts.Jobs = []string{"lms-job"}
@@ -519,8 +508,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 func TestDiffChangesNothing(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree, branch, opts, _ := k.example(t, "diff")
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
+	tree, _, ns, opts, _ := k.example(t, "diff")
 	var out bytes.Buffer
 	opts.Out = &out
 	if _, err := Diff(ctx, opts); err != nil {
@@ -582,9 +570,8 @@ func TestServerDown(t *testing.T) {
 
 func TestInterruptedDeployRecovers(t *testing.T) {
 	k := requireKube(t)
-	tree, branch, opts, _ := k.example(t, "interrupt")
+	tree, _, ns, opts, _ := k.example(t, "interrupt")
 	deploytest.NeverReady(t, tree, "mfe")
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	// Interrupt (SIGINT cancels the context) while the deploy waits for
 	// mfe alone: once every other Deployment is ready (however long a
 	// loaded machine takes).

@@ -32,13 +32,14 @@ func (k kube) opts(t *testing.T, branch, manifests, push string) Options {
 }
 
 // example gives a test its own copy of the example tree, a push result for
-// it, a branch and the options that deploy them; digest is the openedx
-// image's.
-func (k kube) example(t *testing.T, name string) (tree, branch string, opts Options, digest string) {
+// it, a branch with its namespace and the options that deploy them; digest
+// is the openedx image's.
+func (k kube) example(t *testing.T, name string) (tree, branch, ns string, opts Options, digest string) {
 	tree = deploytest.PlatformTree(t)
 	push, digest := deploytest.WritePush(t, "v1")
 	branch = k.Branch(t, name)
-	return tree, branch, k.opts(t, branch, tree, push), digest
+	ns, _ = NamespaceFor(branch, DefaultBranchPrefix, "")
+	return tree, branch, ns, k.opts(t, branch, tree, push), digest
 }
 
 // backupExample is example with the backup image, at dBackup, in the push
@@ -68,6 +69,20 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// scaleByHand sets the replicas of Deployment name in ns, as kubectl scale
+// would: drift the next deploy or status must see.
+func (k kube) scaleByHand(t *testing.T, ctx context.Context, ns, name string, replicas int32) {
+	t.Helper()
+	scale, err := k.Core.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = replicas
+	if _, err := k.Core.AppsV1().Deployments(ns).UpdateScale(ctx, name, scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // deploymentImage returns the first container image of a Deployment.

@@ -76,8 +76,7 @@ func beginOnly(t *testing.T, ctx context.Context, opts Options) *Revision {
 func TestInterruptedRevisionResumedOrSuperseded(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree, branch, opts, _ := k.example(t, "resume")
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
+	tree, branch, ns, opts, _ := k.example(t, "resume")
 	if _, err := Deploy(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +117,7 @@ func TestInterruptedRevisionResumedOrSuperseded(t *testing.T) {
 func TestRecordCreateOrAdopt(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	_, branch, opts, _ := k.example(t, "adopt")
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
+	_, branch, ns, opts, _ := k.example(t, "adopt")
 	if _, err := Deploy(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +145,8 @@ func TestRecordCreateOrAdopt(t *testing.T) {
 func TestLeftJobs(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree, branch, opts, _ := k.example(t, "leftjobs")
+	tree, _, ns, opts, _ := k.example(t, "leftjobs")
 	failCMSJob(t, tree)
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
 	if _, err := Deploy(ctx, opts); err != nil {
 		t.Fatal(err)
 	}

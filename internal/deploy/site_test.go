@@ -131,8 +131,7 @@ func (k kube) checkSite(t *testing.T, ctx context.Context, opts Options, ns, mod
 func TestStandbyModes(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree, branch, opts, _ := k.example(t, "standby")
-	ns, _ := NamespaceFor(branch, DefaultBranchPrefix, "")
+	tree, branch, ns, opts, _ := k.example(t, "standby")
 	opts.Manifests = append(opts.Manifests, writeFile(t, "hpa.yaml", lmsHPA, 0o644))
 	opts.Jobs = []string{"lms-job"}
 	var logs bytes.Buffer
@@ -228,14 +227,7 @@ func TestStandbyModes(t *testing.T) {
 	}
 
 	// Someone scales an application of the standby up: not healthy.
-	scale, err := k.Core.AppsV1().Deployments(ns).GetScale(ctx, "lms", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	scale.Spec.Replicas = 1
-	if _, err := k.Core.AppsV1().Deployments(ns).UpdateScale(ctx, "lms", scale, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	k.scaleByHand(t, ctx, ns, "lms", 1)
 	if s, err := Status(ctx, opts); !errors.Is(err, ErrUnhealthy) || s.Healthy || !strings.Contains(err.Error(), "Deployment.apps/lms has 1 replicas") {
 		t.Errorf("status of a standby with lms scaled up: %v", err)
 	}
@@ -265,7 +257,7 @@ func TestStandbyModes(t *testing.T) {
 func TestStandbyDataStoreNotReady(t *testing.T) {
 	k := requireKube(t)
 	ctx := testCtx(t)
-	tree, _, opts, _ := k.example(t, "standbydown")
+	tree, _, _, opts, _ := k.example(t, "standbydown")
 	deploytest.NeverReady(t, tree, "redis")
 	opts.Standby = true
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
