@@ -236,6 +236,8 @@ slipway-databases-primary:
 slipway-databases-dr:
   mysql_user: "$SLIPWAY_TEST_MARIADB_DR_USER"
   mysql_password: "$SLIPWAY_TEST_MARIADB_DR_PASSWORD"
+  mysql_admin_user: root
+  mysql_admin_password: ""
   mongodb_uri: "$SLIPWAY_TEST_MONGO_DR_URI"
 YAML
 umask 022

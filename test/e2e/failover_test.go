@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/slipwayci/slipway/internal/backup/backuptest"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
@@ -31,6 +32,8 @@ type sites struct {
 	a, b             kubernetes.Interface
 	sockA, sockB     string
 	state, rev, work string
+	// push is a push result with both regions (reruns of the deploys).
+	push string
 }
 
 // failoverReport is what the failover job writes to
@@ -56,6 +59,10 @@ type failoverReport struct {
 // brings the primary back.
 func checkFailover(t *testing.T, s sites) {
 	t.Helper()
+	// The freeze sets the primary MariaDB's global read_only: no freeze
+	// test of the backup packages may run meanwhile (they take the same
+	// lock, until this test ends).
+	backuptest.NewMariaDB(t, "PRIMARY").FreezeLock(t)
 	s.expect(t, "before the failover", "active", "standby", false)
 
 	out := pipeline(t, s.state, s.rev, "failover", "--dry-run")
@@ -120,14 +127,84 @@ func checkFailover(t *testing.T, s sites) {
 	}
 	t.Logf("failover RTO %.1f s: %+v", rep.RTOSeconds, rep.Steps)
 
-	pipeline(t, s.state, s.rev, "unfreeze")
-	s.expect(t, "after unfreeze of the failover", "active", "standby", false)
+	checkFailback(t, s)
+}
+
+// checkFailback swaps the sites' roles after the failover (B primary with
+// the primary CronJobs, A unfrozen and a standby restoring B's backups),
+// writes at B, fails back from B to A with the same job, and swaps the
+// roles back: A serves again with what B took, B is a standby again.
+func checkFailback(t *testing.T, s sites) {
+	t.Helper()
+	push := "slipway_push_result_file=" + s.push
+	swap := func(primary string) {
+		t.Helper()
+		from, to := map[string][2]string{"b": {"a", "b"}, "a": {"b", "a"}}[primary][0], primary
+		// The new primary first (its restore CronJob pruned), then the old
+		// one's databases unfrozen, then its DR set.
+		deployJob := map[string]string{"a": "slipway-deploy-k8s", "b": "slipway-deploy-k8s-dr"}
+		pipeline(t, s.state, s.rev, "rerun", deployJob[to], "-e", "slipway_primary="+primary, "-e", push)
+		pipeline(t, s.state, s.rev, "unfreeze", "-e", "slipway_failover_from="+from, "-e", "slipway_failover_to="+to,
+			"-e", "slipway_unfreeze_dr_standby=false", "-e", "slipway_unfreeze_activate=false")
+		pipeline(t, s.state, s.rev, "rerun", deployJob[from], "-e", "slipway_primary="+primary, "-e", push)
+	}
+	swap("b")
+	s.expectBoth(t, "after the role swap", "standby", "active", false, false)
+	checkCronJobs(t, s.b, s.ns, []string{"create", "prune", "freeze", "final", "unfreeze"}, knownSecrets())
+	checkCronJobs(t, s.a, s.ns, []string{"restore", "status"}, knownSecrets())
+	noCronJobs(t, s.b, s.ns, "restore", "status")
+	noCronJobs(t, s.a, s.ns, "create", "freeze", "final")
+	// The drill with the sites swapped: B backs up, A restores.
+	pipeline(t, s.state, s.rev, "rerun", "slipway-backup-verify", "-e", "slipway_failover_from=b", "-e", "slipway_failover_to=a")
+
+	// A write at B, the primary now, that the failback must carry to A.
+	if out, err := exec.Command("mariadb", "--no-defaults", "-uroot", "-S", s.sockB, "-e",
+		"REPLACE INTO openedx.courses VALUES (4, 'Written at the DR site', 'slipway', NULL, '2026-12-02 12:00:00')").CombinedOutput(); err != nil {
+		t.Fatalf("writing at region B: %v\n%s", err, out)
+	}
+	out := pipeline(t, s.state, s.rev, "failover", "-e", "slipway_failover_from=b", "-e", "slipway_failover_to=a")
+	mustContain(t, out, "pipeline failover for platform/demo: SUCCESS", "dataLossWindowSeconds=0 from=b rtoSeconds=")
+	s.expectBoth(t, "after the failback", "active", "standby", false, true)
+	if a := mysqlDump(t, s.sockA); !strings.Contains(a, "Written at the DR site") || a != mysqlDump(t, s.sockB) {
+		t.Errorf("after the failback region A lacks what region B took:\nA:\n%s", a)
+	}
+
+	swap("a")
+	s.expectBoth(t, "after the roles are swapped back", "active", "standby", false, false)
+	checkCronJobs(t, s.a, s.ns, []string{"create", "prune", "freeze", "final", "unfreeze"}, knownSecrets())
+	checkCronJobs(t, s.b, s.ns, []string{"restore", "status"}, knownSecrets())
+	noCronJobs(t, s.a, s.ns, "restore", "status")
+	noCronJobs(t, s.b, s.ns, "create", "freeze", "final")
+}
+
+// noCronJobs checks that the deploy pruned the backup CronJobs of the
+// other role: no CronJob *-<suffix> for each suffix.
+func noCronJobs(t *testing.T, kc kubernetes.Interface, ns string, suffixes ...string) {
+	t.Helper()
+	cjs, err := kc.BatchV1().CronJobs(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cj := range cjs.Items {
+		for _, suf := range suffixes {
+			if strings.HasSuffix(cj.Name, "-"+suf) {
+				t.Errorf("namespace %s still has CronJob %s of the other role", ns, cj.Name)
+			}
+		}
+	}
 }
 
 // expect checks each site's mode by its application Deployments (active:
 // every one ready; standby: at 0 replicas), and whether the primary's
 // MySQL is read-only (frozen).
 func (s sites) expect(t *testing.T, when, modeA, modeB string, frozen bool) {
+	t.Helper()
+	s.expectBoth(t, when, modeA, modeB, frozen, false)
+}
+
+// expectBoth is expect with each site's freeze: frozenA for the MySQL of
+// region A, frozenB for region B's.
+func (s sites) expectBoth(t *testing.T, when, modeA, modeB string, frozenA, frozenB bool) {
 	t.Helper()
 	for _, site := range []struct {
 		name, mode string
@@ -148,12 +225,17 @@ func (s sites) expect(t *testing.T, when, modeA, modeB string, frozen bool) {
 			}
 		}
 	}
-	out, err := exec.Command("mariadb", "--no-defaults", "-uroot", "-S", s.sockA, "-N", "-e", "SELECT @@global.read_only").CombinedOutput()
-	if err != nil {
-		t.Fatalf("reading read_only at the primary: %v\n%s", err, out)
-	}
-	if got, want := strings.TrimSpace(string(out)) == "1", frozen; got != want {
-		t.Errorf("%s: primary MySQL read_only=%s, want frozen=%v", when, strings.TrimSpace(string(out)), want)
+	for _, db := range []struct {
+		site, sock string
+		frozen     bool
+	}{{"region A", s.sockA, frozenA}, {"region B", s.sockB, frozenB}} {
+		out, err := exec.Command("mariadb", "--no-defaults", "-uroot", "-S", db.sock, "-N", "-e", "SELECT @@global.read_only").CombinedOutput()
+		if err != nil {
+			t.Fatalf("reading read_only in %s: %v\n%s", db.site, err, out)
+		}
+		if got := strings.TrimSpace(string(out)) == "1"; got != db.frozen {
+			t.Errorf("%s: %s MySQL read_only=%s, want frozen=%v", when, db.site, strings.TrimSpace(string(out)), db.frozen)
+		}
 	}
 }
 

@@ -324,5 +324,5 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 
 	// Failover to the DR site and back (failover_test.go).
-	checkFailover(t, sites{ns: "e2e-demo", a: kc, b: kubeClient(t, env[12]), sockA: primarySock, sockB: drSock, state: state, rev: rev, work: filepath.Join(state, "work")})
+	checkFailover(t, sites{ns: "e2e-demo", a: kc, b: kubeClient(t, env[12]), sockA: primarySock, sockB: drSock, state: state, rev: rev, work: filepath.Join(state, "work"), push: firstPush})
 }
