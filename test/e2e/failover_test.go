@@ -63,6 +63,12 @@ func checkFailover(t *testing.T, s sites) {
 	// test of the backup packages may run meanwhile (they take the same
 	// lock, until this test ends).
 	backuptest.NewMariaDB(t, "PRIMARY").FreezeLock(t)
+	// A failed run may leave a site frozen: thaw both for the other tests.
+	t.Cleanup(func() {
+		for _, sock := range []string{s.sockA, s.sockB} {
+			_ = exec.Command("mariadb", "--no-defaults", "-uroot", "-S", sock, "-e", "SET GLOBAL read_only = OFF").Run()
+		}
+	})
 	s.expect(t, "before the failover", "active", "standby", false)
 
 	out := pipeline(t, s.state, s.rev, "failover", "--dry-run")
