@@ -442,6 +442,9 @@ func deployedChecks(o VerifyOptions) ([]check, error) {
 		return nil, usererr.Errorf("deployed images %s: region %q is not among the targets' regions", o.DeployedFile, o.DeployedRegion)
 	}
 	r := o.Regions[i]
+	// The pinned references hold the namespace already.
+	at := r
+	at.Namespace = ""
 	if len(d.Images) == 0 {
 		return nil, usererr.Errorf("deployed images %s: no images (is the site deployed?)", o.DeployedFile)
 	}
@@ -461,12 +464,9 @@ func deployedChecks(o VerifyOptions) ([]check, error) {
 			continue
 		}
 		seen[img.Pinned] = true
-		repo := ref.Context().RepositoryStr()
-		rr := r
-		rr.Namespace = ""
 		checks = append(checks, check{img: result.PushedImage{Name: img.Reference, Digest: ref.DigestStr()},
-			rp: result.RegionPushed{Region: r.Name, Repository: img.Pinned[:strings.LastIndex(img.Pinned, "@")], Digest: ref.DigestStr()},
-			r:  rr, repo: repo})
+			rp: result.RegionPushed{Region: r.Name, Repository: ref.Context().Name(), Digest: ref.DigestStr()},
+			r:  at, repo: ref.Context().RepositoryStr()})
 	}
 	return checks, nil
 }

@@ -145,7 +145,7 @@ func checkFailback(t *testing.T, s sites) {
 	push := "slipway_push_result_file=" + s.push
 	swap := func(primary string) {
 		t.Helper()
-		from, to := map[string][2]string{"b": {"a", "b"}, "a": {"b", "a"}}[primary][0], primary
+		from, to := map[string]string{"a": "b", "b": "a"}[primary], primary
 		// The new primary first (its restore CronJob pruned), then the old
 		// one's databases unfrozen, then its DR set.
 		deployJob := map[string]string{"a": "slipway-deploy-k8s", "b": "slipway-deploy-k8s-dr"}
@@ -156,10 +156,7 @@ func checkFailback(t *testing.T, s sites) {
 	}
 	swap("b")
 	s.expectBoth(t, "after the role swap", "standby", "active", false, false)
-	checkCronJobs(t, s.b, s.ns, []string{"create", "prune", "freeze", "final", "unfreeze"}, knownSecrets())
-	checkCronJobs(t, s.a, s.ns, []string{"restore", "status"}, knownSecrets())
-	noCronJobs(t, s.b, s.ns, "restore", "status")
-	noCronJobs(t, s.a, s.ns, "create", "freeze", "final")
+	s.checkRoles(t, s.b, s.a)
 	// The drill with the sites swapped: B backs up, A restores.
 	pipeline(t, s.state, s.rev, "rerun", "slipway-backup-verify", "-e", "slipway_failover_from=b", "-e", "slipway_failover_to=a")
 
@@ -177,10 +174,17 @@ func checkFailback(t *testing.T, s sites) {
 
 	swap("a")
 	s.expectBoth(t, "after the roles are swapped back", "active", "standby", false, false)
-	checkCronJobs(t, s.a, s.ns, []string{"create", "prune", "freeze", "final", "unfreeze"}, knownSecrets())
-	checkCronJobs(t, s.b, s.ns, []string{"restore", "status"}, knownSecrets())
-	noCronJobs(t, s.a, s.ns, "restore", "status")
-	noCronJobs(t, s.b, s.ns, "create", "freeze", "final")
+	s.checkRoles(t, s.a, s.b)
+}
+
+// checkRoles checks the backup CronJobs after a role swap: the primary's
+// set at primary, the DR set at dr, and neither holds the other's.
+func (s sites) checkRoles(t *testing.T, primary, dr kubernetes.Interface) {
+	t.Helper()
+	checkCronJobs(t, primary, s.ns, []string{"create", "prune", "freeze", "final", "unfreeze"}, knownSecrets())
+	checkCronJobs(t, dr, s.ns, []string{"restore", "status"}, knownSecrets())
+	noCronJobs(t, primary, s.ns, "restore", "status")
+	noCronJobs(t, dr, s.ns, "create", "freeze", "final")
 }
 
 // noCronJobs checks that the deploy pruned the backup CronJobs of the
