@@ -340,4 +340,32 @@ func TestFanOut(t *testing.T) {
 	if !errors.Is(errs[0], errStalled) || errs[1] != nil {
 		t.Errorf("stalled upload: errs = %v, want errStalled for 0 only", errs)
 	}
+
+	// A blob larger than the queues: the healthy upload drains its queue
+	// and then waits for the source, which waits for the stuck one until
+	// its upload has returned (a connection that is slow to tear down).
+	// That wait is the sibling's stall, not its own.
+	slowStuck := func(ctx context.Context, body io.ReadCloser) error {
+		<-ctx.Done()
+		time.Sleep(200 * time.Millisecond)
+		return ctx.Err()
+	}
+	// Like an HTTP request, the healthy upload fails if its context ends.
+	healthy := func(ctx context.Context, body io.ReadCloser) error {
+		if err := collect(1)(ctx, body); err != nil {
+			return err
+		}
+		return ctx.Err()
+	}
+	big := make([]byte, 4*queueDepth*chunkSize)
+	_, _ = rand.Read(big)
+	for range 3 {
+		errs = fanOut(context.Background(), bytesBlob(big), 50*time.Millisecond, time.Minute, []uploadFunc{slowStuck, healthy}, nil)
+		if !errors.Is(errs[0], errStalled) || errs[1] != nil {
+			t.Fatalf("stalled sibling, large blob: errs = %v, want errStalled for 0 only", errs)
+		}
+		if !bytes.Equal(got[1], big) {
+			t.Fatalf("healthy upload got %d bytes, differing from the source", len(got[1]))
+		}
+	}
 }

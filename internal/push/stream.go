@@ -63,6 +63,12 @@ type streamTarget struct {
 	closed bool
 
 	last atomic.Int64 // unix nanos of the last progress
+	// waiting is set while Read waits for the source with an empty queue,
+	// and sending (shared by every target of the blob) while the source
+	// waits for a full queue: together they mean this target is held back by
+	// a slower sibling, which is that sibling's stall, not this one's.
+	waiting atomic.Bool
+	sending *atomic.Bool
 	sent atomic.Int64 // bytes handed to the HTTP request
 	// sentAll is set once the whole body was handed over: from then on the
 	// registry is committing and the response timeout applies.
@@ -83,17 +89,16 @@ func (t *streamTarget) Read(p []byte) (int, error) {
 		t.cur = nil
 	}
 	if t.cur == nil {
-		select {
-		case c, ok := <-t.ch:
-			if !ok {
-				t.last.Store(time.Now().UnixNano())
-				t.sentAll.Store(true)
-				return 0, t.end
-			}
-			t.cur, t.off = c, 0
-		case <-t.closing:
-			return 0, errBodyClosed
+		c, ok, err := t.next()
+		if err != nil {
+			return 0, err
 		}
+		if !ok {
+			t.last.Store(time.Now().UnixNano())
+			t.sentAll.Store(true)
+			return 0, t.end
+		}
+		t.cur, t.off = c, 0
 	}
 	n := copy(p, t.cur.buf[t.off:t.cur.n])
 	t.off += n
@@ -103,6 +108,19 @@ func (t *streamTarget) Read(p []byte) (int, error) {
 		t.onBytes(int64(n))
 	}
 	return n, nil
+}
+
+// next waits for the target's next chunk (ok false: the source ended), with
+// waiting set for the watchdog.
+func (t *streamTarget) next() (c *chunk, ok bool, err error) {
+	t.waiting.Store(true)
+	defer t.waiting.Store(false)
+	select {
+	case c, ok = <-t.ch:
+		return c, ok, nil
+	case <-t.closing:
+		return nil, false, errBodyClosed
+	}
 }
 
 // Close releases the chunk being read; the HTTP transport calls it when it
@@ -128,8 +146,9 @@ type uploadFunc func(ctx context.Context, body io.ReadCloser) error
 // upload (nil for success).
 func fanOut(ctx context.Context, b blob, stall, respTimeout time.Duration, uploads []uploadFunc, onBytes []func(int64)) []error {
 	targets := make([]*streamTarget, len(uploads))
+	sending := new(atomic.Bool)
 	for i := range uploads {
-		t := &streamTarget{ch: make(chan *chunk, queueDepth), done: make(chan struct{}), closing: make(chan struct{})}
+		t := &streamTarget{ch: make(chan *chunk, queueDepth), done: make(chan struct{}), closing: make(chan struct{}), sending: sending}
 		if onBytes != nil {
 			t.onBytes = onBytes[i]
 		}
@@ -138,7 +157,7 @@ func fanOut(ctx context.Context, b blob, stall, respTimeout time.Duration, uploa
 	}
 	pumped := make(chan error, 1)
 	go func() {
-		err := pump(ctx, b, targets)
+		err := pump(ctx, b, targets, sending)
 		for _, t := range targets {
 			t.end = io.EOF
 			if err != nil {
@@ -174,12 +193,8 @@ func (t *streamTarget) upload(ctx context.Context, up uploadFunc, stall, respTim
 	stop := watchdog(tctx, t, stall, respTimeout, cancel)
 	err := up(tctx, t)
 	stop()
-	if err != nil && context.Cause(tctx) == errStalled {
-		if t.sentAll.Load() {
-			err = fmt.Errorf("%w: no response for %s after sending all %d bytes", errStalled, respTimeout, t.sent.Load())
-		} else {
-			err = fmt.Errorf("%w: no progress for %s after %d bytes", errStalled, stall, t.sent.Load())
-		}
+	if cause := context.Cause(tctx); err != nil && errors.Is(cause, errStalled) {
+		err = cause
 	}
 	close(t.done)
 	t.Close()
@@ -192,7 +207,7 @@ func (t *streamTarget) upload(ctx context.Context, up uploadFunc, stall, respTim
 // pump copies the source into every live target's queue and checks the
 // digest and size before letting the uploads finish: a corrupt source ends
 // them with an error, so no registry commits a wrong blob.
-func pump(ctx context.Context, b blob, targets []*streamTarget) error {
+func pump(ctx context.Context, b blob, targets []*streamTarget, sending *atomic.Bool) error {
 	src, err := b.open()
 	if err != nil {
 		return fmt.Errorf("opening source blob %s: %w", b.Digest, err)
@@ -209,6 +224,7 @@ func pump(ctx context.Context, b blob, targets []*streamTarget) error {
 			total += int64(n)
 			c.refs.Store(int32(len(targets)))
 			live := 0
+			sending.Store(true)
 			for _, t := range targets {
 				select {
 				case t.ch <- c:
@@ -219,6 +235,7 @@ func pump(ctx context.Context, b blob, targets []*streamTarget) error {
 					return ctx.Err()
 				}
 			}
+			sending.Store(false)
 			if live == 0 {
 				return nil // every upload ended; their errors say why
 			}
@@ -242,7 +259,8 @@ func pump(ctx context.Context, b blob, targets []*streamTarget) error {
 // watchdog cancels an upload whose body was not read for d, or whose
 // response did not come within resp of sending the last byte (a registry
 // commits a large blob in its storage before answering, so that wait is
-// longer).
+// longer). Time spent held back by a slower sibling does not count; the
+// cause, which wraps errStalled, says what was seen when it fired.
 func watchdog(ctx context.Context, t *streamTarget, d, resp time.Duration, cancel context.CancelCauseFunc) (stop func()) {
 	if d <= 0 {
 		return func() {}
@@ -250,15 +268,23 @@ func watchdog(ctx context.Context, t *streamTarget, d, resp time.Duration, cance
 	wctx, stop := context.WithCancel(ctx)
 	go func() {
 		_ = poll.Until(wctx, poll.Constant(d/4), func(context.Context) (bool, error) {
-			limit := d
-			if t.sentAll.Load() {
+			if t.waiting.Load() && t.sending != nil && t.sending.Load() {
+				t.last.Store(time.Now().UnixNano())
+				return false, nil
+			}
+			all, limit := t.sentAll.Load(), d
+			if all {
 				limit = resp
 			}
-			if limit > 0 && time.Since(time.Unix(0, t.last.Load())) > limit {
-				cancel(errStalled)
-				return true, nil
+			if limit <= 0 || time.Since(time.Unix(0, t.last.Load())) <= limit {
+				return false, nil
 			}
-			return false, nil
+			if all {
+				cancel(fmt.Errorf("%w: no response for %s after sending all %d bytes", errStalled, resp, t.sent.Load()))
+			} else {
+				cancel(fmt.Errorf("%w: no progress for %s after %d bytes", errStalled, d, t.sent.Load()))
+			}
+			return true, nil
 		})
 	}()
 	return stop
