@@ -69,7 +69,7 @@ type streamTarget struct {
 	// a slower sibling, which is that sibling's stall, not this one's.
 	waiting atomic.Bool
 	sending *atomic.Bool
-	sent atomic.Int64 // bytes handed to the HTTP request
+	sent    atomic.Int64 // bytes handed to the HTTP request
 	// sentAll is set once the whole body was handed over: from then on the
 	// registry is committing and the response timeout applies.
 	sentAll atomic.Bool
