@@ -23,7 +23,7 @@ func runShow(ctx context.Context, cliContext *ucli.Context, o options) error {
 func showCommand() *ucli.Command {
 	return &ucli.Command{Name: "show", Usage: "print one backup's manifest (site, times, dumps, freeze, dataLossWindowSeconds); reads nothing else",
 		UsageText: "backup show --latest --s3-bucket B --s3-prefix acme/ | jq .backup.dataLossWindowSeconds", ArgsUsage: "[ID]",
-		Flags:  concat(s3Flags(), []ucli.Flag{&ucli.BoolFlag{Name: "latest", Usage: "the newest complete backup"}}),
+		Flags:  append(s3Flags(), latestFlag()),
 		Action: action(runShow),
 	}
 }

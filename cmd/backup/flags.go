@@ -54,10 +54,15 @@ func databaseFlags() []ucli.Flag {
 	}
 }
 
+// latestFlag picks the newest complete backup instead of an ID argument.
+func latestFlag() ucli.Flag {
+	return &ucli.BoolFlag{Name: "latest", Usage: "the newest complete backup"}
+}
+
 // pickFlags choose the backup verify and restore work on (or its ID argument).
 func pickFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.BoolFlag{Name: "latest", Usage: "the newest complete backup"},
+		latestFlag(),
 		&ucli.StringSliceFlag{Name: "age-identity-file", Usage: "age identity `FILE` to decrypt backups (repeatable)", EnvVars: []string{"SLIPWAY_AGE_IDENTITY_FILE"}},
 	}
 }

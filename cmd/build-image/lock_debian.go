@@ -26,7 +26,7 @@ func lockDebianCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:        "lock-debian",
 		Usage:       "resolve Debian packages and their dependencies into the lock of a native image's debian layer",
-		Description: "EXAMPLES:\n   " + strings.ReplaceAll(lockDebianExample, "\n", "\n   "),
+		Description: cli.Examples(lockDebianExample),
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "lock", Usage: "lock file to write (its roots, sources and architecture are the defaults)", EnvVars: env("FILE")},
 			&ucli.StringSliceFlag{Name: "package", Aliases: []string{"p"}, Usage: "package the image needs (repeat; replaces the lock's roots)", EnvVars: env("PACKAGES")},

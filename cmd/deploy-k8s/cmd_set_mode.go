@@ -12,9 +12,9 @@ func setModeCommand() *ucli.Command {
 	return command("set-mode", "re-apply the live revision as a standby (applications at 0) or active; needs no manifests",
 		[]ucli.Flag{
 			&ucli.StringFlag{Name: "mode", Usage: "`MODE` to put the site in: standby or active", EnvVars: []string{"SLIPWAY_MODE"}},
-			&ucli.BoolFlag{Name: "no-wait", Usage: "do not wait for workloads to roll out"},
+			noWaitFlag(),
 			timeoutFlag(),
-			&ucli.IntFlag{Name: "keep-revisions", Value: deploy.DefaultKeepRevisions, Usage: "revision records kept in the namespace", EnvVars: []string{"SLIPWAY_KEEP_REVISIONS"}},
+			keepRevisionsFlag(),
 		}, runSetMode)
 }
 

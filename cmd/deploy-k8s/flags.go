@@ -66,14 +66,23 @@ func jobFlags() []ucli.Flag {
 // timeoutFlag bounds the whole command, rollout and jobs included.
 func timeoutFlag() ucli.Flag { return cli.TimeoutFlag(10 * time.Minute) }
 
+// noWaitFlag and keepRevisionsFlag are on every command that applies a
+// revision (deploy, rollback, set-mode).
+func noWaitFlag() ucli.Flag {
+	return &ucli.BoolFlag{Name: "no-wait", Usage: "do not wait for workloads to roll out"}
+}
+
+func keepRevisionsFlag() ucli.Flag {
+	return &ucli.IntFlag{Name: "keep-revisions", Value: deploy.DefaultKeepRevisions, Usage: "revision records kept in the namespace", EnvVars: []string{"SLIPWAY_KEEP_REVISIONS"}}
+}
+
 func applyFlags() []ucli.Flag {
 	flags := []ucli.Flag{
 		&ucli.BoolFlag{Name: "no-prune", Usage: "keep objects the manifests no longer contain"},
-		&ucli.BoolFlag{Name: "no-wait", Usage: "do not wait for workloads to roll out"},
+		noWaitFlag(),
 		timeoutFlag(),
 	}
-	return append(append(flags, jobFlags()...),
-		&ucli.IntFlag{Name: "keep-revisions", Value: deploy.DefaultKeepRevisions, Usage: "revision records kept in the namespace", EnvVars: []string{"SLIPWAY_KEEP_REVISIONS"}})
+	return append(append(flags, jobFlags()...), keepRevisionsFlag())
 }
 
 // command is a subcommand that acts on a branch's namespace: the branch,

@@ -90,9 +90,7 @@ func New(a App) *ucli.App {
 		ErrWriter:              os.Stderr,
 		// Errors are printed once, by Run; urfave must not exit on its own.
 		ExitErrHandler: func(*ucli.Context, error) {},
-		OnUsageError: func(cliContext *ucli.Context, err error, _ bool) error {
-			return usererr.Wrap(err)
-		},
+		OnUsageError:   usageError,
 		Before: func(cliContext *ucli.Context) error {
 			format := cliContext.String("log-format")
 			if format != "text" && format != "json" {
@@ -104,7 +102,7 @@ func New(a App) *ucli.App {
 		},
 	}
 	if a.Example != "" {
-		app.Description = "EXAMPLES:\n" + indent(a.Example)
+		app.Description = Examples(a.Example)
 	}
 	for _, c := range app.Commands {
 		setUsageErrors(c)
@@ -112,14 +110,21 @@ func New(a App) *ucli.App {
 	return app
 }
 
+// usageError marks urfave's flag and argument errors as user errors (exit 2).
+func usageError(_ *ucli.Context, err error, _ bool) error { return usererr.Wrap(err) }
+
 func setUsageErrors(c *ucli.Command) {
 	if c.OnUsageError == nil {
-		c.OnUsageError = func(cliContext *ucli.Context, err error, _ bool) error { return usererr.Wrap(err) }
+		c.OnUsageError = usageError
 	}
 	for _, sub := range c.Subcommands {
 		setUsageErrors(sub)
 	}
 }
+
+// Examples is the --help description of a binary or command that shows
+// example command lines: an EXAMPLES heading over the lines, indented.
+func Examples(example string) string { return "EXAMPLES:\n" + indent(example) }
 
 func indent(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

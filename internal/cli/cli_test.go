@@ -233,3 +233,22 @@ func TestAction(t *testing.T) {
 		})
 	}
 }
+
+func TestExamples(t *testing.T) {
+	tests := []struct {
+		name    string
+		example string
+		want    string
+	}{
+		{"one line", "demo run", "EXAMPLES:\n   demo run"},
+		{"lines and a blank one", "# a\ndemo run \\\n  --x\n\ndemo b", "EXAMPLES:\n   # a\n   demo run \\\n     --x\n   \n   demo b"},
+		{"trailing newline dropped", "demo run\n", "EXAMPLES:\n   demo run"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Examples(tt.example); got != tt.want {
+				t.Errorf("Examples(%q) = %q, want %q", tt.example, got, tt.want)
+			}
+		})
+	}
+}

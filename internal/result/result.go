@@ -77,26 +77,25 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if ok, err := runlock.Lock(tmp); !ok {
+	fail := func(err error) error {
 		tmp.Close()
-		return fmt.Errorf("writing %s: locking its temporary file: %w", path, cmp.Or(err, errors.New("held by another process")))
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if ok, err := runlock.Lock(tmp); !ok {
+		return fail(fmt.Errorf("locking its temporary file: %w", cmp.Or(err, errors.New("held by another process"))))
 	}
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fail(err)
 	}
 	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fail(err)
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fail(err)
 	}
 	crashpoint.Hit("result.write")
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fail(err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
