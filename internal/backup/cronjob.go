@@ -230,7 +230,7 @@ func (v *Values) checkDatabases(bad badFunc) error {
 		case my.User == "":
 			return bad("mysql.user", "missing")
 		case my.Port < 0 || my.Port > 65535:
-			return bad("mysql.port", "%d is not a port", my.Port)
+			return bad("mysql.port", "%d is not a port (1-65535)", my.Port)
 		}
 		if err := checkRef(&my.PasswordSecret, "mysql.passwordSecret", bad); err != nil {
 			return err

@@ -2,8 +2,6 @@ package realnode
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,15 +23,10 @@ func TestBackupImageRunsOnNode(t *testing.T) {
 	tools := testenv.Require(t, "SLIPWAY_TEST_MONGODUMP", "SLIPWAY_TEST_MONGORESTORE")
 	dir := t.TempDir()
 	// The backup binary as the pipeline builds it.
-	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "backup"), "./cmd/backup")
-	cmd.Dir = repoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the backup binary: %v\n%s", err, out)
-	}
+	backupBin := bin(t, "backup")
 	if _, stderr, err := run(t, dir, bin(t, "build-image"), "--file", filepath.Join(repoRoot(), "examples/images/backup/build.yaml"),
 		"--output", "out", "--source-date-epoch", "1700000000",
-		"--build-arg", "BACKUP_BIN="+filepath.Join(dir, "backup"),
+		"--build-arg", "BACKUP_BIN="+backupBin,
 		"--build-arg", "MONGODUMP_BIN="+tools[0], "--build-arg", "MONGORESTORE_BIN="+tools[1]); err != nil {
 		t.Fatalf("build-image (Debian packages from deb.debian.org unless ~/.cache/slipway/debs has them): %v\n%s", err, stderr)
 	}

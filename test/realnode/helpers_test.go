@@ -18,7 +18,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,43 +30,17 @@ import (
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
-// binDir holds the stage binaries, built once for the package.
-var binDir string
-
-func TestMain(m *testing.M) {
-	d, err := os.MkdirTemp("", "realnode-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = d
-	code := m.Run()
-	os.RemoveAll(d)
-	os.Exit(code)
-}
-
 // repoRoot is the checkout this test file is in.
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-var buildBins = sync.OnceValue(func() error {
-	cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/", "./cmd/build-image", "./cmd/push-registry", "./cmd/deploy-k8s")
-	cmd.Dir = repoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return nil
-})
-
-// bin returns the path of a stage binary built from this checkout.
+// bin returns the path of a stage binary ("deploy-k8s") built from this
+// checkout as the pipeline builds it.
 func bin(t testing.TB, name string) string {
 	t.Helper()
-	if err := buildBins(); err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(binDir, name)
+	return testenv.Binary(t, "", "./cmd/"+name)
 }
 
 // node is a real test node (node-a0 of region A, node-b0 of region B) and

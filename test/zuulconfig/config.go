@@ -330,8 +330,11 @@ type seconds int
 
 func (s *seconds) UnmarshalYAML(n *yaml.Node) error {
 	var i int
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil || i < 0 {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil {
 		return fmt.Errorf("must be a whole number of seconds, not %q", n.Value)
+	}
+	if i < 0 {
+		return fmt.Errorf("%d is not a timeout (whole seconds, 0 or more)", i)
 	}
 	*s = seconds(i)
 	return nil

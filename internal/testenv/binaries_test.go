@@ -30,7 +30,7 @@ func TestCrashBinaries(t *testing.T) {
 	if err := cmd.Run(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("crashcmd at its crash step: %v, want killed (built without the hook?)", err)
 	}
-	entries, _ := filepath.Glob(filepath.Join(crashCacheDir(), "crashcmd-*"))
+	entries, _ := filepath.Glob(filepath.Join(binCacheDir(), "crashcmd-*"))
 	if len(entries) != 1 {
 		t.Fatalf("shared builds of crashcmd: %v, want one", entries)
 	}

@@ -21,23 +21,24 @@ import (
 // (internal/crashpoint).
 const CrashTags = "slipway_crashpoints"
 
-// CrashBinaries returns the commands pkgs (go package patterns, relative
-// to the module root: "./cmd/backup", "./cmd/...") built with the crash
-// hook, as paths in dir by the command's name ("backup"). Every test
-// process of a run shares one build of each: binaries are kept under
-// $SLIPWAY_TESTENV_DIR (the servers' directory, so a run's own) keyed by
-// the build ID of their main package, which changes with any source file
-// they are built from, the tags and the Go version; a binary is built only
-// when no process built it yet for that state of the tree. dir gets hard
-// links (or copies), so a newer build that replaces the shared one cannot
-// pull a binary from under a running test.
-func CrashBinaries(dir string, pkgs ...string) (map[string]string, error) {
+// Binaries returns the commands pkgs (go package patterns, relative to the
+// module root: "./cmd/backup", "./cmd/...") as the pipeline builds them
+// (-trimpath, CGO_ENABLED=0: static), with the build tags tags (""
+// for none, CrashTags for the crash hook), as paths in dir by the
+// command's name ("backup"). Every test process of a run shares one build
+// of each: binaries are kept under $SLIPWAY_TESTENV_DIR (the servers'
+// directory, so a run's own) keyed by the build ID of their main package,
+// which changes with any source file they are built from, the tags and the
+// Go version; a binary is built only when no process built it yet for that
+// state of the tree. dir gets hard links (or copies), so a newer build that
+// replaces the shared one cannot pull a binary from under a running test.
+func Binaries(dir, tags string, pkgs ...string) (map[string]string, error) {
 	root := moduleRoot()
-	ids, err := crashBuildIDs(root, pkgs)
+	ids, err := buildIDs(root, tags, pkgs)
 	if err != nil {
 		return nil, err
 	}
-	cache := crashCacheDir()
+	cache := binCacheDir()
 	if err := os.MkdirAll(cache, 0o700); err != nil {
 		return nil, err
 	}
@@ -46,11 +47,11 @@ func CrashBinaries(dir string, pkgs ...string) (map[string]string, error) {
 		return nil, err
 	}
 	defer unlock()
-	entry := func(b crashBuild) string {
-		sum := sha256.Sum256([]byte(b.id))
+	entry := func(b build) string {
+		sum := sha256.Sum256([]byte(tags + " " + b.id))
 		return filepath.Join(cache, b.name+"-"+hex.EncodeToString(sum[:8]))
 	}
-	var missing []crashBuild
+	var missing []build
 	for _, b := range ids {
 		if _, err := os.Stat(entry(b)); err != nil {
 			missing = append(missing, b)
@@ -62,14 +63,13 @@ func CrashBinaries(dir string, pkgs ...string) (map[string]string, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(tmp)
-		args := []string{"build", "-tags", CrashTags, "-o", tmp + string(filepath.Separator)}
+		args := append([]string{"build"}, buildFlags(tags)...)
+		args = append(args, "-o", tmp+string(filepath.Separator))
 		for _, b := range missing {
 			args = append(args, b.importPath)
 		}
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build -tags %s: %v\n%s", CrashTags, err, out)
+		if out, err := goCmd(root, args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v\n%s", strings.Join(buildFlags(tags), " "), err, out)
 		}
 		for _, b := range missing {
 			// Older builds of the command are of an older tree: tests
@@ -94,13 +94,18 @@ func CrashBinaries(dir string, pkgs ...string) (map[string]string, error) {
 	return out, nil
 }
 
-// CrashBinary is CrashBinaries for one command, linked into a temporary
-// directory of t; the test fails when it cannot be built.
-func CrashBinary(t testing.TB, pkg string) string {
+// CrashBinaries is Binaries with the crash hook.
+func CrashBinaries(dir string, pkgs ...string) (map[string]string, error) {
+	return Binaries(dir, CrashTags, pkgs...)
+}
+
+// Binary is Binaries for one command, linked into a temporary directory of
+// t; the test fails when it cannot be built.
+func Binary(t testing.TB, tags, pkg string) string {
 	t.Helper()
-	bins, err := CrashBinaries(t.TempDir(), pkg)
+	bins, err := Binaries(t.TempDir(), tags, pkg)
 	if err != nil {
-		t.Fatalf("building %s with the crash hook: %v", pkg, err)
+		t.Fatalf("building %s (tags %q): %v", pkg, tags, err)
 	}
 	if len(bins) != 1 {
 		t.Fatalf("%s is %d commands, want one", pkg, len(bins))
@@ -111,34 +116,57 @@ func CrashBinary(t testing.TB, pkg string) string {
 	return ""
 }
 
-type crashBuild struct{ importPath, name, id string }
+// CrashBinary is Binary with the crash hook.
+func CrashBinary(t testing.TB, pkg string) string {
+	t.Helper()
+	return Binary(t, CrashTags, pkg)
+}
 
-// crashListMu keeps a process's go list runs one at a time.
-var crashListMu sync.Mutex
+type build struct{ importPath, name, id string }
 
-// crashBuildIDs lists the main packages of pkgs with their build IDs
-// (go list -export compiles them, through the build cache, without
-// linking).
-func crashBuildIDs(root string, pkgs []string) ([]crashBuild, error) {
-	crashListMu.Lock()
-	defer crashListMu.Unlock()
-	args := append([]string{"list", "-export", "-tags", CrashTags, "-f", "{{.Name}} {{.ImportPath}} {{.BuildID}}"}, pkgs...)
+// listMu keeps a process's go list runs one at a time.
+var listMu sync.Mutex
+
+// buildFlags are the flags of go build and go list for tags.
+func buildFlags(tags string) []string {
+	f := []string{"-trimpath"}
+	if tags != "" {
+		f = append(f, "-tags", tags)
+	}
+	return f
+}
+
+// goCmd is the go command run in the module root as the pipeline builds
+// (static binaries).
+func goCmd(root string, args ...string) *exec.Cmd {
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd
+}
+
+// buildIDs lists the main packages of pkgs with their build IDs (go list
+// -export compiles them, through the build cache, without linking).
+func buildIDs(root, tags string, pkgs []string) ([]build, error) {
+	listMu.Lock()
+	defer listMu.Unlock()
+	args := append([]string{"list", "-export"}, buildFlags(tags)...)
+	args = append(append(args, "-f", "{{.Name}} {{.ImportPath}} {{.BuildID}}"), pkgs...)
+	cmd := goCmd(root, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("go list %s: %v\n%s", strings.Join(pkgs, " "), err, stderr.String())
 	}
-	var builds []crashBuild
+	var builds []build
 	s := bufio.NewScanner(bytes.NewReader(out))
 	for s.Scan() {
 		f := strings.Fields(s.Text())
 		if len(f) != 3 || f[0] != "main" {
 			continue
 		}
-		builds = append(builds, crashBuild{importPath: f[1], name: f[1][strings.LastIndexByte(f[1], '/')+1:], id: f[2]})
+		builds = append(builds, build{importPath: f[1], name: f[1][strings.LastIndexByte(f[1], '/')+1:], id: f[2]})
 	}
 	if len(builds) == 0 {
 		return nil, fmt.Errorf("%s: no command", strings.Join(pkgs, " "))
@@ -146,13 +174,13 @@ func crashBuildIDs(root string, pkgs []string) ([]crashBuild, error) {
 	return builds, nil
 }
 
-// crashCacheDir is where the shared builds are kept: in the servers'
+// binCacheDir is where the shared builds are kept: in the servers'
 // directory (removed with them), else in the temporary directory.
-func crashCacheDir() string {
+func binCacheDir() string {
 	if d := os.Getenv("SLIPWAY_TESTENV_DIR"); d != "" {
-		return filepath.Join(d, "crashbin")
+		return filepath.Join(d, "testbin")
 	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("slipway-crashbin-%d", os.Getuid()))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("slipway-bin-%d", os.Getuid()))
 }
 
 func moduleRoot() string {
