@@ -26,6 +26,27 @@ func runCLI(e *magnumtest.Env, args ...string) (int, string, string) {
 	return cli.RunCaptured(context.Background(), app(), append([]string{"magnum-cluster"}, args...)...)
 }
 
+// sameResult decodes the result a command printed and the one it wrote
+// to the file res, fails t unless they are the same, and returns the
+// file's.
+func sameResult[T any, P interface {
+	*T
+	result.Document
+}](t *testing.T, stdout, res string) T {
+	t.Helper()
+	var printed, file T
+	if err := result.Decode(strings.NewReader(stdout), P(&printed)); err != nil {
+		t.Fatalf("stdout is not a %T: %v\n%s", printed, err, stdout)
+	}
+	if err := result.ReadFile(res, P(&file)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(printed, file); diff != "" {
+		t.Errorf("stdout and result file differ (-stdout +file):\n%s", diff)
+	}
+	return file
+}
+
 func TestCLIBadSpecsExitTwo(t *testing.T) {
 	e := magnumtest.New(t)
 	for _, tc := range []struct {
@@ -163,16 +184,7 @@ func TestCLIOutputs(t *testing.T) {
 	}
 
 	stdout := run(0, "cluster", "ensure", "--spec", spec, "--poll-interval", "100ms", "--result", res, "--zuul-return", zr)
-	var printed, file result.ClusterResult
-	if err := result.Decode(strings.NewReader(stdout), &printed); err != nil {
-		t.Fatalf("stdout is not a ClusterResult: %v\n%s", err, stdout)
-	}
-	if err := result.ReadFile(res, &file); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(printed, file); diff != "" {
-		t.Errorf("stdout and result file differ (-stdout +file):\n%s", diff)
-	}
+	file := sameResult[result.ClusterResult](t, stdout, res)
 	if !strings.HasPrefix(file.Tool, "magnum-cluster ") {
 		t.Errorf("result tool %q", file.Tool)
 	}
@@ -264,16 +276,7 @@ func TestCLIRegions(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("ensure: exit %d\n%s", code, stderr)
 	}
-	var printed, file result.ClustersResult
-	if err := result.Decode(strings.NewReader(stdout), &printed); err != nil {
-		t.Fatalf("stdout is not a ClustersResult: %v\n%s", err, stdout)
-	}
-	if err := result.ReadFile(res, &file); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(printed, file); diff != "" {
-		t.Errorf("stdout and result file differ (-stdout +file):\n%s", diff)
-	}
+	file := sameResult[result.ClustersResult](t, stdout, res)
 	for _, region := range []string{"RegionOne", "RegionTwo"} {
 		r, err := file.In(region)
 		if err != nil || r.Cluster.Status != "CREATE_COMPLETE" || r.Kubeconfig != filepath.Join(kube, region+".kubeconfig") || r.Kind != "ClusterResult" {

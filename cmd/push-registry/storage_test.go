@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -349,7 +348,7 @@ func waitGone(t *testing.T, state string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		left := running(state)
+		left := pushtest.Running(state)
 		if len(left) == 0 {
 			return
 		}
@@ -358,28 +357,6 @@ func waitGone(t *testing.T, state string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// running lists live processes whose command line names state.
-func running(state string) []string {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	var out []string
-	for _, p := range procs {
-		cmdline, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(cmdline, []byte(state)) {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "Z" {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		out = append(out, strconv.Itoa(pid))
-	}
-	return out
 }
 
 // TestCLIStorageSignal sends SIGTERM to push-registry while it pushes to

@@ -1,7 +1,6 @@
 package push
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 
 	"github.com/slipwayci/slipway/internal/logging"
 	"github.com/slipwayci/slipway/internal/push/pushtest"
@@ -88,71 +86,20 @@ func (k keystone) store(t testing.TB, name string) *objectStore {
 // upload leaves in Swift/Ceph.
 func zeroBlob(t testing.TB, st *objectStore, d v1.Hash) {
 	t.Helper()
-	if err := objects.Create(context.Background(), st.sc, st.container, st.blobObject(d), objects.CreateOpts{Content: strings.NewReader("")}).Err; err != nil {
-		t.Fatal(err)
-	}
+	pushtest.ZeroObject(t, st.sc, st.container, st.blobObject(d))
 }
 
 // corruptBlob flips the bytes of the first segment of blob d, keeping its
 // size: corruption at rest that a HEAD cannot see.
 func corruptBlob(t testing.TB, st *objectStore, d v1.Hash) {
 	t.Helper()
-	ctx := context.Background()
-	h, err := objects.Get(ctx, st.sc, st.container, st.blobObject(d), nil).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	container, object := st.container, st.blobObject(d)
-	if h.ObjectManifest != "" {
-		var prefix string
-		container, prefix, _ = strings.Cut(h.ObjectManifest, "/")
-		pages, err := objects.List(st.sc, container, objects.ListOpts{Prefix: prefix}).AllPages(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		names, err := objects.ExtractNames(pages)
-		if err != nil || len(names) == 0 {
-			t.Fatalf("segments of %s: %v %v", d, names, err)
-		}
-		object = names[0]
-	}
-	dl := objects.Download(ctx, st.sc, container, object, nil)
-	data, err := dl.ExtractContent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range data {
-		data[i] ^= 0xff
-	}
-	if err := objects.Create(ctx, st.sc, container, object, objects.CreateOpts{Content: bytes.NewReader(data)}).Err; err != nil {
-		t.Fatal(err)
-	}
-}
-
-// registriesLeft lists the processes whose command line names dir: the
-// registries push-registry ran there and did not stop.
-func registriesLeft(t testing.TB, dir string) []string {
-	t.Helper()
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	var left []string
-	for _, p := range procs {
-		cmdline, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if runlock.Exited(pid) {
-			continue
-		}
-		left = append(left, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-	}
-	return left
+	pushtest.CorruptObject(t, st.sc, st.container, st.blobObject(d))
 }
 
 // mustBeClean fails when dir still holds a registry's state or process.
 func mustBeClean(t testing.TB, dir string) {
 	t.Helper()
-	if left := registriesLeft(t, dir); len(left) > 0 {
+	if left := pushtest.Running(dir); len(left) > 0 {
 		t.Errorf("registries left running: %v", left)
 	}
 	if entries, _ := filepath.Glob(filepath.Join(dir, "*-*")); len(entries) > 0 {

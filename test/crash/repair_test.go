@@ -1,8 +1,6 @@
 package crash
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -13,10 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 
 	"github.com/slipwayci/slipway/internal/push/pushtest"
 	"github.com/slipwayci/slipway/internal/testenv"
@@ -122,42 +118,9 @@ func (w *swiftWorld) command(t *testing.T, verb string, args ...string) *command
 // tests of internal/push do.
 func (w *swiftWorld) damage(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	sc, container := w.swift.sc["a"], w.swift.containers["a"]
-	if err := objects.Create(ctx, sc, container, blobObject(w.blobs[0].Digest), objects.CreateOpts{Content: strings.NewReader("")}).Err; err != nil {
-		t.Fatalf("zeroing a blob: %v", err)
-	}
-	obj := blobObject(w.blobs[1].Digest)
-	h, err := objects.Get(ctx, sc, container, obj, nil).Extract()
-	if err != nil {
-		t.Fatal(err)
-	}
-	segContainer, seg := container, obj
-	if h.ObjectManifest != "" {
-		var prefix string
-		segContainer, prefix, _ = strings.Cut(h.ObjectManifest, "/")
-		pages, err := objects.List(sc, segContainer, objects.ListOpts{Prefix: prefix}).AllPages(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		names, err := objects.ExtractNames(pages)
-		if err != nil || len(names) == 0 {
-			t.Fatalf("segments of %s: %v %v", obj, names, err)
-		}
-		seg = names[0]
-	}
-	dl := objects.Download(ctx, sc, segContainer, seg, nil)
-	data, err := dl.ExtractContent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range data {
-		data[i] ^= 0xff
-	}
-	if err := objects.Create(ctx, sc, segContainer, seg, objects.CreateOpts{Content: bytes.NewReader(data)}).Err; err != nil {
-		t.Fatalf("corrupting a blob: %v", err)
-	}
+	pushtest.ZeroObject(t, sc, container, blobObject(w.blobs[0].Digest))
+	pushtest.CorruptObject(t, sc, container, blobObject(w.blobs[1].Digest))
 }
 
 // blobObject is the Swift object of a blob's data in distribution's
