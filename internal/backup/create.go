@@ -61,34 +61,9 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Compression == "" {
-		opts.Compression = CompressZstd
-	}
-	if err := checkCompression(opts.Compression); err != nil {
-		return nil, usererr.Errorf("%s %w", opts.Names.of("Compression"), err)
-	}
-	if opts.Jobs < 0 {
-		return nil, usererr.Errorf("%s %d is negative", opts.Names.of("DumpJobs"), opts.Jobs)
-	}
-	if opts.Site == "" {
-		return nil, usererr.Errorf("%s is empty: name the site the backup comes from (e.g. primary)", opts.Names.of("Site"))
-	}
-	recipients, err := readRecipients(opts.AgeRecipients, opts.Names)
+	recipients, sources, err := opts.prepare()
 	if err != nil {
 		return nil, err
-	}
-	sources, err := buildSources(opts.MySQL, opts.Mongo, opts.Names)
-	if err != nil {
-		return nil, err
-	}
-	if len(sources) == 0 {
-		return nil, usererr.Errorf("nothing to back up: give %s and/or %s", opts.Names.of("MySQL.Databases"), opts.Names.of("Mongo.Databases"))
-	}
-	if opts.Jobs == 0 {
-		opts.Jobs = 2
-	}
-	if opts.StaleAfter <= 0 {
-		opts.StaleAfter = 10 * time.Minute
 	}
 	if opts.SkipFrozen {
 		rec, err := readFreeze(ctx, store, opts.S3.Prefix, opts.Site)
@@ -136,23 +111,7 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 			m.Tools[src.Kind()] = v
 		}
 	}
-	m.Dumps = make([]Dump, len(sources))
-	err = fanout.Each(ctx, opts.Jobs, sources, func(ctx context.Context, i int, src Source) error {
-		key := prefix + src.Kind() + "-" + src.Database() + src.Ext() + suffix(opts.Compression, len(recipients) > 0)
-		opts.Logger.Info("dumping", "kind", src.Kind(), "database", src.Database(), "object", key)
-		t0 := time.Now()
-		d, err := dumpOne(ctx, store, src, key, opts.Compression, opts.CompressionLevel, recipients)
-		if err != nil {
-			return fmt.Errorf("backing up %s database %s (no backup was recorded; rerun create once this is fixed): %w", src.Kind(), src.Database(), err)
-		}
-		secs := time.Since(t0).Seconds()
-		opts.Logger.Info("dumped", "kind", src.Kind(), "database", src.Database(), "raw_bytes", d.RawSize, "stored_bytes", d.Size,
-			"seconds", fmt.Sprintf("%.1f", secs), "MBps", fmt.Sprintf("%.1f", float64(d.RawSize)/1e6/max(secs, 0.001)))
-		m.Dumps[i] = *d
-		crashpoint.Hit("backup.create.dumped")
-		return nil
-	})
-	if err != nil {
+	if err := dumpAll(ctx, store, opts, sources, prefix, recipients, m); err != nil {
 		cleanup()
 		return nil, err
 	}
@@ -179,6 +138,62 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		}
 	}
 	return m, nil
+}
+
+// prepare checks the options, fills in the defaults and returns the age
+// recipients and the databases to dump.
+func (opts *CreateOptions) prepare() (recipients []age.Recipient, sources []Source, err error) {
+	if opts.Compression == "" {
+		opts.Compression = CompressZstd
+	}
+	if err := checkCompression(opts.Compression); err != nil {
+		return nil, nil, usererr.Errorf("%s %w", opts.Names.of("Compression"), err)
+	}
+	if opts.Jobs < 0 {
+		return nil, nil, usererr.Errorf("%s %d is negative", opts.Names.of("DumpJobs"), opts.Jobs)
+	}
+	if opts.Site == "" {
+		return nil, nil, usererr.Errorf("%s is empty: name the site the backup comes from (e.g. primary)", opts.Names.of("Site"))
+	}
+	recipients, err = readRecipients(opts.AgeRecipients, opts.Names)
+	if err != nil {
+		return nil, nil, err
+	}
+	sources, err = buildSources(opts.MySQL, opts.Mongo, opts.Names)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(sources) == 0 {
+		return nil, nil, usererr.Errorf("nothing to back up: give %s and/or %s", opts.Names.of("MySQL.Databases"), opts.Names.of("Mongo.Databases"))
+	}
+	if opts.Jobs == 0 {
+		opts.Jobs = 2
+	}
+	if opts.StaleAfter <= 0 {
+		opts.StaleAfter = 10 * time.Minute
+	}
+	return recipients, sources, nil
+}
+
+// dumpAll dumps every source into prefix (opts.Jobs at a time), recording
+// each dump in m.
+func dumpAll(ctx context.Context, store ObjectStore, opts CreateOptions, sources []Source, prefix string, recipients []age.Recipient, m *Manifest) error {
+	m.Dumps = make([]Dump, len(sources))
+	return fanout.Each(ctx, opts.Jobs, sources, func(ctx context.Context, i int, src Source) error {
+		key := prefix + src.Kind() + "-" + src.Database() + src.Ext() + suffix(opts.Compression, len(recipients) > 0)
+		opts.Logger.Info("dumping", "kind", src.Kind(), "database", src.Database(), "object", key)
+		t0 := time.Now()
+		d, err := dumpOne(ctx, store, src, key, opts.Compression, opts.CompressionLevel, recipients)
+		if err != nil {
+			return fmt.Errorf("backing up %s database %s (no backup was recorded; rerun create once this is fixed): %w", src.Kind(), src.Database(), err)
+		}
+		secs := time.Since(t0).Seconds()
+		opts.Logger.Info("dumped", "kind", src.Kind(), "database", src.Database(), "raw_bytes", d.RawSize, "stored_bytes", d.Size,
+			"seconds", fmt.Sprintf("%.1f", secs), "MBps", fmt.Sprintf("%.1f", float64(d.RawSize)/1e6/max(secs, 0.001)))
+		m.Dumps[i] = *d
+		crashpoint.Hit("backup.create.dumped")
+		return nil
+	})
 }
 
 // freeID names the new backup by its start second; when a backup of that

@@ -94,53 +94,17 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *RestoreReport, err er
 		}
 	}()
 	rep := &RestoreReport{Manifest: m}
-	// An interrupted swap first: until it is finished a live database may
-	// be half swapped.
-	var todo []Target
-	var dumps []Dump
-	for i, t := range targets {
-		st, err := t.Recover(ctx, m.ID, opts.Fresh)
-		if err != nil {
-			return nil, fmt.Errorf("finishing what an interrupted restore left in %s: %w", t.Name(), err)
-		}
-		if st.Finished {
-			opts.Logger.Info("finished the swap an interrupted restore left", "target", t.Name(), "backup", st.Restored)
-			rep.Recovered = append(rep.Recovered, t.Name())
-		}
-		if st.Restored == m.ID && !opts.Fresh {
-			// Staging a killed --fresh run left of the backup in place.
-			if st.Resume {
-				if err := t.Discard(ctx); err != nil {
-					return nil, err
-				}
-			}
-			rep.Unchanged = append(rep.Unchanged, t.Name())
-			continue
-		}
-		if st.Resume {
-			rep.Resumed = append(rep.Resumed, t.Name())
-		}
-		todo = append(todo, t)
-		dumps = append(dumps, m.Dumps[i])
+	todo, dumps, err := recoverTargets(ctx, opts, m, targets, rep)
+	if err != nil {
+		return nil, err
 	}
 	if len(todo) == 0 {
 		opts.Logger.Info("the DR databases already hold this backup: nothing to do (--fresh restores it again)", "backup", m.ID)
 		rep.Duration = time.Since(t0)
 		return rep, nil
 	}
-	// Sizes first: a truncated or replaced object fails before any work.
-	objs, err := store.List(ctx, opts.S3.Prefix+m.ID+"/")
-	if err != nil {
+	if err := checkSizes(ctx, store, opts.S3.Prefix, m, dumps); err != nil {
 		return nil, err
-	}
-	sizes := map[string]int64{}
-	for _, o := range objs {
-		sizes[o.Key] = o.Size
-	}
-	for _, d := range dumps {
-		if got, ok := sizes[d.Key]; !ok || got != d.Size {
-			return nil, fmt.Errorf("%w: backup %s: %s is %d bytes in S3, the manifest says %d: verify it (backup verify %s) or restore an older backup", ErrChecksum, m.ID, d.Key, got, d.Size, m.ID)
-		}
 	}
 	discardAll := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -180,22 +144,9 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *RestoreReport, err er
 		}
 	}
 	crashpoint.Hit("backup.restore.prepared")
-	var undos []func(context.Context) error
-	for _, t := range todo {
-		undo, err := t.Swap(ctx)
-		if err != nil {
-			rctx := context.WithoutCancel(ctx)
-			var errs []error
-			for i := len(undos) - 1; i >= 0; i-- {
-				errs = append(errs, undos[i](rctx))
-			}
-			discardAll()
-			if rerr := errors.Join(errs...); rerr != nil {
-				return nil, fmt.Errorf("restoring backup %s: %w; rolling back: %v (the next restore finishes the swap)", m.ID, err, rerr)
-			}
-			return nil, fmt.Errorf("restoring backup %s (rolled back, nothing was changed): %w", m.ID, err)
-		}
-		undos = append(undos, undo)
+	if err := swapAll(ctx, m.ID, todo); err != nil {
+		discardAll()
+		return nil, err
 	}
 	crashpoint.Hit("backup.restore.swapped")
 	for _, t := range todo {
@@ -209,6 +160,81 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *RestoreReport, err er
 	}
 	opts.Logger.Info("restore complete", "backup", m.ID, "databases", len(todo))
 	return rep, nil
+}
+
+// recoverTargets finishes what an interrupted restore left in each target
+// (an interrupted swap first: until it is finished a live database may be
+// half swapped) and returns the targets still to restore with their dumps,
+// noting the others in rep.
+func recoverTargets(ctx context.Context, opts RestoreOptions, m *Manifest, targets []Target, rep *RestoreReport) (todo []Target, dumps []Dump, err error) {
+	for i, t := range targets {
+		st, err := t.Recover(ctx, m.ID, opts.Fresh)
+		if err != nil {
+			return nil, nil, fmt.Errorf("finishing what an interrupted restore left in %s: %w", t.Name(), err)
+		}
+		if st.Finished {
+			opts.Logger.Info("finished the swap an interrupted restore left", "target", t.Name(), "backup", st.Restored)
+			rep.Recovered = append(rep.Recovered, t.Name())
+		}
+		if st.Restored == m.ID && !opts.Fresh {
+			// Staging a killed --fresh run left of the backup in place.
+			if st.Resume {
+				if err := t.Discard(ctx); err != nil {
+					return nil, nil, err
+				}
+			}
+			rep.Unchanged = append(rep.Unchanged, t.Name())
+			continue
+		}
+		if st.Resume {
+			rep.Resumed = append(rep.Resumed, t.Name())
+		}
+		todo = append(todo, t)
+		dumps = append(dumps, m.Dumps[i])
+	}
+	return todo, dumps, nil
+}
+
+// checkSizes compares the dumps' objects in S3 with the manifest: a
+// truncated or replaced object fails before any work.
+func checkSizes(ctx context.Context, store ObjectStore, prefix string, m *Manifest, dumps []Dump) error {
+	objs, err := store.List(ctx, prefix+m.ID+"/")
+	if err != nil {
+		return err
+	}
+	sizes := map[string]int64{}
+	for _, o := range objs {
+		sizes[o.Key] = o.Size
+	}
+	for _, d := range dumps {
+		if got, ok := sizes[d.Key]; !ok || got != d.Size {
+			return fmt.Errorf("%w: backup %s: %s is %d bytes in S3, the manifest says %d: verify it (backup verify %s) or restore an older backup", ErrChecksum, m.ID, d.Key, got, d.Size, m.ID)
+		}
+	}
+	return nil
+}
+
+// swapAll swaps every staged target in; when one fails, those already
+// swapped are undone, newest first, and the error says whether anything
+// was changed.
+func swapAll(ctx context.Context, id string, todo []Target) error {
+	var undos []func(context.Context) error
+	for _, t := range todo {
+		undo, err := t.Swap(ctx)
+		if err != nil {
+			rctx := context.WithoutCancel(ctx)
+			var errs []error
+			for i := len(undos) - 1; i >= 0; i-- {
+				errs = append(errs, undos[i](rctx))
+			}
+			if rerr := errors.Join(errs...); rerr != nil {
+				return fmt.Errorf("restoring backup %s: %w; rolling back: %v (the next restore finishes the swap)", id, err, rerr)
+			}
+			return fmt.Errorf("restoring backup %s (rolled back, nothing was changed): %w", id, err)
+		}
+		undos = append(undos, undo)
+	}
+	return nil
 }
 
 func buildTargets(ctx context.Context, opts RestoreOptions, m *Manifest) (targets []Target, closeAll func(), err error) {

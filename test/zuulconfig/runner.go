@@ -328,12 +328,41 @@ func (r *Runner) runJob(ctx context.Context, j *FrozenJob, deps []string, result
 		return nil, fmt.Errorf("preparing job %s: %w", j.Name, err)
 	}
 
-	// Variables returned by the jobs this one depends on: artifacts go to
-	// zuul.artifacts (with the job that returned them), other keys become
-	// variables of the lowest precedence.
-	var artifacts []any
-	returned := map[string]any{}
-	secretReturned := map[string]any{}
+	inventoryFile, extraFiles, secretReturned, err := r.writeJobVars(j, res, jobDir, resultsFile, deps, results)
+	if err != nil {
+		return nil, err
+	}
+
+	r.logf("%-26s started (logs: %s)", j.Name, filepath.Join(res.LogDir, "job-output.txt"))
+	outFile, err := os.Create(filepath.Join(res.LogDir, "job-output.txt"))
+	if err != nil {
+		return nil, fmt.Errorf("creating the log of job %s: %w", j.Name, err)
+	}
+	defer outFile.Close()
+
+	status, err := r.runPhases(ctx, j, jobDir, inventoryFile, extraFiles, secretReturned, outFile)
+	if err != nil {
+		return nil, err
+	}
+	res.Result = status
+	res.Duration = time.Since(start).Round(100 * time.Millisecond)
+	data, err := os.ReadFile(resultsFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the zuul_return data of job %s: %w", j.Name, err)
+	}
+	if err := decodeResults(data, res); err != nil {
+		return nil, fmt.Errorf("reading the zuul_return data of job %s: %w", j.Name, err)
+	}
+	r.writeStatus(jobDir, status)
+	r.logf("%-26s %s in %s", j.Name, status, res.Duration)
+	return res, nil
+}
+
+// returnedVars are the variables returned by the jobs deps: artifacts go
+// to zuul.artifacts (with the job that returned them), other keys become
+// variables of the lowest precedence.
+func (r *Runner) returnedVars(deps []string, results map[string]*JobResult) (artifacts []any, returned, secretReturned map[string]any) {
+	returned, secretReturned = map[string]any{}, map[string]any{}
 	for _, d := range deps {
 		dr, ok := results[d]
 		if !ok {
@@ -361,12 +390,20 @@ func (r *Runner) runJob(ctx context.Context, j *FrozenJob, deps []string, result
 			secretReturned[k] = v
 		}
 	}
+	return artifacts, returned, secretReturned
+}
 
+// writeJobVars writes what a job's playbooks read: the zuul variables,
+// the inventory (with the variables returned by the jobs it depends on) and
+// the extra-vars files. It returns the inventory, the extra-vars files and
+// the secret data the dependencies returned.
+func (r *Runner) writeJobVars(j *FrozenJob, res *JobResult, jobDir, resultsFile string, deps []string, results map[string]*JobResult) (inventoryFile string, extraFiles []string, secretReturned map[string]any, err error) {
+	artifacts, returned, secretReturned := r.returnedVars(deps, results)
 	zuulVars := map[string]any{}
 	for k, v := range r.Zuul {
 		zuulVars[k] = v
 	}
-	inventoryFile := filepath.Join(jobDir, "inventory.yaml")
+	inventoryFile = filepath.Join(jobDir, "inventory.yaml")
 	zuulVars["job"] = j.Name
 	zuulVars["build"] = newUUID()
 	zuulVars["pipeline"] = r.Pipeline
@@ -389,7 +426,7 @@ func (r *Runner) runJob(ctx context.Context, j *FrozenJob, deps []string, result
 	}
 	zuulFile := filepath.Join(jobDir, "zuul-vars.json")
 	if err := writeJSON(zuulFile, map[string]any{"zuul": zuulVars}, 0o644); err != nil {
-		return nil, err
+		return "", nil, nil, err
 	}
 
 	nodes := j.Nodes
@@ -406,9 +443,9 @@ func (r *Runner) runJob(ctx context.Context, j *FrozenJob, deps []string, result
 	}
 	inv := map[string]any{"all": map[string]any{"hosts": hosts, "vars": returned}}
 	if err := writeYAML(inventoryFile, inv); err != nil {
-		return nil, err
+		return "", nil, nil, err
 	}
-	extraFiles := []string{zuulFile}
+	extraFiles = []string{zuulFile}
 	for _, x := range []struct {
 		name string
 		vars map[string]any
@@ -418,18 +455,17 @@ func (r *Runner) runJob(ctx context.Context, j *FrozenJob, deps []string, result
 		}
 		p := filepath.Join(jobDir, x.name)
 		if err := writeJSON(p, x.vars, 0o644); err != nil {
-			return nil, err
+			return "", nil, nil, err
 		}
 		extraFiles = append(extraFiles, p)
 	}
+	return inventoryFile, extraFiles, secretReturned, nil
+}
 
-	r.logf("%-26s started (logs: %s)", j.Name, filepath.Join(res.LogDir, "job-output.txt"))
-	outFile, err := os.Create(filepath.Join(res.LogDir, "job-output.txt"))
-	if err != nil {
-		return nil, fmt.Errorf("creating the log of job %s: %w", j.Name, err)
-	}
-	defer outFile.Close()
-
+// runPhases runs the job's pre-run, run and post-run playbooks as Zuul
+// does (post-run always; the rest stops at a failure) and returns the
+// build's result.
+func (r *Runner) runPhases(ctx context.Context, j *FrozenJob, jobDir, inventoryFile string, extraFiles []string, secretReturned map[string]any, outFile *os.File) (string, error) {
 	status := "SUCCESS"
 	runOK := true
 	for phaseIdx, phase := range []Phase{PhasePre, PhaseRun, PhasePost} {
@@ -451,7 +487,7 @@ func (r *Runner) runJob(ctx context.Context, j *FrozenJob, deps []string, result
 			}
 			if ctx.Err() != nil {
 				r.writeStatus(jobDir, "ABORTED")
-				return nil, fmt.Errorf("job %s interrupted: %w", j.Name, ctx.Err())
+				return "", fmt.Errorf("job %s interrupted: %w", j.Name, ctx.Err())
 			}
 			r.logf("%-26s %s playbook %s failed: %v", j.Name, phase, pb.Path, err)
 			switch {
@@ -462,18 +498,7 @@ func (r *Runner) runJob(ctx context.Context, j *FrozenJob, deps []string, result
 			}
 		}
 	}
-	res.Result = status
-	res.Duration = time.Since(start).Round(100 * time.Millisecond)
-	data, err := os.ReadFile(resultsFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading the zuul_return data of job %s: %w", j.Name, err)
-	}
-	if err := decodeResults(data, res); err != nil {
-		return nil, fmt.Errorf("reading the zuul_return data of job %s: %w", j.Name, err)
-	}
-	r.writeStatus(jobDir, status)
-	r.logf("%-26s %s in %s", j.Name, status, res.Duration)
-	return res, nil
+	return status, nil
 }
 
 func (r *Runner) writeStatus(jobDir, status string) {
