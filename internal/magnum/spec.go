@@ -293,11 +293,11 @@ func (s *Spec) checkCounts(errorf func(path, format string, args ...any) error) 
 		{"cluster.docker_volume_size", c.DockerVolumeSize, 1}, {"cluster.create_timeout", c.CreateTimeout, 1},
 	} {
 		if f.v != nil && *f.v < f.min {
-			return errorf(f.path, "%d is below the minimum %d", *f.v, f.min)
+			return errorf(f.path, "%d is too small (%d or more)", *f.v, f.min)
 		}
 	}
 	if t.APIServerPort != nil && *t.APIServerPort > 65535 {
-		return errorf("template.apiserver_port", "%d is not a TCP port", *t.APIServerPort)
+		return errorf("template.apiserver_port", "%d is not a TCP port (1024-65535)", *t.APIServerPort)
 	}
 	return nil
 }
