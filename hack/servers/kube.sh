@@ -130,8 +130,10 @@ podlog="$root/pod.log"
 # kwok serves logs in the CRI format the kubelet reads from disk.
 ts=$(date -u +%Y-%m-%dT%H:%M:%S.000000000Z)
 printf "$ts stdout F %s\n" "kwok fake container log line 1" "kwok fake container log line 2" "kwok fake container: exiting" >"$podlog"
-# kwok's pod stages (ready, never-ready, fail, ...) live in a data file.
-cp "$SLIPWAY_ROOT/hack/servers/kube/kwok-stages.yaml" "$root/kwok.yaml"
+# kwok's standard fast pod stages, from its module (tools/kube/kwokstages:
+# they skip the test annotations), then the project's own test stages.
+(cd "$SLIPWAY_ROOT/tools/kube" && go run ./kwokstages) >"$root/kwok.yaml"
+cat "$SLIPWAY_ROOT/hack/servers/kube/kwok-stages.yaml" >>"$root/kwok.yaml"
 cat >>"$root/kwok.yaml" <<LOGS
 ---
 # Every container's log (kubectl logs, through the apiserver's kubelet proxy).
