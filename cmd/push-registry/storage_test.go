@@ -364,10 +364,7 @@ func waitGone(t *testing.T, state string) {
 // tag moved and its registries stopped and their state removed.
 func TestCLIStorageSignal(t *testing.T) {
 	e := newStorageEnv(t)
-	bin := filepath.Join(t.TempDir(), "push-registry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.Binary(t, "", "./cmd/push-registry")
 	repo := pushtest.UniqueRepo(t)
 	cmd := exec.Command(bin, e.args("push", "--source", "oci:"+pushtest.WriteLayout(t, pushtest.RandomImage(t, 3, 2<<20)), "--repository", repo, "--tag", "v1")...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())

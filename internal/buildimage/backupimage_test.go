@@ -67,14 +67,7 @@ func staticBinary(t testing.TB, file string) {
 func backupBinaries(t *testing.T) map[string]string {
 	t.Helper()
 	tools := testenv.Require(t, "SLIPWAY_TEST_MONGODUMP", "SLIPWAY_TEST_MONGORESTORE")
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "backup"), "./cmd/backup")
-	cmd.Dir = repoRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the backup binary: %v\n%s", err, out)
-	}
-	bins := map[string]string{"BACKUP_BIN": filepath.Join(dir, "backup"), "MONGODUMP_BIN": tools[0], "MONGORESTORE_BIN": tools[1]}
+	bins := map[string]string{"BACKUP_BIN": testenv.Binary(t, "", "./cmd/backup"), "MONGODUMP_BIN": tools[0], "MONGORESTORE_BIN": tools[1]}
 	for _, b := range bins {
 		staticBinary(t, b)
 	}
