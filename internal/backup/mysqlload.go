@@ -245,140 +245,173 @@ func withoutComments(sec []byte) string {
 // split reads the stream: the header, then each section in turn.
 func (l *mysqlLoader) split(ctx context.Context, r io.Reader, header *[]byte, headerReady chan struct{}, post *bytes.Buffer,
 	jobs chan<- loadJob, counts *tableCounts, finish func(context.Context, string) error) error {
-	br := bufio.NewReaderSize(r, 1<<20)
-	var (
-		sec      = inHeader
-		table    string
-		schema   bytes.Buffer
-		chunk    strings.Builder // "START TRANSACTION;" and statements
-		stmt     []byte          // an INSERT spanning lines
-		delim    = ";"
-		conn     *sql.Conn
-		skipping bool // a table a killed run loaded
-	)
+	sp := &splitter{l: l, header: header, headerReady: headerReady, post: post, jobs: jobs, counts: counts, finish: finish, delim: ";"}
 	defer func() {
-		if conn != nil {
-			conn.Close()
+		if sp.conn != nil {
+			sp.conn.Close()
 		}
 	}()
-	send := func() error {
-		if chunk.Len() == 0 {
-			return nil
-		}
-		chunk.WriteString("COMMIT;")
-		counts.mu.Lock()
-		counts.pending[table]++
-		counts.mu.Unlock()
-		select {
-		case jobs <- loadJob{table: table, sql: chunk.String()}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		chunk = strings.Builder{}
-		return nil
-	}
-	// flush ends the section being read.
-	flush := func() error {
-		switch sec {
-		case inHeader:
-			close(headerReady)
-			var err error
-			if conn, err = l.session(ctx, *header); err != nil {
-				return err
-			}
-		case inSchema:
-			if q := withoutComments(schema.Bytes()); !skipping && q != "" {
-				if _, err := conn.ExecContext(ctx, q); err != nil {
-					return fmt.Errorf("creating table %s.%s: %w", l.staging, table, err)
-				}
-			}
-			schema.Reset()
-		case inData:
-			if len(stmt) > 0 {
-				return fmt.Errorf("the dump ends inside an INSERT into %s", table)
-			}
-			if skipping {
-				return nil
-			}
-			if err := send(); err != nil {
-				return err
-			}
-			counts.mu.Lock()
-			counts.ended[table] = true
-			counts.mu.Unlock()
-			return finish(ctx, table)
-		}
-		return nil
-	}
+	br := bufio.NewReaderSize(r, 1<<20)
 	for {
 		line, err := readLine(br)
 		if len(line) > 0 {
-			if title, ok := strings.CutPrefix(string(bytes.TrimRight(line, "\n")), "-- "); ok && len(stmt) == 0 && delim == ";" {
-				if next, name, ok := sectionOf(title); ok {
-					if err := flush(); err != nil {
-						return err
-					}
-					sec, table = next, name
-					skipping = (next == inSchema || next == inData) && l.done[name] && !isViewStub(title)
-					continue
-				}
-			}
-			switch sec {
-			case inHeader:
-				*header = append(*header, line...)
-			case inSchema:
-				schema.Write(line)
-			case inData:
-				t := bytes.TrimSpace(line)
-				switch {
-				case len(stmt) > 0 || bytes.HasPrefix(t, []byte("INSERT ")):
-					if skipping {
-						stmt = append(stmt[:0], 'x') // only track the statement's end
-					} else {
-						stmt = append(stmt, line...)
-					}
-					if bytes.HasSuffix(t, []byte(";")) {
-						if !skipping {
-							if chunk.Len() > 0 && chunk.Len()+len(stmt) > loadChunk {
-								if err := send(); err != nil {
-									return err
-								}
-							}
-							if chunk.Len() == 0 {
-								// One commit a chunk, not one a statement.
-								chunk.Grow(min(loadChunk, 2*len(stmt)) + 64)
-								chunk.WriteString("START TRANSACTION;\n")
-							}
-							chunk.Write(stmt)
-						}
-						stmt = stmt[:0]
-					}
-				case len(t) == 0, bytes.Equal(t, []byte("--")), bytes.HasPrefix(t, []byte("-- ")),
-					bytes.HasPrefix(t, []byte("LOCK TABLES ")), bytes.Equal(t, []byte("UNLOCK TABLES;")),
-					bytes.HasPrefix(t, []byte("/*!40000 ALTER TABLE ")):
-					// Table locks would serialise the connections.
-				default:
-					// Triggers follow a table's data: after all data.
-					if err := flush(); err != nil {
-						return err
-					}
-					sec = inPost
-					post.Write(line)
-				}
-			case inPost:
-				post.Write(line)
-			}
-			if sec == inPost || sec == inSchema {
-				delim = trackDelimiter(line, delim)
+			if err := sp.line(ctx, line); err != nil {
+				return err
 			}
 		}
 		if err == io.EOF {
-			return flush()
+			return sp.flush(ctx)
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// splitter is split's state: the section being read and, in a table's
+// data, the chunk of statements being gathered for a worker.
+type splitter struct {
+	l           *mysqlLoader
+	header      *[]byte
+	headerReady chan struct{}
+	post        *bytes.Buffer
+	jobs        chan<- loadJob
+	counts      *tableCounts
+	finish      func(context.Context, string) error
+
+	sec      section
+	table    string
+	schema   bytes.Buffer
+	chunk    strings.Builder // "START TRANSACTION;" and statements
+	stmt     []byte          // an INSERT spanning lines
+	delim    string
+	conn     *sql.Conn
+	skipping bool // a table a killed run loaded
+}
+
+// line takes one line of the dump.
+func (sp *splitter) line(ctx context.Context, line []byte) error {
+	if title, ok := strings.CutPrefix(string(bytes.TrimRight(line, "\n")), "-- "); ok && len(sp.stmt) == 0 && sp.delim == ";" {
+		if next, name, ok := sectionOf(title); ok {
+			if err := sp.flush(ctx); err != nil {
+				return err
+			}
+			sp.sec, sp.table = next, name
+			sp.skipping = (next == inSchema || next == inData) && sp.l.done[name] && !isViewStub(title)
+			return nil
+		}
+	}
+	switch sp.sec {
+	case inHeader:
+		*sp.header = append(*sp.header, line...)
+	case inSchema:
+		sp.schema.Write(line)
+	case inData:
+		if err := sp.dataLine(ctx, line); err != nil {
+			return err
+		}
+	case inPost:
+		sp.post.Write(line)
+	}
+	if sp.sec == inPost || sp.sec == inSchema {
+		sp.delim = trackDelimiter(line, sp.delim)
+	}
+	return nil
+}
+
+// dataLine takes a line of a table's data: INSERTs gather into chunks; the
+// first other statement (a trigger) ends the data of every table.
+func (sp *splitter) dataLine(ctx context.Context, line []byte) error {
+	t := bytes.TrimSpace(line)
+	switch {
+	case len(sp.stmt) > 0 || bytes.HasPrefix(t, []byte("INSERT ")):
+		if sp.skipping {
+			sp.stmt = append(sp.stmt[:0], 'x') // only track the statement's end
+		} else {
+			sp.stmt = append(sp.stmt, line...)
+		}
+		if !bytes.HasSuffix(t, []byte(";")) {
+			return nil
+		}
+		if !sp.skipping {
+			if sp.chunk.Len() > 0 && sp.chunk.Len()+len(sp.stmt) > loadChunk {
+				if err := sp.send(ctx); err != nil {
+					return err
+				}
+			}
+			if sp.chunk.Len() == 0 {
+				// One commit a chunk, not one a statement.
+				sp.chunk.Grow(min(loadChunk, 2*len(sp.stmt)) + 64)
+				sp.chunk.WriteString("START TRANSACTION;\n")
+			}
+			sp.chunk.Write(sp.stmt)
+		}
+		sp.stmt = sp.stmt[:0]
+	case len(t) == 0, bytes.Equal(t, []byte("--")), bytes.HasPrefix(t, []byte("-- ")),
+		bytes.HasPrefix(t, []byte("LOCK TABLES ")), bytes.Equal(t, []byte("UNLOCK TABLES;")),
+		bytes.HasPrefix(t, []byte("/*!40000 ALTER TABLE ")):
+		// Table locks would serialise the connections.
+	default:
+		// Triggers follow a table's data: after all data.
+		if err := sp.flush(ctx); err != nil {
+			return err
+		}
+		sp.sec = inPost
+		sp.post.Write(line)
+	}
+	return nil
+}
+
+// send hands the chunk gathered to a worker.
+func (sp *splitter) send(ctx context.Context) error {
+	if sp.chunk.Len() == 0 {
+		return nil
+	}
+	sp.chunk.WriteString("COMMIT;")
+	sp.counts.mu.Lock()
+	sp.counts.pending[sp.table]++
+	sp.counts.mu.Unlock()
+	select {
+	case sp.jobs <- loadJob{table: sp.table, sql: sp.chunk.String()}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	sp.chunk = strings.Builder{}
+	return nil
+}
+
+// flush ends the section being read.
+func (sp *splitter) flush(ctx context.Context) error {
+	switch sp.sec {
+	case inHeader:
+		close(sp.headerReady)
+		var err error
+		if sp.conn, err = sp.l.session(ctx, *sp.header); err != nil {
+			return err
+		}
+	case inSchema:
+		if q := withoutComments(sp.schema.Bytes()); !sp.skipping && q != "" {
+			if _, err := sp.conn.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("creating table %s.%s: %w", sp.l.staging, sp.table, err)
+			}
+		}
+		sp.schema.Reset()
+	case inData:
+		if len(sp.stmt) > 0 {
+			return fmt.Errorf("the dump ends inside an INSERT into %s", sp.table)
+		}
+		if sp.skipping {
+			return nil
+		}
+		if err := sp.send(ctx); err != nil {
+			return err
+		}
+		sp.counts.mu.Lock()
+		sp.counts.ended[sp.table] = true
+		sp.counts.mu.Unlock()
+		return sp.finish(ctx, sp.table)
+	}
+	return nil
 }
 
 // sectionOf maps a "-- title" line to the section it starts.
