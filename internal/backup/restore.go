@@ -115,22 +115,7 @@ func Restore(ctx context.Context, opts RestoreOptions) (_ *RestoreReport, err er
 			}
 		}
 	}
-	// Databases load side by side: each is its own stream and staging area.
-	err = fanout.Each(ctx, opts.Jobs, todo, func(ctx context.Context, i int, t Target) error {
-		opts.Logger.Info("restoring into staging", "backup", m.ID, "target", t.Name())
-		task := opts.Progress.Start(t.Name(), dumps[i].RawSize)
-		err := stageOne(ctx, store, m, dumps[i], ids, t, task)
-		if err == nil {
-			err = t.Staged(ctx)
-		}
-		if err != nil {
-			task.Done("failed")
-			return err
-		}
-		task.Done("staged")
-		crashpoint.Hit("backup.restore.staged")
-		return nil
-	})
+	err = stageAll(ctx, opts, store, m, ids, todo, dumps)
 	if err != nil {
 		discardAll()
 		return nil, fmt.Errorf("restoring backup %s (nothing was changed): %w", m.ID, err)
@@ -212,6 +197,26 @@ func checkSizes(ctx context.Context, store ObjectStore, prefix string, m *Manife
 		}
 	}
 	return nil
+}
+
+// stageAll loads each dump into its target's staging area, side by side
+// (each is its own stream and staging area), opts.Jobs at a time.
+func stageAll(ctx context.Context, opts RestoreOptions, store ObjectStore, m *Manifest, ids []age.Identity, todo []Target, dumps []Dump) error {
+	return fanout.Each(ctx, opts.Jobs, todo, func(ctx context.Context, i int, t Target) error {
+		opts.Logger.Info("restoring into staging", "backup", m.ID, "target", t.Name())
+		task := opts.Progress.Start(t.Name(), dumps[i].RawSize)
+		err := stageOne(ctx, store, m, dumps[i], ids, t, task)
+		if err == nil {
+			err = t.Staged(ctx)
+		}
+		if err != nil {
+			task.Done("failed")
+			return err
+		}
+		task.Done("staged")
+		crashpoint.Hit("backup.restore.staged")
+		return nil
+	})
 }
 
 // swapAll swaps every staged target in; when one fails, those already
