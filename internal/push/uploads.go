@@ -326,115 +326,158 @@ type leftUpload struct {
 // of a region this run does not have is kept for a run that has it (for a
 // week). Failures are warnings: the records stay for the next run.
 func cancelLeftUploads(ctx context.Context, conn *Conn, a *Auth, log *slog.Logger, regions []Region, stores map[string]*storage) {
-	sweepStart := time.Now()
-	entries, err := os.ReadDir(uploadsDir(conn.StateDir))
+	sw := &uploadSweep{conn: conn, auth: a, log: log, stores: stores, start: time.Now(), regions: map[string]Region{}}
+	for _, r := range regions {
+		sw.regions[r.Name] = r
+	}
+	dirs := sw.runDirs()
+	runlock.SweepDead(dirs, func(dir string) string { return filepath.Join(dir, "lock") }, func(dir string) {
+		mine, repos := sw.ours(readRecords(dir, log, true))
+		clients := sw.clients(ctx, repos)
+		for _, l := range mine {
+			sw.cancel(ctx, l, clients)
+		}
+		if len(readRecords(dir, log, false)) == 0 {
+			_ = os.RemoveAll(dir)
+		}
+	})
+}
+
+// uploadSweep is one sweep of the upload sessions dead runs left.
+type uploadSweep struct {
+	conn    *Conn
+	auth    *Auth
+	log     *slog.Logger
+	stores  map[string]*storage
+	regions map[string]Region // by name
+	start   time.Time
+	known   map[string]bool // the session UUIDs every run (live or dead) recorded
+}
+
+// runDirs returns the runs' directories that have a lock, noting every
+// session they recorded; a directory without one is being set up by a run,
+// or was left by one killed then, before any record: old ones go.
+func (sw *uploadSweep) runDirs() []string {
+	entries, err := os.ReadDir(uploadsDir(sw.conn.StateDir))
 	if err != nil {
-		return
+		return nil
 	}
 	var dirs []string
-	known := map[string]bool{} // the session UUIDs every run (live or dead) recorded
+	sw.known = map[string]bool{}
 	for _, e := range entries {
-		dir := filepath.Join(uploadsDir(conn.StateDir), e.Name())
+		dir := filepath.Join(uploadsDir(sw.conn.StateDir), e.Name())
 		if !e.IsDir() {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(dir, "lock")); os.IsNotExist(err) {
-			// Being set up by a run, or left by one killed then, before
-			// any record: old ones go.
 			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
 				_ = os.RemoveAll(dir)
 			}
 			continue
 		}
 		dirs = append(dirs, dir)
-		for _, l := range readRecords(dir, log, false) {
-			known[l.rec.UUID] = true
+		for _, l := range readRecords(dir, sw.log, false) {
+			sw.known[l.rec.UUID] = true
 		}
 	}
-	byName := map[string]Region{}
-	for _, r := range regions {
-		byName[r.Name] = r
-	}
-	runlock.SweepDead(dirs, func(dir string) string { return filepath.Join(dir, "lock") }, func(dir string) {
-		left := readRecords(dir, log, true)
-		// One client per registry region, for the repositories its
-		// sessions are in.
-		repos := map[string][]string{}
-		var mine []leftUpload
-		for _, l := range left {
-			r, ok := byName[l.rec.Region]
-			if !ok || storageKey(r) != l.rec.Storage {
-				if time.Since(l.rec.Started) > recordMaxAge {
-					_ = os.Remove(l.file)
-				}
-				continue
-			}
-			if l.rec.UUID == "" && !r.storage() {
+	return dirs
+}
+
+// ours returns the left sessions of this run's regions, with the
+// repositories they are in by region; records of other regions are kept
+// until they are old.
+func (sw *uploadSweep) ours(left []leftUpload) (mine []leftUpload, repos map[string][]string) {
+	repos = map[string][]string{}
+	for _, l := range left {
+		r, ok := sw.regions[l.rec.Region]
+		if !ok || storageKey(r) != l.rec.Storage {
+			if time.Since(l.rec.Started) > recordMaxAge {
 				_ = os.Remove(l.file)
-				continue
 			}
-			mine = append(mine, l)
-			repos[r.Name] = append(repos[r.Name], l.rec.Repository)
+			continue
 		}
-		clients := map[string]*client{}
-		for name, rs := range repos {
-			r := byName[name]
-			if r.storage() {
-				continue
-			}
-			c, _, err := dial(ctx, a, conn, r, nil, rs, nil)
-			if err != nil {
-				log.Warn("cancelling the upload sessions a killed run left: connecting", "region", name, "error", logging.Scrub(err.Error()))
-				continue
-			}
-			clients[name] = c
-		}
-		for _, l := range mine {
-			r := byName[l.rec.Region]
-			var err error
-			uuids := []string{l.rec.UUID}
-			switch {
-			case r.storage():
-				var store *objectStore
-				if store, err = stores[r.Name].objects(ctx); err != nil {
-					break
-				}
-				if l.rec.UUID == "" {
-					until := sweepStart
-					if !l.rec.OpenBy.IsZero() && l.rec.OpenBy.Before(until) {
-						until = l.rec.OpenBy
-					}
-					if uuids, err = store.unrecordedUploads(ctx, l.rec.Repository, l.rec.Started, until, known); err != nil {
-						break
-					}
-				}
-				for _, id := range uuids {
-					if err = store.deleteUpload(ctx, l.rec.Repository, id, l.rec.Digest); err != nil {
-						break
-					}
-				}
-			case clients[r.Name] == nil:
-				continue
-			default:
-				err = clients[r.Name].deleteUpload(ctx, l.rec.Location)
-			}
-			switch {
-			case errors.Is(err, errUploadStuck):
-				warnStuck(log, l.rec)
-			case err != nil:
-				log.Warn("cancelling an upload session a killed run left (the next run tries again)", "region", r.Name, "repository", l.rec.Repository, "error", logging.Scrub(err.Error()))
-				continue
-			default:
-				for _, id := range uuids {
-					log.Info("cancelled an upload session a killed run left", "region", r.Name, "repository", l.rec.Repository, "blob", l.rec.Digest, "session", id)
-				}
-			}
+		if l.rec.UUID == "" && !r.storage() {
 			_ = os.Remove(l.file)
+			continue
 		}
-		if len(readRecords(dir, log, false)) == 0 {
-			_ = os.RemoveAll(dir)
+		mine = append(mine, l)
+		repos[r.Name] = append(repos[r.Name], l.rec.Repository)
+	}
+	return mine, repos
+}
+
+// clients dials one client per registry region, for the repositories its
+// sessions are in (storage-backed regions need none).
+func (sw *uploadSweep) clients(ctx context.Context, repos map[string][]string) map[string]*client {
+	clients := map[string]*client{}
+	for name, rs := range repos {
+		r := sw.regions[name]
+		if r.storage() {
+			continue
 		}
-	})
+		c, _, err := dial(ctx, sw.auth, sw.conn, r, nil, rs, nil)
+		if err != nil {
+			sw.log.Warn("cancelling the upload sessions a killed run left: connecting", "region", name, "error", logging.Scrub(err.Error()))
+			continue
+		}
+		clients[name] = c
+	}
+	return clients
+}
+
+// cancel cancels one left session (in the storage, or through the
+// registry) and removes its record once that is done.
+func (sw *uploadSweep) cancel(ctx context.Context, l leftUpload, clients map[string]*client) {
+	r := sw.regions[l.rec.Region]
+	var err error
+	uuids := []string{l.rec.UUID}
+	switch {
+	case r.storage():
+		uuids, err = sw.cancelStored(ctx, l)
+	case clients[r.Name] == nil:
+		return
+	default:
+		err = clients[r.Name].deleteUpload(ctx, l.rec.Location)
+	}
+	switch {
+	case errors.Is(err, errUploadStuck):
+		warnStuck(sw.log, l.rec)
+	case err != nil:
+		sw.log.Warn("cancelling an upload session a killed run left (the next run tries again)", "region", r.Name, "repository", l.rec.Repository, "error", logging.Scrub(err.Error()))
+		return
+	default:
+		for _, id := range uuids {
+			sw.log.Info("cancelled an upload session a killed run left", "region", r.Name, "repository", l.rec.Repository, "blob", l.rec.Digest, "session", id)
+		}
+	}
+	_ = os.Remove(l.file)
+}
+
+// cancelStored removes a left session from a storage-backed region's
+// storage; a record without a session UUID (killed before the registry
+// answered) stands for every session no run recorded in its repository
+// from its start until it was open (or this sweep started).
+func (sw *uploadSweep) cancelStored(ctx context.Context, l leftUpload) ([]string, error) {
+	store, err := sw.stores[l.rec.Region].objects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	uuids := []string{l.rec.UUID}
+	if l.rec.UUID == "" {
+		until := sw.start
+		if !l.rec.OpenBy.IsZero() && l.rec.OpenBy.Before(until) {
+			until = l.rec.OpenBy
+		}
+		if uuids, err = store.unrecordedUploads(ctx, l.rec.Repository, l.rec.Started, until, sw.known); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range uuids {
+		if err := store.deleteUpload(ctx, l.rec.Repository, id, l.rec.Digest); err != nil {
+			return uuids, err
+		}
+	}
+	return uuids, nil
 }
 
 // readRecords reads the records of a run's directory. With remove (the
