@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/slipwayci/slipway/internal/deploy/deploytest"
-	"github.com/slipwayci/slipway/internal/poll"
+	"github.com/slipwayci/slipway/internal/progress"
 	"github.com/slipwayci/slipway/internal/result"
 	"github.com/slipwayci/slipway/internal/testenv"
 	"github.com/slipwayci/slipway/internal/usererr"
@@ -573,23 +575,26 @@ func TestInterruptedDeployRecovers(t *testing.T) {
 	tree, _, ns, opts, _ := k.example(t, "interrupt")
 	deploytest.NeverReady(t, tree, "mfe")
 	// Interrupt (SIGINT cancels the context) while the deploy waits for
-	// mfe alone: once every other Deployment is ready (however long a
-	// loaded machine takes).
+	// mfe alone: once the deploy itself reports every other workload ready
+	// (however long a loaded machine takes; the Deployments' status alone
+	// can be ahead of the deploy's last look).
 	ctx, cancel := context.WithCancel(context.Background())
+	oneLeft := make(chan struct{})
+	var once sync.Once
+	ready := regexp.MustCompile(`(\d+)/(\d+) workloads ready`)
+	opts.Progress = progress.New(writerFunc(func(line string) {
+		if m := ready.FindStringSubmatch(line); m != nil {
+			if n, _ := strconv.Atoi(m[1]); n > 0 && m[2] == strconv.Itoa(n+1) {
+				once.Do(func() { close(oneLeft) })
+			}
+		}
+	}), progress.WithTTY(false), progress.WithInterval(0))
 	go func() {
 		defer cancel()
-		_ = poll.Until(testCtx(t), poll.Constant(250*time.Millisecond), func(pctx context.Context) (bool, error) {
-			deps, err := k.Core.AppsV1().Deployments(ns).List(pctx, metav1.ListOptions{})
-			if err != nil || len(deps.Items) < 7 {
-				return false, nil
-			}
-			for _, d := range deps.Items {
-				if d.Name != "mfe" && d.Status.ReadyReplicas < *d.Spec.Replicas {
-					return false, nil
-				}
-			}
-			return true, nil
-		})
+		select {
+		case <-oneLeft:
+		case <-testCtx(t).Done():
+		}
 	}()
 	res, err := Deploy(ctx, opts)
 	if !errors.Is(err, context.Canceled) || usererr.Is(err) {
@@ -616,4 +621,12 @@ func TestInterruptedDeployRecovers(t *testing.T) {
 	if _, err := Rollback(testCtx(t), opts); !usererr.Is(err) || !strings.Contains(err.Error(), "no good revision before revision 2") {
 		t.Errorf("rollback with only a failed earlier revision: %v", err)
 	}
+}
+
+// writerFunc is an io.Writer that hands each write (a progress line) to f.
+type writerFunc func(line string)
+
+func (f writerFunc) Write(p []byte) (int, error) {
+	f(string(p))
+	return len(p), nil
 }
