@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,20 +17,10 @@ import (
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
-// repoRoot is the checkout this file is in.
-func repoRoot(t testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	root, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 // TestBackupLock: the checked-in lock of the backup image checks (every
 // dependency locked) and holds what the MariaDB tools need to run.
 func TestBackupLock(t *testing.T) {
-	l, err := LoadDebianLock(filepath.Join(repoRoot(t), "examples/images/backup/backup.lock"))
+	l, err := LoadDebianLock(filepath.Join(testenv.RepoRoot(), "examples/images/backup/backup.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +94,12 @@ func TestBackupImage(t *testing.T) {
 		return im.Layout, im.ManifestDigest
 	}
 	start := time.Now()
-	first, d1 := build(filepath.Join(repoRoot(t), "examples/images/backup/build.yaml"), bins)
+	first, d1 := build(filepath.Join(testenv.RepoRoot(), "examples/images/backup/build.yaml"), bins)
 	t1 := time.Since(start)
 
 	// The same inputs elsewhere: build file, lock and binaries copied.
 	other := filepath.Join(t.TempDir(), "elsewhere")
-	testenv.CopyDir(t, filepath.Join(repoRoot(t), "examples/images/backup"), other)
+	testenv.CopyDir(t, filepath.Join(testenv.RepoRoot(), "examples/images/backup"), other)
 	copied := map[string]string{}
 	for k, src := range bins {
 		data, err := os.ReadFile(src)

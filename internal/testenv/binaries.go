@@ -33,7 +33,7 @@ const CrashTags = "slipway_crashpoints"
 // state of the tree. dir gets hard links (or copies), so a newer build that
 // replaces the shared one cannot pull a binary from under a running test.
 func Binaries(dir, tags string, pkgs ...string) (map[string]string, error) {
-	root := moduleRoot()
+	root := RepoRoot()
 	ids, err := buildIDs(root, tags, pkgs)
 	if err != nil {
 		return nil, err
@@ -183,9 +183,11 @@ func binCacheDir() string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("slipway-bin-%d", os.Getuid()))
 }
 
-func moduleRoot() string {
+// RepoRoot is the absolute path of the checkout the tests run from (the
+// module root).
+func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
 // lockFile takes an exclusive lock on path, shared by every test process.

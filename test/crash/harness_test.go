@@ -26,7 +26,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,12 +79,7 @@ func TestMain(m *testing.M) {
 
 const prSetChildSubreaper = 36
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-func example(rel string) string { return filepath.Join(repoRoot(), "examples", rel) }
+func example(rel string) string { return filepath.Join(testenv.RepoRoot(), "examples", rel) }
 
 // points is SLIPWAY_CRASH_POINTS, the kill points tried per command.
 func points(t *testing.T) int {
@@ -207,7 +201,7 @@ func run(t *testing.T, c *command, k *killPoint) outcome {
 		c.tmp = t.TempDir()
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, c.bin), c.args...)
-	cmd.Dir = repoRoot()
+	cmd.Dir = testenv.RepoRoot()
 	cmd.Env = append(append(os.Environ(), "TMPDIR="+c.tmp), c.env...)
 	cmd.Env = append(cmd.Env, crashpoint.EnvLog+"="+logFile, c.marker)
 	if k != nil && k.step != "" {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -21,20 +20,11 @@ import (
 	"github.com/slipwayci/slipway/internal/testenv"
 )
 
-func repoRoot(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	root, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 // pipelineCmd is hack/pipeline.sh with args against the test runner's
 // servers, in state.
 func pipelineCmd(ctx context.Context, t *testing.T, state, rev string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "bash", append([]string{"hack/pipeline.sh"}, args...)...)
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testenv.RepoRoot()
 	cmd.Env = append(os.Environ(), "SLIPWAY_PIPELINE_SERVERS=env", "SLIPWAY_PIPELINE_DIR="+state,
 		"SLIPWAY_PIPELINE_NAMESPACE_PREFIX=e2e-", "SLIPWAY_PIPELINE_REV="+rev,
 		"PATH="+filepath.Dir(os.Getenv("SLIPWAY_TEST_MONGODUMP"))+":"+os.Getenv("PATH"))
@@ -124,7 +114,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	testenv.Tool(t, "ansible-playbook")
 	state := t.TempDir()
 	// One commit for every run of this test, so reruns build the same digests.
-	revOut, err := exec.Command("git", "-C", repoRoot(t), "rev-parse", "HEAD").Output()
+	revOut, err := exec.Command("git", "-C", testenv.RepoRoot(), "rev-parse", "HEAD").Output()
 	if err != nil {
 		t.Fatal(err)
 	}

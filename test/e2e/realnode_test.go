@@ -93,7 +93,7 @@ func checkRealNode(t *testing.T, kc kubernetes.Interface, ns, state string, push
 
 	// run-job, by hand after the pipeline: a real container, to completion,
 	// its log on stderr; kept (--job-cleanup never) to see where it ran.
-	cmd := exec.Command(filepath.Join(repoRoot(t), "bin", "deploy-k8s"), "run-job", "--branch", "platform/demo",
+	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "deploy-k8s"), "run-job", "--branch", "platform/demo",
 		"--namespace-prefix", strings.TrimSuffix(ns, "demo"), "--kubeconfig", kubeconfig,
 		"--job", "static-check", "--job-cleanup", "never", "--timeout", "3m")
 	var stdout, stderr strings.Builder

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/slipwayci/slipway/internal/testenv"
 	"github.com/slipwayci/slipway/test/secrets"
 )
 
@@ -32,7 +33,7 @@ func sampleSecrets(t *testing.T, state string) func() {
 	s := secrets.Start(known, secrets.Options{
 		JobMarker: "ZUUL_JOBDIR=" + filepath.Join(state, "jobs") + string(filepath.Separator),
 		Sources: []secrets.Source{
-			secrets.Pipeline(repoRoot(t), state),
+			secrets.Pipeline(testenv.RepoRoot(), state),
 			secrets.Files(filepath.Join(state, "work", "*", "private", "kubeconfig"), secrets.Kubeconfig),
 		},
 	})

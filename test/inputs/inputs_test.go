@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,14 +23,9 @@ import (
 	"github.com/slipwayci/slipway/test/zuulconfig"
 )
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 func example(t *testing.T, rel string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(), rel))
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), rel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +231,27 @@ func lineOf(s, new, field string) int {
 	return strings.Count(s[:at], "\n") + 1
 }
 
+// check checks the error line of f in the file bad: it starts with
+// "where:LINE: field: " and its message has the fault's shape, matches
+// f.msg and names no Go type.
+func (f fault) check(t *testing.T, line, where, bad string) {
+	t.Helper()
+	prefix := where + ":" + strconv.Itoa(lineOf(bad, f.new, f.field)) + ": " + f.field + ": "
+	msg, ok := strings.CutPrefix(line, prefix)
+	if !ok {
+		t.Fatalf("error %q\ndoes not start with %q", line, prefix)
+	}
+	if !msgShape[f.kind].MatchString(msg) {
+		t.Errorf("%s: message %q does not say what is allowed in the shape %s", f.kind, msg, msgShape[f.kind])
+	}
+	if !regexp.MustCompile(f.msg).MatchString(msg) {
+		t.Errorf("message %q does not match %q", msg, f.msg)
+	}
+	if m := goish.FindString(msg); m != "" {
+		t.Errorf("message %q names the decoder's internals (%q)", msg, m)
+	}
+}
+
 // TestEveryFileKindOneErrorFormat runs each command on each file kind with
 // each fault.
 func TestEveryFileKindOneErrorFormat(t *testing.T) {
@@ -272,20 +287,7 @@ func TestEveryFileKindOneErrorFormat(t *testing.T) {
 				if len(lines) != 1 {
 					t.Fatalf("stderr is %d lines, want one:\n%s", len(lines), stderr.String())
 				}
-				prefix := k.bin + ": " + file + ":" + strconv.Itoa(lineOf(bad, f.new, f.field)) + ": " + f.field + ": "
-				msg, ok := strings.CutPrefix(lines[0], prefix)
-				if !ok {
-					t.Fatalf("error %q\ndoes not start with %q", lines[0], prefix)
-				}
-				if !msgShape[f.kind].MatchString(msg) {
-					t.Errorf("%s: message %q does not say what is allowed in the shape %s", f.kind, msg, msgShape[f.kind])
-				}
-				if !regexp.MustCompile(f.msg).MatchString(msg) {
-					t.Errorf("message %q does not match %q", msg, f.msg)
-				}
-				if m := goish.FindString(msg); m != "" {
-					t.Errorf("message %q names the decoder's internals (%q)", msg, m)
-				}
+				f.check(t, lines[0], k.bin+": "+file, bad)
 				if strings.Contains(lines[0], "s3cr3t-value") {
 					t.Errorf("the error shows a secret value: %s", lines[0])
 				}
@@ -315,23 +317,10 @@ func TestZuulConfigOneErrorFormat(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			prefix := "zuul.d/jobs.yaml:" + strconv.Itoa(lineOf(bad, f.new, f.field)) + ": " + f.field + ": "
-			msg, ok := strings.CutPrefix(err.Error(), prefix)
-			if !ok {
-				t.Fatalf("error %q\ndoes not start with %q", err, prefix)
-			}
-			if strings.Contains(msg, "\n") {
+			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is more than one line: %q", err)
 			}
-			if !msgShape[f.kind].MatchString(msg) {
-				t.Errorf("%s: message %q does not say what is allowed in the shape %s", f.kind, msg, msgShape[f.kind])
-			}
-			if !regexp.MustCompile(f.msg).MatchString(msg) {
-				t.Errorf("message %q does not match %q", msg, f.msg)
-			}
-			if m := goish.FindString(msg); m != "" {
-				t.Errorf("message %q names the decoder's internals (%q)", msg, m)
-			}
+			f.check(t, err.Error(), "zuul.d/jobs.yaml", bad)
 		})
 	}
 }

@@ -24,7 +24,7 @@ func TestBackupImageRunsOnNode(t *testing.T) {
 	dir := t.TempDir()
 	// The backup binary as the pipeline builds it.
 	backupBin := bin(t, "backup")
-	if _, stderr, err := run(t, dir, bin(t, "build-image"), "--file", filepath.Join(repoRoot(), "examples/images/backup/build.yaml"),
+	if _, stderr, err := run(t, dir, bin(t, "build-image"), "--file", filepath.Join(testenv.RepoRoot(), "examples/images/backup/build.yaml"),
 		"--output", "out", "--source-date-epoch", "1700000000",
 		"--build-arg", "BACKUP_BIN="+backupBin,
 		"--build-arg", "MONGODUMP_BIN="+tools[0], "--build-arg", "MONGORESTORE_BIN="+tools[1]); err != nil {

@@ -43,7 +43,7 @@ func TestDownLeavesNothing(t *testing.T) {
 		}
 		t.Skip("the test node needs root")
 	}
-	script := filepath.Join(repoRoot(), "hack", "testenv.sh")
+	script := filepath.Join(testenv.RepoRoot(), "hack", "testenv.sh")
 	dir := t.TempDir()
 	before := hostState(t)
 	downDone := false

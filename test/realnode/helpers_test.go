@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -29,12 +28,6 @@ import (
 	"github.com/slipwayci/slipway/internal/poll"
 	"github.com/slipwayci/slipway/internal/testenv"
 )
-
-// repoRoot is the checkout this test file is in.
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
 // bin returns the path of a stage binary ("deploy-k8s") built from this
 // checkout as the pipeline builds it.

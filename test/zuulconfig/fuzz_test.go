@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/slipwayci/slipway/internal/testenv"
 )
 
 // FuzzParse feeds arbitrary documents to the parser: it must never panic,
 // and every error it returns must be a configuration error naming the file.
 func FuzzParse(f *testing.F) {
-	root := repoRoot(f)
+	root := testenv.RepoRoot()
 	files, _ := filepath.Glob(filepath.Join(root, "zuul.d", "*.yaml"))
 	for _, p := range files {
 		data, err := os.ReadFile(p)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -15,20 +14,6 @@ import (
 
 	"github.com/slipwayci/slipway/internal/testenv"
 )
-
-// repoRoot is the repository this package lives in.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the repository")
-	}
-	root, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
 
 func loadRepo(t *testing.T, root string) *Config {
 	t.Helper()
@@ -40,7 +25,7 @@ func loadRepo(t *testing.T, root string) *Config {
 }
 
 func TestRepoConfigIsValid(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	cfg := loadRepo(t, root)
 	if err := Validate(root, cfg); err != nil {
 		t.Fatalf("validating zuul.d:\n%v", err)
@@ -54,7 +39,7 @@ func TestRepoConfigIsValid(t *testing.T) {
 // secrets; post on each platform branch runs the five stages, in order,
 // and on any other branch nothing.
 func TestRepoConfigShape(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	cfg := loadRepo(t, root)
 	if len(cfg.Projects) != 1 {
 		t.Fatalf("want one project stanza, got %d", len(cfg.Projects))
@@ -110,7 +95,7 @@ func TestRepoConfigShape(t *testing.T) {
 // TestRepoPostVariantsBindNamespace checks the deploy variant of each
 // platform branch names that branch's own platform.
 func TestRepoPostVariantsBindNamespace(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	cfg := loadRepo(t, root)
 	for _, b := range []string{"demo", "acme"} {
 		jobs, err := Freeze(cfg, cfg.Projects[0], "post", "platform/"+b)
@@ -130,7 +115,7 @@ func TestRepoPostVariantsBindNamespace(t *testing.T) {
 // TestRepoSecretsBinding checks which playbooks see which secrets: only the
 // playbooks of the job that declares them, never the base job's.
 func TestRepoSecretsBinding(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	cfg := loadRepo(t, root)
 	jobs, err := Freeze(cfg, cfg.Projects[0], "post", "platform/demo")
 	if err != nil {
@@ -187,7 +172,7 @@ func TestRepoSecretsBinding(t *testing.T) {
 
 // TestEveryPlaybookIsUsed catches playbooks no job runs (drift).
 func TestEveryPlaybookIsUsed(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	cfg := loadRepo(t, root)
 	used := map[string]bool{}
 	for _, j := range cfg.Jobs {
@@ -250,7 +235,7 @@ func ansibleEnv(root, plugins string) []string {
 
 func TestPlaybooksSyntaxCheck(t *testing.T) {
 	bin := testenv.Tool(t, "ansible-playbook")
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	plugins := pluginDir(t)
 	for _, pb := range playbookFiles(t, root) {
 		t.Run(pb, func(t *testing.T) {
@@ -266,7 +251,7 @@ func TestPlaybooksSyntaxCheck(t *testing.T) {
 
 func TestAnsibleLint(t *testing.T) {
 	bin := testenv.Tool(t, "ansible-lint")
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	cmd := exec.Command(bin, "--offline", "-q", "-p", "playbooks", "roles")
 	cmd.Dir = root
 	cmd.Env = ansibleEnv(root, pluginDir(t))
@@ -277,7 +262,7 @@ func TestAnsibleLint(t *testing.T) {
 
 func TestYamllint(t *testing.T) {
 	bin := testenv.Tool(t, "yamllint")
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	cmd := exec.Command(bin, "--strict", "-f", "parsable", "zuul.d", "playbooks", "roles", ".yamllint", ".ansible-lint")
 	cmd.Dir = root
 	cmd.Env = ansibleEnv(root, pluginDir(t))
@@ -304,7 +289,7 @@ func edit(t *testing.T, dir, file, old, new string) { testenv.Edit(t, dir, file,
 // configuration one way at a time and checks each is reported, with the
 // file and line of the problem.
 func TestBrokenConfigurationsAreCaught(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	tests := []struct {
 		name     string
 		file     string
@@ -378,7 +363,7 @@ func TestBrokenConfigurationsAreCaught(t *testing.T) {
 // playbook error cannot slip past the test above.
 func TestBrokenPlaybookIsCaught(t *testing.T) {
 	bin := testenv.Tool(t, "ansible-playbook")
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	dir := copyTree(t, root)
 	edit(t, dir, "playbooks/deploy-k8s/run.yaml", "  hosts: all\n", "  hosts: all\n  taks: []\n")
 	cmd := exec.Command(bin, "--syntax-check", "-i", "controller,", "playbooks/deploy-k8s/run.yaml")

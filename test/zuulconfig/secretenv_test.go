@@ -4,13 +4,15 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/slipwayci/slipway/internal/testenv"
 )
 
 // TestSecretEnvironmentIsCaught adds secrets to copies of the playbooks,
 // one way at a time: each way that reaches a command line is reported at
 // its line; a non-secret field of a secret, or a secret in a file, is not.
 func TestSecretEnvironmentIsCaught(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot()
 	const verify = "          register: slipway_deploy\n"
 	type change struct{ file, old, new string }
 	tests := []struct {
