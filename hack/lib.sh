@@ -23,12 +23,19 @@ usage() {
   exit 2
 }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on. It is
+# taken below the kernel's ephemeral range: a port from that range can be
+# handed to any outgoing connection between this pick and the server's bind
+# (a full test run connects a lot), and the server then fails to start.
 free_port() {
-  local p ports="${SLIPWAY_PORTS_DIR:-/tmp/slipway-ports}"
+  local p lo=10000 hi ports="${SLIPWAY_PORTS_DIR:-/tmp/slipway-ports}"
+  hi=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || hi=32768
+  if ! [ "${hi:-0}" -gt $((lo + 2000)) ] 2>/dev/null; then
+    hi=32768
+  fi
   mkdir -p "$ports"
   for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( lo + RANDOM % (hi - lo) ))
     if ! ss -Htan "sport = :$p" | grep -q .; then
       # Reserve it for this run so two servers of one run never pick the same port.
       if mkdir "$ports/$p" 2>/dev/null; then
