@@ -3,6 +3,7 @@ package openstackemu
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -113,127 +114,183 @@ func (e *Emulator) serveCatalogAdmin(w http.ResponseWriter, r *http.Request, pat
 		return
 	}
 	kind, id, _ := strings.Cut(path, "/")
-	action := map[string]string{http.MethodPost: "create", http.MethodGet: "list", http.MethodDelete: "delete"}[r.Method]
-	if action == "list" && id != "" {
-		action = "get"
-	}
-	if action == "" || action == "create" && id != "" || action == "delete" && id == "" {
+	action := catalogAction(r.Method, id)
+	if action == "" {
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method "+r.Method+" is not allowed for the requested URL.")
 		return
 	}
 	if !t.user.hasRole("admin") {
-		keystoneError(w, http.StatusForbidden, "Forbidden", "You are not authorized to perform the requested action: identity:"+action+"_"+strings.TrimSuffix(kind, "s")+".")
+		forbidden("You are not authorized to perform the requested action: identity:" + action + "_" + strings.TrimSuffix(kind, "s") + ".").write(w)
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	q := r.URL.Query()
-	match := func(key, v string) bool { return q.Get(key) == "" || q.Get(key) == v }
 	switch kind + " " + action {
 	case "services create":
-		var req struct {
-			Service struct {
-				Type        string `json:"type"`
-				Name        string `json:"name"`
-				Description string `json:"description"`
-				Enabled     *bool  `json:"enabled"`
-			} `json:"service"`
+		e.createService(w, r)
+	case "services list":
+		e.listServices(w, r)
+	case "services get", "services delete":
+		e.serveService(w, r, id, action)
+	case "endpoints create":
+		e.createEndpoint(w, r)
+	case "endpoints list":
+		e.listEndpoints(w, r)
+	case "endpoints get", "endpoints delete":
+		e.serveEndpoint(w, r, id, action)
+	default:
+		notFound("The resource could not be found.").write(w)
+	}
+}
+
+// catalogAction is the policy verb (create, list, get, delete) of a catalog
+// call with method on a collection (id "") or one item; "" for a method the
+// URL does not allow.
+func catalogAction(method, id string) string {
+	switch {
+	case method == http.MethodPost && id == "":
+		return "create"
+	case method == http.MethodGet && id == "":
+		return "list"
+	case method == http.MethodGet:
+		return "get"
+	case method == http.MethodDelete && id != "":
+		return "delete"
+	}
+	return ""
+}
+
+// queryMatches says whether v passes a list's filter ?key=: there is none,
+// or it is v.
+func queryMatches(q url.Values, key, v string) bool {
+	return q.Get(key) == "" || q.Get(key) == v
+}
+
+func (e *Emulator) createService(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Service struct {
+			Type        string `json:"type"`
+			Name        string `json:"name"`
+			Description string `json:"description"`
+			Enabled     *bool  `json:"enabled"`
+		} `json:"service"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Service.Type == "" {
+		badRequest("Invalid input for field 'type': a service needs a type.").write(w)
+		return
+	}
+	s := &service{id: randomHex(16), typ: req.Service.Type, name: req.Service.Name, description: req.Service.Description, enabled: req.Service.Enabled == nil || *req.Service.Enabled}
+	e.services = append(e.services, s)
+	writeJSON(w, http.StatusCreated, map[string]any{"service": s.view(r)})
+}
+
+func (e *Emulator) listServices(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	list := []any{}
+	for _, s := range e.services {
+		if queryMatches(q, "type", s.typ) && queryMatches(q, "name", s.name) {
+			list = append(list, s.view(r))
 		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Service.Type == "" {
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid input for field 'type': a service needs a type.")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"services": list, "links": selfLinks(r)})
+}
+
+// serveService gets or deletes (action) the service id.
+func (e *Emulator) serveService(w http.ResponseWriter, r *http.Request, id, action string) {
+	for i, s := range e.services {
+		if s.id != id {
+			continue
+		}
+		if action == "get" {
+			writeJSON(w, http.StatusOK, map[string]any{"service": s.view(r)})
 			return
 		}
-		s := &service{id: randomHex(16), typ: req.Service.Type, name: req.Service.Name, description: req.Service.Description, enabled: req.Service.Enabled == nil || *req.Service.Enabled}
-		e.services = append(e.services, s)
-		writeJSON(w, http.StatusCreated, map[string]any{"service": s.view(r)})
-	case "services list":
-		list := []any{}
-		for _, s := range e.services {
-			if match("type", s.typ) && match("name", s.name) {
-				list = append(list, s.view(r))
+		e.services = append(e.services[:i], e.services[i+1:]...)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	notFound("Could not find service: " + id + ".").write(w)
+}
+
+// endpointCreate is the body of POST /v3/endpoints.
+type endpointCreate struct {
+	ServiceID string `json:"service_id"`
+	Interface string `json:"interface"`
+	Region    string `json:"region"`
+	RegionID  string `json:"region_id"`
+	URL       string `json:"url"`
+	Enabled   *bool  `json:"enabled"`
+}
+
+// parseEndpointCreate reads and checks an endpoint to create; region_id
+// falls back to the older region.
+func (e *Emulator) parseEndpointCreate(r *http.Request) (endpointCreate, *keystoneFault) {
+	var req struct {
+		Endpoint endpointCreate `json:"endpoint"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		return endpointCreate{}, badRequest("Expecting to find endpoint in request body.")
+	}
+	in := req.Endpoint
+	if in.RegionID == "" {
+		in.RegionID = in.Region
+	}
+	switch {
+	case !contains(interfaces, in.Interface):
+		return in, badRequest("Invalid input for field 'interface': '" + in.Interface + "' is not one of public, internal, admin.")
+	case in.URL == "":
+		return in, badRequest("Invalid input for field 'url': an endpoint needs a URL.")
+	case in.RegionID != "" && e.regions[in.RegionID] == nil:
+		return in, notFound("Could not find region: " + in.RegionID + ".")
+	}
+	return in, nil
+}
+
+func (e *Emulator) createEndpoint(w http.ResponseWriter, r *http.Request) {
+	in, fault := e.parseEndpointCreate(r)
+	if fault != nil {
+		fault.write(w)
+		return
+	}
+	for _, s := range e.services {
+		if s.id == in.ServiceID {
+			ep := &endpoint{id: randomHex(16), iface: in.Interface, region: in.RegionID, url: in.URL, enabled: in.Enabled == nil || *in.Enabled}
+			s.endpoints = append(s.endpoints, ep)
+			writeJSON(w, http.StatusCreated, map[string]any{"endpoint": ep.view(r, s)})
+			return
+		}
+	}
+	notFound("Could not find service: " + in.ServiceID + ".").write(w)
+}
+
+func (e *Emulator) listEndpoints(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	list := []any{}
+	for _, s := range e.services {
+		for _, ep := range s.endpoints {
+			if queryMatches(q, "service_id", s.id) && queryMatches(q, "interface", ep.iface) && queryMatches(q, "region_id", ep.region) {
+				list = append(list, ep.view(r, s))
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"services": list, "links": selfLinks(r)})
-	case "services get", "services delete":
-		for i, s := range e.services {
-			if s.id != id {
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"endpoints": list, "links": selfLinks(r)})
+}
+
+// serveEndpoint gets or deletes (action) the endpoint id.
+func (e *Emulator) serveEndpoint(w http.ResponseWriter, r *http.Request, id, action string) {
+	for _, s := range e.services {
+		for i, ep := range s.endpoints {
+			if ep.id != id {
 				continue
 			}
 			if action == "get" {
-				writeJSON(w, http.StatusOK, map[string]any{"service": s.view(r)})
+				writeJSON(w, http.StatusOK, map[string]any{"endpoint": ep.view(r, s)})
 				return
 			}
-			e.services = append(e.services[:i], e.services[i+1:]...)
+			s.endpoints = append(s.endpoints[:i], s.endpoints[i+1:]...)
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find service: "+id+".")
-	case "endpoints create":
-		var req struct {
-			Endpoint struct {
-				ServiceID string `json:"service_id"`
-				Interface string `json:"interface"`
-				Region    string `json:"region"`
-				RegionID  string `json:"region_id"`
-				URL       string `json:"url"`
-				Enabled   *bool  `json:"enabled"`
-			} `json:"endpoint"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "Expecting to find endpoint in request body.")
-			return
-		}
-		in := req.Endpoint
-		if in.RegionID == "" {
-			in.RegionID = in.Region
-		}
-		switch {
-		case !contains(interfaces, in.Interface):
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid input for field 'interface': '"+in.Interface+"' is not one of public, internal, admin.")
-			return
-		case in.URL == "":
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid input for field 'url': an endpoint needs a URL.")
-			return
-		case in.RegionID != "" && e.regions[in.RegionID] == nil:
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find region: "+in.RegionID+".")
-			return
-		}
-		for _, s := range e.services {
-			if s.id == in.ServiceID {
-				ep := &endpoint{id: randomHex(16), iface: in.Interface, region: in.RegionID, url: in.URL, enabled: in.Enabled == nil || *in.Enabled}
-				s.endpoints = append(s.endpoints, ep)
-				writeJSON(w, http.StatusCreated, map[string]any{"endpoint": ep.view(r, s)})
-				return
-			}
-		}
-		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find service: "+in.ServiceID+".")
-	case "endpoints list":
-		list := []any{}
-		for _, s := range e.services {
-			for _, ep := range s.endpoints {
-				if match("service_id", s.id) && match("interface", ep.iface) && match("region_id", ep.region) {
-					list = append(list, ep.view(r, s))
-				}
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"endpoints": list, "links": selfLinks(r)})
-	case "endpoints get", "endpoints delete":
-		for _, s := range e.services {
-			for i, ep := range s.endpoints {
-				if ep.id != id {
-					continue
-				}
-				if action == "get" {
-					writeJSON(w, http.StatusOK, map[string]any{"endpoint": ep.view(r, s)})
-					return
-				}
-				s.endpoints = append(s.endpoints[:i], s.endpoints[i+1:]...)
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
-		}
-		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find endpoint: "+id+".")
-	default:
-		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
 	}
+	notFound("Could not find endpoint: " + id + ".").write(w)
 }

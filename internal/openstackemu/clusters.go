@@ -210,6 +210,9 @@ func orDefault(p *string, d *string) *string {
 	return d
 }
 
+// createCluster is POST /v1/clusters: it checks the request in Magnum's
+// order, fills in what it leaves out from the cluster template and starts
+// the CREATE.
 func (e *Emulator) createCluster(q *request) *apiError {
 	var req clusterCreate
 	if err := decodeBody(q, &req, "cluster"); err != nil {
@@ -223,14 +226,55 @@ func (e *Emulator) createCluster(q *request) *apiError {
 		err.status = http.StatusBadRequest // ct_not_found_to_bad_request
 		return err
 	}
+	name, err := clusterName(req.Name)
+	if err != nil {
+		return err
+	}
+	nodeCount, masterCount, timeout, err := createCounts(q, req)
+	if err != nil {
+		return err
+	}
+	c := e.newCluster(q, req, ct, name, timeout)
+	if c.keypair == nil {
+		return errorf(http.StatusBadRequest, "Invalid input for field/attribute keypair. Value: 'None'. Mandatory field missing.")
+	}
+	if masterCount > 1 && !c.masterLB {
+		return errorf(http.StatusBadRequest, "master_count must be 1 when master_lb_enabled is False")
+	}
+	if c.labels, err = createLabels(req.Labels, ct, c.mergeLabels); err != nil {
+		return err
+	}
+	worker := e.newNodegroup(c, ct, "worker", nodeCount, c.flavorID)
+	if err := autoscaleBounds(worker, c.labels); err != nil {
+		return err
+	}
+	if err := validateCounts(worker); err != nil {
+		return err
+	}
+	master := e.newNodegroup(c, ct, "master", masterCount, c.masterFlavorID)
+	c.nodegroups = []*nodegroup{master, worker}
+	e.beginCreate(q, c)
+	q.region.clusters = append(q.region.clusters, c)
+	return accepted(q, c)
+}
+
+// clusterName is the requested name of a new cluster, checked, or a
+// generated one.
+func clusterName(requested *string) (string, *apiError) {
 	name := "cluster-" + randomHex(3)
-	if req.Name != nil {
-		name = *req.Name
+	if requested != nil {
+		name = *requested
 	}
 	if !clusterNameRE.MatchString(name) || len(name) > 242 {
-		return errorf(http.StatusBadRequest, "Invalid input for field/attribute name. Value: '%s'. Value should match the pattern ^[a-zA-Z][a-zA-Z0-9_.-]*$", name)
+		return "", errorf(http.StatusBadRequest, "Invalid input for field/attribute name. Value: '%s'. Value should match the pattern ^[a-zA-Z][a-zA-Z0-9_.-]*$", name)
 	}
-	nodeCount, masterCount, timeout := 1, 1, 60
+	return name, nil
+}
+
+// createCounts are a new cluster's node_count, master_count and
+// create_timeout (minutes), checked, with Magnum's defaults.
+func createCounts(q *request, req clusterCreate) (nodeCount, masterCount, timeout int, err *apiError) {
+	nodeCount, masterCount, timeout = 1, 1, 60
 	if req.NodeCount != nil {
 		nodeCount = *req.NodeCount
 	}
@@ -242,14 +286,20 @@ func (e *Emulator) createCluster(q *request) *apiError {
 	}
 	switch {
 	case nodeCount < 0:
-		return errorf(http.StatusBadRequest, "Invalid input for field/attribute node_count. Value: '%d'. Value should be greater or equal to 0", nodeCount)
+		err = errorf(http.StatusBadRequest, "Invalid input for field/attribute node_count. Value: '%d'. Value should be greater or equal to 0", nodeCount)
 	case nodeCount == 0 && q.version.less(microversion{1, 10}):
-		return errorf(http.StatusBadRequest, "Node count should be greater than 0 for this API version.")
+		err = errorf(http.StatusBadRequest, "Node count should be greater than 0 for this API version.")
 	case masterCount < 1:
-		return errorf(http.StatusBadRequest, "Invalid input for field/attribute master_count. Value: '%d'. Value should be greater or equal to 1", masterCount)
+		err = errorf(http.StatusBadRequest, "Invalid input for field/attribute master_count. Value: '%d'. Value should be greater or equal to 1", masterCount)
 	case timeout < 0:
-		return errorf(http.StatusBadRequest, "Invalid input for field/attribute create_timeout. Value: '%d'. Value should be greater or equal to 0", timeout)
+		err = errorf(http.StatusBadRequest, "Invalid input for field/attribute create_timeout. Value: '%d'. Value should be greater or equal to 0", timeout)
 	}
+	return nodeCount, masterCount, timeout, err
+}
+
+// newCluster is the cluster req asks for, each attribute it leaves out taken
+// from the template ct; no labels or nodegroups yet.
+func (e *Emulator) newCluster(q *request, req clusterCreate, ct *clusterTemplate, name string, timeout int) *cluster {
 	c := &cluster{
 		uuid: newUUID(), name: name, projectID: q.projectID(), userID: q.token.user.id, templateID: ct.uuid,
 		stackID: newUUID(), createTimeout: timeout, createdAt: e.opts.Now(),
@@ -272,28 +322,32 @@ func (e *Emulator) createCluster(q *request) *apiError {
 	if req.MergeLabels != nil {
 		c.mergeLabels = *req.MergeLabels
 	}
-	if c.keypair == nil {
-		return errorf(http.StatusBadRequest, "Invalid input for field/attribute keypair. Value: 'None'. Mandatory field missing.")
-	}
-	if masterCount > 1 && !c.masterLB {
-		return errorf(http.StatusBadRequest, "master_count must be 1 when master_lb_enabled is False")
-	}
-	labels, err := labelsValue(req.Labels)
+	return c
+}
+
+// createLabels are a new cluster's labels: the requested ones, else the
+// template's; with merge_labels, the requested ones over the template's.
+func createLabels(requested map[string]any, ct *clusterTemplate, merge bool) (map[string]string, *apiError) {
+	labels, err := labelsValue(requested)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch {
 	case len(labels) == 0:
 		labels = copyLabels(ct.labels())
-	case c.mergeLabels:
+	case merge:
 		merged := copyLabels(ct.labels())
 		for k, v := range labels {
 			merged[k] = v
 		}
 		labels = merged
 	}
-	c.labels = labels
-	worker := e.newNodegroup(c, ct, "worker", nodeCount, c.flavorID)
+	return labels, nil
+}
+
+// autoscaleBounds sets the default worker nodegroup's min_node_count and
+// max_node_count from the cluster's labels of those names.
+func autoscaleBounds(worker *nodegroup, labels map[string]string) *apiError {
 	if v, ok := labels["min_node_count"]; ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -308,12 +362,14 @@ func (e *Emulator) createCluster(q *request) *apiError {
 		}
 		worker.maxNodeCount = &n
 	}
-	if err := validateCounts(worker); err != nil {
-		return err
-	}
-	master := e.newNodegroup(c, ct, "master", masterCount, c.masterFlavorID)
-	c.nodegroups = []*nodegroup{master, worker}
-	kubeTag := labels["kube_tag"]
+	return nil
+}
+
+// beginCreate starts the CREATE of c; once done, c has its api_address (the
+// region's site's, else one on the emulated private network) and, from the
+// kube_tag label, its coe_version.
+func (e *Emulator) beginCreate(q *request, c *cluster) {
+	kubeTag := c.labels["kube_tag"]
 	apiAddress := e.site(q.region.name).APIAddress
 	if apiAddress == "" {
 		apiAddress = fmt.Sprintf("https://172.24.4.%d:6443", 10+len(q.region.clusters)%200)
@@ -324,8 +380,6 @@ func (e *Emulator) createCluster(q *request) *apiError {
 			c.coeVersion = &kubeTag
 		}
 	})
-	q.region.clusters = append(q.region.clusters, c)
-	return accepted(q, c)
 }
 
 func copyLabels(in map[string]string) map[string]string {

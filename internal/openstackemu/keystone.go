@@ -62,6 +62,27 @@ func keystoneError(w http.ResponseWriter, code int, title, msg string) {
 	writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "title": title, "message": msg}})
 }
 
+// keystoneFault is a Keystone error response that a step of a handler
+// returns for the handler to write.
+type keystoneFault struct {
+	code       int
+	title, msg string
+}
+
+func badRequest(msg string) *keystoneFault {
+	return &keystoneFault{code: http.StatusBadRequest, title: "Bad Request", msg: msg}
+}
+
+func forbidden(msg string) *keystoneFault {
+	return &keystoneFault{code: http.StatusForbidden, title: "Forbidden", msg: msg}
+}
+
+func notFound(msg string) *keystoneFault {
+	return &keystoneFault{code: http.StatusNotFound, title: "Not Found", msg: msg}
+}
+
+func (f *keystoneFault) write(w http.ResponseWriter) { keystoneError(w, f.code, f.title, f.msg) }
+
 func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Keystone uri="/identity"`)
 	keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")

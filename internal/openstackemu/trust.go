@@ -56,97 +56,115 @@ func (e *Emulator) serveTrusts(w http.ResponseWriter, r *http.Request, id string
 		unauthorized(w)
 		return
 	}
-	forbidden := func(msg string) { keystoneError(w, http.StatusForbidden, "Forbidden", msg) }
 	switch {
 	case r.Method == http.MethodPost && id == "":
-		var req struct {
-			Trust struct {
-				TrustorUserID string  `json:"trustor_user_id"`
-				TrusteeUserID string  `json:"trustee_user_id"`
-				ProjectID     string  `json:"project_id"`
-				Impersonation *bool   `json:"impersonation"`
-				ExpiresAt     *string `json:"expires_at"`
-				Roles         []struct {
-					ID   string `json:"id"`
-					Name string `json:"name"`
-				} `json:"roles"`
-			} `json:"trust"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Trust.Impersonation == nil || req.Trust.TrusteeUserID == "" {
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "A trust needs trustor_user_id, trustee_user_id and impersonation.")
-			return
-		}
-		in := req.Trust
-		if t.trust != nil || in.TrustorUserID != t.user.id {
-			forbidden("Only the trustor may create a trust, with a token that is not trust-scoped.")
-			return
-		}
-		if in.ProjectID != t.user.projectID {
-			forbidden("The trustor has no roles on project " + in.ProjectID + ".")
-			return
-		}
-		tr := &trust{id: randomHex(16), trustor: t.user, impersonation: *in.Impersonation}
-		for _, ref := range in.Roles {
-			name := ref.Name
-			for _, have := range t.user.Roles {
-				if ref.ID == projectID("role:"+have) {
-					name = have
-				}
-			}
-			if !t.user.hasRole(name) {
-				forbidden("The trustor does not have role " + ref.Name + ref.ID + " on the project.")
-				return
-			}
-			tr.roles = append(tr.roles, name)
-		}
-		if len(tr.roles) == 0 {
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "At least one role should be specified.")
-			return
-		}
-		if in.ExpiresAt != nil {
-			exp, err := time.Parse(time.RFC3339, *in.ExpiresAt)
-			if err != nil {
-				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid input for field 'expires_at'.")
-				return
-			}
-			tr.expires = exp
-		}
-		e.mu.Lock()
-		for _, u := range e.users {
-			if u.id == in.TrusteeUserID {
-				tr.trustee = u
-			}
-		}
-		if tr.trustee != nil {
-			e.trusts[tr.id] = tr
-		}
-		e.mu.Unlock()
-		if tr.trustee == nil {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find user: "+in.TrusteeUserID+".")
-			return
-		}
-		writeJSON(w, http.StatusCreated, map[string]any{"trust": tr.view(r)})
+		e.createTrust(w, r, t)
 	case (r.Method == http.MethodGet || r.Method == http.MethodDelete) && id != "":
-		e.mu.Lock()
-		tr := e.trusts[id]
-		e.mu.Unlock()
-		if tr == nil {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find trust: "+id+".")
-			return
-		}
-		if t.user != tr.trustor && (r.Method == http.MethodDelete || t.user != tr.trustee) {
-			forbidden("You are not authorized to perform the requested action: identity:" + map[string]string{http.MethodGet: "get", http.MethodDelete: "delete"}[r.Method] + "_trust.")
-			return
-		}
-		if r.Method == http.MethodGet {
-			writeJSON(w, http.StatusOK, map[string]any{"trust": tr.view(r)})
-			return
-		}
-		e.mu.Lock()
-		delete(e.trusts, id)
-		e.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
+		e.serveTrust(w, r, t, id)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method "+r.Method+" is not allowed for the requested URL.")
 	}
+}
+
+// trustCreate is the body of POST /v3/OS-TRUST/trusts.
+type trustCreate struct {
+	TrustorUserID string  `json:"trustor_user_id"`
+	TrusteeUserID string  `json:"trustee_user_id"`
+	ProjectID     string  `json:"project_id"`
+	Impersonation *bool   `json:"impersonation"`
+	ExpiresAt     *string `json:"expires_at"`
+	Roles         []struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"roles"`
+}
+
+func (e *Emulator) createTrust(w http.ResponseWriter, r *http.Request, t *token) {
+	var req struct {
+		Trust trustCreate `json:"trust"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Trust.Impersonation == nil || req.Trust.TrusteeUserID == "" {
+		badRequest("A trust needs trustor_user_id, trustee_user_id and impersonation.").write(w)
+		return
+	}
+	tr, fault := newTrust(t, req.Trust)
+	if fault != nil {
+		fault.write(w)
+		return
+	}
+	e.mu.Lock()
+	for _, u := range e.users {
+		if u.id == req.Trust.TrusteeUserID {
+			tr.trustee = u
+		}
+	}
+	if tr.trustee != nil {
+		e.trusts[tr.id] = tr
+	}
+	e.mu.Unlock()
+	if tr.trustee == nil {
+		notFound("Could not find user: " + req.Trust.TrusteeUserID + ".").write(w)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"trust": tr.view(r)})
+}
+
+// newTrust checks that the caller's token t may grant the trust in (its
+// trustor, in its project, with roles it has) and returns the trust,
+// without its trustee.
+func newTrust(t *token, in trustCreate) (*trust, *keystoneFault) {
+	if t.trust != nil || in.TrustorUserID != t.user.id {
+		return nil, forbidden("Only the trustor may create a trust, with a token that is not trust-scoped.")
+	}
+	if in.ProjectID != t.user.projectID {
+		return nil, forbidden("The trustor has no roles on project " + in.ProjectID + ".")
+	}
+	tr := &trust{id: randomHex(16), trustor: t.user, impersonation: *in.Impersonation}
+	for _, ref := range in.Roles {
+		name := ref.Name
+		for _, have := range t.user.Roles {
+			if ref.ID == projectID("role:"+have) {
+				name = have
+			}
+		}
+		if !t.user.hasRole(name) {
+			return nil, forbidden("The trustor does not have role " + ref.Name + ref.ID + " on the project.")
+		}
+		tr.roles = append(tr.roles, name)
+	}
+	if len(tr.roles) == 0 {
+		return nil, badRequest("At least one role should be specified.")
+	}
+	if in.ExpiresAt != nil {
+		exp, err := time.Parse(time.RFC3339, *in.ExpiresAt)
+		if err != nil {
+			return nil, badRequest("Invalid input for field 'expires_at'.")
+		}
+		tr.expires = exp
+	}
+	return tr, nil
+}
+
+// serveTrust gets (trustor or trustee) or deletes (trustor) the trust id
+// for the caller's token t.
+func (e *Emulator) serveTrust(w http.ResponseWriter, r *http.Request, t *token, id string) {
+	e.mu.Lock()
+	tr := e.trusts[id]
+	e.mu.Unlock()
+	if tr == nil {
+		notFound("Could not find trust: " + id + ".").write(w)
+		return
+	}
+	if t.user != tr.trustor && (r.Method == http.MethodDelete || t.user != tr.trustee) {
+		forbidden("You are not authorized to perform the requested action: identity:" + map[string]string{http.MethodGet: "get", http.MethodDelete: "delete"}[r.Method] + "_trust.").write(w)
+		return
+	}
+	if r.Method == http.MethodGet {
+		writeJSON(w, http.StatusOK, map[string]any{"trust": tr.view(r)})
+		return
+	}
+	e.mu.Lock()
+	delete(e.trusts, id)
+	e.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
 }
