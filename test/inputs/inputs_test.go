@@ -206,15 +206,10 @@ func write(t *testing.T, path, content string, mode os.FileMode) {
 	}
 }
 
-var (
-	layoutOnce sync.Once
-	layoutDir  string
-)
-
-// layout is one small OCI layout, shared by the push cases.
+// layout is a small OCI layout of the case's own (a shared one would live
+// in the first case's temporary directory, removed when it ends).
 func layout(t *testing.T) string {
-	layoutOnce.Do(func() { layoutDir = pushtest.WriteLayout(t, pushtest.RandomImage(t, 1, 512)) })
-	return layoutDir
+	return pushtest.WriteLayout(t, pushtest.RandomImage(t, 1, 512))
 }
 
 // lineOf is the 1-based line in s of the key field (a.b[0].key) within the
